@@ -1,0 +1,333 @@
+//! What a range's log carries and what applying it returns.
+
+use serde::{Deserialize, Serialize};
+use shoal_storage::{DataBatch, Engine, KeySpan, Versioned};
+
+/// A replicated command: applied atomically, at one log index, on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Writes applied together (`Put`, `Delete`, `DeleteRange`, `Batch`).
+    Write(Vec<WriteOp>),
+    /// Compares, then the success or the failure branch.
+    Txn {
+        compares: Vec<Compare>,
+        success: Vec<TxnOp>,
+        failure: Vec<TxnOp>,
+    },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Write(ops) => write!(f, "write({} ops)", ops.len()),
+            Command::Txn {
+                compares,
+                success,
+                failure,
+            } => write!(
+                f,
+                "txn({} compares, {} success ops, {} failure ops)",
+                compares.len(),
+                success.len(),
+                failure.len()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "applied at {} ({} results)", self.index, self.results.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+    /// `[start, end)`; an empty `end` is the end of the key space.
+    DeleteRange { start: Vec<u8>, end: Vec<u8> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    Write(WriteOp),
+    Get { key: Vec<u8> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    Value(Vec<u8>),
+    /// A missing key has version 0.
+    Version(u64),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    Equal,
+    NotEqual,
+    Greater,
+    Less,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: Vec<u8>,
+    pub op: CompareOp,
+    pub target: CompareTarget,
+}
+
+/// The result of one op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// A put: the version it wrote.
+    Put(u64),
+    /// A delete or delete-range: keys deleted.
+    Deleted(u64),
+    Get(Option<(Vec<u8>, u64)>),
+}
+
+/// What applying a command returns to its proposer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// Log index the command was applied at.
+    pub index: u64,
+    /// For a transaction: whether every compare held.
+    pub succeeded: bool,
+    pub results: Vec<OpResult>,
+}
+
+impl Compare {
+    /// Whether the compare holds against the key's current state.
+    pub fn holds(&self, current: Option<&Versioned>) -> bool {
+        use std::cmp::Ordering;
+        let ord = match &self.target {
+            CompareTarget::Value(v) => match current {
+                // A compare on the value of a missing key never holds (as in etcd).
+                None => return false,
+                Some(c) => c.value.as_slice().cmp(v.as_slice()),
+            },
+            CompareTarget::Version(v) => current.map_or(0, |c| c.version).cmp(v),
+            CompareTarget::Exists(e) => current.is_some().cmp(e),
+        };
+        match self.op {
+            CompareOp::Equal => ord == Ordering::Equal,
+            CompareOp::NotEqual => ord != Ordering::Equal,
+            CompareOp::Greater => ord == Ordering::Greater,
+            CompareOp::Less => ord == Ordering::Less,
+        }
+    }
+}
+
+/// Applies `cmd` at log `index` into `batch`, reading current state from `engine`.
+///
+/// Reads see the store as of the previous entry: the caller commits each entry's
+/// batch before applying the next. Within one command, a later op sees the earlier
+/// ops' writes through `overlay`, so a batch `put k; get k` reads its own write.
+pub fn apply(
+    engine: &Engine,
+    batch: &mut DataBatch,
+    index: u64,
+    cmd: &Command,
+) -> shoal_storage::Result<CommandResponse> {
+    let mut ov = Overlay::default();
+    let mut resp = CommandResponse {
+        index,
+        succeeded: true,
+        results: Vec::new(),
+    };
+    match cmd {
+        Command::Write(ops) => {
+            for op in ops {
+                let r = ov.write(engine, batch, index, op)?;
+                resp.results.push(r);
+            }
+        }
+        Command::Txn {
+            compares,
+            success,
+            failure,
+        } => {
+            let mut ok = true;
+            for c in compares {
+                if !c.holds(engine.get(&c.key)?.as_ref()) {
+                    ok = false;
+                    break;
+                }
+            }
+            resp.succeeded = ok;
+            for op in if ok { success } else { failure } {
+                let r = match op {
+                    TxnOp::Write(w) => ov.write(engine, batch, index, w)?,
+                    TxnOp::Get { key } => OpResult::Get(ov.get(engine, key)?.map(|v| (v.value, v.version))),
+                };
+                resp.results.push(r);
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// Writes of the command being applied, visible to its later ops.
+#[derive(Default)]
+struct Overlay {
+    /// key -> Some(value) for a put, None for a delete; in order of application.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Spans deleted by a delete-range, each with the number of writes before it.
+    cleared: Vec<(KeySpan, usize)>,
+}
+
+fn in_span(span: &KeySpan, key: &[u8]) -> bool {
+    key >= span.start.as_slice() && (span.end.is_empty() || key < span.end.as_slice())
+}
+
+impl Overlay {
+    fn get(&self, engine: &Engine, key: &[u8]) -> shoal_storage::Result<Option<Versioned>> {
+        // The latest of: a write to this key, or a delete-range covering it.
+        let last_write = self.writes.iter().rposition(|(k, _)| k == key);
+        let last_clear = self.cleared.iter().rev().find(|(s, _)| in_span(s, key)).map(|(_, at)| *at);
+        match (last_write, last_clear) {
+            (Some(w), c) if c.is_none_or(|at| w >= at) => Ok(self.writes[w].1.clone().map(|value| Versioned {
+                key: key.to_vec(),
+                value,
+                version: 0,
+            })),
+            (_, Some(_)) => Ok(None),
+            _ => engine.get(key),
+        }
+    }
+
+    fn write(
+        &mut self,
+        engine: &Engine,
+        batch: &mut DataBatch,
+        index: u64,
+        op: &WriteOp,
+    ) -> shoal_storage::Result<OpResult> {
+        Ok(match op {
+            WriteOp::Put { key, value } => {
+                batch.put(engine, key, index, value);
+                self.writes.push((key.clone(), Some(value.clone())));
+                OpResult::Put(index)
+            }
+            WriteOp::Delete { key } => {
+                let existed = self.get(engine, key)?.is_some();
+                batch.delete(engine, key);
+                self.writes.push((key.clone(), None));
+                OpResult::Deleted(existed as u64)
+            }
+            WriteOp::DeleteRange { start, end } => {
+                let span = KeySpan {
+                    start: start.clone(),
+                    end: end.clone(),
+                };
+                let mut n = 0u64;
+                for k in engine.keys_in(&span)? {
+                    if self.get(engine, &k)?.is_some() {
+                        n += 1;
+                    }
+                }
+                // Keys this command put into the span, not yet in the store.
+                let mut added: Vec<&Vec<u8>> = self
+                    .writes
+                    .iter()
+                    .filter(|(k, _)| in_span(&span, k))
+                    .map(|(k, _)| k)
+                    .collect();
+                added.sort();
+                added.dedup();
+                for k in added {
+                    if engine.get(k)?.is_none() && self.get(engine, k)?.is_some() {
+                        n += 1;
+                    }
+                }
+                batch.delete_span(engine, &span);
+                self.cleared.push((span, self.writes.len()));
+                OpResult::Deleted(n)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_storage::EngineOptions;
+
+    fn run(engine: &Engine, index: u64, cmd: Command) -> CommandResponse {
+        let mut b = engine.batch(1);
+        let r = apply(engine, &mut b, index, &cmd).unwrap();
+        engine.commit(b).unwrap();
+        r
+    }
+
+    fn put(k: &str, v: &str) -> WriteOp {
+        WriteOp::Put {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn txn_compares_version_value_and_existence() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        run(&e, 3, Command::Write(vec![put("a", "1")]));
+        let cas = |ver: u64| Command::Txn {
+            compares: vec![Compare {
+                key: b"a".to_vec(),
+                op: CompareOp::Equal,
+                target: CompareTarget::Version(ver),
+            }],
+            success: vec![TxnOp::Write(put("a", "2"))],
+            failure: vec![TxnOp::Get { key: b"a".to_vec() }],
+        };
+        let r = run(&e, 4, cas(2));
+        assert!(!r.succeeded);
+        assert_eq!(r.results, vec![OpResult::Get(Some((b"1".to_vec(), 3)))]);
+        let r = run(&e, 5, cas(3));
+        assert!(r.succeeded);
+        assert_eq!(r.results, vec![OpResult::Put(5)]);
+        let missing = Compare {
+            key: b"zz".to_vec(),
+            op: CompareOp::Equal,
+            target: CompareTarget::Exists(false),
+        };
+        assert!(missing.holds(None));
+        let val = Compare {
+            key: b"a".to_vec(),
+            op: CompareOp::Greater,
+            target: CompareTarget::Value(b"1".to_vec()),
+        };
+        assert!(val.holds(e.get(b"a").unwrap().as_ref()));
+        assert!(!val.holds(None));
+    }
+
+    #[test]
+    fn ops_in_one_command_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        run(&e, 1, Command::Write(vec![put("a", "1"), put("b", "1")]));
+        let r = run(
+            &e,
+            2,
+            Command::Write(vec![
+                put("c", "1"),
+                WriteOp::DeleteRange {
+                    start: b"a".to_vec(),
+                    end: b"c\0".to_vec(),
+                },
+                put("b", "2"),
+                WriteOp::Delete { key: b"a".to_vec() },
+            ]),
+        );
+        assert_eq!(
+            r.results,
+            vec![OpResult::Put(2), OpResult::Deleted(3), OpResult::Put(2), OpResult::Deleted(0)]
+        );
+        assert_eq!(e.get(b"a").unwrap(), None);
+        assert_eq!(e.get(b"b").unwrap().map(|v| v.value), Some(b"2".to_vec()));
+        assert_eq!(e.get(b"c").unwrap(), None);
+    }
+}

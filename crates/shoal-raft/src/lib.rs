@@ -1,0 +1,40 @@
+//! shoal's replication layer: every range is one openraft group.
+//!
+//! - [`types`]: the openraft type configuration and aliases.
+//! - [`command`]: what a range's log carries ([`Command`]) and what applying it
+//!   returns ([`CommandResponse`]); the data-level meaning of each op.
+//! - [`log_store`]: [`LogStore`], a range's log and vote in the node's store; an
+//!   append is reported flushed only after its one synced write batch.
+//! - [`state_machine`]: [`StateMachine`], which applies commands (data and applied
+//!   index in one batch) and builds / installs snapshots as checksummed files.
+//! - [`network`]: the client side of the peer transport: one gRPC channel per peer
+//!   node shared by every range, `range_id` on every message, snapshots streamed in
+//!   chunks.
+//! - [`service`]: the server side: the `Raft` gRPC service, dispatching by `range_id`
+//!   through the [`Router`].
+//! - [`replica`]: [`Replica`], one range's Raft instance with its stores, and its
+//!   configuration.
+//!
+//! Flow: the node's KV service proposes a [`Command`] to a [`Replica`]; openraft
+//! appends it through [`LogStore`], replicates it via [`network`], and once committed
+//! applies it in [`StateMachine`], whose response goes back to the proposer.
+
+pub mod codec;
+pub mod command;
+pub mod log_store;
+pub mod network;
+pub mod replica;
+pub mod service;
+pub mod state_machine;
+pub mod types;
+
+pub use command::{Command, CommandResponse, Compare, CompareOp, CompareTarget, OpResult, TxnOp, WriteOp};
+pub use log_store::LogStore;
+pub use network::{NetworkFactory, PeerPool};
+pub use replica::{RaftOptions, Replica, Router};
+pub use service::{NodeHooks, RaftService};
+pub use state_machine::{SnapshotFile, StateMachine};
+pub use types::*;
+
+/// The first range: until ranges split, it covers the whole key space.
+pub const FIRST_RANGE_ID: u64 = 1;

@@ -1,0 +1,147 @@
+//! Server side of the peer transport: the `Raft` gRPC service.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use shoal_proto::error::{codes, status};
+use shoal_proto::v1::raft_server;
+use shoal_proto::v1::{
+    BootstrapRequest, BootstrapResponse, HelloRequest, HelloResponse, RaftMessage, SnapshotChunk,
+};
+use tokio::io::AsyncWriteExt;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::codec::{decode, encode};
+use crate::replica::{Replica, Router};
+use crate::state_machine::SnapshotFile;
+use crate::types::*;
+
+/// Node-level calls of the peer service, answered by the node that owns the router.
+#[tonic::async_trait]
+pub trait NodeHooks: Send + Sync + 'static {
+    async fn hello(&self) -> HelloResponse;
+    async fn bootstrap(&self, req: BootstrapRequest) -> Result<(), Status>;
+}
+
+/// The `Raft` gRPC service.
+pub struct RaftService<H> {
+    router: Arc<Router>,
+    hooks: Arc<H>,
+}
+
+impl<H> RaftService<H> {
+    pub fn new(router: Arc<Router>, hooks: Arc<H>) -> Self {
+        Self { router, hooks }
+    }
+
+    fn replica(&self, range_id: u64) -> Result<Arc<Replica>, Status> {
+        self.router.get(range_id).ok_or_else(|| {
+            status(
+                Code::NotFound,
+                codes::RANGE_NOT_FOUND,
+                format!("range {range_id} has no replica on this node"),
+                None,
+            )
+        })
+    }
+}
+
+fn bad_payload(e: std::io::Error) -> Status {
+    status(Code::InvalidArgument, codes::INVALID_ARGUMENT, format!("undecodable raft message: {e}"), None)
+}
+
+fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftMessage { range_id, payload }))
+}
+
+fn raft_failed(e: impl std::fmt::Display) -> Status {
+    status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None)
+}
+
+#[tonic::async_trait]
+impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.replica(m.range_id)?;
+        let rpc: AppendEntriesRequest = decode(&m.payload).map_err(bad_payload)?;
+        let resp = r.raft.append_entries(rpc).await.map_err(raft_failed)?;
+        reply(m.range_id, &resp)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.replica(m.range_id)?;
+        let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
+        let resp = r.raft.vote(rpc).await.map_err(raft_failed)?;
+        reply(m.range_id, &resp)
+    }
+
+    async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.replica(m.range_id)?;
+        let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
+        let resp = r.raft.pre_vote(rpc).await.map_err(raft_failed)?;
+        reply(m.range_id, &resp)
+    }
+
+    async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.replica(m.range_id)?;
+        let rpc: TransferLeaderRequest = decode(&m.payload).map_err(bad_payload)?;
+        let resp = r.raft.handle_transfer_leader(rpc).await.map_err(raft_failed)?;
+        reply(m.range_id, &resp)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let range_id = first.range_id;
+        let r = self.replica(range_id)?;
+        let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header).map_err(bad_payload)?;
+        let path = r.state_machine.incoming_path();
+        let io = |e: std::io::Error| Status::internal(format!("receiving snapshot: {e}"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let mut received = first.data.len() as u64;
+        file.write_all(&first.data).await.map_err(io)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&path).await;
+                    return Err(e);
+                }
+            };
+            received += chunk.data.len() as u64;
+            file.write_all(&chunk.data).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        tracing::info!(range_id, bytes = received, "snapshot received");
+        let snapshot = Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        };
+        let resp = r
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(raft_failed)?;
+        reply(range_id, &resp)
+    }
+
+    async fn hello(&self, _req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        Ok(Response::new(self.hooks.hello().await))
+    }
+
+    async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
+        self.hooks.bootstrap(req.into_inner()).await?;
+        Ok(Response::new(BootstrapResponse {}))
+    }
+}

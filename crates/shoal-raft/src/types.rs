@@ -1,0 +1,38 @@
+//! openraft type configuration.
+
+use crate::command::{Command, CommandResponse};
+use crate::state_machine::SnapshotFile;
+
+pub type NodeId = u64;
+/// A node as the membership records it: its advertised address.
+pub use openraft::BasicNode as Node;
+
+openraft::declare_raft_types!(
+    /// shoal's Raft types: node ids are `u64`, nodes carry their advertised address.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = Node,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, crate::StateMachine>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = <TypeConfig as openraft::RaftTypeConfig>::Vote;
+pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
+pub type LinearizableReadError = openraft::errors::LinearizableReadError<TypeConfig>;
+pub type RaftError<E = openraft::errors::Infallible> = openraft::errors::RaftError<TypeConfig, E>;
+pub type RPCError = openraft::errors::RPCError<TypeConfig>;
+pub type StreamingError = openraft::errors::StreamingError<TypeConfig>;
+pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;
+pub type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
+pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
+pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;
+pub type TransferLeaderRequest = openraft::raft::TransferLeaderRequest<TypeConfig>;
+pub type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;

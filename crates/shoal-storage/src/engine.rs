@@ -1,0 +1,457 @@
+//! [`Engine`]: the node's RocksDB store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::keys;
+use crate::{Result, StorageError};
+
+/// Tuning of the store.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Size of each memtable of the data column family, in bytes.
+    pub data_write_buffer: usize,
+    /// Size of each memtable of the log column family, in bytes.
+    pub log_write_buffer: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            data_write_buffer: 64 << 20,
+            log_write_buffer: 32 << 20,
+        }
+    }
+}
+
+/// Per-range Raft state values kept in the `raft_state` column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StateKey {
+    Vote = 1,
+    Committed = 2,
+    LastPurged = 3,
+    /// Last applied log id and membership: written in the same batch as the data.
+    Applied = 4,
+    /// The current snapshot's metadata.
+    SnapshotMeta = 5,
+    /// Set while a snapshot is being installed, cleared when done.
+    Installing = 6,
+}
+
+/// A user key's value and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+/// A span of user keys `[start, end)`; an empty `end` is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeySpan {
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+impl KeySpan {
+    /// The whole user key space.
+    pub fn all() -> Self {
+        Self::default()
+    }
+}
+
+/// The node's store. Cheap to clone: all clones share one RocksDB instance.
+#[derive(Clone)]
+pub struct Engine {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("path", &self.db.path()).finish()
+    }
+}
+
+fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+impl Engine {
+    /// Opens (creating if missing) the store at `path`.
+    pub fn open(path: &Path, opts: &EngineOptions) -> Result<Self> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+        let mut log_opts = Options::default();
+        log_opts.set_write_buffer_size(opts.log_write_buffer);
+        let mut data_opts = Options::default();
+        data_opts.set_write_buffer_size(opts.data_write_buffer);
+        data_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(keys::CF_RAFT_LOG, log_opts),
+            ColumnFamilyDescriptor::new(keys::CF_RAFT_STATE, Options::default()),
+            ColumnFamilyDescriptor::new(keys::CF_DATA, data_opts),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
+        // Every column family in `keys::COLUMN_FAMILIES` is created by `open`.
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} is opened with the store"))
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    // ---- store identity -------------------------------------------------------
+
+    /// The encoded store identity, if this store belongs to a cluster.
+    pub fn ident(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(keys::store_ident_key())?)
+    }
+
+    /// Records the store identity durably.
+    pub fn set_ident(&self, ident: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put(keys::store_ident_key(), ident);
+        self.db.write_opt(b, &synced())?;
+        Ok(())
+    }
+
+    // ---- Raft log ---------------------------------------------------------------
+
+    /// Appends entries `(index, bytes)` of a range in one write batch, synced to disk
+    /// before it returns.
+    pub fn log_append<'a>(
+        &self,
+        range_id: u64,
+        entries: impl IntoIterator<Item = (u64, &'a [u8])>,
+    ) -> Result<()> {
+        let cf = self.cf(keys::CF_RAFT_LOG);
+        let mut b = WriteBatch::default();
+        for (index, bytes) in entries {
+            b.put_cf(cf, keys::log_key(range_id, index), bytes);
+        }
+        self.db.write_opt(b, &synced())?;
+        Ok(())
+    }
+
+    /// Log entries of a range with index in `[start, end)`, in order.
+    pub fn log_entries(&self, range_id: u64, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let cf = self.cf(keys::CF_RAFT_LOG);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::log_key(range_id, end).to_vec());
+        let from = keys::log_key(range_id, start);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&from, Direction::Forward))
+        {
+            let (k, v) = item?;
+            match keys::parse_log_key(range_id, &k) {
+                Some(i) => out.push((i, v.into_vec())),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last log entry of a range.
+    pub fn log_last(&self, range_id: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let cf = self.cf(keys::CF_RAFT_LOG);
+        let from = keys::log_key(range_id, u64::MAX);
+        let mut it = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&from, Direction::Reverse));
+        match it.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(keys::parse_log_key(range_id, &k).map(|i| (i, v.into_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the log entries of a range with index `>= from`.
+    pub fn log_truncate(&self, range_id: u64, from: u64) -> Result<()> {
+        let cf = self.cf(keys::CF_RAFT_LOG);
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(cf, keys::log_key(range_id, from), keys::log_key(range_id, u64::MAX));
+        b.delete_cf(cf, keys::log_key(range_id, u64::MAX));
+        self.db.write_opt(b, &synced())?;
+        Ok(())
+    }
+
+    /// Records `purged` under [`StateKey::LastPurged`], then deletes the log entries of a
+    /// range with index `<= upto`, in one batch.
+    pub fn log_purge(&self, range_id: u64, upto: u64, purged: &[u8]) -> Result<()> {
+        let cf = self.cf(keys::CF_RAFT_LOG);
+        let mut b = WriteBatch::default();
+        b.put_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, StateKey::LastPurged as u8),
+            purged,
+        );
+        b.delete_range_cf(cf, keys::log_key(range_id, 0), keys::log_key(range_id, upto.saturating_add(1)));
+        self.db.write(b)?;
+        Ok(())
+    }
+
+    // ---- Raft state -------------------------------------------------------------
+
+    pub fn state_get(&self, range_id: u64, key: StateKey) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(keys::CF_RAFT_STATE), keys::state_key(range_id, key as u8))?)
+    }
+
+    /// Writes a state value; `sync` makes it durable before returning.
+    pub fn state_put(&self, range_id: u64, key: StateKey, value: &[u8], sync: bool) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, key as u8),
+            value,
+        );
+        if sync {
+            self.db.write_opt(b, &synced())?;
+        } else {
+            self.db.write(b)?;
+        }
+        Ok(())
+    }
+
+    pub fn state_delete(&self, range_id: u64, key: StateKey, sync: bool) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.delete_cf(self.cf(keys::CF_RAFT_STATE), keys::state_key(range_id, key as u8));
+        if sync {
+            self.db.write_opt(b, &synced())?;
+        } else {
+            self.db.write(b)?;
+        }
+        Ok(())
+    }
+
+    // ---- data ---------------------------------------------------------------------
+
+    /// The value and version of a user key.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
+        let Some(stored) = self.db.get_pinned_cf(self.cf(keys::CF_DATA), keys::user_key(key))? else {
+            return Ok(None);
+        };
+        let (version, value) = decode(&stored)?;
+        Ok(Some(Versioned {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            version,
+        }))
+    }
+
+    /// Up to `limit` pairs of `span` in key order, and whether more remain.
+    pub fn scan(&self, span: &KeySpan, limit: usize) -> Result<(Vec<Versioned>, bool)> {
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(hi);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            self.cf(keys::CF_DATA),
+            ro,
+            IteratorMode::From(&lo, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            let Some(user) = keys::parse_user_key(&k) else { break };
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let (version, value) = decode(&v)?;
+            out.push(Versioned {
+                key: user.to_vec(),
+                value: value.to_vec(),
+                version,
+            });
+        }
+        Ok((out, false))
+    }
+
+    /// The user keys of `span`, in order.
+    pub fn keys_in(&self, span: &KeySpan) -> Result<Vec<Vec<u8>>> {
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(hi);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            self.cf(keys::CF_DATA),
+            ro,
+            IteratorMode::From(&lo, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            match keys::parse_user_key(&k) {
+                Some(user) => out.push(user.to_vec()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// A new batch of data writes for a range.
+    pub fn batch(&self, range_id: u64) -> DataBatch {
+        DataBatch {
+            range_id,
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Applies a batch atomically. Not synced: the Raft log is the durable record, and
+    /// the store's write-ahead log keeps batches in order, so a crash loses a suffix of
+    /// applied batches (data and applied state together) that Raft applies again.
+    pub fn commit(&self, batch: DataBatch) -> Result<()> {
+        self.db.write(batch.batch)?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable: WAL synced and memtables flushed.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        let cfs: Vec<&ColumnFamily> = keys::COLUMN_FAMILIES.iter().map(|n| self.cf(n)).collect();
+        self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
+        Ok(())
+    }
+
+    /// Approximate bytes on disk of the data column family.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(keys::CF_DATA), "rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+pub(crate) fn decode(stored: &[u8]) -> Result<(u64, &[u8])> {
+    keys::decode_value(stored).ok_or_else(|| StorageError::Corrupt {
+        what: "stored value",
+        detail: format!("{} bytes, shorter than its version", stored.len()),
+    })
+}
+
+/// Data writes and Raft state of one range, applied atomically by [`Engine::commit`].
+pub struct DataBatch {
+    range_id: u64,
+    pub(crate) batch: WriteBatch,
+}
+
+impl DataBatch {
+    pub fn put(&mut self, engine: &Engine, key: &[u8], version: u64, value: &[u8]) {
+        self.batch.put_cf(
+            engine.cf(keys::CF_DATA),
+            keys::user_key(key),
+            keys::encode_value(version, value),
+        );
+    }
+
+    pub fn delete(&mut self, engine: &Engine, key: &[u8]) {
+        self.batch
+            .delete_cf(engine.cf(keys::CF_DATA), keys::user_key(key));
+    }
+
+    /// Deletes every user key of `span`.
+    pub fn delete_span(&mut self, engine: &Engine, span: &KeySpan) {
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        self.batch.delete_range_cf(engine.cf(keys::CF_DATA), lo, hi);
+    }
+
+    pub fn put_state(&mut self, engine: &Engine, key: StateKey, value: &[u8]) {
+        self.batch.put_cf(
+            engine.cf(keys::CF_RAFT_STATE),
+            keys::state_key(self.range_id, key as u8),
+            value,
+        );
+    }
+
+    pub fn delete_state(&mut self, engine: &Engine, key: StateKey) {
+        self.batch.delete_cf(
+            engine.cf(keys::CF_RAFT_STATE),
+            keys::state_key(self.range_id, key as u8),
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Bytes of the batch's encoded form.
+    pub fn size_in_bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Engine::open(dir.path(), &EngineOptions::default()).expect("open");
+        (dir, e)
+    }
+
+    #[test]
+    fn log_is_per_range_and_survives_reopen() {
+        let (dir, e) = engine();
+        e.log_append(1, [(1, &b"a"[..]), (2, b"b"), (3, b"c")]).unwrap();
+        e.log_append(2, [(1, &b"x"[..])]).unwrap();
+        assert_eq!(e.log_last(1).unwrap(), Some((3, b"c".to_vec())));
+        assert_eq!(e.log_entries(1, 2, 10).unwrap().len(), 2);
+        e.log_truncate(1, 3).unwrap();
+        e.log_purge(1, 1, b"p").unwrap();
+        drop(e);
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        assert_eq!(e.log_entries(1, 0, 100).unwrap(), vec![(2, b"b".to_vec())]);
+        assert_eq!(e.log_last(2).unwrap(), Some((1, b"x".to_vec())));
+        assert_eq!(e.state_get(1, StateKey::LastPurged).unwrap(), Some(b"p".to_vec()));
+        assert_eq!(e.log_last(3).unwrap(), None);
+    }
+
+    #[test]
+    fn batches_write_data_and_state_together() {
+        let (_dir, e) = engine();
+        let mut b = e.batch(1);
+        b.put(&e, b"k1", 5, b"v1");
+        b.put(&e, b"k2", 5, b"v2");
+        b.put(&e, b"k3", 5, b"v3");
+        b.put_state(&e, StateKey::Applied, b"5");
+        e.commit(b).unwrap();
+        assert_eq!(e.get(b"k1").unwrap().map(|v| (v.version, v.value)), Some((5, b"v1".to_vec())));
+        let (page, more) = e.scan(&KeySpan { start: b"k1".to_vec(), end: b"k3".to_vec() }, 10).unwrap();
+        assert_eq!(page.len(), 2);
+        assert!(!more);
+        let (page, more) = e.scan(&KeySpan::all(), 2).unwrap();
+        assert_eq!((page.len(), more), (2, true));
+        let mut b = e.batch(1);
+        b.delete_span(&e, &KeySpan { start: b"k2".to_vec(), end: Vec::new() });
+        e.commit(b).unwrap();
+        assert_eq!(e.keys_in(&KeySpan::all()).unwrap(), vec![b"k1".to_vec()]);
+        assert_eq!(e.state_get(1, StateKey::Applied).unwrap(), Some(b"5".to_vec()));
+    }
+}

@@ -1,0 +1,142 @@
+//! Key layout of the store: the only file that builds or parses a key.
+//!
+//! Column families:
+//! - `default`: node-local values (the store identity).
+//! - `raft_log`: `LOCAL | range_id (u64 BE) | index (u64 BE)` -> encoded entry.
+//! - `raft_state`: `LOCAL | range_id (u64 BE) | kind (u8)` -> small Raft state values
+//!   (vote, committed, last purged, applied state, snapshot bookkeeping).
+//! - `data`: replicated keys: `USER | user key` -> `version (u64 BE) | value`, and
+//!   (later) system keys under `SYSTEM`.
+//!
+//! Big-endian integers keep a range's log entries in index order and ranges apart.
+
+pub const CF_DEFAULT: &str = "default";
+pub const CF_RAFT_LOG: &str = "raft_log";
+pub const CF_RAFT_STATE: &str = "raft_state";
+pub const CF_DATA: &str = "data";
+pub const COLUMN_FAMILIES: [&str; 4] = [CF_DEFAULT, CF_RAFT_LOG, CF_RAFT_STATE, CF_DATA];
+
+/// Node-local keys: never replicated.
+pub const LOCAL_PREFIX: u8 = 0x01;
+/// Replicated system keys (range descriptors, node records, counters).
+pub const SYSTEM_PREFIX: u8 = 0x02;
+/// Replicated user keys.
+pub const USER_PREFIX: u8 = 0x03;
+
+/// Key of the store identity (cluster id and node id) in `default`.
+pub fn store_ident_key() -> Vec<u8> {
+    let mut k = vec![LOCAL_PREFIX];
+    k.extend_from_slice(b"store_ident");
+    k
+}
+
+/// Key of a log entry in `raft_log`.
+pub fn log_key(range_id: u64, index: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = LOCAL_PREFIX;
+    k[1..9].copy_from_slice(&range_id.to_be_bytes());
+    k[9..17].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The log index of a `raft_log` key of `range_id`, or `None` for a key of another range.
+pub fn parse_log_key(range_id: u64, key: &[u8]) -> Option<u64> {
+    if key.len() != 17 || key[0] != LOCAL_PREFIX || key[1..9] != range_id.to_be_bytes() {
+        return None;
+    }
+    let mut idx = [0u8; 8];
+    idx.copy_from_slice(&key[9..17]);
+    Some(u64::from_be_bytes(idx))
+}
+
+/// Key of a Raft state value of a range in `raft_state`.
+pub fn state_key(range_id: u64, kind: u8) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = LOCAL_PREFIX;
+    k[1..9].copy_from_slice(&range_id.to_be_bytes());
+    k[9] = kind;
+    k
+}
+
+/// The data key of a user key.
+pub fn user_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(USER_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The user key of a data key, or `None` for a key outside the user key space.
+pub fn parse_user_key(data_key: &[u8]) -> Option<&[u8]> {
+    match data_key.split_first() {
+        Some((&USER_PREFIX, rest)) => Some(rest),
+        _ => None,
+    }
+}
+
+/// Data-key bounds `[start, end)` of the user span `[start, end)`; an empty `end` is the
+/// end of the user key space.
+pub fn user_span(start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let lo = user_key(start);
+    let hi = if end.is_empty() {
+        vec![USER_PREFIX + 1]
+    } else {
+        user_key(end)
+    };
+    (lo, hi)
+}
+
+/// Encodes a stored value: `version (u64 BE) | value`.
+pub fn encode_value(version: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + value.len());
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+/// Decodes a stored value into `(version, value)`.
+pub fn decode_value(stored: &[u8]) -> Option<(u64, &[u8])> {
+    if stored.len() < 8 {
+        return None;
+    }
+    let (ver, val) = stored.split_at(8);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(ver);
+    Some((u64::from_be_bytes(b), val))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_range_then_index() {
+        let mut keys = vec![log_key(2, 1), log_key(1, 300), log_key(1, 2), log_key(1, 256)];
+        keys.sort();
+        let parsed: Vec<_> = keys
+            .iter()
+            .map(|k| (parse_log_key(1, k), parse_log_key(2, k)))
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![(Some(2), None), (Some(256), None), (Some(300), None), (None, Some(1))]
+        );
+    }
+
+    #[test]
+    fn user_keys_round_trip_and_stay_in_their_space() {
+        let k = user_key(b"\x00abc\xff");
+        assert_eq!(parse_user_key(&k), Some(&b"\x00abc\xff"[..]));
+        assert_eq!(parse_user_key(&[SYSTEM_PREFIX, 1]), None);
+        let (lo, hi) = user_span(b"", b"");
+        assert!(lo.as_slice() <= k.as_slice() && k.as_slice() < hi.as_slice());
+        assert!(user_key(b"\xff\xff\xff").as_slice() < hi.as_slice());
+    }
+
+    #[test]
+    fn values_carry_their_version() {
+        let v = encode_value(42, b"hello");
+        assert_eq!(decode_value(&v), Some((42, &b"hello"[..])));
+        assert_eq!(decode_value(b"short"), None);
+    }
+}

@@ -1,0 +1,33 @@
+//! shoal's storage engine: one RocksDB instance per node ("store").
+//!
+//! - [`keys`]: the one place that lays out keys: column families, the prefix byte that
+//!   separates node-local from replicated keys, `range_id | index` log keys, data keys.
+//! - [`engine`]: [`Engine`], the store. It offers what the Raft layer needs in terms of
+//!   bytes and ranges: log append (one synced write batch per call), truncation and
+//!   purge, small per-range Raft state values, data reads and scans, and
+//!   [`DataBatch`]es that apply data and the applied state atomically.
+//! - [`snapshot`]: range snapshots written from a RocksDB snapshot into a checksummed
+//!   file, streamed record by record (never the whole range in memory), and installed
+//!   from such a file.
+//!
+//! Nothing above this crate names a RocksDB type.
+
+pub mod engine;
+pub mod keys;
+pub mod snapshot;
+
+pub use engine::{DataBatch, Engine, EngineOptions, KeySpan, StateKey, Versioned};
+pub use snapshot::SnapshotStats;
+
+/// Errors of the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

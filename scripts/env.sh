@@ -1,0 +1,25 @@
+# Sourced by the repo's scripts: installs what a fresh machine lacks, builds (once)
+# the cached librocksdb.a, and points cargo at it and at a target directory outside
+# the checkout.
+#   source scripts/env.sh
+_shoal_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+_shoal_need_apt=()
+# RocksDB's Rust bindings are generated with libclang at build time.
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
+  _shoal_need_apt+=(libclang-dev)
+fi
+command -v g++ >/dev/null 2>&1 || _shoal_need_apt+=(g++)
+command -v make >/dev/null 2>&1 || _shoal_need_apt+=(make)
+if [ ${#_shoal_need_apt[@]} -gt 0 ]; then
+  echo "installing ${_shoal_need_apt[*]} (Debian packages)" >&2
+  _sudo=""; [ "$(id -u)" -ne 0 ] && _sudo="sudo"
+  $_sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $_sudo apt-get install -y -qq "${_shoal_need_apt[@]}" >&2
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal/target}"
+ROCKSDB_LIB_DIR="$("$_shoal_root/scripts/rocksdb-lib.sh")" || return 1 2>/dev/null || exit 1
+export ROCKSDB_LIB_DIR
+export ROCKSDB_STATIC=1
+unset _shoal_need_apt _sudo
