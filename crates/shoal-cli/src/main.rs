@@ -1,1 +1,184 @@
-fn main() {}
+//! `shoal`: the one binary.
+//!
+//! - `start`: run a node ([`shoal_server::run`]).
+//! - `init`: found the cluster through one node.
+//! - `kv`: get / put / del / scan / txn through the SDK ([`kv`]).
+//! - `node ls`: the cluster's nodes.
+//! - `demo`: a real local 3-node cluster and a shell on it ([`demo`]).
+//!
+//! Exit codes: 0 on success, 1 when the operation failed (a missing key included,
+//! with a message on stderr), 2 on a usage error.
+
+mod demo;
+mod kv;
+mod shell;
+mod txn;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shoal_client::{Client, ClientOptions};
+
+/// shoal: a replicated key-value database that runs natively in Kubernetes pods.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node.
+    Start(Box<shoal_server::NodeConfig>),
+    /// Found the cluster through one node: it and the peers of its --join list.
+    Init(ClientArgs),
+    /// Read and write keys.
+    Kv {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        op: kv::KvCommand,
+    },
+    /// Cluster nodes.
+    Node {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        op: NodeCommand,
+    },
+    /// Start a local 3-node cluster (real processes, real disks, real TCP) and open a
+    /// shell on it.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// List the cluster's nodes.
+    Ls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Node(s) to talk to (`host:port`, comma-separated).
+    #[arg(
+        long,
+        env = "SHOAL_HOST",
+        default_value = "127.0.0.1:7070",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub host: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "plain", global = true)]
+    pub format: Format,
+    /// Give up after this many seconds (retries included).
+    #[arg(long, default_value_t = 10.0, global = true)]
+    pub timeout: f64,
+}
+
+impl ClientArgs {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+            anyhow::bail!("--timeout must be a positive number of seconds");
+        }
+        let t = Duration::from_secs_f64(self.timeout);
+        let opts = ClientOptions {
+            retry_deadline: t,
+            request_timeout: t.min(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        Ok(Client::with_options(self.host.clone(), opts)?)
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let res = match cli.command {
+        Command::Start(cfg) => {
+            init_tracing("info");
+            rt.block_on(shoal_server::run(*cfg))
+        }
+        Command::Init(c) => {
+            init_tracing("warn");
+            rt.block_on(init(&c))
+        }
+        Command::Kv { client, op } => {
+            init_tracing("warn");
+            rt.block_on(kv::run(&client, op))
+        }
+        Command::Node { client, op } => {
+            init_tracing("warn");
+            match op {
+                NodeCommand::Ls => rt.block_on(kv::node_ls(&client)),
+            }
+        }
+        Command::Demo(args) => {
+            init_tracing("warn");
+            demo::run(&rt, args)
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn init(c: &ClientArgs) -> anyhow::Result<()> {
+    let client = c.client()?;
+    let addr = c.host.first().cloned().unwrap_or_default();
+    let r = client.init(&addr).await?;
+    match c.format {
+        Format::Json => {
+            let nodes: Vec<_> = r
+                .nodes
+                .iter()
+                .map(|n| serde_json::json!({"node_id": n.node_id, "addr": n.addr}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"cluster_id": r.cluster_id, "nodes": nodes})
+            );
+        }
+        Format::Plain => {
+            println!(
+                "initialised cluster {} with {} node(s)",
+                r.cluster_id,
+                r.nodes.len()
+            );
+            for n in &r.nodes {
+                println!("  node {}\t{}", n.node_id, n.addr);
+            }
+        }
+    }
+    Ok(())
+}

@@ -17,6 +17,8 @@ pub mod codes {
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
     pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
     pub const ALREADY_INITIALIZED: &str = "ALREADY_INITIALIZED";
+    pub const PEER_UNREACHABLE: &str = "PEER_UNREACHABLE";
+    pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     pub const INTERNAL: &str = "INTERNAL";
 }
@@ -78,7 +80,10 @@ mod tests {
         assert_eq!(d.code, codes::NOT_LEADER);
         match d.detail {
             Some(error_detail::Detail::NotLeader(nl)) => {
-                assert_eq!((nl.range_id, nl.leader_id, nl.leader_addr.as_str()), (7, 3, "n3:7070"))
+                assert_eq!(
+                    (nl.range_id, nl.leader_id, nl.leader_addr.as_str()),
+                    (7, 3, "n3:7070")
+                )
             }
             other => panic!("unexpected detail {other:?}"),
         }

@@ -37,16 +37,29 @@ impl std::fmt::Display for Command {
 
 impl std::fmt::Display for CommandResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "applied at {} ({} results)", self.index, self.results.len())
+        write!(
+            f,
+            "applied at {} ({} results)",
+            self.index,
+            self.results.len()
+        )
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     /// `[start, end)`; an empty `end` is the end of the key space.
-    DeleteRange { start: Vec<u8>, end: Vec<u8> },
+    DeleteRange {
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +98,15 @@ pub enum OpResult {
     Put(u64),
     /// A delete or delete-range: keys deleted.
     Deleted(u64),
-    Get(Option<(Vec<u8>, u64)>),
+    Get(Option<Found>),
+}
+
+/// A key read by a transaction's get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub version: u64,
 }
 
 /// What applying a command returns to its proposer.
@@ -131,7 +152,10 @@ pub fn apply(
     index: u64,
     cmd: &Command,
 ) -> shoal_storage::Result<CommandResponse> {
-    let mut ov = Overlay::default();
+    let mut ov = Overlay {
+        index,
+        ..Default::default()
+    };
     let mut resp = CommandResponse {
         index,
         succeeded: true,
@@ -160,7 +184,11 @@ pub fn apply(
             for op in if ok { success } else { failure } {
                 let r = match op {
                     TxnOp::Write(w) => ov.write(engine, batch, index, w)?,
-                    TxnOp::Get { key } => OpResult::Get(ov.get(engine, key)?.map(|v| (v.value, v.version))),
+                    TxnOp::Get { key } => OpResult::Get(ov.get(engine, key)?.map(|v| Found {
+                        key: v.key,
+                        value: v.value,
+                        version: v.version,
+                    })),
                 };
                 resp.results.push(r);
             }
@@ -172,6 +200,8 @@ pub fn apply(
 /// Writes of the command being applied, visible to its later ops.
 #[derive(Default)]
 struct Overlay {
+    /// Log index of the command: the version of what it writes.
+    index: u64,
     /// key -> Some(value) for a put, None for a delete; in order of application.
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Spans deleted by a delete-range, each with the number of writes before it.
@@ -186,13 +216,20 @@ impl Overlay {
     fn get(&self, engine: &Engine, key: &[u8]) -> shoal_storage::Result<Option<Versioned>> {
         // The latest of: a write to this key, or a delete-range covering it.
         let last_write = self.writes.iter().rposition(|(k, _)| k == key);
-        let last_clear = self.cleared.iter().rev().find(|(s, _)| in_span(s, key)).map(|(_, at)| *at);
+        let last_clear = self
+            .cleared
+            .iter()
+            .rev()
+            .find(|(s, _)| in_span(s, key))
+            .map(|(_, at)| *at);
         match (last_write, last_clear) {
-            (Some(w), c) if c.is_none_or(|at| w >= at) => Ok(self.writes[w].1.clone().map(|value| Versioned {
-                key: key.to_vec(),
-                value,
-                version: 0,
-            })),
+            (Some(w), c) if c.is_none_or(|at| w >= at) => {
+                Ok(self.writes[w].1.clone().map(|value| Versioned {
+                    key: key.to_vec(),
+                    value,
+                    version: self.index,
+                }))
+            }
             (_, Some(_)) => Ok(None),
             _ => engine.get(key),
         }
@@ -285,7 +322,14 @@ mod tests {
         };
         let r = run(&e, 4, cas(2));
         assert!(!r.succeeded);
-        assert_eq!(r.results, vec![OpResult::Get(Some((b"1".to_vec(), 3)))]);
+        assert_eq!(
+            r.results,
+            vec![OpResult::Get(Some(Found {
+                key: b"a".to_vec(),
+                value: b"1".to_vec(),
+                version: 3
+            }))]
+        );
         let r = run(&e, 5, cas(3));
         assert!(r.succeeded);
         assert_eq!(r.results, vec![OpResult::Put(5)]);
@@ -324,7 +368,12 @@ mod tests {
         );
         assert_eq!(
             r.results,
-            vec![OpResult::Put(2), OpResult::Deleted(3), OpResult::Put(2), OpResult::Deleted(0)]
+            vec![
+                OpResult::Put(2),
+                OpResult::Deleted(3),
+                OpResult::Put(2),
+                OpResult::Deleted(0)
+            ]
         );
         assert_eq!(e.get(b"a").unwrap(), None);
         assert_eq!(e.get(b"b").unwrap().map(|v| v.value), Some(b"2".to_vec()));

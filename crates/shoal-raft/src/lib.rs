@@ -28,7 +28,9 @@ pub mod service;
 pub mod state_machine;
 pub mod types;
 
-pub use command::{Command, CommandResponse, Compare, CompareOp, CompareTarget, OpResult, TxnOp, WriteOp};
+pub use command::{
+    Command, CommandResponse, Compare, CompareOp, CompareTarget, Found, OpResult, TxnOp, WriteOp,
+};
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
 pub use replica::{RaftOptions, Replica, Router};

@@ -120,7 +120,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.state::<Option<LogId>>(StateKey::Committed)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
     {
@@ -153,6 +157,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let bytes = encode(&log_id)?;
         let upto = log_id.index;
-        self.blocking(move |e, r| e.log_purge(r, upto, &bytes)).await
+        self.blocking(move |e, r| e.log_purge(r, upto, &bytes))
+            .await
     }
 }

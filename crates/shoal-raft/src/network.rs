@@ -119,7 +119,12 @@ struct RpcTimeout {
 }
 
 impl Connection {
-    async fn call<Req, Resp, F, Fut>(&self, req: &Req, option: &RPCOption, f: F) -> Result<Resp, RPCError>
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        req: &Req,
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -153,16 +158,28 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError> {
-        self.call(&rpc, &option, |mut c, m| async move { c.append_entries(m).await })
+        self.call(&rpc, &option, |mut c, m| async move {
+            c.append_entries(m).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError> {
+        self.call(&rpc, &option, |mut c, m| async move { c.vote(m).await })
             .await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RPCError> {
-        self.call(&rpc, &option, |mut c, m| async move { c.vote(m).await }).await
-    }
-
-    async fn pre_vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RPCError> {
-        self.call(&rpc, &option, |mut c, m| async move { c.pre_vote(m).await }).await
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError> {
+        self.call(&rpc, &option, |mut c, m| async move { c.pre_vote(m).await })
+            .await
     }
 
     async fn transfer_leader(
@@ -170,8 +187,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         req: TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse, RPCError> {
-        self.call(&req, &option, |mut c, m| async move { c.transfer_leader(m).await })
-            .await
+        self.call(&req, &option, |mut c, m| async move {
+            c.transfer_leader(m).await
+        })
+        .await
     }
 
     async fn full_snapshot(
@@ -181,13 +200,18 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse, StreamingError> {
-        let net = |e: &(dyn std::error::Error + 'static)| NetworkError::new(&std::io::Error::other(e.to_string()));
+        let net = |e: &(dyn std::error::Error + 'static)| {
+            NetworkError::new(&std::io::Error::other(e.to_string()))
+        };
         let mut client = self.pool.client(&self.addr).map_err(|e| unreachable(&e))?;
         let header = encode(&(vote, snapshot.meta.clone())).map_err(|e| net(&e))?;
         let file = tokio::fs::File::open(&snapshot.snapshot.path)
             .await
             .map_err(|e| net(&e))?;
-        let chunk = option.snapshot_chunk_size().unwrap_or(SNAPSHOT_CHUNK_BYTES).max(4096);
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK_BYTES)
+            .max(4096);
         let range_id = self.range_id;
         let first = SnapshotChunk {
             range_id,

@@ -84,6 +84,12 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
+    /// A copy of the replica's current Raft metrics.
+    pub fn metrics(&self) -> crate::RaftMetrics {
+        use openraft::async_runtime::WatchReceiver;
+        self.raft.metrics().borrow_watched().clone()
+    }
+
     /// Opens the replica of `range_id` on this node and starts its Raft instance.
     pub async fn open(
         engine: Engine,

@@ -47,7 +47,12 @@ impl<H> RaftService<H> {
 }
 
 fn bad_payload(e: std::io::Error) -> Status {
-    status(Code::InvalidArgument, codes::INVALID_ARGUMENT, format!("undecodable raft message: {e}"), None)
+    status(
+        Code::InvalidArgument,
+        codes::INVALID_ARGUMENT,
+        format!("undecodable raft message: {e}"),
+        None,
+    )
 }
 
 fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<Response<RaftMessage>, Status> {
@@ -56,12 +61,20 @@ fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<Response<RaftMessa
 }
 
 fn raft_failed(e: impl std::fmt::Display) -> Status {
-    status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None)
+    status(
+        Code::Unavailable,
+        codes::SHUTTING_DOWN,
+        format!("raft stopped: {e}"),
+        None,
+    )
 }
 
 #[tonic::async_trait]
 impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
-    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let r = self.replica(m.range_id)?;
         let rpc: AppendEntriesRequest = decode(&m.payload).map_err(bad_payload)?;
@@ -85,11 +98,18 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         reply(m.range_id, &resp)
     }
 
-    async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn transfer_leader(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let r = self.replica(m.range_id)?;
         let rpc: TransferLeaderRequest = decode(&m.payload).map_err(bad_payload)?;
-        let resp = r.raft.handle_transfer_leader(rpc).await.map_err(raft_failed)?;
+        let resp = r
+            .raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(raft_failed)?;
         reply(m.range_id, &resp)
     }
 
@@ -140,7 +160,10 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         Ok(Response::new(self.hooks.hello().await))
     }
 
-    async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
+    async fn bootstrap(
+        &self,
+        req: Request<BootstrapRequest>,
+    ) -> Result<Response<BootstrapResponse>, Status> {
         self.hooks.bootstrap(req.into_inner()).await?;
         Ok(Response::new(BootstrapResponse {}))
     }

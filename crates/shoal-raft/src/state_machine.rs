@@ -47,7 +47,12 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state machine of `range_id` covering `span`, keeping snapshots under
     /// `snapshot_root`. Finishes a snapshot install a crash interrupted.
-    pub fn open(engine: Engine, range_id: u64, span: KeySpan, snapshot_root: &Path) -> io::Result<Self> {
+    pub fn open(
+        engine: Engine,
+        range_id: u64,
+        span: KeySpan,
+        snapshot_root: &Path,
+    ) -> io::Result<Self> {
         let dir = snapshot_root.join(format!("range-{range_id}"));
         std::fs::create_dir_all(dir.join("incoming"))?;
         let sm = Self {
@@ -56,7 +61,11 @@ impl StateMachine {
             span,
             dir,
         };
-        if let Some(bytes) = sm.engine.state_get(range_id, StateKey::Installing).map_err(io_err)? {
+        if let Some(bytes) = sm
+            .engine
+            .state_get(range_id, StateKey::Installing)
+            .map_err(io_err)?
+        {
             let stored: StoredSnapshot = decode(&bytes)?;
             tracing::warn!(range_id, file = %stored.file, "finishing a snapshot install interrupted by a restart");
             sm.install_stored(&stored)?;
@@ -71,14 +80,22 @@ impl StateMachine {
     }
 
     fn applied(&self) -> io::Result<Applied> {
-        match self.engine.state_get(self.range_id, StateKey::Applied).map_err(io_err)? {
+        match self
+            .engine
+            .state_get(self.range_id, StateKey::Applied)
+            .map_err(io_err)?
+        {
             Some(b) => decode(&b),
             None => Ok((None, StoredMembership::default())),
         }
     }
 
     fn current(&self) -> io::Result<Option<StoredSnapshot>> {
-        match self.engine.state_get(self.range_id, StateKey::SnapshotMeta).map_err(io_err)? {
+        match self
+            .engine
+            .state_get(self.range_id, StateKey::SnapshotMeta)
+            .map_err(io_err)?
+        {
             Some(b) => Ok(Some(decode(&b)?)),
             None => Ok(None),
         }
@@ -96,7 +113,10 @@ impl StateMachine {
                 let ent = ent?;
                 let name = ent.file_name().to_string_lossy().into_owned();
                 let in_progress = name.starts_with("building-");
-                if ent.file_type()?.is_file() && Some(name.as_str()) != keep && (transient || !in_progress) {
+                if ent.file_type()?.is_file()
+                    && Some(name.as_str()) != keep
+                    && (transient || !in_progress)
+                {
                     std::fs::remove_file(ent.path())?;
                 }
             }
@@ -131,7 +151,12 @@ impl StateMachine {
             .install_range_snapshot(self.range_id, &self.span, &path, &encode(&applied)?)
             .map_err(io_err)?;
         self.engine
-            .state_put(self.range_id, StateKey::SnapshotMeta, &encode(stored)?, true)
+            .state_put(
+                self.range_id,
+                StateKey::SnapshotMeta,
+                &encode(stored)?,
+                true,
+            )
             .map_err(io_err)?;
         self.engine
             .state_delete(self.range_id, StateKey::Installing, true)
@@ -234,7 +259,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder { sm: self.clone() }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
         let sm = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {

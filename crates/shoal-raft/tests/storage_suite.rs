@@ -9,16 +9,22 @@ use shoal_storage::{Engine, EngineOptions, KeySpan};
 struct RocksBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RocksBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = Engine::open(&dir.path().join("store"), &EngineOptions::default()).expect("open store");
+        let engine =
+            Engine::open(&dir.path().join("store"), &EngineOptions::default()).expect("open store");
         let log = LogStore::new(engine.clone(), 1);
-        let sm = StateMachine::open(engine, 1, KeySpan::all(), &dir.path().join("snapshots")).expect("open state machine");
+        let sm = StateMachine::open(engine, 1, KeySpan::all(), &dir.path().join("snapshots"))
+            .expect("open state machine");
         Ok((dir, log, sm))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes() {
-    Suite::test_all(RocksBuilder).await.expect("openraft storage suite");
+    Suite::test_all(RocksBuilder)
+        .await
+        .expect("openraft storage suite");
 }

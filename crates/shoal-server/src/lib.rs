@@ -1,1 +1,24 @@
-//! placeholder
+//! The shoal node.
+//!
+//! - [`config`]: [`NodeConfig`], the `shoal start` flags (each also a `SHOAL_*` env
+//!   var) and their validation.
+//! - [`node`]: [`Node`], which owns the store, the replicas and the peer pool; it
+//!   answers bootstrap (`init`) and serves until shutdown ([`run`]).
+//! - [`kv`]: the public `Kv` gRPC service: validation of requests against the limits,
+//!   proposals through Raft, linearizable or stale reads.
+//! - [`admin`]: the `Admin` gRPC service: status, node list, `init`.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
+//! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
+//!
+//! Requests flow: gRPC -> `kv` (validate, build a `shoal_raft::Command`) -> the
+//! range's `Replica` -> Raft commit and apply -> response with the applied index.
+
+pub mod admin;
+pub mod config;
+pub mod http;
+pub mod kv;
+pub mod metrics;
+pub mod node;
+
+pub use config::NodeConfig;
+pub use node::{run, Node};

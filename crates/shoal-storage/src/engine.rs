@@ -74,7 +74,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("path", &self.db.path()).finish()
+        f.debug_struct("Engine")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -193,7 +195,11 @@ impl Engine {
     pub fn log_truncate(&self, range_id: u64, from: u64) -> Result<()> {
         let cf = self.cf(keys::CF_RAFT_LOG);
         let mut b = WriteBatch::default();
-        b.delete_range_cf(cf, keys::log_key(range_id, from), keys::log_key(range_id, u64::MAX));
+        b.delete_range_cf(
+            cf,
+            keys::log_key(range_id, from),
+            keys::log_key(range_id, u64::MAX),
+        );
         b.delete_cf(cf, keys::log_key(range_id, u64::MAX));
         self.db.write_opt(b, &synced())?;
         Ok(())
@@ -209,7 +215,11 @@ impl Engine {
             keys::state_key(range_id, StateKey::LastPurged as u8),
             purged,
         );
-        b.delete_range_cf(cf, keys::log_key(range_id, 0), keys::log_key(range_id, upto.saturating_add(1)));
+        b.delete_range_cf(
+            cf,
+            keys::log_key(range_id, 0),
+            keys::log_key(range_id, upto.saturating_add(1)),
+        );
         self.db.write(b)?;
         Ok(())
     }
@@ -217,9 +227,10 @@ impl Engine {
     // ---- Raft state -------------------------------------------------------------
 
     pub fn state_get(&self, range_id: u64, key: StateKey) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .db
-            .get_cf(self.cf(keys::CF_RAFT_STATE), keys::state_key(range_id, key as u8))?)
+        Ok(self.db.get_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, key as u8),
+        )?)
     }
 
     /// Writes a state value; `sync` makes it durable before returning.
@@ -240,7 +251,10 @@ impl Engine {
 
     pub fn state_delete(&self, range_id: u64, key: StateKey, sync: bool) -> Result<()> {
         let mut b = WriteBatch::default();
-        b.delete_cf(self.cf(keys::CF_RAFT_STATE), keys::state_key(range_id, key as u8));
+        b.delete_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, key as u8),
+        );
         if sync {
             self.db.write_opt(b, &synced())?;
         } else {
@@ -253,7 +267,10 @@ impl Engine {
 
     /// The value and version of a user key.
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
-        let Some(stored) = self.db.get_pinned_cf(self.cf(keys::CF_DATA), keys::user_key(key))? else {
+        let Some(stored) = self
+            .db
+            .get_pinned_cf(self.cf(keys::CF_DATA), keys::user_key(key))?
+        else {
             return Ok(None);
         };
         let (version, value) = decode(&stored)?;
@@ -276,7 +293,9 @@ impl Engine {
             IteratorMode::From(&lo, Direction::Forward),
         ) {
             let (k, v) = item?;
-            let Some(user) = keys::parse_user_key(&k) else { break };
+            let Some(user) = keys::parse_user_key(&k) else {
+                break;
+            };
             if out.len() == limit {
                 return Ok((out, true));
             }
@@ -330,7 +349,8 @@ impl Engine {
     pub fn flush(&self) -> Result<()> {
         self.db.flush_wal(true)?;
         let cfs: Vec<&ColumnFamily> = keys::COLUMN_FAMILIES.iter().map(|n| self.cf(n)).collect();
-        self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         Ok(())
     }
 
@@ -419,7 +439,8 @@ mod tests {
     #[test]
     fn log_is_per_range_and_survives_reopen() {
         let (dir, e) = engine();
-        e.log_append(1, [(1, &b"a"[..]), (2, b"b"), (3, b"c")]).unwrap();
+        e.log_append(1, [(1, &b"a"[..]), (2, b"b"), (3, b"c")])
+            .unwrap();
         e.log_append(2, [(1, &b"x"[..])]).unwrap();
         assert_eq!(e.log_last(1).unwrap(), Some((3, b"c".to_vec())));
         assert_eq!(e.log_entries(1, 2, 10).unwrap().len(), 2);
@@ -429,7 +450,10 @@ mod tests {
         let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
         assert_eq!(e.log_entries(1, 0, 100).unwrap(), vec![(2, b"b".to_vec())]);
         assert_eq!(e.log_last(2).unwrap(), Some((1, b"x".to_vec())));
-        assert_eq!(e.state_get(1, StateKey::LastPurged).unwrap(), Some(b"p".to_vec()));
+        assert_eq!(
+            e.state_get(1, StateKey::LastPurged).unwrap(),
+            Some(b"p".to_vec())
+        );
         assert_eq!(e.log_last(3).unwrap(), None);
     }
 
@@ -442,16 +466,36 @@ mod tests {
         b.put(&e, b"k3", 5, b"v3");
         b.put_state(&e, StateKey::Applied, b"5");
         e.commit(b).unwrap();
-        assert_eq!(e.get(b"k1").unwrap().map(|v| (v.version, v.value)), Some((5, b"v1".to_vec())));
-        let (page, more) = e.scan(&KeySpan { start: b"k1".to_vec(), end: b"k3".to_vec() }, 10).unwrap();
+        assert_eq!(
+            e.get(b"k1").unwrap().map(|v| (v.version, v.value)),
+            Some((5, b"v1".to_vec()))
+        );
+        let (page, more) = e
+            .scan(
+                &KeySpan {
+                    start: b"k1".to_vec(),
+                    end: b"k3".to_vec(),
+                },
+                10,
+            )
+            .unwrap();
         assert_eq!(page.len(), 2);
         assert!(!more);
         let (page, more) = e.scan(&KeySpan::all(), 2).unwrap();
         assert_eq!((page.len(), more), (2, true));
         let mut b = e.batch(1);
-        b.delete_span(&e, &KeySpan { start: b"k2".to_vec(), end: Vec::new() });
+        b.delete_span(
+            &e,
+            &KeySpan {
+                start: b"k2".to_vec(),
+                end: Vec::new(),
+            },
+        );
         e.commit(b).unwrap();
         assert_eq!(e.keys_in(&KeySpan::all()).unwrap(), vec![b"k1".to_vec()]);
-        assert_eq!(e.state_get(1, StateKey::Applied).unwrap(), Some(b"5".to_vec()));
+        assert_eq!(
+            e.state_get(1, StateKey::Applied).unwrap(),
+            Some(b"5".to_vec())
+        );
     }
 }

@@ -111,7 +111,12 @@ mod tests {
 
     #[test]
     fn log_keys_sort_by_range_then_index() {
-        let mut keys = vec![log_key(2, 1), log_key(1, 300), log_key(1, 2), log_key(1, 256)];
+        let mut keys = vec![
+            log_key(2, 1),
+            log_key(1, 300),
+            log_key(1, 2),
+            log_key(1, 256),
+        ];
         keys.sort();
         let parsed: Vec<_> = keys
             .iter()
@@ -119,7 +124,12 @@ mod tests {
             .collect();
         assert_eq!(
             parsed,
-            vec![(Some(2), None), (Some(256), None), (Some(300), None), (None, Some(1))]
+            vec![
+                (Some(2), None),
+                (Some(256), None),
+                (Some(300), None),
+                (None, Some(1))
+            ]
         );
     }
 

@@ -59,7 +59,9 @@ struct CrcReader<R: Read> {
 
 impl<R: Read> CrcReader<R> {
     fn take(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_exact(buf).map_err(|e| corrupt(format!("truncated: {e}")))?;
+        self.inner
+            .read_exact(buf)
+            .map_err(|e| corrupt(format!("truncated: {e}")))?;
         self.crc.update(buf);
         Ok(())
     }
@@ -94,7 +96,12 @@ fn sync_parent(path: &Path) -> Result<()> {
 impl Engine {
     /// Writes the data of `span` and the range's applied state, read from one RocksDB
     /// snapshot, to `path` (durably, via a temporary file and a rename).
-    pub fn write_range_snapshot(&self, range_id: u64, span: &KeySpan, path: &Path) -> Result<SnapshotStats> {
+    pub fn write_range_snapshot(
+        &self,
+        range_id: u64,
+        span: &KeySpan,
+        path: &Path,
+    ) -> Result<SnapshotStats> {
         let tmp = path.with_extension("tmp");
         let snap = self.db().snapshot();
         let applied = snap.get_cf(
@@ -260,11 +267,19 @@ mod tests {
         assert_eq!(stats.records, 1000);
         assert_eq!(stats.applied.as_deref(), Some(&b"applied-7"[..]));
 
-        let n = dst.install_range_snapshot(1, &KeySpan::all(), &path, b"applied-7").unwrap();
+        let n = dst
+            .install_range_snapshot(1, &KeySpan::all(), &path, b"applied-7")
+            .unwrap();
         assert_eq!(n, 1000);
         assert_eq!(dst.get(b"stale").unwrap(), None);
-        assert_eq!(dst.get(b"k00999").unwrap().map(|v| v.value), Some(999u32.to_be_bytes().to_vec()));
-        assert_eq!(dst.state_get(1, StateKey::Applied).unwrap().as_deref(), Some(&b"applied-7"[..]));
+        assert_eq!(
+            dst.get(b"k00999").unwrap().map(|v| v.value),
+            Some(999u32.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            dst.state_get(1, StateKey::Applied).unwrap().as_deref(),
+            Some(&b"applied-7"[..])
+        );
     }
 
     #[test]
@@ -280,7 +295,9 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(e.install_range_snapshot(1, &KeySpan::all(), &path, b"x").is_err());
+        assert!(e
+            .install_range_snapshot(1, &KeySpan::all(), &path, b"x")
+            .is_err());
         assert!(e.get(b"a").unwrap().is_some());
         assert_eq!(e.state_get(1, StateKey::Applied).unwrap(), None);
     }

@@ -1,0 +1,211 @@
+//! `shoal kv ...` and `shoal node ls`: one type per subcommand, shared by the CLI and
+//! the demo shell.
+
+use std::io::{Read, Write};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use shoal_client::{Client, Consistency, KeyValue};
+
+use crate::{ClientArgs, Format};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KvCommand {
+    /// Print the value of KEY (alone, so scripts can use it). Exit 1 if it is missing.
+    Get {
+        key: String,
+        /// Serve from the contacted replica's state, which may lag (no quorum check).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Write VALUE under KEY ("-" reads the value from stdin).
+    Put { key: String, value: String },
+    /// Delete KEY. Exit 1 if it did not exist.
+    Del { key: String },
+    /// Print `key<TAB>value` for each key in [START, END) (END omitted: to the end).
+    Scan {
+        start: String,
+        end: Option<String>,
+        /// At most this many keys (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Delete every key in [START, END) and print how many were deleted.
+    DelRange { start: String, end: Option<String> },
+    /// etcd-style transaction: if every --if holds, run the --then ops, else the --else ops.
+    ///
+    /// Compares: `version(KEY) OP N`, `value(KEY) OP VALUE`, `exists(KEY)`, `!exists(KEY)`,
+    /// with OP one of = != > <. Ops: `put KEY VALUE`, `del KEY`, `get KEY`.
+    Txn {
+        #[arg(long = "if", value_name = "COMPARE")]
+        compares: Vec<String>,
+        #[arg(long = "then", value_name = "OP")]
+        success: Vec<String>,
+        #[arg(long = "else", value_name = "OP")]
+        failure: Vec<String>,
+    },
+}
+
+pub async fn run(args: &ClientArgs, cmd: KvCommand) -> anyhow::Result<()> {
+    let client = args.client()?;
+    let mut out = std::io::stdout().lock();
+    exec(&client, args.format, cmd, &mut out).await
+}
+
+fn text(b: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => {
+            serde_json::json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+        }
+    }
+}
+
+fn kv_json(kv: &KeyValue) -> serde_json::Value {
+    serde_json::json!({"key": text(&kv.key), "value": text(&kv.value), "version": kv.version})
+}
+
+/// Runs one kv command, writing its output to `out`.
+pub async fn exec(
+    client: &Client,
+    format: Format,
+    cmd: KvCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match cmd {
+        KvCommand::Get { key, stale } => {
+            let c = if stale {
+                Consistency::Stale
+            } else {
+                Consistency::Linearizable
+            };
+            match client.get_with(&key, c).await? {
+                Some(kv) => match format {
+                    Format::Plain => {
+                        out.write_all(&kv.value)?;
+                        out.write_all(b"\n")?;
+                    }
+                    Format::Json => writeln!(out, "{}", kv_json(&kv))?,
+                },
+                None => bail!("key {key:?} not found"),
+            }
+        }
+        KvCommand::Put { key, value } => {
+            let value = if value == "-" {
+                let mut v = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut v)
+                    .context("reading the value from stdin")?;
+                v
+            } else {
+                value.into_bytes()
+            };
+            let version = client.put(&key, &value).await?;
+            match format {
+                Format::Plain => writeln!(out, "OK (version {version})")?,
+                Format::Json => writeln!(out, "{}", serde_json::json!({"version": version}))?,
+            }
+        }
+        KvCommand::Del { key } => {
+            let existed = client.delete(&key).await?;
+            if format == Format::Json {
+                writeln!(out, "{}", serde_json::json!({"deleted": existed}))?;
+            }
+            if !existed {
+                bail!("key {key:?} not found");
+            }
+            if format == Format::Plain {
+                writeln!(out, "deleted")?;
+            }
+        }
+        KvCommand::Scan { start, end, limit } => {
+            let kvs = client.scan(&start, end.unwrap_or_default(), limit).await?;
+            for kv in &kvs {
+                match format {
+                    Format::Plain => {
+                        out.write_all(&kv.key)?;
+                        out.write_all(b"\t")?;
+                        out.write_all(&kv.value)?;
+                        out.write_all(b"\n")?;
+                    }
+                    Format::Json => writeln!(out, "{}", kv_json(kv))?,
+                }
+            }
+        }
+        KvCommand::DelRange { start, end } => {
+            let n = client.delete_range(&start, end.unwrap_or_default()).await?;
+            match format {
+                Format::Plain => writeln!(out, "deleted {n}")?,
+                Format::Json => writeln!(out, "{}", serde_json::json!({"deleted": n}))?,
+            }
+        }
+        KvCommand::Txn {
+            compares,
+            success,
+            failure,
+        } => {
+            let cmp = compares
+                .iter()
+                .map(|c| crate::txn::parse_compare(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ok = success
+                .iter()
+                .map(|c| crate::txn::parse_op(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ko = failure
+                .iter()
+                .map(|c| crate::txn::parse_op(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let r = client.txn(cmp, ok, ko).await?;
+            crate::txn::print(format, &r, out)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn node_ls(args: &ClientArgs) -> anyhow::Result<()> {
+    let client = args.client()?;
+    let mut out = std::io::stdout().lock();
+    print_nodes(&client, args.format, &mut out).await
+}
+
+pub async fn print_nodes(
+    client: &Client,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let r = client.nodes().await?;
+    match format {
+        Format::Json => {
+            let nodes: Vec<_> = r
+                .nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({"node_id": n.node_id, "addr": n.addr, "role": n.role,
+                        "leader": n.is_leader, "live": n.live, "applied_index": n.applied_index})
+                })
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"cluster_id": r.cluster_id, "nodes": nodes})
+            )?;
+        }
+        Format::Plain => {
+            writeln!(out, "ID\tADDRESS\tROLE\tLEADER\tLIVE\tAPPLIED")?;
+            for n in &r.nodes {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    n.node_id,
+                    n.addr,
+                    n.role,
+                    if n.is_leader { "*" } else { "" },
+                    if n.live { "yes" } else { "no" },
+                    n.applied_index
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

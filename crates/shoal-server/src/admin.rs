@@ -1,0 +1,121 @@
+//! The `Admin` gRPC service: status, node list, and `init`.
+
+use std::sync::Arc;
+
+use shoal_proto::v1::{self as pb, admin_server::Admin};
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+pub struct AdminService {
+    node: Arc<Node>,
+}
+
+impl AdminService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+fn role(state: openraft::ServerState) -> &'static str {
+    match state {
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner => "learner",
+        openraft::ServerState::Shutdown => "shutdown",
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let ident = self.node.ident();
+        let ranges = self
+            .node
+            .router
+            .all()
+            .into_iter()
+            .map(|r| {
+                let m = r.metrics();
+                let mem = m.membership_config.membership();
+                pb::RangeStatus {
+                    range_id: r.range_id,
+                    term: m.current_term,
+                    leader_id: m.current_leader.unwrap_or(0),
+                    commit_index: m.local_committed.as_ref().map_or(0, |l| l.index),
+                    applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    role: role(m.state).to_string(),
+                    voters: mem.voter_ids().collect(),
+                    learners: mem.learner_ids().collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            cluster_id: ident
+                .as_ref()
+                .map(|i| i.cluster_id.clone())
+                .unwrap_or_default(),
+            node_id: ident.as_ref().map_or(0, |i| i.node_id),
+            advertise_addr: self.node.advertise.clone(),
+            initialized: ident.is_some(),
+            ranges,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn nodes(
+        &self,
+        _req: Request<pb::NodesRequest>,
+    ) -> Result<Response<pb::NodesResponse>, Status> {
+        let r = self.node.replica()?;
+        let m = r.metrics();
+        let mem = m.membership_config.membership();
+        let voters: Vec<u64> = mem.voter_ids().collect();
+        // The leader knows how far each follower has replicated; elsewhere only our own.
+        let matched = m.replication.clone().unwrap_or_default();
+        let nodes = mem
+            .nodes()
+            .map(|(id, n)| {
+                let applied = if *id == r.node_id {
+                    m.last_applied.as_ref().map_or(0, |l| l.index)
+                } else {
+                    matched.get(id).cloned().flatten().map_or(0, |l| l.index)
+                };
+                let live = match &m.heartbeat {
+                    Some(hb) if *id != r.node_id => hb.get(id).is_some_and(|t| t.is_some()),
+                    _ => true,
+                };
+                pb::NodeInfo {
+                    node_id: *id,
+                    addr: n.addr.clone(),
+                    role: if voters.contains(id) {
+                        "voter"
+                    } else {
+                        "learner"
+                    }
+                    .to_string(),
+                    is_leader: m.current_leader == Some(*id),
+                    live,
+                    applied_index: applied,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::NodesResponse {
+            nodes,
+            cluster_id: self.node.ident().map(|i| i.cluster_id).unwrap_or_default(),
+        }))
+    }
+
+    async fn init(
+        &self,
+        _req: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
+        let (cluster_id, nodes) = self.node.init().await?;
+        Ok(Response::new(pb::InitResponse { cluster_id, nodes }))
+    }
+}

@@ -1,0 +1,192 @@
+//! `shoal start` configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Flags of `shoal start`; every flag is also read from its `SHOAL_*` env var.
+#[derive(Debug, Clone, Args)]
+pub struct NodeConfig {
+    /// Directory of this node's store and snapshots (created if missing).
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Address the gRPC server binds (clients and peers).
+    #[arg(long, env = "SHOAL_LISTEN_ADDR", default_value = "0.0.0.0:7070")]
+    pub listen_addr: SocketAddr,
+
+    /// Address peers and clients reach this node at (`host:port`). Defaults to the
+    /// listen address, or to this host's name and the listen port when the listen
+    /// address is a wildcard.
+    #[arg(long, env = "SHOAL_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+
+    /// Address of the HTTP server: probes and metrics.
+    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "0.0.0.0:7080")]
+    pub http_addr: SocketAddr,
+
+    /// Peers to bootstrap with (`host:port`, comma-separated); `shoal init` founds the
+    /// cluster from this node and these.
+    #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// Largest key accepted, in bytes.
+    #[arg(long, env = "SHOAL_MAX_KEY_BYTES", default_value_t = 8 << 10)]
+    pub max_key_bytes: usize,
+
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "SHOAL_MAX_VALUE_BYTES", default_value_t = 4 << 20)]
+    pub max_value_bytes: usize,
+
+    /// Largest request accepted (sum of the keys and values of a batch or txn), in bytes.
+    #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES", default_value_t = 8 << 20)]
+    pub max_request_bytes: usize,
+
+    /// Raft heartbeat interval, in milliseconds.
+    #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 150)]
+    pub heartbeat_ms: u64,
+
+    /// Minimum Raft election timeout, in milliseconds (the maximum is twice this).
+    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    pub election_timeout_ms: u64,
+
+    /// Build a range snapshot (and purge its log) after this many log entries.
+    #[arg(long, env = "SHOAL_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    pub snapshot_logs: u64,
+
+    /// Log entries kept behind a snapshot for slow followers.
+    #[arg(long, env = "SHOAL_KEEP_LOGS", default_value_t = 1_000)]
+    pub keep_logs: u64,
+}
+
+impl NodeConfig {
+    /// Checks the configuration, with a message naming the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_key_bytes == 0 {
+            return Err("--max-key-bytes must be at least 1".into());
+        }
+        if self.max_value_bytes == 0 {
+            return Err("--max-value-bytes must be at least 1".into());
+        }
+        if self.max_request_bytes < self.max_key_bytes + self.max_value_bytes {
+            return Err(
+                "--max-request-bytes must hold at least one key and one value of the maximum sizes"
+                    .into(),
+            );
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms {
+            return Err(
+                "--election-timeout-ms must be greater than --heartbeat-ms (and both above 0)"
+                    .into(),
+            );
+        }
+        if self.snapshot_logs == 0 {
+            return Err("--snapshot-logs must be at least 1".into());
+        }
+        if let Some(a) = &self.advertise_addr {
+            check_host_port(a).map_err(|e| format!("--advertise-addr {a:?}: {e}"))?;
+        }
+        for j in &self.join {
+            check_host_port(j).map_err(|e| format!("--join {j:?}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The address this node advertises.
+    pub fn advertise(&self) -> String {
+        if let Some(a) = &self.advertise_addr {
+            return a.clone();
+        }
+        if self.listen_addr.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}:{}", self.listen_addr.port())
+        } else {
+            self.listen_addr.to_string()
+        }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+
+    pub fn raft_options(&self) -> shoal_raft::RaftOptions {
+        shoal_raft::RaftOptions {
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_min_ms: self.election_timeout_ms,
+            election_timeout_max_ms: self.election_timeout_ms * 2,
+            snapshot_logs: self.snapshot_logs,
+            keep_logs: self.keep_logs,
+        }
+    }
+}
+
+/// Checks a `host:port` address.
+pub fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_string())?;
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("bad port {port:?}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cfg: NodeConfig,
+    }
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let c = Cli::try_parse_from([
+            "x",
+            "--data-dir",
+            "/d",
+            "--join",
+            "a:1,b:2",
+            "--listen-addr",
+            "127.0.0.1:9",
+        ])
+        .unwrap()
+        .cfg;
+        assert_eq!(c.join, vec!["a:1", "b:2"]);
+        assert_eq!(c.advertise(), "127.0.0.1:9");
+        assert!(c.validate().is_ok());
+        let bad = Cli::try_parse_from(["x", "--data-dir", "/d", "--join", "nohost"])
+            .unwrap()
+            .cfg;
+        assert!(bad.validate().unwrap_err().contains("--join"));
+        let bad = Cli::try_parse_from([
+            "x",
+            "--data-dir",
+            "/d",
+            "--heartbeat-ms",
+            "500",
+            "--election-timeout-ms",
+            "400",
+        ])
+        .unwrap()
+        .cfg;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("--election-timeout-ms"));
+    }
+}

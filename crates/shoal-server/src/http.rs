@@ -1,0 +1,108 @@
+//! HTTP endpoints (hyper, HTTP/1): `/healthz` (liveness: the process and its store
+//! answer; never depends on quorum), `/readyz` (initialised and joined; `?verbose`
+//! lists each check), `/metrics` (Prometheus text format).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+
+/// Serves until the node's shutdown token is cancelled.
+pub async fn serve(node: Arc<Node>, listener: TcpListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = node.shutdown.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection");
+                    continue;
+                }
+            },
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let node = node.clone();
+                async move { Ok::<_, Infallible>(handle(&node, req)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "HTTP connection");
+            }
+        });
+    }
+}
+
+fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn handle(node: &Node, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+    }
+    let verbose = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "verbose"));
+    match req.uri().path() {
+        "/healthz" | "/livez" => match node.engine.ident() {
+            Ok(_) => text(StatusCode::OK, "ok\n".into()),
+            Err(e) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store does not answer: {e}\n"),
+            ),
+        },
+        "/readyz" => {
+            let checks = node.readiness();
+            let ready = checks.iter().all(|(_, r)| r.is_ok());
+            let code = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = if verbose {
+                let mut s = String::new();
+                for (name, r) in &checks {
+                    match r {
+                        Ok(()) => s.push_str(&format!("[+] {name} ok\n")),
+                        Err(why) => s.push_str(&format!("[-] {name} failed: {why}\n")),
+                    }
+                }
+                s.push_str(if ready { "ready\n" } else { "not ready\n" });
+                s
+            } else if ready {
+                "ok\n".into()
+            } else {
+                "not ready\n".into()
+            };
+            text(code, body)
+        }
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, node.metrics.render(&node.router));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}

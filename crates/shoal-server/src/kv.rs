@@ -1,0 +1,505 @@
+//! The public `Kv` gRPC service.
+//!
+//! Every request is validated against the node's limits before anything is proposed,
+//! so a bad request changes nothing. Writes go through Raft and are answered once
+//! committed and applied. Reads are linearizable (read index on the leader) unless
+//! the request asks for a stale read, which any replica serves from its own state.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use openraft::ReadPolicy;
+use shoal_proto::error::{codes, not_leader, status};
+use shoal_proto::v1::{self as pb, kv_server::Kv};
+use shoal_raft::{
+    ClientWriteError, Command, CommandResponse, Compare, CompareOp, CompareTarget,
+    LinearizableReadError, OpResult, RaftError, Replica, TxnOp, WriteOp,
+};
+use shoal_storage::KeySpan;
+use tonic::{Code, Request, Response, Status};
+
+use crate::node::Node;
+
+/// Default and largest number of pairs a scan returns per page.
+pub const DEFAULT_SCAN_PAGE: usize = 1_000;
+pub const MAX_SCAN_PAGE: usize = 10_000;
+
+pub struct KvService {
+    node: Arc<Node>,
+}
+
+impl KvService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn invalid(code: &str, msg: String) -> Status {
+        status(Code::InvalidArgument, code, msg, None)
+    }
+
+    fn check_key(&self, what: &str, key: &[u8], allow_empty: bool) -> Result<(), Status> {
+        if key.is_empty() && !allow_empty {
+            return Err(Self::invalid(codes::EMPTY_KEY, format!("{what} is empty")));
+        }
+        let max = self.node.cfg.max_key_bytes;
+        if key.len() > max {
+            return Err(Self::invalid(
+                codes::KEY_TOO_LARGE,
+                format!("{what} is {} bytes; the limit is {max}", key.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), Status> {
+        let max = self.node.cfg.max_value_bytes;
+        if value.len() > max {
+            return Err(Self::invalid(
+                codes::VALUE_TOO_LARGE,
+                format!("value is {} bytes; the limit is {max}", value.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_span(&self, start: &[u8], end: &[u8]) -> Result<(), Status> {
+        self.check_key("start key", start, true)?;
+        self.check_key("end key", end, true)?;
+        if !end.is_empty() && start > end {
+            return Err(Self::invalid(
+                codes::INVALID_ARGUMENT,
+                "start key is after end key".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_request_size(&self, bytes: usize) -> Result<(), Status> {
+        let max = self.node.cfg.max_request_bytes;
+        if bytes > max {
+            return Err(Self::invalid(
+                codes::REQUEST_TOO_LARGE,
+                format!("request holds {bytes} bytes of keys and values; the limit is {max}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_op(&self, op: pb::WriteOp) -> Result<(WriteOp, usize), Status> {
+        use pb::write_op::Op;
+        match op.op {
+            Some(Op::Put(p)) => self.put_op(p),
+            Some(Op::Delete(d)) => {
+                self.check_key("key", &d.key, false)?;
+                let n = d.key.len();
+                Ok((WriteOp::Delete { key: d.key }, n))
+            }
+            Some(Op::DeleteRange(r)) => {
+                self.check_span(&r.start, &r.end)?;
+                let n = r.start.len() + r.end.len();
+                Ok((
+                    WriteOp::DeleteRange {
+                        start: r.start,
+                        end: r.end,
+                    },
+                    n,
+                ))
+            }
+            None => Err(Self::invalid(
+                codes::INVALID_ARGUMENT,
+                "write op has no operation set".into(),
+            )),
+        }
+    }
+
+    fn put_op(&self, p: pb::PutOp) -> Result<(WriteOp, usize), Status> {
+        self.check_key("key", &p.key, false)?;
+        self.check_value(&p.value)?;
+        let n = p.key.len() + p.value.len();
+        Ok((
+            WriteOp::Put {
+                key: p.key,
+                value: p.value,
+            },
+            n,
+        ))
+    }
+
+    fn txn_op(&self, op: pb::TxnOp) -> Result<(TxnOp, usize), Status> {
+        use pb::txn_op::Op;
+        let w = |op| pb::WriteOp { op: Some(op) };
+        match op.op {
+            Some(Op::Put(p)) => self
+                .write_op(w(pb::write_op::Op::Put(p)))
+                .map(|(o, n)| (TxnOp::Write(o), n)),
+            Some(Op::Delete(d)) => self
+                .write_op(w(pb::write_op::Op::Delete(d)))
+                .map(|(o, n)| (TxnOp::Write(o), n)),
+            Some(Op::DeleteRange(r)) => self
+                .write_op(w(pb::write_op::Op::DeleteRange(r)))
+                .map(|(o, n)| (TxnOp::Write(o), n)),
+            Some(Op::Get(g)) => {
+                self.check_key("key", &g.key, false)?;
+                let n = g.key.len();
+                Ok((TxnOp::Get { key: g.key }, n))
+            }
+            None => Err(Self::invalid(
+                codes::INVALID_ARGUMENT,
+                "txn op has no operation set".into(),
+            )),
+        }
+    }
+
+    fn compare(&self, c: pb::Compare) -> Result<(Compare, usize), Status> {
+        use pb::compare::{Op, Operand, Target};
+        self.check_key("compare key", &c.key, false)?;
+        let op = match Op::try_from(c.op) {
+            Ok(Op::Equal) => CompareOp::Equal,
+            Ok(Op::NotEqual) => CompareOp::NotEqual,
+            Ok(Op::Greater) => CompareOp::Greater,
+            Ok(Op::Less) => CompareOp::Less,
+            Err(_) => {
+                return Err(Self::invalid(
+                    codes::INVALID_ARGUMENT,
+                    format!("unknown compare op {}", c.op),
+                ))
+            }
+        };
+        let bad = |m: &str| Self::invalid(codes::INVALID_ARGUMENT, m.to_string());
+        let target = match (Target::try_from(c.target), c.operand) {
+            (Ok(Target::Value), Some(Operand::Value(v))) => {
+                self.check_value(&v)?;
+                CompareTarget::Value(v)
+            }
+            (Ok(Target::Version), Some(Operand::Version(v))) => CompareTarget::Version(v),
+            (Ok(Target::Exists), Some(Operand::Exists(e))) => CompareTarget::Exists(e),
+            (Err(_), _) => return Err(bad(&format!("unknown compare target {}", c.target))),
+            _ => {
+                return Err(bad(
+                    "compare operand does not match its target (value, version or exists)",
+                ))
+            }
+        };
+        let n = c.key.len()
+            + match &target {
+                CompareTarget::Value(v) => v.len(),
+                _ => 8,
+            };
+        Ok((
+            Compare {
+                key: c.key,
+                op,
+                target,
+            },
+            n,
+        ))
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<(Arc<Replica>, CommandResponse), Status> {
+        if self.node.is_draining() {
+            return Err(status(
+                Code::Unavailable,
+                codes::SHUTTING_DOWN,
+                "node is shutting down",
+                None,
+            ));
+        }
+        let r = self.node.replica()?;
+        match r.raft.client_write(cmd).await {
+            Ok(resp) => Ok((r, resp.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(not_leader(r.range_id, f.leader_id, f.leader_node.map(|n| n.addr)))
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => Err(status(
+                Code::Unavailable,
+                codes::OUTCOME_UNKNOWN,
+                format!(
+                    "leadership changed while the write was in flight; it may or may not have been applied (new leader: {:?})",
+                    f.leader_node.map(|n| n.addr)
+                ),
+                None,
+            )),
+            Err(RaftError::APIError(e)) => Err(status(Code::Internal, codes::INTERNAL, e.to_string(), None)),
+            Err(RaftError::Fatal(e)) => Err(status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None)),
+        }
+    }
+
+    /// Makes a read of the range linearizable: confirms leadership with a quorum and
+    /// waits until the state machine has applied up to the read index.
+    async fn read_barrier(&self, consistency: i32) -> Result<Arc<Replica>, Status> {
+        let r = self.node.replica()?;
+        match pb::Consistency::try_from(consistency) {
+            Ok(pb::Consistency::Stale) => return Ok(r),
+            Ok(pb::Consistency::Linearizable) => {}
+            Err(_) => {
+                return Err(Self::invalid(
+                    codes::INVALID_ARGUMENT,
+                    format!("unknown consistency {consistency}"),
+                ))
+            }
+        }
+        match r.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(r),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(not_leader(
+                r.range_id,
+                f.leader_id,
+                f.leader_node.map(|n| n.addr),
+            )),
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => Err(status(
+                Code::Unavailable,
+                codes::NO_QUORUM,
+                format!("cannot confirm leadership with a quorum: {e}"),
+                None,
+            )),
+            Err(RaftError::Fatal(e)) => Err(status(
+                Code::Unavailable,
+                codes::SHUTTING_DOWN,
+                format!("raft stopped: {e}"),
+                None,
+            )),
+        }
+    }
+
+    fn header(&self, r: &Replica) -> Option<pb::ResponseHeader> {
+        let applied = r.metrics().last_applied.as_ref().map_or(0, |l| l.index);
+        Some(pb::ResponseHeader {
+            node_id: r.node_id,
+            range_id: r.range_id,
+            applied_index: applied,
+        })
+    }
+
+    fn storage_error(e: shoal_storage::StorageError) -> Status {
+        tracing::error!(error = %e, "storage read failed");
+        status(
+            Code::Internal,
+            codes::INTERNAL,
+            format!("storage: {e}"),
+            None,
+        )
+    }
+
+    async fn observe<T>(
+        &self,
+        rpc: &'static str,
+        fut: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let start = Instant::now();
+        let res = fut.await;
+        let code = match &res {
+            Ok(_) => "OK".to_string(),
+            Err(s) => {
+                let c = shoal_proto::error::code_of(s);
+                if c.is_empty() {
+                    format!("{:?}", s.code())
+                } else {
+                    c
+                }
+            }
+        };
+        self.node.metrics.observe_rpc(rpc, &code, start.elapsed());
+        res
+    }
+}
+
+fn kv(v: shoal_storage::Versioned) -> pb::KeyValue {
+    pb::KeyValue {
+        key: v.key,
+        value: v.value,
+        version: v.version,
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        self.observe("Get", async {
+            let req = req.into_inner();
+            self.check_key("key", &req.key, false)?;
+            let r = self.read_barrier(req.consistency).await?;
+            let found = r.engine.get(&req.key).map_err(Self::storage_error)?;
+            Ok(Response::new(pb::GetResponse {
+                header: self.header(&r),
+                kv: found.map(kv),
+            }))
+        })
+        .await
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        self.observe("Put", async {
+            let req = req.into_inner();
+            let (op, n) = self.put_op(pb::PutOp {
+                key: req.key,
+                value: req.value,
+            })?;
+            self.check_request_size(n)?;
+            let (r, resp) = self.propose(Command::Write(vec![op])).await?;
+            Ok(Response::new(pb::PutResponse {
+                header: self.header(&r),
+                version: resp.index,
+            }))
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.observe("Delete", async {
+            let req = req.into_inner();
+            self.check_key("key", &req.key, false)?;
+            let (r, resp) = self
+                .propose(Command::Write(vec![WriteOp::Delete { key: req.key }]))
+                .await?;
+            Ok(Response::new(pb::DeleteResponse {
+                header: self.header(&r),
+                version: resp.index,
+                deleted: matches!(resp.results.first(), Some(OpResult::Deleted(n)) if *n > 0),
+            }))
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        req: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        self.observe("Scan", async {
+            let req = req.into_inner();
+            self.check_span(&req.start, &req.end)?;
+            let limit = match req.limit as usize {
+                0 => DEFAULT_SCAN_PAGE,
+                n => n.min(MAX_SCAN_PAGE),
+            };
+            let r = self.read_barrier(req.consistency).await?;
+            let span = KeySpan {
+                start: req.start,
+                end: req.end,
+            };
+            let (page, more) = r.engine.scan(&span, limit).map_err(Self::storage_error)?;
+            Ok(Response::new(pb::ScanResponse {
+                header: self.header(&r),
+                kvs: page.into_iter().map(kv).collect(),
+                more,
+            }))
+        })
+        .await
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.observe("DeleteRange", async {
+            let req = req.into_inner();
+            self.check_span(&req.start, &req.end)?;
+            let (r, resp) = self
+                .propose(Command::Write(vec![WriteOp::DeleteRange {
+                    start: req.start,
+                    end: req.end,
+                }]))
+                .await?;
+            let deleted = match resp.results.first() {
+                Some(OpResult::Deleted(n)) => *n,
+                _ => 0,
+            };
+            Ok(Response::new(pb::DeleteRangeResponse {
+                header: self.header(&r),
+                version: resp.index,
+                deleted,
+            }))
+        })
+        .await
+    }
+
+    async fn batch(
+        &self,
+        req: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        self.observe("Batch", async {
+            let req = req.into_inner();
+            if req.ops.is_empty() {
+                return Err(Self::invalid(
+                    codes::INVALID_ARGUMENT,
+                    "batch has no ops".into(),
+                ));
+            }
+            let mut ops = Vec::with_capacity(req.ops.len());
+            let mut bytes = 0;
+            for op in req.ops {
+                let (op, n) = self.write_op(op)?;
+                bytes += n;
+                ops.push(op);
+            }
+            self.check_request_size(bytes)?;
+            let (r, resp) = self.propose(Command::Write(ops)).await?;
+            Ok(Response::new(pb::BatchResponse {
+                header: self.header(&r),
+                version: resp.index,
+            }))
+        })
+        .await
+    }
+
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        self.observe("Txn", async {
+            let req = req.into_inner();
+            let mut bytes = 0;
+            let mut compares = Vec::with_capacity(req.compares.len());
+            for c in req.compares {
+                let (c, n) = self.compare(c)?;
+                bytes += n;
+                compares.push(c);
+            }
+            let mut branch = |ops: Vec<pb::TxnOp>| -> Result<Vec<TxnOp>, Status> {
+                let mut out = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let (op, n) = self.txn_op(op)?;
+                    bytes += n;
+                    out.push(op);
+                }
+                Ok(out)
+            };
+            let success = branch(req.success)?;
+            let failure = branch(req.failure)?;
+            self.check_request_size(bytes)?;
+            let (r, resp) = self
+                .propose(Command::Txn {
+                    compares,
+                    success,
+                    failure,
+                })
+                .await?;
+            let results = resp
+                .results
+                .into_iter()
+                .map(|res| {
+                    use pb::txn_op_result::Result as R;
+                    let result = match res {
+                        OpResult::Put(v) => R::Put(v),
+                        OpResult::Deleted(n) => R::Deleted(n),
+                        OpResult::Get(found) => R::Get(pb::GetResult {
+                            kv: found.map(|f| pb::KeyValue {
+                                key: f.key,
+                                value: f.value,
+                                version: f.version,
+                            }),
+                        }),
+                    };
+                    pb::TxnOpResult {
+                        result: Some(result),
+                    }
+                })
+                .collect();
+            Ok(Response::new(pb::TxnResponse {
+                header: self.header(&r),
+                succeeded: resp.succeeded,
+                results,
+                version: resp.index,
+            }))
+        })
+        .await
+    }
+}

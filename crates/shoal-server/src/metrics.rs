@@ -1,0 +1,108 @@
+//! Prometheus metrics: request counts and latency histograms per RPC, and Raft
+//! gauges per range, read from openraft's metrics at scrape time.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use shoal_raft::Router;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    raft: GaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "shoal_requests_total",
+                "gRPC requests served, by RPC and result code",
+            ),
+            &["rpc", "code"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "shoal_request_duration_seconds",
+                "gRPC request latency, by RPC",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
+            &["rpc"],
+        )
+        .expect("valid metric");
+        let raft = GaugeVec::new(
+            Opts::new(
+                "shoal_raft",
+                "Raft state per range: term, leader, commit/applied/last log index, is_leader",
+            ),
+            &["range", "metric"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(raft.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            raft,
+        }
+    }
+
+    pub fn observe_rpc(&self, rpc: &str, code: &str, took: Duration) {
+        self.requests.with_label_values(&[rpc, code]).inc();
+        self.latency
+            .with_label_values(&[rpc])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, router: &Router) -> String {
+        for r in router.all() {
+            let m = r.metrics();
+            let range = r.range_id.to_string();
+            let set = |name: &str, v: u64| {
+                self.raft
+                    .with_label_values(&[range.as_str(), name])
+                    .set(v as f64)
+            };
+            set("term", m.current_term);
+            set("leader", m.current_leader.unwrap_or(0));
+            set("is_leader", (m.current_leader == Some(r.node_id)) as u64);
+            set(
+                "commit_index",
+                m.local_committed.as_ref().map_or(0, |l| l.index),
+            );
+            set(
+                "applied_index",
+                m.last_applied.as_ref().map_or(0, |l| l.index),
+            );
+            set("last_log_index", m.last_log_index.unwrap_or(0));
+            set("snapshot_index", m.snapshot.as_ref().map_or(0, |l| l.index));
+            set("purged_index", m.purged.as_ref().map_or(0, |l| l.index));
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,414 @@
+//! [`Node`]: the store, the replicas, bootstrap, and the servers' lifetime.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use shoal_proto::error::{codes, status};
+use shoal_proto::v1::{admin_server::AdminServer, kv_server::KvServer, raft_server::RaftServer};
+use shoal_proto::v1::{BootstrapRequest, HelloRequest, HelloResponse, NodeInfo};
+use shoal_raft::{
+    Node as RaftNode, NodeHooks, PeerPool, RaftService, Replica, Router, FIRST_RANGE_ID,
+};
+use shoal_storage::{Engine, EngineOptions, KeySpan};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+
+/// Who this store belongs to; written once, durably, when the node joins a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreIdent {
+    pub cluster_id: String,
+    pub node_id: u64,
+}
+
+/// A running node.
+pub struct Node {
+    pub cfg: NodeConfig,
+    pub advertise: String,
+    pub engine: Engine,
+    pub pool: Arc<PeerPool>,
+    pub router: Arc<Router>,
+    pub metrics: Metrics,
+    ident: RwLock<Option<StoreIdent>>,
+    bootstrap_lock: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
+    pub shutdown: CancellationToken,
+}
+
+impl Node {
+    /// Opens the store and, if this node already belongs to a cluster, its replicas.
+    pub async fn open(cfg: NodeConfig) -> anyhow::Result<Arc<Self>> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+        let engine = Engine::open(&cfg.store_dir(), &EngineOptions::default())
+            .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
+        let ident = match engine.ident().context("reading the store identity")? {
+            Some(b) => Some(
+                serde_json::from_slice::<StoreIdent>(&b).context("decoding the store identity")?,
+            ),
+            None => None,
+        };
+        let node = Arc::new(Self {
+            advertise: cfg.advertise(),
+            cfg,
+            engine,
+            pool: PeerPool::new(),
+            router: Router::new(),
+            metrics: Metrics::new(),
+            ident: RwLock::new(ident.clone()),
+            bootstrap_lock: tokio::sync::Mutex::new(()),
+            draining: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+        });
+        if let Some(id) = ident {
+            tracing::info!(node_id = id.node_id, cluster_id = %id.cluster_id, "restarting with the identity on disk");
+            node.open_replicas(id.node_id).await?;
+        } else {
+            tracing::info!("empty store: waiting for `shoal init` or a join");
+        }
+        Ok(node)
+    }
+
+    pub fn ident(&self) -> Option<StoreIdent> {
+        self.ident.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.ident().map_or(0, |i| i.node_id)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    async fn open_replicas(&self, node_id: u64) -> anyhow::Result<()> {
+        let r = Replica::open(
+            self.engine.clone(),
+            self.pool.clone(),
+            node_id,
+            FIRST_RANGE_ID,
+            KeySpan::all(),
+            &self.cfg.snapshot_dir(),
+            &self.cfg.raft_options(),
+        )
+        .await
+        .context("opening range 1")?;
+        self.router.insert(r);
+        Ok(())
+    }
+
+    /// The replica of the first range, once this node belongs to a cluster.
+    pub fn replica(&self) -> Result<Arc<Replica>, Status> {
+        self.router.get(FIRST_RANGE_ID).ok_or_else(|| {
+            status(
+                Code::Unavailable,
+                codes::NOT_INITIALIZED,
+                "this node does not belong to a cluster yet: run `shoal init` once the nodes are up",
+                None,
+            )
+        })
+    }
+
+    /// Takes the identity given by the node running `init` (idempotent for the same one).
+    pub async fn accept_bootstrap(&self, cluster_id: &str, node_id: u64) -> Result<(), Status> {
+        let _g = self.bootstrap_lock.lock().await;
+        if let Some(cur) = self.ident() {
+            if cur.cluster_id == cluster_id && cur.node_id == node_id {
+                return Ok(());
+            }
+            return Err(already(&format!(
+                "node at {} already belongs to cluster {} as node {}",
+                self.advertise, cur.cluster_id, cur.node_id
+            )));
+        }
+        if cluster_id.is_empty() || node_id == 0 {
+            return Err(status(
+                Code::InvalidArgument,
+                codes::INVALID_ARGUMENT,
+                "bootstrap needs a cluster id and a node id",
+                None,
+            ));
+        }
+        let ident = StoreIdent {
+            cluster_id: cluster_id.to_string(),
+            node_id,
+        };
+        let bytes = serde_json::to_vec(&ident).map_err(|e| Status::internal(e.to_string()))?;
+        self.engine
+            .set_ident(&bytes)
+            .map_err(|e| Status::internal(format!("writing the store identity: {e}")))?;
+        *self.ident.write().unwrap_or_else(|p| p.into_inner()) = Some(ident);
+        self.open_replicas(node_id)
+            .await
+            .map_err(|e| Status::internal(format!("{e:#}")))?;
+        tracing::info!(node_id, cluster_id, "joined the cluster");
+        Ok(())
+    }
+
+    /// Founds the cluster from this node and the peers of `--join`, once.
+    pub async fn init(&self) -> Result<(String, Vec<NodeInfo>), Status> {
+        if let Some(cur) = self.ident() {
+            return Err(already(&format!(
+                "the cluster is already initialised (cluster {}); this node is node {}",
+                cur.cluster_id, cur.node_id
+            )));
+        }
+        // Every peer of the join list must answer, and none may belong to a cluster.
+        let mut members: BTreeMap<String, ()> = BTreeMap::new();
+        members.insert(self.advertise.clone(), ());
+        for peer in &self.cfg.join {
+            let hello = self.hello_peer(peer, Duration::from_secs(30)).await?;
+            if !hello.cluster_id.is_empty() {
+                return Err(already(&format!(
+                    "the cluster is already initialised: peer {peer} belongs to cluster {}",
+                    hello.cluster_id
+                )));
+            }
+            members.insert(hello.advertise_addr, ());
+        }
+        let cluster_id = uuid::Uuid::new_v4().to_string();
+        let assigned: Vec<(u64, String)> = members
+            .into_keys()
+            .enumerate()
+            .map(|(i, addr)| (i as u64 + 1, addr))
+            .collect();
+        for (id, addr) in &assigned {
+            if *addr == self.advertise {
+                continue;
+            }
+            let mut c = self
+                .pool
+                .client(addr)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            c.bootstrap(BootstrapRequest {
+                cluster_id: cluster_id.clone(),
+                node_id: *id,
+            })
+            .await
+            .map_err(|e| {
+                Status::new(
+                    e.code(),
+                    format!("bootstrapping peer {addr}: {}", e.message()),
+                )
+            })?;
+        }
+        let my_id = assigned
+            .iter()
+            .find(|(_, a)| *a == self.advertise)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| Status::internal("own address missing from the members"))?;
+        self.accept_bootstrap(&cluster_id, my_id).await?;
+        let voters: BTreeMap<u64, RaftNode> = assigned
+            .iter()
+            .map(|(id, addr)| (*id, RaftNode { addr: addr.clone() }))
+            .collect();
+        self.replica()?
+            .raft
+            .initialize(voters)
+            .await
+            .map_err(|e| Status::internal(format!("initialising raft: {e}")))?;
+        tracing::info!(%cluster_id, nodes = assigned.len(), "cluster initialised");
+        let nodes = assigned
+            .into_iter()
+            .map(|(node_id, addr)| NodeInfo {
+                node_id,
+                addr,
+                role: "voter".into(),
+                ..Default::default()
+            })
+            .collect();
+        Ok((cluster_id, nodes))
+    }
+
+    async fn hello_peer(&self, peer: &str, patience: Duration) -> Result<HelloResponse, Status> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let res = match self.pool.client(peer) {
+                Ok(mut c) => c.hello(HelloRequest {}).await.map(|r| r.into_inner()),
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            };
+            match res {
+                Ok(h) => return Ok(h),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(status(
+                        Code::FailedPrecondition,
+                        codes::PEER_UNREACHABLE,
+                        format!(
+                            "peer {peer} of --join did not answer within {patience:?}: {}",
+                            e.message()
+                        ),
+                        None,
+                    ))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    pub fn hello_response(&self) -> HelloResponse {
+        let ident = self.ident();
+        HelloResponse {
+            cluster_id: ident
+                .as_ref()
+                .map(|i| i.cluster_id.clone())
+                .unwrap_or_default(),
+            node_id: ident.as_ref().map_or(0, |i| i.node_id),
+            advertise_addr: self.advertise.clone(),
+            initialized: ident.is_some(),
+        }
+    }
+
+    /// Whether this node serves: it belongs to a cluster, its replica knows a leader,
+    /// and it is a member of the range.
+    pub fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let mut checks = Vec::new();
+        let ident = self.ident();
+        checks.push((
+            "initialized",
+            if ident.is_some() {
+                Ok(())
+            } else {
+                Err("not part of a cluster yet".into())
+            },
+        ));
+        checks.push((
+            "not_draining",
+            if self.is_draining() {
+                Err("shutting down".into())
+            } else {
+                Ok(())
+            },
+        ));
+        let joined = match self.router.get(FIRST_RANGE_ID) {
+            None => Err("no replica open".to_string()),
+            Some(r) => {
+                let m = r.metrics();
+                let member = m
+                    .membership_config
+                    .membership()
+                    .get_node(&r.node_id)
+                    .is_some();
+                if !member {
+                    Err("not yet a member of range 1".into())
+                } else if m.current_leader.is_none() {
+                    Err("range 1 has no known leader".into())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        checks.push(("joined", joined));
+        checks
+    }
+
+    /// Flushes the store and stops the replicas.
+    pub async fn stop(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        for r in self.router.all() {
+            if let Err(e) = r.raft.shutdown().await {
+                tracing::warn!(range_id = r.range_id, error = %e, "stopping raft");
+            }
+        }
+        if let Err(e) = self.engine.flush() {
+            tracing::error!(error = %e, "flushing the store");
+        }
+    }
+}
+
+fn already(msg: &str) -> Status {
+    status(
+        Code::FailedPrecondition,
+        codes::ALREADY_INITIALIZED,
+        msg,
+        None,
+    )
+}
+
+struct Hooks(Arc<Node>);
+
+#[tonic::async_trait]
+impl NodeHooks for Hooks {
+    async fn hello(&self) -> HelloResponse {
+        self.0.hello_response()
+    }
+
+    async fn bootstrap(&self, req: BootstrapRequest) -> Result<(), Status> {
+        self.0.accept_bootstrap(&req.cluster_id, req.node_id).await
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT (or `node.shutdown` is cancelled).
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let listen = cfg.listen_addr;
+    let http_addr = cfg.http_addr;
+    let grpc_listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the gRPC address {listen}"))?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {http_addr}"))?;
+    let node = Node::open(cfg).await?;
+    tracing::info!(grpc = %listen, http = %http_addr, advertise = %node.advertise, "serving");
+
+    let signals = {
+        let token = node.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            token.cancel();
+        })
+    };
+    let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
+    let kv = KvServer::new(crate::kv::KvService::new(node.clone()))
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(usize::MAX);
+    let admin = AdminServer::new(crate::admin::AdminService::new(node.clone()));
+    let raft = RaftServer::new(RaftService::new(
+        node.router.clone(),
+        Arc::new(Hooks(node.clone())),
+    ))
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(usize::MAX);
+    let token = node.shutdown.clone();
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(kv)
+        .add_service(admin)
+        .add_service(raft)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            token.cancelled_owned(),
+        );
+    let http = crate::http::serve(node.clone(), http_listener);
+    let (g, h) = tokio::join!(grpc, http);
+    node.stop().await;
+    signals.abort();
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
