@@ -1,1 +1,319 @@
-//! placeholder
+//! Harness for cluster tests: real `shoal` processes on loopback, each with its own
+//! data directory and ports, killed with SIGKILL and restarted like a crashed machine.
+//!
+//! The binary is `$SHOAL_BIN`, or `shoal` beside the test executable's directory
+//! (cargo builds it for `cargo test --workspace`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shoal_client::{Client, ClientOptions};
+
+/// Flags that make elections quick, for tests of failover.
+pub const FAST_ELECTIONS: &[&str] = &["--heartbeat-ms", "100", "--election-timeout-ms", "500"];
+
+/// The `shoal` binary under test.
+pub fn shoal_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join("shoal");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p shoal-cli) or set SHOAL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs the `shoal` binary with `args` and returns its output.
+pub fn shoal(args: &[&str]) -> Output {
+    Command::new(shoal_bin())
+        .args(args)
+        .env_remove("SHOAL_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running shoal")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One node process.
+pub struct TestNode {
+    pub grpc: String,
+    pub http: String,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(shoal_bin())
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning shoal start")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The last lines of the node's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A cluster of node processes on loopback.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    _root: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes that list each other in `--join`, with `extra` flags.
+    pub fn start(n: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        let root = tempfile::Builder::new().prefix("shoal-test-").tempdir()?;
+        let addrs: Vec<(String, String)> = (0..n)
+            .map(|_| {
+                (
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (grpc, http)) in addrs.iter().enumerate() {
+            let dir = root.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut args: Vec<String> = vec![
+                "start".into(),
+                "--data-dir".into(),
+                dir.join("data").display().to_string(),
+                "--listen-addr".into(),
+                grpc.clone(),
+                "--advertise-addr".into(),
+                grpc.clone(),
+                "--http-addr".into(),
+                http.clone(),
+            ];
+            let join: Vec<&str> = addrs
+                .iter()
+                .filter(|(g, _)| g != grpc)
+                .map(|(g, _)| g.as_str())
+                .collect();
+            if !join.is_empty() {
+                args.push("--join".into());
+                args.push(join.join(","));
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut node = TestNode {
+                grpc: grpc.clone(),
+                http: http.clone(),
+                data: dir.join("data"),
+                log: dir.join("node.log"),
+                args,
+                child: None,
+            };
+            node.spawn()?;
+            nodes.push(node);
+        }
+        Ok(Self { nodes, _root: root })
+    }
+
+    /// Starts `n` nodes and founds the cluster; returns once a leader is elected.
+    pub async fn start_initialized(n: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        let c = Self::start(n, extra)?;
+        c.init().await?;
+        c.wait_leader(Duration::from_secs(20)).await?;
+        Ok(c)
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.grpc.clone()).collect()
+    }
+
+    /// A client seeded with every node.
+    pub fn client(&self) -> Client {
+        Client::with_options(self.addrs(), ClientOptions::default()).expect("client")
+    }
+
+    /// A client that enters the cluster through node `i` only.
+    pub fn client_via(&self, i: usize) -> Client {
+        Client::with_options([self.nodes[i].grpc.clone()], ClientOptions::default())
+            .expect("client")
+    }
+
+    /// Founds the cluster through node 0, waiting for its gRPC port to answer.
+    pub async fn init(&self) -> anyhow::Result<()> {
+        let c = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match c.init(&self.nodes[0].grpc).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    bail!("init failed: {e}\n{}", self.nodes[0].log_tail(20))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// SIGKILL node `i` and reap it.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `i` again with the same data directory and flags.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        assert!(self.nodes[i].child.is_none(), "node {i} is still running");
+        self.nodes[i].spawn()
+    }
+
+    /// Status of node `i`.
+    pub async fn status(&self, i: usize) -> anyhow::Result<shoal_proto::v1::StatusResponse> {
+        Ok(self.client().status_of(&self.nodes[i].grpc).await?)
+    }
+
+    /// Index of the node that leads range 1, as the nodes in `among` report it.
+    pub async fn leader_among(&self, among: &[usize]) -> Option<usize> {
+        for &i in among {
+            if let Ok(st) = self.status(i).await {
+                if let Some(r) = st.ranges.first() {
+                    if r.role == "leader" {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub async fn wait_leader_among(
+        &self,
+        among: &[usize],
+        timeout: Duration,
+    ) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader_among(among).await {
+                return Ok(l);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader among nodes {among:?} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.wait_leader_among(&all, timeout).await
+    }
+
+    /// Applied index of range 1 on node `i`.
+    pub async fn applied(&self, i: usize) -> anyhow::Result<u64> {
+        let st = self.status(i).await?;
+        Ok(st.ranges.first().map_or(0, |r| r.applied_index))
+    }
+
+    /// Waits until node `i` has applied at least `index`.
+    pub async fn wait_applied(
+        &self,
+        i: usize,
+        index: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(a) = self.applied(i).await {
+                if a >= index {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {i} did not apply index {index} within {timeout:?}\n{}",
+                    self.nodes[i].log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// GET `path` on node `i`'s HTTP port: (status code, body).
+    pub fn http_get(&self, i: usize, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(&self.nodes[i].http, path)
+    }
+
+    /// A gauge of `/metrics` on node `i` (`shoal_raft{metric="<name>",range="1"}`).
+    pub fn raft_gauge(&self, i: usize, name: &str) -> anyhow::Result<u64> {
+        let (_, body) = self.http_get(i, "/metrics")?;
+        let needle = format!("shoal_raft{{metric=\"{name}\",range=\"1\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .with_context(|| format!("gauge {name} not in /metrics"))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET.
+pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("malformed HTTP response")?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}

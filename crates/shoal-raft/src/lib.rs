@@ -33,8 +33,8 @@ pub use command::{
 };
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
-pub use replica::{RaftOptions, Replica, Router};
-pub use service::{NodeHooks, RaftService};
+pub use replica::{RaftOptions, ReadError, Replica, Router};
+pub use service::{read_error, NodeHooks, RaftService};
 pub use state_machine::{SnapshotFile, StateMachine};
 pub use types::*;
 

@@ -4,14 +4,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use openraft::{Config, SnapshotPolicy};
+use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
+use openraft::{Config, ReadPolicy, SnapshotPolicy};
+use shoal_proto::error::{codes, detail};
+use shoal_proto::v1::{error_detail, RaftMessage};
 use shoal_storage::{Engine, KeySpan};
 
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerPool};
 use crate::state_machine::StateMachine;
-use crate::types::{NodeId, Raft};
+use crate::types::{LinearizableReadError, NodeId, Raft, RaftError, TypeConfig};
 
 /// Raft timing and log compaction of a node's replicas.
 #[derive(Debug, Clone)]
@@ -65,6 +69,23 @@ pub enum ReplicaError {
     Fatal(#[from] openraft::errors::Fatal<crate::TypeConfig>),
 }
 
+/// Why a linearizable read cannot be served here now.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    /// This node cannot confirm the read; the leader (when known) can.
+    #[error("not the leader")]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// Leadership cannot be confirmed with a quorum (or the leader is unreachable).
+    #[error("{0}")]
+    NoQuorum(String),
+    /// Raft has stopped on this node.
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
 /// One range replica on this node.
 pub struct Replica {
     pub range_id: u64,
@@ -72,6 +93,7 @@ pub struct Replica {
     pub raft: Raft,
     pub state_machine: StateMachine,
     pub engine: Engine,
+    pool: Arc<PeerPool>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -106,7 +128,7 @@ impl Replica {
         let raft = Raft::new(
             node_id,
             config,
-            NetworkFactory::new(pool, range_id),
+            NetworkFactory::new(pool.clone(), range_id),
             log,
             sm.clone(),
         )
@@ -117,7 +139,98 @@ impl Replica {
             raft,
             state_machine: sm,
             engine,
+            pool,
         }))
+    }
+
+    /// The leader's id and address, as this replica knows them.
+    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        let m = self.metrics();
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        (m.current_leader, addr)
+    }
+
+    /// On the leader: confirms leadership with a quorum (read index) and returns the log
+    /// id a replica must have applied before serving a linearizable read.
+    pub async fn read_index(&self) -> Result<ReadLogId<TypeConfig>, ReadError> {
+        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(l) => Ok(*l.read_log_id()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ReadError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => Err(
+                ReadError::NoQuorum(format!("cannot confirm leadership with a quorum: {e}")),
+            ),
+            Err(RaftError::Fatal(e)) => Err(ReadError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Returns once a read of this replica's state is linearizable: on the leader by
+    /// read index; on a follower by asking the leader for the read index and waiting
+    /// until the local state machine has applied it (so followers serve reads too).
+    pub async fn linearize(&self, patience: Duration) -> Result<(), ReadError> {
+        let (leader_id, leader_addr) = self.leader();
+        let read_log_id = if leader_id == Some(self.node_id) {
+            self.read_index().await?
+        } else {
+            let (Some(leader), Some(addr)) = (leader_id, leader_addr.clone()) else {
+                return Err(ReadError::NotLeader {
+                    leader_id,
+                    leader_addr,
+                });
+            };
+            let unreachable = |e: String| {
+                ReadError::NoQuorum(format!("leader {leader} at {addr} unreachable: {e}"))
+            };
+            let mut client = self
+                .pool
+                .client(&addr)
+                .map_err(|e| unreachable(e.to_string()))?;
+            let req = RaftMessage {
+                range_id: self.range_id,
+                payload: Vec::new(),
+            };
+            let resp = match tokio::time::timeout(patience, client.read_index(req)).await {
+                Err(_) => return Err(unreachable(format!("no answer within {patience:?}"))),
+                Ok(Err(s)) => {
+                    let d = detail(&s);
+                    return Err(match d.as_ref().map(|d| d.code.as_str()) {
+                        Some(codes::NOT_LEADER) => match d.and_then(|d| d.detail) {
+                            Some(error_detail::Detail::NotLeader(nl)) => ReadError::NotLeader {
+                                leader_id: (nl.leader_id != 0).then_some(nl.leader_id),
+                                leader_addr: (!nl.leader_addr.is_empty()).then_some(nl.leader_addr),
+                            },
+                            _ => ReadError::NotLeader {
+                                leader_id: None,
+                                leader_addr: None,
+                            },
+                        },
+                        Some(codes::NO_QUORUM) => ReadError::NoQuorum(s.message().to_string()),
+                        _ => unreachable(s.message().to_string()),
+                    });
+                }
+                Ok(Ok(r)) => r.into_inner(),
+            };
+            crate::codec::decode(&resp.payload).map_err(|e| unreachable(e.to_string()))?
+        };
+        let lin = Linearizer::<TypeConfig>::new(self.node_id, read_log_id, None);
+        match lin.try_await_ready(&self.raft, Some(patience)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(state)) => Err(ReadError::NoQuorum(format!(
+                "this replica did not apply up to the read index {} within {patience:?} (applied: {:?})",
+                state.read_log_id().index(),
+                state.applied().map(|l| l.index)
+            ))),
+            Err(e) => Err(ReadError::Stopped(e.to_string())),
+        }
     }
 }
 

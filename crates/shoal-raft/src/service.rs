@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use shoal_proto::error::{codes, status};
+use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::raft_server;
 use shoal_proto::v1::{
     BootstrapRequest, BootstrapResponse, HelloRequest, HelloResponse, RaftMessage, SnapshotChunk,
@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::codec::{decode, encode};
-use crate::replica::{Replica, Router};
+use crate::replica::{ReadError, Replica, Router};
 use crate::state_machine::SnapshotFile;
 use crate::types::*;
 
@@ -58,6 +58,18 @@ fn bad_payload(e: std::io::Error) -> Status {
 fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<Response<RaftMessage>, Status> {
     let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(RaftMessage { range_id, payload }))
+}
+
+/// The status a client or a follower gets for a read that cannot be linearized here.
+pub fn read_error(range_id: u64, e: ReadError) -> Status {
+    match e {
+        ReadError::NotLeader {
+            leader_id,
+            leader_addr,
+        } => not_leader(range_id, leader_id, leader_addr),
+        ReadError::NoQuorum(m) => status(Code::Unavailable, codes::NO_QUORUM, m, None),
+        ReadError::Stopped(m) => raft_failed(m),
+    }
 }
 
 fn raft_failed(e: impl std::fmt::Display) -> Status {
@@ -111,6 +123,16 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             .await
             .map_err(raft_failed)?;
         reply(m.range_id, &resp)
+    }
+
+    async fn read_index(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.replica(m.range_id)?;
+        let id = r
+            .read_index()
+            .await
+            .map_err(|e| read_error(m.range_id, e))?;
+        reply(m.range_id, &id)
     }
 
     async fn install_snapshot(

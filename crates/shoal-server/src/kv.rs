@@ -8,17 +8,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use openraft::ReadPolicy;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::{self as pb, kv_server::Kv};
 use shoal_raft::{
-    ClientWriteError, Command, CommandResponse, Compare, CompareOp, CompareTarget,
-    LinearizableReadError, OpResult, RaftError, Replica, TxnOp, WriteOp,
+    ClientWriteError, Command, CommandResponse, Compare, CompareOp, CompareTarget, OpResult,
+    RaftError, Replica, TxnOp, WriteOp,
 };
 use shoal_storage::KeySpan;
 use tonic::{Code, Request, Response, Status};
 
 use crate::node::Node;
+
+/// How long a linearizable read waits for the leader's answer and for this replica to
+/// apply up to the read index.
+const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Default and largest number of pairs a scan returns per page.
 pub const DEFAULT_SCAN_PAGE: usize = 1_000;
@@ -224,8 +227,8 @@ impl KvService {
         }
     }
 
-    /// Makes a read of the range linearizable: confirms leadership with a quorum and
-    /// waits until the state machine has applied up to the read index.
+    /// Makes a read of the range linearizable (see `Replica::linearize`): on the leader
+    /// or on a follower, which asks the leader for the read index.
     async fn read_barrier(&self, consistency: i32) -> Result<Arc<Replica>, Status> {
         let r = self.node.replica()?;
         match pb::Consistency::try_from(consistency) {
@@ -238,26 +241,10 @@ impl KvService {
                 ))
             }
         }
-        match r.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(r),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(not_leader(
-                r.range_id,
-                f.leader_id,
-                f.leader_node.map(|n| n.addr),
-            )),
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => Err(status(
-                Code::Unavailable,
-                codes::NO_QUORUM,
-                format!("cannot confirm leadership with a quorum: {e}"),
-                None,
-            )),
-            Err(RaftError::Fatal(e)) => Err(status(
-                Code::Unavailable,
-                codes::SHUTTING_DOWN,
-                format!("raft stopped: {e}"),
-                None,
-            )),
-        }
+        r.linearize(READ_PATIENCE)
+            .await
+            .map_err(|e| shoal_raft::read_error(r.range_id, e))?;
+        Ok(r)
     }
 
     fn header(&self, r: &Replica) -> Option<pb::ResponseHeader> {
