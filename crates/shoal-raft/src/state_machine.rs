@@ -143,10 +143,7 @@ impl StateMachine {
     /// snapshot record, then clears the intent.
     fn install_stored(&self, stored: &StoredSnapshot) -> io::Result<()> {
         let path = self.dir.join(&stored.file);
-        let applied: Applied = (
-            stored.meta.last_log_id.clone(),
-            stored.meta.last_membership.clone(),
-        );
+        let applied: Applied = (stored.meta.last_log_id, stored.meta.last_membership.clone());
         self.engine
             .install_range_snapshot(self.range_id, &self.span, &path, &encode(&applied)?)
             .map_err(io_err)?;
@@ -238,14 +235,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     command::apply(&self.engine, &mut batch, index, cmd).map_err(io_err)?
                 }
                 EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     CommandResponse {
                         index,
                         ..Default::default()
                     }
                 }
             };
-            let applied: Applied = (Some(entry.log_id.clone()), membership.clone());
+            let applied: Applied = (Some(entry.log_id), membership.clone());
             batch.put_state(&self.engine, StateKey::Applied, &encode(&applied)?);
             self.engine.commit(batch).map_err(io_err)?;
             if let Some(r) = responder {
