@@ -198,6 +198,8 @@ impl Client {
         let deadline = Instant::now() + opts.retry_deadline;
         let mut backoff = opts.initial_backoff;
         let mut last: Option<Error>;
+        // Redirects taken without a pause; past a few, hints may be stale: back off.
+        let mut redirects = 0;
         loop {
             let addr = self.target();
             let attempt = match self.channel(&addr) {
@@ -232,7 +234,8 @@ impl Client {
                     };
                     let known = leader.is_some() && leader.as_deref() != Some(addr.as_str());
                     self.set_leader(leader);
-                    if known {
+                    redirects += 1;
+                    if known && redirects <= 3 {
                         // Redirect at once: no backoff.
                         last = Some(Error::from_status(&addr, status));
                         if Instant::now() >= deadline {
@@ -583,56 +586,55 @@ fn is_connect_failure(s: &tonic::Status) -> bool {
 /// Builders of write ops, txn ops and compares.
 pub mod ops {
     use super::pb;
+    use pb::txn_op::Op as T;
+    use pb::write_op::Op as W;
+
+    fn put_op(key: &[u8], value: &[u8]) -> pb::PutOp {
+        pb::PutOp {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }
+    }
+
+    fn delete_op(key: &[u8]) -> pb::DeleteOp {
+        pb::DeleteOp { key: key.to_vec() }
+    }
+
+    fn txn(op: T) -> pb::TxnOp {
+        pb::TxnOp { op: Some(op) }
+    }
+
+    fn write(op: W) -> pb::WriteOp {
+        pb::WriteOp { op: Some(op) }
+    }
 
     pub fn put(key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> pb::TxnOp {
-        pb::TxnOp {
-            op: Some(pb::txn_op::Op::Put(pb::PutOp {
-                key: key.as_ref().to_vec(),
-                value: value.as_ref().to_vec(),
-            })),
-        }
+        txn(T::Put(put_op(key.as_ref(), value.as_ref())))
     }
 
     pub fn delete(key: impl AsRef<[u8]>) -> pb::TxnOp {
-        pb::TxnOp {
-            op: Some(pb::txn_op::Op::Delete(pb::DeleteOp {
-                key: key.as_ref().to_vec(),
-            })),
-        }
+        txn(T::Delete(delete_op(key.as_ref())))
     }
 
     pub fn get(key: impl AsRef<[u8]>) -> pb::TxnOp {
-        pb::TxnOp {
-            op: Some(pb::txn_op::Op::Get(pb::GetOp {
-                key: key.as_ref().to_vec(),
-            })),
-        }
+        txn(T::Get(pb::GetOp {
+            key: key.as_ref().to_vec(),
+        }))
     }
 
     pub fn write_put(key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> pb::WriteOp {
-        pb::WriteOp {
-            op: Some(pb::write_op::Op::Put(pb::PutOp {
-                key: key.as_ref().to_vec(),
-                value: value.as_ref().to_vec(),
-            })),
-        }
+        write(W::Put(put_op(key.as_ref(), value.as_ref())))
     }
 
     pub fn write_delete(key: impl AsRef<[u8]>) -> pb::WriteOp {
-        pb::WriteOp {
-            op: Some(pb::write_op::Op::Delete(pb::DeleteOp {
-                key: key.as_ref().to_vec(),
-            })),
-        }
+        write(W::Delete(delete_op(key.as_ref())))
     }
 
     pub fn write_delete_range(start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) -> pb::WriteOp {
-        pb::WriteOp {
-            op: Some(pb::write_op::Op::DeleteRange(pb::DeleteRangeOp {
-                start: start.as_ref().to_vec(),
-                end: end.as_ref().to_vec(),
-            })),
-        }
+        write(W::DeleteRange(pb::DeleteRangeOp {
+            start: start.as_ref().to_vec(),
+            end: end.as_ref().to_vec(),
+        }))
     }
 
     fn compare(
