@@ -46,11 +46,27 @@ pub fn shoal(args: &[&str]) -> Output {
         .expect("running shoal")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A port that is free now and that nothing else will be handed: below the kernel's
+/// ephemeral range (outgoing connections never take it), and never twice in this
+/// process (tests of one binary run in parallel).
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LO: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % SPAN as u32) as u16 + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = LO + n % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One node process.
@@ -200,6 +216,49 @@ impl TestCluster {
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         assert!(self.nodes[i].child.is_none(), "node {i} is still running");
         self.nodes[i].spawn()
+    }
+
+    /// Removes node `i`'s data directory (the node must be stopped): a lost disk.
+    pub fn wipe(&mut self, i: usize) {
+        assert!(self.nodes[i].child.is_none(), "node {i} is still running");
+        std::fs::remove_dir_all(&self.nodes[i].data).expect("removing the data directory");
+    }
+
+    /// Starts one more node with an empty disk that lists every current node in
+    /// `--join`; returns its index.
+    pub fn add_node(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
+        let i = self.nodes.len();
+        let (grpc, http) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let dir = self._root.path().join(format!("node-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut args: Vec<String> = vec![
+            "start".into(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--listen-addr".into(),
+            grpc.clone(),
+            "--advertise-addr".into(),
+            grpc.clone(),
+            "--http-addr".into(),
+            http.clone(),
+            "--join".into(),
+            self.addrs().join(","),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = TestNode {
+            grpc,
+            http,
+            data: dir.join("data"),
+            log: dir.join("node.log"),
+            args,
+            child: None,
+        };
+        node.spawn()?;
+        self.nodes.push(node);
+        Ok(i)
     }
 
     /// Status of node `i`.

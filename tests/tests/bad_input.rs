@@ -109,11 +109,7 @@ async fn default_limits_are_8_kib_keys_and_4_mib_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_host_is_reported_as_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = shoal_tests::free_port();
     let opts = ClientOptions {
         retry_deadline: std::time::Duration::from_secs(1),
         ..Default::default()

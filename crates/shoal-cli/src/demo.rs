@@ -69,8 +69,14 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free loopback port below the kernel's ephemeral range, so no outgoing
+/// connection takes it between this check and the node's bind.
+fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..10_000u16)
+        .map(|i| start + i)
+        .find(|p| !taken.contains(p) && TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("no free port on 127.0.0.1"))
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -99,13 +105,14 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
         root: root.clone(),
         remove_root,
     };
-    let mut addrs = Vec::new();
-    for _ in 0..args.nodes {
-        addrs.push((
-            format!("127.0.0.1:{}", free_port()?),
-            format!("127.0.0.1:{}", free_port()?),
-        ));
+    let mut ports = Vec::new();
+    for _ in 0..args.nodes * 2 {
+        ports.push(free_port(&ports)?);
     }
+    let addrs: Vec<(String, String)> = ports
+        .chunks(2)
+        .map(|p| (format!("127.0.0.1:{}", p[0]), format!("127.0.0.1:{}", p[1])))
+        .collect();
     for (i, (grpc, http)) in addrs.iter().enumerate() {
         let dir = root.join(format!("node-{}", i + 1));
         std::fs::create_dir_all(&dir)?;

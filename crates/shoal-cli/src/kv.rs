@@ -169,6 +169,16 @@ pub async fn node_ls(args: &ClientArgs) -> anyhow::Result<()> {
     print_nodes(&client, args.format, &mut out).await
 }
 
+pub async fn node_remove(args: &ClientArgs, node_id: u64) -> anyhow::Result<()> {
+    args.client()?.remove_node(node_id).await?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::json!({"removed": node_id}));
+    } else {
+        println!("removed node {node_id}");
+    }
+    Ok(())
+}
+
 pub async fn print_nodes(
     client: &Client,
     format: Format,

@@ -57,6 +57,9 @@ enum Command {
 enum NodeCommand {
     /// List the cluster's nodes.
     Ls,
+    /// Remove a node from the cluster (e.g. one whose disk was lost and that came back
+    /// as a new node).
+    Remove { node_id: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
             init_tracing("warn");
             match op {
                 NodeCommand::Ls => rt.block_on(kv::node_ls(&client)),
+                NodeCommand::Remove { node_id } => rt.block_on(kv::node_remove(&client, node_id)),
             }
         }
         Command::Demo(args) => {

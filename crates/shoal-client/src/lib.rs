@@ -522,6 +522,17 @@ impl Client {
         .await
     }
 
+    /// Removes a node from the cluster's membership.
+    pub async fn remove_node(&self, node_id: u64) -> Result<()> {
+        self.run(Retry::IfNotSent, |ch| async move {
+            Self::admin(ch)
+                .remove_node(pb::RemoveNodeRequest { node_id })
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Founds the cluster through the node at `addr`, from it and the peers of its
     /// `--join` list. Refused once the cluster exists.
     pub async fn init(&self, addr: &str) -> Result<pb::InitResponse> {

@@ -10,6 +10,7 @@ pub mod codes {
     pub const NOT_LEADER: &str = "NOT_LEADER";
     pub const NOT_INITIALIZED: &str = "NOT_INITIALIZED";
     pub const RANGE_NOT_FOUND: &str = "RANGE_NOT_FOUND";
+    pub const WRONG_NODE: &str = "WRONG_NODE";
     pub const NO_QUORUM: &str = "NO_QUORUM";
     pub const EMPTY_KEY: &str = "EMPTY_KEY";
     pub const KEY_TOO_LARGE: &str = "KEY_TOO_LARGE";

@@ -14,6 +14,8 @@ pub enum Command {
         success: Vec<TxnOp>,
         failure: Vec<TxnOp>,
     },
+    /// Allocates a node id, never given before (meta range only).
+    AllocNodeId,
 }
 
 impl std::fmt::Display for Command {
@@ -31,6 +33,7 @@ impl std::fmt::Display for Command {
                 success.len(),
                 failure.len()
             ),
+            Command::AllocNodeId => write!(f, "alloc-node-id"),
         }
     }
 }
@@ -99,6 +102,8 @@ pub enum OpResult {
     /// A delete or delete-range: keys deleted.
     Deleted(u64),
     Get(Option<Found>),
+    /// An allocated node id.
+    NodeId(u64),
 }
 
 /// A key read by a transaction's get.
@@ -141,7 +146,11 @@ impl Compare {
     }
 }
 
+/// System key of the next node id to allocate.
+const NEXT_NODE_ID: &[u8] = b"next_node_id";
+
 /// Applies `cmd` at log `index` into `batch`, reading current state from `engine`.
+/// `max_member_id` is the largest node id of the range's membership.
 ///
 /// Reads see the store as of the previous entry: the caller commits each entry's
 /// batch before applying the next. Within one command, a later op sees the earlier
@@ -151,6 +160,7 @@ pub fn apply(
     batch: &mut DataBatch,
     index: u64,
     cmd: &Command,
+    max_member_id: u64,
 ) -> shoal_storage::Result<CommandResponse> {
     let mut ov = Overlay {
         index,
@@ -192,6 +202,15 @@ pub fn apply(
                 };
                 resp.results.push(r);
             }
+        }
+        Command::AllocNodeId => {
+            let stored = engine
+                .get_system(NEXT_NODE_ID)?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(1, u64::from_be_bytes);
+            let id = stored.max(max_member_id + 1);
+            batch.put_system(engine, NEXT_NODE_ID, &(id + 1).to_be_bytes());
+            resp.results.push(OpResult::NodeId(id));
         }
     }
     Ok(resp)
@@ -294,7 +313,7 @@ mod tests {
 
     fn run(engine: &Engine, index: u64, cmd: Command) -> CommandResponse {
         let mut b = engine.batch(1);
-        let r = apply(engine, &mut b, index, &cmd).unwrap();
+        let r = apply(engine, &mut b, index, &cmd, 3).unwrap();
         engine.commit(b).unwrap();
         r
     }
@@ -346,6 +365,21 @@ mod tests {
         };
         assert!(val.holds(e.get(b"a").unwrap().as_ref()));
         assert!(!val.holds(None));
+    }
+
+    #[test]
+    fn node_ids_are_never_given_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        // Members 1..=3 exist: the first id allocated is 4, then 5.
+        assert_eq!(
+            run(&e, 1, Command::AllocNodeId).results,
+            vec![OpResult::NodeId(4)]
+        );
+        assert_eq!(
+            run(&e, 2, Command::AllocNodeId).results,
+            vec![OpResult::NodeId(5)]
+        );
     }
 
     #[test]

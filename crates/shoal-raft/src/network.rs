@@ -135,6 +135,7 @@ impl Connection {
         let msg = RaftMessage {
             range_id: self.range_id,
             payload: encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?,
+            target_node_id: self.target,
         };
         let ttl = option.hard_ttl();
         let resp = match tokio::time::timeout(ttl, f(client, msg)).await {
@@ -215,6 +216,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         let range_id = self.range_id;
         let first = SnapshotChunk {
             range_id,
+            target_node_id: self.target,
             header,
             data: Vec::new(),
         };
@@ -241,6 +243,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             Some((
                 SnapshotChunk {
                     range_id,
+                    target_node_id: 0,
                     header: Vec::new(),
                     data: buf,
                 },

@@ -197,6 +197,7 @@ impl Replica {
             let req = RaftMessage {
                 range_id: self.range_id,
                 payload: Vec::new(),
+                target_node_id: leader,
             };
             let resp = match tokio::time::timeout(patience, client.read_index(req)).await {
                 Err(_) => return Err(unreachable(format!("no answer within {patience:?}"))),

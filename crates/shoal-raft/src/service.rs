@@ -6,7 +6,8 @@ use futures::StreamExt;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::raft_server;
 use shoal_proto::v1::{
-    BootstrapRequest, BootstrapResponse, HelloRequest, HelloResponse, RaftMessage, SnapshotChunk,
+    BootstrapRequest, BootstrapResponse, HelloRequest, HelloResponse, JoinRequest, JoinResponse,
+    RaftMessage, SnapshotChunk,
 };
 use tokio::io::AsyncWriteExt;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -21,6 +22,7 @@ use crate::types::*;
 pub trait NodeHooks: Send + Sync + 'static {
     async fn hello(&self) -> HelloResponse;
     async fn bootstrap(&self, req: BootstrapRequest) -> Result<(), Status>;
+    async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status>;
 }
 
 /// The `Raft` gRPC service.
@@ -34,15 +36,26 @@ impl<H> RaftService<H> {
         Self { router, hooks }
     }
 
-    fn replica(&self, range_id: u64) -> Result<Arc<Replica>, Status> {
-        self.router.get(range_id).ok_or_else(|| {
+    /// The replica a message is for, if this node holds it under the id the sender
+    /// addressed (0: any).
+    fn replica(&self, range_id: u64, target: u64) -> Result<Arc<Replica>, Status> {
+        let r = self.router.get(range_id).ok_or_else(|| {
             status(
                 Code::NotFound,
                 codes::RANGE_NOT_FOUND,
                 format!("range {range_id} has no replica on this node"),
                 None,
             )
-        })
+        })?;
+        if target != 0 && target != r.node_id {
+            return Err(status(
+                Code::FailedPrecondition,
+                codes::WRONG_NODE,
+                format!("message for node {target} reached node {}", r.node_id),
+                None,
+            ));
+        }
+        Ok(r)
     }
 }
 
@@ -57,7 +70,11 @@ fn bad_payload(e: std::io::Error) -> Status {
 
 fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<Response<RaftMessage>, Status> {
     let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftMessage { range_id, payload }))
+    Ok(Response::new(RaftMessage {
+        range_id,
+        payload,
+        target_node_id: 0,
+    }))
 }
 
 /// The status a client or a follower gets for a read that cannot be linearized here.
@@ -88,7 +105,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
-        let r = self.replica(m.range_id)?;
+        let r = self.replica(m.range_id, m.target_node_id)?;
         let rpc: AppendEntriesRequest = decode(&m.payload).map_err(bad_payload)?;
         let resp = r.raft.append_entries(rpc).await.map_err(raft_failed)?;
         reply(m.range_id, &resp)
@@ -96,7 +113,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
-        let r = self.replica(m.range_id)?;
+        let r = self.replica(m.range_id, m.target_node_id)?;
         let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
         let resp = r.raft.vote(rpc).await.map_err(raft_failed)?;
         reply(m.range_id, &resp)
@@ -104,7 +121,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
-        let r = self.replica(m.range_id)?;
+        let r = self.replica(m.range_id, m.target_node_id)?;
         let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
         let resp = r.raft.pre_vote(rpc).await.map_err(raft_failed)?;
         reply(m.range_id, &resp)
@@ -115,7 +132,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
-        let r = self.replica(m.range_id)?;
+        let r = self.replica(m.range_id, m.target_node_id)?;
         let rpc: TransferLeaderRequest = decode(&m.payload).map_err(bad_payload)?;
         let resp = r
             .raft
@@ -127,7 +144,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
 
     async fn read_index(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
-        let r = self.replica(m.range_id)?;
+        let r = self.replica(m.range_id, m.target_node_id)?;
         let id = r
             .read_index()
             .await
@@ -145,7 +162,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let range_id = first.range_id;
-        let r = self.replica(range_id)?;
+        let r = self.replica(range_id, first.target_node_id)?;
         let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header).map_err(bad_payload)?;
         let path = r.state_machine.incoming_path();
         let io = |e: std::io::Error| Status::internal(format!("receiving snapshot: {e}"));
@@ -188,5 +205,9 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
     ) -> Result<Response<BootstrapResponse>, Status> {
         self.hooks.bootstrap(req.into_inner()).await?;
         Ok(Response::new(BootstrapResponse {}))
+    }
+
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        Ok(Response::new(self.hooks.join(req.into_inner()).await?))
     }
 }

@@ -41,6 +41,8 @@ pub struct StateMachine {
     engine: Engine,
     range_id: u64,
     span: KeySpan,
+    /// The meta range also replicates the system keys.
+    with_system: bool,
     dir: PathBuf,
 }
 
@@ -59,6 +61,7 @@ impl StateMachine {
             engine,
             range_id,
             span,
+            with_system: range_id == crate::FIRST_RANGE_ID,
             dir,
         };
         if let Some(bytes) = sm
@@ -145,7 +148,13 @@ impl StateMachine {
         let path = self.dir.join(&stored.file);
         let applied: Applied = (stored.meta.last_log_id, stored.meta.last_membership.clone());
         self.engine
-            .install_range_snapshot(self.range_id, &self.span, &path, &encode(&applied)?)
+            .install_range_snapshot(
+                self.range_id,
+                &self.span,
+                self.with_system,
+                &path,
+                &encode(&applied)?,
+            )
             .map_err(io_err)?;
         self.engine
             .state_put(
@@ -177,7 +186,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let tmp = sm.dir.join(format!("building-{:08x}.snap", rand::random::<u32>()));
             let stats = sm
                 .engine
-                .write_range_snapshot(sm.range_id, &sm.span, &tmp)
+                .write_range_snapshot(sm.range_id, &sm.span, sm.with_system, &tmp)
                 .map_err(io_err)?;
             let (last_log_id, last_membership): Applied = match stats.applied {
                 Some(b) => decode(&b)?,
@@ -232,7 +241,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     ..Default::default()
                 },
                 EntryPayload::Normal(cmd) => {
-                    command::apply(&self.engine, &mut batch, index, cmd).map_err(io_err)?
+                    let max_member = membership
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .max()
+                        .unwrap_or(0);
+                    command::apply(&self.engine, &mut batch, index, cmd, max_member)
+                        .map_err(io_err)?
                 }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(entry.log_id), m.clone());

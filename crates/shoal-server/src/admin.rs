@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use openraft::Instant;
 use shoal_proto::v1::{self as pb, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
@@ -74,8 +75,20 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::NodesResponse>, Status> {
         let r = self.node.replica()?;
         let m = r.metrics();
+        // Liveness is known on the leader: send the caller there when there is one.
+        if let (Some(leader), (_, addr)) = (m.current_leader, r.leader()) {
+            if leader != r.node_id {
+                return Err(shoal_proto::error::not_leader(
+                    r.range_id,
+                    Some(leader),
+                    addr,
+                ));
+            }
+        }
         let mem = m.membership_config.membership();
         let voters: Vec<u64> = mem.voter_ids().collect();
+        let dead_after =
+            std::time::Duration::from_millis((self.node.cfg.election_timeout_ms * 3).max(3000));
         // The leader knows how far each follower has replicated; elsewhere only our own.
         let matched = m.replication.clone().unwrap_or_default();
         let nodes = mem
@@ -86,8 +99,13 @@ impl Admin for AdminService {
                 } else {
                     matched.get(id).cloned().flatten().map_or(0, |l| l.index)
                 };
+                // On the leader: whether the node acknowledged a heartbeat lately.
                 let live = match &m.heartbeat {
-                    Some(hb) if *id != r.node_id => hb.get(id).is_some_and(|t| t.is_some()),
+                    Some(hb) if *id != r.node_id => hb
+                        .get(id)
+                        .cloned()
+                        .flatten()
+                        .is_some_and(|t| t.elapsed() < dead_after),
                     _ => true,
                 };
                 pb::NodeInfo {
@@ -109,6 +127,14 @@ impl Admin for AdminService {
             nodes,
             cluster_id: self.node.ident().map(|i| i.cluster_id).unwrap_or_default(),
         }))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        self.node.remove_node(req.into_inner().node_id).await?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
     }
 
     async fn init(

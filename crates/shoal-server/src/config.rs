@@ -31,6 +31,17 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
     pub join: Vec<String>,
 
+    /// DNS name of a headless Service (`name[:port]`) whose A records are the peers;
+    /// resolved again and again until peers answer. The port defaults to this node's.
+    #[arg(long, env = "SHOAL_JOIN_SERVICE")]
+    pub join_service: Option<String>,
+
+    /// Found the cluster without `shoal init` once this many nodes (this one
+    /// included) answer and none belongs to a cluster; the one with the lowest
+    /// StatefulSet ordinal (or, failing that, address) founds it.
+    #[arg(long, env = "SHOAL_BOOTSTRAP_EXPECT")]
+    pub bootstrap_expect: Option<usize>,
+
     /// Largest key accepted, in bytes.
     #[arg(long, env = "SHOAL_MAX_KEY_BYTES", default_value_t = 8 << 10)]
     pub max_key_bytes: usize,
@@ -90,6 +101,21 @@ impl NodeConfig {
         for j in &self.join {
             check_host_port(j).map_err(|e| format!("--join {j:?}: {e}"))?;
         }
+        if let Some(s) = &self.join_service {
+            let host =
+                s.rsplit_once(':').map_or(
+                    s.as_str(),
+                    |(h, p)| if p.parse::<u16>().is_ok() { h } else { s },
+                );
+            if host.is_empty() || host.contains('/') {
+                return Err(format!(
+                    "--join-service {s:?}: expected a DNS name, optionally with :port"
+                ));
+            }
+        }
+        if self.bootstrap_expect == Some(0) {
+            return Err("--bootstrap-expect must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -107,6 +133,17 @@ impl NodeConfig {
             format!("{host}:{}", self.listen_addr.port())
         } else {
             self.listen_addr.to_string()
+        }
+    }
+
+    /// The join service's host and port.
+    pub fn join_service_target(&self) -> Option<(String, u16)> {
+        let s = self.join_service.as_ref()?;
+        match s.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => {
+                Some((h.to_string(), p.parse().unwrap_or(7070)))
+            }
+            _ => Some((s.clone(), self.listen_addr.port())),
         }
     }
 

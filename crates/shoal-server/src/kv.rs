@@ -465,6 +465,8 @@ impl Kv for KvService {
                 .map(|res| {
                     use pb::txn_op_result::Result as R;
                     let result = match res {
+                        // Not a transaction op: never in a transaction's results.
+                        OpResult::NodeId(_) => return pb::TxnOpResult { result: None },
                         OpResult::Put(v) => R::Put(v),
                         OpResult::Deleted(n) => R::Deleted(n),
                         OpResult::Get(found) => R::Get(pb::GetResult {

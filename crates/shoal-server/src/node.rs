@@ -1,17 +1,21 @@
 //! [`Node`]: the store, the replicas, bootstrap, and the servers' lifetime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
-use shoal_proto::error::{codes, status};
+use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::{admin_server::AdminServer, kv_server::KvServer, raft_server::RaftServer};
-use shoal_proto::v1::{BootstrapRequest, HelloRequest, HelloResponse, NodeInfo};
+use shoal_proto::v1::{
+    BootstrapRequest, HelloRequest, HelloResponse, JoinRequest, JoinResponse, NodeInfo,
+};
 use shoal_raft::{
-    Node as RaftNode, NodeHooks, PeerPool, RaftService, Replica, Router, FIRST_RANGE_ID,
+    ClientWriteError, Command, Node as RaftNode, NodeHooks, OpResult, PeerPool, RaftError,
+    RaftService, Replica, Router, FIRST_RANGE_ID,
 };
 use shoal_storage::{Engine, EngineOptions, KeySpan};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +41,8 @@ pub struct Node {
     pub metrics: Metrics,
     ident: RwLock<Option<StoreIdent>>,
     bootstrap_lock: tokio::sync::Mutex<()>,
+    /// Held while founding a cluster, so two `init`s on one node do not interleave.
+    init_lock: tokio::sync::Mutex<()>,
     draining: AtomicBool,
     pub shutdown: CancellationToken,
 }
@@ -64,6 +70,7 @@ impl Node {
             metrics: Metrics::new(),
             ident: RwLock::new(ident.clone()),
             bootstrap_lock: tokio::sync::Mutex::new(()),
+            init_lock: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
         });
@@ -152,18 +159,41 @@ impl Node {
         Ok(())
     }
 
-    /// Founds the cluster from this node and the peers of `--join`, once.
+    /// The peers to contact: `--join`, and what `--join-service` resolves to now.
+    pub async fn peer_addrs(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self.cfg.join.clone();
+        if let Some((host, port)) = self.cfg.join_service_target() {
+            match tokio::net::lookup_host((host.as_str(), port)).await {
+                Ok(addrs) => peers.extend(addrs.map(|a| a.to_string())),
+                Err(e) => {
+                    tracing::debug!(service = %host, error = %e, "resolving the join service")
+                }
+            }
+        }
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// Founds the cluster from this node and its peers (`--join`, `--join-service`),
+    /// once.
     pub async fn init(&self) -> Result<(String, Vec<NodeInfo>), Status> {
+        let peers = self.peer_addrs().await;
+        self.init_with(&peers).await
+    }
+
+    async fn init_with(&self, peers: &[String]) -> Result<(String, Vec<NodeInfo>), Status> {
+        let _g = self.init_lock.lock().await;
         if let Some(cur) = self.ident() {
             return Err(already(&format!(
                 "the cluster is already initialised (cluster {}); this node is node {}",
                 cur.cluster_id, cur.node_id
             )));
         }
-        // Every peer of the join list must answer, and none may belong to a cluster.
+        // Every peer must answer, and none may belong to a cluster.
         let mut members: BTreeMap<String, ()> = BTreeMap::new();
         members.insert(self.advertise.clone(), ());
-        for peer in &self.cfg.join {
+        for peer in peers {
             let hello = self.hello_peer(peer, Duration::from_secs(30)).await?;
             if !hello.cluster_id.is_empty() {
                 return Err(already(&format!(
@@ -254,6 +284,11 @@ impl Node {
 
     pub fn hello_response(&self) -> HelloResponse {
         let ident = self.ident();
+        let leader_addr = self
+            .router
+            .get(FIRST_RANGE_ID)
+            .and_then(|r| r.leader().1)
+            .unwrap_or_default();
         HelloResponse {
             cluster_id: ident
                 .as_ref()
@@ -262,7 +297,204 @@ impl Node {
             node_id: ident.as_ref().map_or(0, |i| i.node_id),
             advertise_addr: self.advertise.clone(),
             initialized: ident.is_some(),
+            leader_addr,
         }
+    }
+
+    /// On the leader: admits a node with an empty disk under a new id, as a learner;
+    /// [`Node::maintain`] promotes it to voter once it has caught up.
+    pub async fn admit(&self, addr: &str) -> Result<JoinResponse, Status> {
+        crate::config::check_host_port(addr).map_err(|e| {
+            status(
+                Code::InvalidArgument,
+                codes::INVALID_ARGUMENT,
+                format!("join address {addr:?}: {e}"),
+                None,
+            )
+        })?;
+        let r = self.replica()?;
+        let ident = self
+            .ident()
+            .ok_or_else(|| Status::internal("a node with a replica has no identity"))?;
+        let resp = r
+            .raft
+            .client_write(Command::AllocNodeId)
+            .await
+            .map_err(|e| write_error(&r, e))?;
+        let Some(OpResult::NodeId(id)) = resp.data.results.first().cloned() else {
+            return Err(Status::internal("node id allocation returned no id"));
+        };
+        r.raft
+            .add_learner(
+                id,
+                RaftNode {
+                    addr: addr.to_string(),
+                },
+                false,
+            )
+            .await
+            .map_err(|e| write_error(&r, e))?;
+        tracing::info!(node_id = id, %addr, "admitted a new node as a learner");
+        Ok(JoinResponse {
+            cluster_id: ident.cluster_id,
+            node_id: id,
+        })
+    }
+
+    /// On the leader: removes `node_id` from the membership.
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), Status> {
+        let r = self.replica()?;
+        let m = r.metrics();
+        let mem = m.membership_config.membership();
+        if mem.get_node(&node_id).is_none() {
+            return Err(status(
+                Code::NotFound,
+                codes::INVALID_ARGUMENT,
+                format!("node {node_id} is not a member of the cluster"),
+                None,
+            ));
+        }
+        let ids = BTreeSet::from([node_id]);
+        let change = if mem.voter_ids().any(|v| v == node_id) {
+            if mem.voter_ids().count() <= 1 {
+                return Err(status(
+                    Code::FailedPrecondition,
+                    codes::INVALID_ARGUMENT,
+                    "cannot remove the last voter",
+                    None,
+                ));
+            }
+            ChangeMembers::RemoveVoters(ids)
+        } else {
+            ChangeMembers::RemoveNodes(ids)
+        };
+        r.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| write_error(&r, e))?;
+        tracing::info!(node_id, "removed from the cluster");
+        Ok(())
+    }
+
+    /// Leader housekeeping, run every second: promotes learners that have caught up.
+    async fn maintain(&self) {
+        let Some(r) = self.router.get(FIRST_RANGE_ID) else {
+            return;
+        };
+        let m = r.metrics();
+        if m.current_leader != Some(r.node_id) {
+            return;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        let ready: BTreeSet<u64> = m
+            .membership_config
+            .membership()
+            .learner_ids()
+            .filter(|id| {
+                matched
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .is_some_and(|l| l.index + PROMOTE_LAG >= last)
+            })
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        match r
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false)
+            .await
+        {
+            Ok(_) => tracing::info!(?ready, "promoted caught-up learners to voters"),
+            Err(e) => tracing::warn!(?ready, error = %e, "promoting learners"),
+        }
+    }
+
+    /// While this node has no identity: finds its peers and either joins the running
+    /// cluster they report or, with `--bootstrap-expect`, founds it.
+    async fn discover(self: Arc<Self>) {
+        let mut failures = 0u32;
+        while self.ident().is_none() && !self.shutdown.is_cancelled() {
+            match self.discover_once().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    // Report every tenth failure: peers may take a while to appear.
+                    if failures.is_multiple_of(10) {
+                        tracing::info!(reason = %e.message(), "discovery: not in a cluster yet");
+                    }
+                    failures += 1;
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn discover_once(&self) -> Result<bool, Status> {
+        let peers = self.peer_addrs().await;
+        let mut answering = Vec::new();
+        for p in &peers {
+            if let Ok(Ok(h)) =
+                tokio::time::timeout(Duration::from_secs(1), self.hello_peer(p, Duration::ZERO))
+                    .await
+            {
+                if h.advertise_addr != self.advertise {
+                    answering.push((p.clone(), h));
+                }
+            }
+        }
+        // A running cluster: join it through its leader, never found another.
+        if let Some((_, h)) = answering
+            .iter()
+            .find(|(_, h)| !h.cluster_id.is_empty() && !h.leader_addr.is_empty())
+        {
+            let mut c = self
+                .pool
+                .client(&h.leader_addr)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let resp = c
+                .join(JoinRequest {
+                    addr: self.advertise.clone(),
+                })
+                .await?
+                .into_inner();
+            self.accept_bootstrap(&resp.cluster_id, resp.node_id)
+                .await?;
+            tracing::info!(node_id = resp.node_id, cluster_id = %resp.cluster_id, "joined the running cluster as a new node");
+            return Ok(true);
+        }
+        if answering.iter().any(|(_, h)| !h.cluster_id.is_empty()) {
+            return Err(Status::unavailable(
+                "peers belong to a cluster whose leader is not known yet",
+            ));
+        }
+        let Some(expect) = self.cfg.bootstrap_expect else {
+            return Ok(false);
+        };
+        if answering.len() + 1 < expect {
+            return Err(Status::unavailable(format!(
+                "{} of the {expect} expected nodes answer",
+                answering.len() + 1
+            )));
+        }
+        let mut candidates: Vec<&str> = answering
+            .iter()
+            .map(|(_, h)| h.advertise_addr.as_str())
+            .collect();
+        candidates.push(&self.advertise);
+        candidates.sort_by_key(|a| (ordinal(a).unwrap_or(u64::MAX), a.to_string()));
+        if candidates.first() != Some(&self.advertise.as_str()) {
+            // The founder will bootstrap this node.
+            return Ok(false);
+        }
+        let addrs: Vec<String> = answering.into_iter().map(|(p, _)| p).collect();
+        self.init_with(&addrs).await?;
+        Ok(true)
     }
 
     /// Whether this node serves: it belongs to a cluster, its replica knows a leader,
@@ -322,6 +554,34 @@ impl Node {
     }
 }
 
+/// A learner within this many entries of the leader's log is promoted to voter.
+const PROMOTE_LAG: u64 = 20;
+
+/// The StatefulSet ordinal of an address: the number after the last '-' of its first
+/// DNS label (`shoal-2.shoal.ns.svc:7070` -> 2).
+fn ordinal(addr: &str) -> Option<u64> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let label = host.split('.').next()?;
+    label.rsplit_once('-')?.1.parse().ok()
+}
+
+/// The status of a failed proposal.
+fn write_error(r: &Replica, e: RaftError<ClientWriteError>) -> Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            not_leader(r.range_id, f.leader_id, f.leader_node.map(|n| n.addr))
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => status(
+            Code::Unavailable,
+            codes::OUTCOME_UNKNOWN,
+            "leadership changed while the change was in flight; it may or may not have been applied",
+            None,
+        ),
+        RaftError::APIError(e) => status(Code::FailedPrecondition, codes::INVALID_ARGUMENT, e.to_string(), None),
+        RaftError::Fatal(e) => status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None),
+    }
+}
+
 fn already(msg: &str) -> Status {
     status(
         Code::FailedPrecondition,
@@ -342,6 +602,10 @@ impl NodeHooks for Hooks {
     async fn bootstrap(&self, req: BootstrapRequest) -> Result<(), Status> {
         self.0.accept_bootstrap(&req.cluster_id, req.node_id).await
     }
+
+    async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
+        self.0.admit(&req.addr).await
+    }
 }
 
 /// Runs a node until SIGTERM or SIGINT (or `node.shutdown` is cancelled).
@@ -356,6 +620,20 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding the HTTP address {http_addr}"))?;
     let node = Node::open(cfg).await?;
     tracing::info!(grpc = %listen, http = %http_addr, advertise = %node.advertise, "serving");
+    if node.ident().is_none() {
+        tokio::spawn(node.clone().discover());
+    }
+    let housekeeping = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => node.maintain().await,
+                }
+            }
+        })
+    };
 
     let signals = {
         let token = node.shutdown.clone();
@@ -389,6 +667,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let (g, h) = tokio::join!(grpc, http);
     node.stop().await;
     signals.abort();
+    housekeeping.abort();
     g.context("gRPC server")?;
     h.context("HTTP server")?;
     tracing::info!("stopped");

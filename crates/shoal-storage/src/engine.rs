@@ -265,6 +265,13 @@ impl Engine {
 
     // ---- data ---------------------------------------------------------------------
 
+    /// The value of a system key.
+    pub fn get_system(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(keys::CF_DATA), keys::system_key(key))?)
+    }
+
     /// The value and version of a user key.
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
         let Some(stored) = self
@@ -389,6 +396,11 @@ impl DataBatch {
     pub fn delete(&mut self, engine: &Engine, key: &[u8]) {
         self.batch
             .delete_cf(engine.cf(keys::CF_DATA), keys::user_key(key));
+    }
+
+    pub fn put_system(&mut self, engine: &Engine, key: &[u8], value: &[u8]) {
+        self.batch
+            .put_cf(engine.cf(keys::CF_DATA), keys::system_key(key), value);
     }
 
     /// Deletes every user key of `span`.

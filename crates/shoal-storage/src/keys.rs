@@ -86,6 +86,25 @@ pub fn user_span(start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (lo, hi)
 }
 
+/// The data key of a system key.
+pub fn system_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(SYSTEM_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Data-key bounds `[lo, hi)` of what a range replicates: its user span, and with
+/// `with_system` (the first range, "meta") the system keys before it too.
+pub fn range_bounds(start: &[u8], end: &[u8], with_system: bool) -> (Vec<u8>, Vec<u8>) {
+    let (lo, hi) = user_span(start, end);
+    if with_system {
+        (vec![SYSTEM_PREFIX], hi)
+    } else {
+        (lo, hi)
+    }
+}
+
 /// Encodes a stored value: `version (u64 BE) | value`.
 pub fn encode_value(version: u64, value: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + value.len());

@@ -94,12 +94,14 @@ fn sync_parent(path: &Path) -> Result<()> {
 }
 
 impl Engine {
-    /// Writes the data of `span` and the range's applied state, read from one RocksDB
-    /// snapshot, to `path` (durably, via a temporary file and a rename).
+    /// Writes the data of `span` (with `with_system`, the system keys too) and the
+    /// range's applied state, read from one RocksDB snapshot, to `path` (durably, via a
+    /// temporary file and a rename).
     pub fn write_range_snapshot(
         &self,
         range_id: u64,
         span: &KeySpan,
+        with_system: bool,
         path: &Path,
     ) -> Result<SnapshotStats> {
         let tmp = path.with_extension("tmp");
@@ -114,7 +116,7 @@ impl Engine {
             bytes: 0,
         };
         w.put(MAGIC)?;
-        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        let (lo, hi) = keys::range_bounds(&span.start, &span.end, with_system);
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(hi);
         let mut records = 0u64;
@@ -161,14 +163,15 @@ impl Engine {
         &self,
         range_id: u64,
         span: &KeySpan,
+        with_system: bool,
         path: &Path,
         applied: &[u8],
     ) -> Result<u64> {
         Self::verify_snapshot_file(path)?;
-        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        let (lo, hi) = keys::range_bounds(&span.start, &span.end, with_system);
         let mut batch: DataBatch = self.batch(range_id);
-        batch.delete_span(self, span);
         let data = self.cf(keys::CF_DATA);
+        batch.batch.delete_range_cf(data, &lo, &hi);
         let count = read_records(path, |k, v| {
             if k < lo.as_slice() || k >= hi.as_slice() {
                 return Err(corrupt(format!("key {k:?} outside the range's span")));
@@ -263,14 +266,23 @@ mod tests {
         dst.commit(b).unwrap();
 
         let path = src_dir.path().join("1.snap");
-        let stats = src.write_range_snapshot(1, &KeySpan::all(), &path).unwrap();
-        assert_eq!(stats.records, 1000);
+        let mut b = src.batch(1);
+        b.put_system(&src, b"counter", b"9");
+        src.commit(b).unwrap();
+        let stats = src
+            .write_range_snapshot(1, &KeySpan::all(), true, &path)
+            .unwrap();
+        assert_eq!(stats.records, 1001);
         assert_eq!(stats.applied.as_deref(), Some(&b"applied-7"[..]));
 
         let n = dst
-            .install_range_snapshot(1, &KeySpan::all(), &path, b"applied-7")
+            .install_range_snapshot(1, &KeySpan::all(), true, &path, b"applied-7")
             .unwrap();
-        assert_eq!(n, 1000);
+        assert_eq!(n, 1001);
+        assert_eq!(
+            dst.get_system(b"counter").unwrap().as_deref(),
+            Some(&b"9"[..])
+        );
         assert_eq!(dst.get(b"stale").unwrap(), None);
         assert_eq!(
             dst.get(b"k00999").unwrap().map(|v| v.value),
@@ -290,13 +302,14 @@ mod tests {
         b.put(&e, b"a", 1, b"1");
         e.commit(b).unwrap();
         let path = dir.path().join("1.snap");
-        e.write_range_snapshot(1, &KeySpan::all(), &path).unwrap();
+        e.write_range_snapshot(1, &KeySpan::all(), false, &path)
+            .unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert!(e
-            .install_range_snapshot(1, &KeySpan::all(), &path, b"x")
+            .install_range_snapshot(1, &KeySpan::all(), false, &path, b"x")
             .is_err());
         assert!(e.get(b"a").unwrap().is_some());
         assert_eq!(e.state_get(1, StateKey::Applied).unwrap(), None);
