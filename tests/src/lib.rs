@@ -212,6 +212,36 @@ impl TestCluster {
         }
     }
 
+    /// SIGSTOP (`pause = true`) or SIGCONT node `i`: a frozen process, like a hung host.
+    pub fn pause(&mut self, i: usize, pause: bool) {
+        if let Some(c) = &self.nodes[i].child {
+            let sig = if pause {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            let _ = kill(Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
+    /// SIGTERM node `i` and wait up to `patience` for it to exit; its exit status.
+    pub fn terminate(&mut self, i: usize, patience: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.nodes[i].child.take()?;
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts node `i` again with the same data directory and flags.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         assert!(self.nodes[i].child.is_none(), "node {i} is still running");
@@ -352,6 +382,7 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
+            self.pause(i, false);
             self.kill9(i);
         }
     }

@@ -179,6 +179,25 @@ pub async fn node_remove(args: &ClientArgs, node_id: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
+pub async fn node_drain(args: &ClientArgs) -> anyhow::Result<()> {
+    let addr = args.host.first().cloned().unwrap_or_default();
+    let still = args.client()?.drain(&addr).await?;
+    if args.format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({"drained": addr, "still_leading": still})
+        );
+    } else if still.is_empty() {
+        println!("drained {addr}: unready, leads no range");
+    } else {
+        println!("drained {addr}: unready, still leads ranges {still:?}");
+    }
+    if !still.is_empty() {
+        bail!("leadership of ranges {still:?} could not be moved");
+    }
+    Ok(())
+}
+
 pub async fn print_nodes(
     client: &Client,
     format: Format,

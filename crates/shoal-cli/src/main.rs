@@ -60,6 +60,9 @@ enum NodeCommand {
     /// Remove a node from the cluster (e.g. one whose disk was lost and that came back
     /// as a new node).
     Remove { node_id: u64 },
+    /// Prepare the node at --host to stop: unready, new requests refused, leaderships
+    /// moved to other nodes. It keeps running (SIGTERM does the same, then exits).
+    Drain,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
             match op {
                 NodeCommand::Ls => rt.block_on(kv::node_ls(&client)),
                 NodeCommand::Remove { node_id } => rt.block_on(kv::node_remove(&client, node_id)),
+                NodeCommand::Drain => rt.block_on(kv::node_drain(&client)),
             }
         }
         Command::Demo(args) => {

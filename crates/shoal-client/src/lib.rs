@@ -533,6 +533,22 @@ impl Client {
         .await
     }
 
+    /// Drains the node at `addr` (no redirect): it turns unready, refuses new requests
+    /// and hands its leaderships to other nodes. Returns the ranges it still leads.
+    pub async fn drain(&self, addr: &str) -> Result<Vec<u64>> {
+        let ch = self.channel(addr)?;
+        match tokio::time::timeout(
+            Duration::from_secs(60),
+            Self::admin(ch).drain(pb::DrainRequest {}),
+        )
+        .await
+        {
+            Ok(Ok(r)) => Ok(r.into_inner().still_leading),
+            Ok(Err(s)) => Err(Error::from_status(addr, s)),
+            Err(_) => Err(Error::Unavailable(format!("no answer from {addr}"))),
+        }
+    }
+
     /// Founds the cluster through the node at `addr`, from it and the peers of its
     /// `--join` list. Refused once the cluster exists.
     pub async fn init(&self, addr: &str) -> Result<pb::InitResponse> {

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
 use openraft::{Config, ReadPolicy, SnapshotPolicy};
@@ -94,6 +95,10 @@ pub struct Replica {
     pub state_machine: StateMachine,
     pub engine: Engine,
     pool: Arc<PeerPool>,
+    /// When the replica opened: the base of `leader_contact_ms`.
+    opened: Instant,
+    /// Milliseconds after `opened` of the last append accepted from a leader (0: none).
+    leader_contact_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -140,7 +145,33 @@ impl Replica {
             state_machine: sm,
             engine,
             pool,
+            opened: Instant::now(),
+            leader_contact_ms: AtomicU64::new(0),
         }))
+    }
+
+    /// Records that a leader's append was accepted now.
+    pub fn note_leader_contact(&self) {
+        let ms = self.opened.elapsed().as_millis().max(1) as u64;
+        self.leader_contact_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since this replica last heard from its leader: for the leader itself,
+    /// since a quorum last acknowledged it. `None` if never.
+    pub fn leader_contact_age(&self) -> Option<Duration> {
+        use openraft::Instant as _;
+        let m = self.metrics();
+        if m.current_leader == Some(self.node_id) {
+            return m.last_quorum_acked.as_ref().map(|t| t.elapsed());
+        }
+        match self.leader_contact_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.opened
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
+        }
     }
 
     /// The leader's id and address, as this replica knows them.

@@ -108,6 +108,9 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         let r = self.replica(m.range_id, m.target_node_id)?;
         let rpc: AppendEntriesRequest = decode(&m.payload).map_err(bad_payload)?;
         let resp = r.raft.append_entries(rpc).await.map_err(raft_failed)?;
+        if resp.is_success() {
+            r.note_leader_contact();
+        }
         reply(m.range_id, &resp)
     }
 

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use openraft::Instant;
 use shoal_proto::v1::{self as pb, admin_server::Admin};
 use tonic::{Request, Response, Status};
@@ -135,6 +137,19 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         self.node.remove_node(req.into_inner().node_id).await?;
         Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+
+    async fn drain(
+        &self,
+        _req: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
+        let still = self
+            .node
+            .drain(Duration::from_secs(self.node.cfg.drain_timeout_secs))
+            .await;
+        Ok(Response::new(pb::DrainResponse {
+            still_leading: still,
+        }))
     }
 
     async fn init(

@@ -42,6 +42,11 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_BOOTSTRAP_EXPECT")]
     pub bootstrap_expect: Option<usize>,
 
+    /// On SIGTERM: seconds allowed to move leaderships away and finish in-flight
+    /// requests before the process exits (keep it under the pod's grace period).
+    #[arg(long, env = "SHOAL_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
+    pub drain_timeout_secs: u64,
+
     /// Largest key accepted, in bytes.
     #[arg(long, env = "SHOAL_MAX_KEY_BYTES", default_value_t = 8 << 10)]
     pub max_key_bytes: usize,
@@ -119,21 +124,23 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The address this node advertises.
+    /// The address this node advertises: `--advertise-addr`, else the listen address
+    /// when it names a host, else this host's fully qualified name (as `hostname -f`
+    /// gives it: a pod's `name.service.namespace.svc.cluster.local`) and the listen port.
     pub fn advertise(&self) -> String {
         if let Some(a) = &self.advertise_addr {
             return a.clone();
         }
-        if self.listen_addr.ip().is_unspecified() {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".into());
-            format!("{host}:{}", self.listen_addr.port())
-        } else {
-            self.listen_addr.to_string()
+        if !self.listen_addr.ip().is_unspecified() {
+            return self.listen_addr.to_string();
         }
+        let short = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        format!("{}:{}", fqdn(&short, &hosts), self.listen_addr.port())
     }
 
     /// The join service's host and port.
@@ -166,6 +173,21 @@ impl NodeConfig {
     }
 }
 
+/// The fully qualified name of `short` in an `/etc/hosts` text: the first name of the
+/// line that lists `short`, when it extends it with a domain; else `short`.
+fn fqdn(short: &str, hosts: &str) -> String {
+    for line in hosts.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let names: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if names.contains(&short) {
+            if let Some(full) = names.iter().find(|n| n.starts_with(&format!("{short}."))) {
+                return full.to_string();
+            }
+        }
+    }
+    short.to_string()
+}
+
 /// Checks a `host:port` address.
 pub fn check_host_port(s: &str) -> Result<(), String> {
     let (host, port) = s
@@ -188,6 +210,13 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         cfg: NodeConfig,
+    }
+
+    #[test]
+    fn fqdn_comes_from_the_hosts_file_as_in_a_pod() {
+        let hosts = "127.0.0.1 localhost\n# Kubernetes-managed hosts file.\n10.1.2.3\tshoal-0.shoal.db.svc.cluster.local\tshoal-0\n";
+        assert_eq!(fqdn("shoal-0", hosts), "shoal-0.shoal.db.svc.cluster.local");
+        assert_eq!(fqdn("other", hosts), "other");
     }
 
     #[test]

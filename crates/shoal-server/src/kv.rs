@@ -230,6 +230,14 @@ impl KvService {
     /// Makes a read of the range linearizable (see `Replica::linearize`): on the leader
     /// or on a follower, which asks the leader for the read index.
     async fn read_barrier(&self, consistency: i32) -> Result<Arc<Replica>, Status> {
+        if self.node.is_draining() {
+            return Err(status(
+                Code::Unavailable,
+                codes::SHUTTING_DOWN,
+                "node is shutting down",
+                None,
+            ));
+        }
         let r = self.node.replica()?;
         match pb::Consistency::try_from(consistency) {
             Ok(pb::Consistency::Stale) => return Ok(r),

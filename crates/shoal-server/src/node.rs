@@ -537,7 +537,72 @@ impl Node {
             }
         };
         checks.push(("joined", joined));
+        let caught_up = match self.router.get(FIRST_RANGE_ID) {
+            None => Err("no replica open".to_string()),
+            Some(r) => {
+                let window = Duration::from_millis((self.cfg.election_timeout_ms * 3).max(2000));
+                let m = r.metrics();
+                let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+                let committed = m.local_committed.as_ref().map_or(0, |l| l.index);
+                match r.leader_contact_age() {
+                    None => Err("no contact with a leader yet".to_string()),
+                    Some(age) if age > window => Err(format!(
+                        "no contact with the leader (or, on the leader, with a quorum) for {} ms",
+                        age.as_millis()
+                    )),
+                    Some(_) if committed > applied + READY_LAG => Err(format!(
+                        "applied {applied} of {committed} committed entries"
+                    )),
+                    Some(_) => Ok(()),
+                }
+            }
+        };
+        checks.push(("caught_up", caught_up));
         checks
+    }
+
+    /// Prepares this node to stop: readiness turns false, new requests are refused,
+    /// and its leaderships move to the most caught-up voter. Returns the ranges it
+    /// still leads when `patience` runs out.
+    pub async fn drain(&self, patience: Duration) -> Vec<u64> {
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + patience;
+        let mut still = Vec::new();
+        for r in self.router.all() {
+            let m = r.metrics();
+            if m.current_leader != Some(r.node_id) {
+                continue;
+            }
+            let matched = m.replication.clone().unwrap_or_default();
+            let target = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| *id != r.node_id)
+                .max_by_key(|id| matched.get(id).cloned().flatten().map_or(0, |l| l.index));
+            let Some(to) = target else {
+                still.push(r.range_id);
+                continue;
+            };
+            tracing::info!(range_id = r.range_id, to, "moving leadership away");
+            let moved = loop {
+                if r.metrics().current_leader != Some(r.node_id) {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                if let Err(e) = r.raft.trigger().transfer_leader(to).await {
+                    tracing::warn!(error = %e, "leadership transfer");
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            if !moved {
+                still.push(r.range_id);
+            }
+        }
+        still
     }
 
     /// Flushes the store and stops the replicas.
@@ -553,6 +618,9 @@ impl Node {
         }
     }
 }
+
+/// A replica more than this many committed entries behind is not ready.
+const READY_LAG: u64 = 100;
 
 /// A learner within this many entries of the leader's log is promoted to voter.
 const PROMOTE_LAG: u64 = 20;
@@ -635,11 +703,18 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         })
     };
 
+    // SIGTERM: unready at once, leaderships moved away, then the servers stop taking
+    // requests and finish those in flight, all within the drain deadline.
+    let drain_timeout = Duration::from_secs(node.cfg.drain_timeout_secs);
     let signals = {
-        let token = node.shutdown.clone();
+        let node = node.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
-            token.cancel();
+            let still = node.drain(drain_timeout / 2).await;
+            if !still.is_empty() {
+                tracing::warn!(ranges = ?still, "still leading after the drain's half-time; stopping anyway");
+            }
+            node.shutdown.cancel();
         })
     };
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
@@ -664,7 +739,18 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             token.cancelled_owned(),
         );
     let http = crate::http::serve(node.clone(), http_listener);
-    let (g, h) = tokio::join!(grpc, http);
+    let servers = async { tokio::join!(grpc, http) };
+    let deadline = async {
+        node.shutdown.cancelled().await;
+        tokio::time::sleep(drain_timeout / 2).await;
+    };
+    let (g, h) = tokio::select! {
+        r = servers => r,
+        _ = deadline => {
+            tracing::warn!("in-flight requests did not finish within the drain deadline; exiting");
+            (Ok(()), Ok(()))
+        }
+    };
     node.stop().await;
     signals.abort();
     housekeeping.abort();
