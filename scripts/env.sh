@@ -19,6 +19,17 @@ if [ ${#_shoal_need_apt[@]} -gt 0 ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal/target}"
+
+# Python tools of the test suite (the Kubernetes schema validator), pinned, in a venv
+# outside the checkout.
+_shoal_venv="$HOME/.cache/shoal/venv"
+if [ ! -x "$_shoal_venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate (PyPI) into $_shoal_venv" >&2
+  python3 -m venv "$_shoal_venv" >&2
+  "$_shoal_venv/bin/pip" install -q "kubernetes-validate==1.31.0" >&2
+fi
+export SHOAL_PYTHON="$_shoal_venv/bin/python"
+unset _shoal_venv
 ROCKSDB_LIB_DIR="$("$_shoal_root/scripts/rocksdb-lib.sh")" || return 1 2>/dev/null || exit 1
 export ROCKSDB_LIB_DIR
 export ROCKSDB_STATIC=1
