@@ -164,3 +164,47 @@ async fn a_node_down_while_the_log_is_purged_catches_up_by_streamed_snapshot() {
         assert_eq!(kv.value.len(), (8 << 10) + format!("-{i}").len());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_forwards_writes_to_the_leader() {
+    let c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    let leader = c.wait_leader(Duration::from_secs(5)).await.unwrap();
+    let follower = (leader + 1) % 3;
+    let via = c.client_via(follower);
+    for i in 0..20 {
+        via.put(format!("f{i}"), "v").await.unwrap();
+    }
+    let (_, metrics) = c.http_get(follower, "/metrics").unwrap();
+    let line = |code: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "shoal_requests_total{{code=\"{code}\",rpc=\"Put\"}}"
+                ))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        line("OK"),
+        20,
+        "the follower answered every put itself:\n{metrics}"
+    );
+    assert_eq!(
+        line("NOT_LEADER"),
+        0,
+        "the follower redirected instead of forwarding"
+    );
+    assert_eq!(
+        c.client_via(leader)
+            .get("f19")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"v"
+    );
+}

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shoal_proto::error::{codes, not_leader, status};
-use shoal_proto::v1::{self as pb, kv_server::Kv};
+use shoal_proto::v1::{self as pb, kv_client::KvClient, kv_server::Kv};
 use shoal_raft::{
     ClientWriteError, Command, CommandResponse, Compare, CompareOp, CompareTarget, OpResult,
     RaftError, Replica, TxnOp, WriteOp,
 };
 use shoal_storage::KeySpan;
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::node::Node;
@@ -22,6 +23,11 @@ use crate::node::Node;
 /// How long a linearizable read waits for the leader's answer and for this replica to
 /// apply up to the read index.
 const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Metadata key marking a write forwarded by a follower to its leader.
+const FORWARDED: &str = "x-shoal-forwarded";
+/// How long a follower waits for the leader's answer to a forwarded write.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Default and largest number of pairs a scan returns per page.
 pub const DEFAULT_SCAN_PAGE: usize = 1_000;
@@ -198,6 +204,57 @@ impl KvService {
         ))
     }
 
+    /// The leader to forward a write to, when this node knows one and is not it (and
+    /// the request was not forwarded here already). Writes may enter through any
+    /// node: clients outside the cluster cannot always reach the leader's address.
+    fn forward_target(&self, meta: &tonic::metadata::MetadataMap) -> Option<String> {
+        if meta.contains_key(FORWARDED) {
+            return None;
+        }
+        let r = self.node.replica().ok()?;
+        match r.leader() {
+            (Some(l), Some(addr)) if l != r.node_id => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// Sends a write to the leader and relays its answer (errors included, so a
+    /// client still sees the leader's structured details).
+    async fn forward<Req, Resp, F, Fut>(
+        &self,
+        addr: String,
+        req: Request<Req>,
+        call: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(KvClient<Channel>, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let ch = self.node.pool.channel(&addr).map_err(|e| {
+            status(
+                Code::Unavailable,
+                codes::NOT_LEADER,
+                format!("leader {addr}: {e}"),
+                None,
+            )
+        })?;
+        let client = KvClient::new(ch)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let mut fwd = Request::new(req.into_inner());
+        fwd.metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        match tokio::time::timeout(FORWARD_TIMEOUT, call(client, fwd)).await {
+            Ok(r) => r,
+            Err(_) => Err(status(
+                Code::Unavailable,
+                codes::OUTCOME_UNKNOWN,
+                format!("the leader at {addr} did not answer a forwarded write within {FORWARD_TIMEOUT:?}"),
+                None,
+            )),
+        }
+    }
+
     async fn propose(&self, cmd: Command) -> Result<(Arc<Replica>, CommandResponse), Status> {
         if self.node.is_draining() {
             return Err(status(
@@ -323,6 +380,11 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.observe("Put", async {
+            if let Some(addr) = self.forward_target(req.metadata()) {
+                return self
+                    .forward(addr, req, |mut c, r| async move { c.put(r).await })
+                    .await;
+            }
             let req = req.into_inner();
             let (op, n) = self.put_op(pb::PutOp {
                 key: req.key,
@@ -343,6 +405,11 @@ impl Kv for KvService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         self.observe("Delete", async {
+            if let Some(addr) = self.forward_target(req.metadata()) {
+                return self
+                    .forward(addr, req, |mut c, r| async move { c.delete(r).await })
+                    .await;
+            }
             let req = req.into_inner();
             self.check_key("key", &req.key, false)?;
             let (r, resp) = self
@@ -388,6 +455,11 @@ impl Kv for KvService {
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.observe("DeleteRange", async {
+            if let Some(addr) = self.forward_target(req.metadata()) {
+                return self
+                    .forward(addr, req, |mut c, r| async move { c.delete_range(r).await })
+                    .await;
+            }
             let req = req.into_inner();
             self.check_span(&req.start, &req.end)?;
             let (r, resp) = self
@@ -414,6 +486,11 @@ impl Kv for KvService {
         req: Request<pb::BatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
         self.observe("Batch", async {
+            if let Some(addr) = self.forward_target(req.metadata()) {
+                return self
+                    .forward(addr, req, |mut c, r| async move { c.batch(r).await })
+                    .await;
+            }
             let req = req.into_inner();
             if req.ops.is_empty() {
                 return Err(Self::invalid(
@@ -440,6 +517,11 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         self.observe("Txn", async {
+            if let Some(addr) = self.forward_target(req.metadata()) {
+                return self
+                    .forward(addr, req, |mut c, r| async move { c.txn(r).await })
+                    .await;
+            }
             let req = req.into_inner();
             let mut bytes = 0;
             let mut compares = Vec::with_capacity(req.compares.len());
