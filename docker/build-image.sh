@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the shoal runtime image on a machine with no container registry:
 #   docker/build-image.sh [TAG]        (default tag: shoal:dev)
+# SHOAL_IMAGE_PROFILE=debug puts the debug binary in the image instead (the test suite
+# does, to reuse the build it has made anyway).
 #
 # 1. A Debian bookworm base is made locally with debootstrap and imported into Docker
 #    (`shoal-base:bookworm`), once: later builds reuse it.
@@ -16,7 +18,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   if ! command -v debootstrap >/dev/null 2>&1; then
     echo "installing debootstrap (Debian package)" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   fi
   root="$(mktemp -d)"
   trap 'rm -rf "$root"' EXIT
@@ -30,10 +32,15 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
 fi
 
 source scripts/env.sh
-cargo build --release --quiet -p shoal-cli
+profile="${SHOAL_IMAGE_PROFILE:-release}"
+case "$profile" in
+  release) cargo build --release --quiet -p shoal-cli; bin="$CARGO_TARGET_DIR/release/shoal" ;;
+  debug) cargo build --quiet -p shoal-cli; bin="$CARGO_TARGET_DIR/debug/shoal" ;;
+  *) echo "SHOAL_IMAGE_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-cp "$CARGO_TARGET_DIR/release/shoal" "$ctx/shoal"
+cp "$bin" "$ctx/shoal"
 # The runtime stage of docker/Dockerfile, with the binary from this build context.
 {
   echo "ARG RUNTIME_BASE"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   ./scripts/test.sh
-# Installs what is missing (libclang), builds librocksdb.a once per machine (cached
-# under ~/.cache/shoal), then checks formatting and lints and runs every test:
-# unit tests, openraft's storage suite against the RocksDB stores, and the cluster
-# tests that start real node processes on loopback.
+# Installs what is missing (libclang, debootstrap, the schema validator), builds
+# librocksdb.a once per machine (cached under ~/.cache/shoal), then checks formatting
+# and lints and runs every test: unit tests, openraft's storage suite against the
+# RocksDB stores, cluster tests with real node processes on loopback, manifest checks,
+# and pods simulated as Docker containers of the image built from this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -13,6 +14,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== image for the pod tests"
+# Pods are simulated as containers of this image, built here from the current code
+# (the debug binary, which the tests build anyway) on a locally made Debian base.
+export SHOAL_TEST_IMAGE="shoal:test"
+SHOAL_IMAGE_PROFILE=debug ./docker/build-image.sh "$SHOAL_TEST_IMAGE" 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e buildx -e '^ *$' || true
+docker image inspect "$SHOAL_TEST_IMAGE" >/dev/null
 echo "== cargo test"
 # Cluster tests start three node processes each: two at a time on a small machine.
 log="$(mktemp)"

@@ -4,6 +4,8 @@
 //! The binary is `$SHOAL_BIN`, or `shoal` beside the test executable's directory
 //! (cargo builds it for `cargo test --workspace`).
 
+pub mod pods;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

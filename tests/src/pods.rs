@@ -1,0 +1,400 @@
+//! Pods simulated with Docker, from the rendered manifests.
+//!
+//! Each pod is a container of the shoal image with the manifest's args and env, the
+//! hostname `shoal-N` in the domain `shoal.<ns>.svc.cluster.local` (so `/etc/hosts`
+//! holds its FQDN as a pod's does), and network aliases: its own names, and the
+//! headless Service's names shared by every pod (Docker's DNS then answers with every
+//! pod, as a headless Service with `publishNotReadyAddresses` does). A named volume
+//! per pod is its PersistentVolumeClaim. The harness reaches pods only through ports
+//! published on 127.0.0.1; every container, network and volume carries the test's
+//! unique prefix and is removed when the test ends, pass or fail.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use shoal_client::{Client, ClientOptions};
+
+/// The image under test: `$SHOAL_TEST_IMAGE` (scripts/test.sh builds it).
+pub fn image() -> String {
+    std::env::var("SHOAL_TEST_IMAGE").unwrap_or_else(|_| "shoal:dev".into())
+}
+
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out: Output = Command::new("docker")
+        .args(args)
+        .output()
+        .context("running docker")?;
+    if !out.status.success() {
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shoal container of the workload (StatefulSet or DaemonSet) of a rendered overlay,
+/// as JSON; and the Job's container, if any.
+pub fn rendered(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
+    let yaml = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo().join("k8s").join(overlay))
+        .output()
+        .context("kubectl kustomize")?;
+    if !yaml.status.success() {
+        bail!("kustomize: {}", String::from_utf8_lossy(&yaml.stderr));
+    }
+    let python = std::env::var("SHOAL_PYTHON").context("SHOAL_PYTHON (set by scripts/test.sh)")?;
+    let mut child = Command::new(python)
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(&yaml.stdout)?;
+    let out = child.wait_with_output()?;
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
+    let mut workload = None;
+    let mut job = None;
+    for d in docs {
+        let c = d["spec"]["template"]["spec"]["containers"][0].clone();
+        match d["kind"].as_str() {
+            Some("StatefulSet") | Some("DaemonSet") => workload = Some(c),
+            Some("Job") => job = Some(c),
+            _ => {}
+        }
+    }
+    Ok((workload.context("no workload in the overlay")?, job))
+}
+
+/// A pod's container and how the harness reaches it.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub container: String,
+    pub ip: String,
+    pub grpc: String,
+    pub http: String,
+}
+
+/// A set of simulated pods on one private network.
+pub struct Pods {
+    pub prefix: String,
+    pub ns: String,
+    pub net: String,
+    subnet_base: String,
+    next_ip: u8,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    pub pods: BTreeMap<String, Pod>,
+    volumes: Vec<String>,
+}
+
+impl Pods {
+    /// A network for the pods of test `name`, and the container spec of `overlay`.
+    pub fn new(name: &str, overlay: &str) -> anyhow::Result<Self> {
+        let prefix = format!("shoaltest-{}-{name}", std::process::id());
+        let net = format!("{prefix}-net");
+        // A subnet of our own, so pods can be given (new) addresses: a rescheduled pod
+        // comes back with a new IP.
+        let mut subnet_base = None;
+        let seed = std::process::id() as usize + name.len() * 7919;
+        for i in 0..64 {
+            let n = (seed + i * 37) % (12 * 256);
+            let base = format!("172.{}.{}.", 20 + n / 256, n % 256);
+            if docker(&[
+                "network",
+                "create",
+                "--subnet",
+                &format!("{base}0/24"),
+                &net,
+            ])
+            .is_ok()
+            {
+                subnet_base = Some(base);
+                break;
+            }
+        }
+        let subnet_base = subnet_base.context("no free subnet for the test network")?;
+        let (c, _) = rendered(overlay)?;
+        let args = c["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ns = "default".to_string();
+        let env = c["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| {
+                let v = e["value"].as_str()?;
+                Some((
+                    e["name"].as_str()?.to_string(),
+                    v.replace("$(POD_NAMESPACE)", &ns),
+                ))
+            })
+            .collect();
+        Ok(Self {
+            prefix,
+            ns,
+            net,
+            subnet_base,
+            next_ip: 10,
+            args,
+            env,
+            pods: BTreeMap::new(),
+            volumes: Vec::new(),
+        })
+    }
+
+    /// Sets (or adds) an env var of every pod started from now on.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_string(), value.to_string()));
+    }
+
+    pub fn volume(&mut self, name: &str) -> String {
+        let v = format!("{}-{name}", self.prefix);
+        if !self.volumes.contains(&v) {
+            self.volumes.push(v.clone());
+        }
+        v
+    }
+
+    /// Starts StatefulSet pod `shoal-<ordinal>` on volume `volume`, with a new IP.
+    pub fn start(&mut self, ordinal: usize, volume: &str) -> anyhow::Result<Pod> {
+        let name = format!("shoal-{ordinal}");
+        let container = format!("{}-{name}", self.prefix);
+        let domain = format!("shoal.{}.svc.cluster.local", self.ns);
+        let ip = format!("{}{}", self.subnet_base, self.next_ip);
+        self.next_ip += 1;
+        let vol = self.volume(volume);
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            container.clone(),
+            "--hostname".into(),
+            name.clone(),
+            "--domainname".into(),
+            domain.clone(),
+            "--network".into(),
+            self.net.clone(),
+            "--ip".into(),
+            ip.clone(),
+            "-v".into(),
+            format!("{vol}:/var/lib/shoal"),
+            "-p".into(),
+            "127.0.0.1::7070".into(),
+            "-p".into(),
+            "127.0.0.1::7080".into(),
+            "--stop-timeout".into(),
+            "30".into(),
+        ];
+        for alias in [
+            name.clone(),
+            format!("{name}.shoal"),
+            format!("{name}.{domain}"),
+            "shoal".into(),
+            domain.clone(),
+        ] {
+            args.push("--network-alias".into());
+            args.push(alias);
+        }
+        for (k, v) in &self.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push("-e".into());
+        args.push("RUST_LOG=info".into());
+        args.push(image());
+        args.extend(self.args.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&refs)?;
+        let grpc = docker(&["port", &container, "7070/tcp"])?;
+        let http = docker(&["port", &container, "7080/tcp"])?;
+        let pod = Pod {
+            container,
+            ip,
+            grpc: grpc.lines().next().unwrap_or_default().to_string(),
+            http: http.lines().next().unwrap_or_default().to_string(),
+        };
+        self.pods.insert(name, pod.clone());
+        Ok(pod)
+    }
+
+    /// Removes a pod's container (its volume stays, as a PVC does).
+    pub fn remove(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(p) = self.pods.remove(name) {
+            docker(&["rm", "-f", &p.container])?;
+        }
+        Ok(())
+    }
+
+    /// `docker stop`: SIGTERM, then SIGKILL after the grace period, as the kubelet does.
+    pub fn stop(&mut self, name: &str) -> anyhow::Result<Duration> {
+        let p = self.pods.get(name).context("no such pod")?;
+        let t = Instant::now();
+        docker(&["stop", "-t", "30", &p.container])?;
+        let took = t.elapsed();
+        self.remove(name)?;
+        Ok(took)
+    }
+
+    /// Runs a one-off container on the network (a Job's pod), to completion.
+    pub fn run_job(&self, args: &[String]) -> anyhow::Result<Output> {
+        let mut a: Vec<String> = vec![
+            "run".into(),
+            "--rm".into(),
+            "--name".into(),
+            format!("{}-job-{}", self.prefix, rand_suffix()),
+            "--network".into(),
+            self.net.clone(),
+            "--dns-search".into(),
+            format!("{}.svc.cluster.local", self.ns),
+            image(),
+        ];
+        a.extend(args.iter().cloned());
+        Ok(Command::new("docker").args(&a).output()?)
+    }
+
+    /// `kubectl exec POD -- shoal ARGS`.
+    pub fn exec(&self, name: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let p = self.pods.get(name).context("no such pod")?;
+        let mut a = vec!["exec", p.container.as_str(), "shoal"];
+        a.extend_from_slice(args);
+        Ok(Command::new("docker").args(&a).output()?)
+    }
+
+    pub fn logs(&self, name: &str) -> String {
+        self.pods
+            .get(name)
+            .and_then(|p| {
+                Command::new("docker")
+                    .args(["logs", "--tail", "40", &p.container])
+                    .output()
+                    .ok()
+            })
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// Polls `/readyz` as the kubelet does, until 200 or `timeout`.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?.clone();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, _)) = crate::http_get(&p.http, "/readyz") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let verbose = crate::http_get(&p.http, "/readyz?verbose")
+                    .map(|r| r.1)
+                    .unwrap_or_default();
+                bail!(
+                    "{name} not ready within {timeout:?}:\n{verbose}\n{}",
+                    self.logs(name)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub async fn wait_all_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        for name in self.pods.keys() {
+            self.wait_ready(name, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// A client of the "public Service": every pod's published port.
+    pub fn client(&self) -> Client {
+        let opts = ClientOptions {
+            retry_deadline: Duration::from_secs(30),
+            ..Default::default()
+        };
+        Client::with_options(self.pods.values().map(|p| p.grpc.clone()), opts).expect("client")
+    }
+
+    /// Status of a pod's node.
+    pub async fn status(&self, name: &str) -> anyhow::Result<shoal_proto::v1::StatusResponse> {
+        let p = self.pods.get(name).context("no such pod")?;
+        Ok(self.client().status_of(&p.grpc).await?)
+    }
+
+    /// Cuts a pod off the network, or puts it back.
+    pub fn partition(&self, name: &str, cut: bool) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?;
+        if cut {
+            docker(&["network", "disconnect", &self.net, &p.container])?;
+        } else {
+            let mut a = vec!["network", "connect", "--ip", p.ip.as_str()];
+            let ordinal_name = name.to_string();
+            let domain = format!("shoal.{}.svc.cluster.local", self.ns);
+            let aliases = [
+                ordinal_name.clone(),
+                format!("{ordinal_name}.shoal"),
+                format!("{ordinal_name}.{domain}"),
+                "shoal".to_string(),
+                domain,
+            ];
+            for al in &aliases {
+                a.push("--alias");
+                a.push(al);
+            }
+            a.push(&self.net);
+            a.push(&p.container);
+            docker(&a)?;
+        }
+        Ok(())
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.pods.values().map(|p| p.container.clone()).collect();
+        for c in names {
+            let _ = docker(&["rm", "-f", &c]);
+        }
+        let _ = docker(&["network", "rm", &self.net]);
+        for v in &self.volumes {
+            let _ = docker(&["volume", "rm", "-f", v]);
+        }
+    }
+}

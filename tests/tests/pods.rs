@@ -1,0 +1,231 @@
+//! Pod lifecycle in Docker, from the rendered StatefulSet manifest: start and
+//! bootstrap, rescheduling, disk loss.
+//!
+//! Needs Docker and the image under test (`$SHOAL_TEST_IMAGE`, built by
+//! scripts/test.sh with docker/build-image.sh).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_tests::pods::{rendered, Pods};
+
+const READY: Duration = Duration::from_secs(90);
+
+/// Starts shoal-0..2 in parallel on their volumes.
+fn start_three(p: &mut Pods) {
+    for i in 0..3 {
+        p.start(i, &format!("data-shoal-{i}")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn statefulset_starts_with_the_init_job_and_serves_through_the_public_service() {
+    let mut p = Pods::new("init-job", "statefulset").unwrap();
+    start_three(&mut p);
+    // The init Job, as the manifest gives it, retried as its backoffLimit allows.
+    let (_, job) = rendered("statefulset").unwrap();
+    let args: Vec<String> = job.expect("init Job")["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let mut ok = false;
+    for _ in 0..20 {
+        let out = p.run_job(&args).unwrap();
+        if out.status.success() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(ok, "the init Job never succeeded:\n{}", p.logs("shoal-0"));
+    // A second run is refused.
+    let again = p.run_job(&args).unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already initialised"));
+
+    p.wait_all_ready(READY).await.unwrap();
+    let c = p.client();
+    for i in 0..100 {
+        c.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    for i in 0..100 {
+        assert_eq!(
+            c.get(format!("k{i}")).await.unwrap().unwrap().value,
+            format!("v{i}").into_bytes()
+        );
+    }
+    // Pod identity: the FQDN advertised, one cluster.
+    let st = p.status("shoal-1").await.unwrap();
+    assert_eq!(
+        st.advertise_addr,
+        "shoal-1.shoal.default.svc.cluster.local:7070"
+    );
+    // kubectl exec -it shoal-0 -- shoal kv get k7: the local node by default.
+    let out = p.exec("shoal-0", &["kv", "get", "k7"]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "v7\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn statefulset_bootstraps_itself_with_bootstrap_expect() {
+    let mut p = Pods::new("expect", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    let mut clusters = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        clusters.insert(p.status(&format!("shoal-{i}")).await.unwrap().cluster_id);
+    }
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    // shoal-0, the lowest ordinal, founded it and took id 1.
+    assert_eq!(p.status("shoal-0").await.unwrap().node_id, 1);
+    p.client().put("k", "v").await.unwrap();
+}
+
+/// Writes keys continuously through the public Service; records what was acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    errors: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(p: &Pods) -> Self {
+        let (stop, acked, errors) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::default(),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let c = p.client();
+        let task = {
+            let (stop, acked, errors): (Arc<AtomicBool>, Arc<Mutex<Vec<String>>>, Arc<AtomicU64>) =
+                (stop.clone(), Arc::clone(&acked), errors.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let k = format!("w-{i:06}");
+                    match c.put(&k, &k).await {
+                        Ok(_) => acked.lock().unwrap().push(k),
+                        Err(e) => {
+                            eprintln!("write {k} failed: {e}");
+                            errors.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        Self {
+            stop,
+            acked,
+            errors,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (Vec<String>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        (acked, self.errors.load(Ordering::SeqCst))
+    }
+}
+
+async fn assert_all_present(p: &Pods, keys: &[String]) {
+    let c = p.client();
+    for k in keys {
+        let kv = c
+            .get(k)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged write {k} lost"));
+        assert_eq!(kv.value, k.as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rescheduled_pod_keeps_its_identity_and_catches_up() {
+    let mut p = Pods::new("resched", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    let before = p.status("shoal-1").await.unwrap();
+    let old_ip = p.pods["shoal-1"].ip.clone();
+    let w = Writer::start(&p);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Rescheduled: the container goes, and comes back with the same volume and name
+    // but a new IP.
+    p.remove("shoal-1").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pod = p.start(1, "data-shoal-1").unwrap();
+    assert_ne!(pod.ip, old_ip);
+    p.wait_ready("shoal-1", READY).await.unwrap();
+    let after = p.status("shoal-1").await.unwrap();
+    assert_eq!(
+        (after.node_id, &after.cluster_id),
+        (before.node_id, &before.cluster_id)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (acked, errors) = w.finish().await;
+    assert_eq!(errors, 0, "writes failed past the SDK's retries");
+    assert!(acked.len() > 20);
+    assert_all_present(&p, &acked).await;
+    // Caught up: it serves the latest write from its own state.
+    let last = acked.last().unwrap();
+    let c = p.client();
+    let kv = c
+        .get_from(
+            &p.pods["shoal-1"].grpc,
+            last,
+            shoal_client::Consistency::Linearizable,
+        )
+        .await
+        .unwrap();
+    assert!(kv.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_on_an_empty_volume_joins_as_a_new_node_without_a_second_cluster() {
+    let mut p = Pods::new("diskloss", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    let old = p.status("shoal-2").await.unwrap();
+    let w = Writer::start(&p);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    p.remove("shoal-2").unwrap();
+    p.start(2, "data-shoal-2-new").unwrap();
+    p.wait_ready("shoal-2", READY).await.unwrap();
+    let new = p.status("shoal-2").await.unwrap();
+    assert_eq!(
+        new.cluster_id, old.cluster_id,
+        "a second cluster was founded"
+    );
+    assert_ne!(new.node_id, old.node_id);
+    // The replaced id is listed as dead; `shoal node remove` takes it out.
+    let out = p
+        .exec("shoal-0", &["node", "remove", &old.node_id.to_string()])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (acked, errors) = w.finish().await;
+    assert_eq!(errors, 0, "the service stopped");
+    assert_all_present(&p, &acked).await;
+    let nodes = p.client().nodes().await.unwrap().nodes;
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.iter().all(|n| n.node_id != old.node_id));
+}
