@@ -102,6 +102,7 @@ pub struct Pods {
     args: Vec<String>,
     env: Vec<(String, String)>,
     pub pods: BTreeMap<String, Pod>,
+    ports: BTreeMap<String, (u16, u16)>,
     volumes: Vec<String>,
 }
 
@@ -163,6 +164,7 @@ impl Pods {
             args,
             env,
             pods: BTreeMap::new(),
+            ports: BTreeMap::new(),
             volumes: Vec::new(),
         })
     }
@@ -184,44 +186,79 @@ impl Pods {
     /// Starts StatefulSet pod `shoal-<ordinal>` on volume `volume`, with a new IP.
     pub fn start(&mut self, ordinal: usize, volume: &str) -> anyhow::Result<Pod> {
         let name = format!("shoal-{ordinal}");
-        let container = format!("{}-{name}", self.prefix);
         let domain = format!("shoal.{}.svc.cluster.local", self.ns);
+        let ip = self.new_ip();
+        self.run_pod(&name, Some(&domain), &ip, volume, &[])
+    }
+
+    /// Starts a DaemonSet pod on "host" `host` (its node name) with the host's address
+    /// `ip` and its local disk `volume`, as the downward API gives them.
+    pub fn start_on_host(&mut self, host: &str, ip: &str, volume: &str) -> anyhow::Result<Pod> {
+        self.run_pod(
+            host,
+            None,
+            ip,
+            volume,
+            &[("HOST_IP", ip), ("NODE_NAME", host)],
+        )
+    }
+
+    /// A new address on the test's subnet.
+    pub fn new_ip(&mut self) -> String {
         let ip = format!("{}{}", self.subnet_base, self.next_ip);
         self.next_ip += 1;
+        ip
+    }
+
+    fn run_pod(
+        &mut self,
+        name: &str,
+        domain: Option<&str>,
+        ip: &str,
+        volume: &str,
+        downward: &[(&str, &str)],
+    ) -> anyhow::Result<Pod> {
+        let container = format!("{}-{name}", self.prefix);
         let vol = self.volume(volume);
+        // A pod keeps its published ports across restarts: the harness's clients reach
+        // pods through them as through a Service, whose address does not change.
+        let (grpc_port, http_port) = *self
+            .ports
+            .entry(name.to_string())
+            .or_insert_with(|| (crate::free_port(), crate::free_port()));
         let mut args: Vec<String> = vec![
             "run".into(),
             "-d".into(),
             "--name".into(),
             container.clone(),
             "--hostname".into(),
-            name.clone(),
-            "--domainname".into(),
-            domain.clone(),
+            name.to_string(),
             "--network".into(),
             self.net.clone(),
             "--ip".into(),
-            ip.clone(),
+            ip.to_string(),
             "-v".into(),
             format!("{vol}:/var/lib/shoal"),
             "-p".into(),
-            "127.0.0.1::7070".into(),
+            format!("127.0.0.1:{grpc_port}:7070"),
             "-p".into(),
-            "127.0.0.1::7080".into(),
+            format!("127.0.0.1:{http_port}:7080"),
             "--stop-timeout".into(),
             "30".into(),
         ];
-        for alias in [
-            name.clone(),
-            format!("{name}.shoal"),
-            format!("{name}.{domain}"),
-            "shoal".into(),
-            domain.clone(),
-        ] {
+        if let Some(d) = domain {
+            args.push("--domainname".into());
+            args.push(d.to_string());
+        }
+        for alias in self.aliases(name, domain.is_some()) {
             args.push("--network-alias".into());
             args.push(alias);
         }
         for (k, v) in &self.env {
+            let mut v = v.clone();
+            for (var, val) in downward {
+                v = v.replace(&format!("$({var})"), val);
+            }
             args.push("-e".into());
             args.push(format!("{k}={v}"));
         }
@@ -235,12 +272,27 @@ impl Pods {
         let http = docker(&["port", &container, "7080/tcp"])?;
         let pod = Pod {
             container,
-            ip,
+            ip: ip.to_string(),
             grpc: grpc.lines().next().unwrap_or_default().to_string(),
             http: http.lines().next().unwrap_or_default().to_string(),
         };
-        self.pods.insert(name, pod.clone());
+        self.pods.insert(name.to_string(), pod.clone());
         Ok(pod)
+    }
+
+    /// DNS names of a pod: its own (StatefulSet pods only) and the headless Service's.
+    fn aliases(&self, name: &str, stable_name: bool) -> Vec<String> {
+        let domain = format!("shoal.{}.svc.cluster.local", self.ns);
+        let mut v = Vec::new();
+        if stable_name {
+            v.extend([
+                name.to_string(),
+                format!("{name}.shoal"),
+                format!("{name}.{domain}"),
+            ]);
+        }
+        v.extend(["shoal".to_string(), domain]);
+        v
     }
 
     /// Removes a pod's container (its volume stays, as a PVC does).
@@ -348,29 +400,28 @@ impl Pods {
         Ok(self.client().status_of(&p.grpc).await?)
     }
 
-    /// Cuts a pod off the network, or puts it back.
-    pub fn partition(&self, name: &str, cut: bool) -> anyhow::Result<()> {
-        let p = self.pods.get(name).context("no such pod")?;
+    /// Cuts a pod off the network, or puts it back (same address and names; the
+    /// published ports may change, and are read again).
+    pub fn partition(&mut self, name: &str, cut: bool) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?.clone();
         if cut {
             docker(&["network", "disconnect", &self.net, &p.container])?;
-        } else {
-            let mut a = vec!["network", "connect", "--ip", p.ip.as_str()];
-            let ordinal_name = name.to_string();
-            let domain = format!("shoal.{}.svc.cluster.local", self.ns);
-            let aliases = [
-                ordinal_name.clone(),
-                format!("{ordinal_name}.shoal"),
-                format!("{ordinal_name}.{domain}"),
-                "shoal".to_string(),
-                domain,
-            ];
-            for al in &aliases {
-                a.push("--alias");
-                a.push(al);
-            }
-            a.push(&self.net);
-            a.push(&p.container);
-            docker(&a)?;
+            return Ok(());
+        }
+        let aliases = self.aliases(name, name.starts_with("shoal-"));
+        let mut a = vec!["network", "connect", "--ip", p.ip.as_str()];
+        for al in &aliases {
+            a.push("--alias");
+            a.push(al);
+        }
+        a.push(&self.net);
+        a.push(&p.container);
+        docker(&a)?;
+        let grpc = docker(&["port", &p.container, "7070/tcp"])?;
+        let http = docker(&["port", &p.container, "7080/tcp"])?;
+        if let Some(pod) = self.pods.get_mut(name) {
+            pod.grpc = grpc.lines().next().unwrap_or_default().to_string();
+            pod.http = http.lines().next().unwrap_or_default().to_string();
         }
         Ok(())
     }

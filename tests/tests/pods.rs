@@ -229,3 +229,253 @@ async fn a_pod_on_an_empty_volume_joins_as_a_new_node_without_a_second_cluster()
     assert_eq!(nodes.len(), 3);
     assert!(nodes.iter().all(|n| n.node_id != old.node_id));
 }
+
+/// Reads the latest acknowledged key linearizably, continuously; counts errors.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(p: &Pods, w: &Writer) -> Self {
+        let (stop, errors, reads) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (c, acked) = (p.client(), w.acked.clone());
+        let task = {
+            let (stop, errors, reads) = (stop.clone(), errors.clone(), reads.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let last = acked.lock().unwrap().last().cloned();
+                    if let Some(k) = last {
+                        match c.get(&k).await {
+                            Ok(Some(_)) => {
+                                reads.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(None) => {
+                                eprintln!("linearizable read missed acknowledged {k}");
+                                errors.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e) => {
+                                eprintln!("read {k} failed: {e}");
+                                errors.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        Self {
+            stop,
+            errors,
+            reads,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.errors.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_upgrade_in_reverse_ordinal_order_surfaces_no_error() {
+    let mut p = Pods::new("rolling", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    let w = Writer::start(&p);
+    let r = Reader::start(&p, &w);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in [2, 1, 0] {
+        let name = format!("shoal-{i}");
+        let id = p.status(&name).await.unwrap().node_id;
+        // The kubelet: SIGTERM, wait for the exit, start the new version's pod.
+        let took = p.stop(&name).unwrap();
+        assert!(
+            took < Duration::from_secs(25),
+            "{name} took {took:?} to stop"
+        );
+        p.start(i, &format!("data-shoal-{i}")).unwrap();
+        p.wait_ready(&name, READY).await.unwrap();
+        assert_eq!(p.status(&name).await.unwrap().node_id, id);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (reads, read_errors) = r.finish().await;
+    let (acked, write_errors) = w.finish().await;
+    assert_eq!(
+        (write_errors, read_errors),
+        (0, 0),
+        "errors surfaced past the SDK's retries"
+    );
+    assert!(reads > 20 && acked.len() > 20);
+    assert_all_present(&p, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_three_to_five_to_three_keeps_serving() {
+    let mut p = Pods::new("scale", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    let w = Writer::start(&p);
+    for i in [3, 4] {
+        p.start(i, &format!("data-shoal-{i}")).unwrap();
+    }
+    for i in [3, 4] {
+        p.wait_ready(&format!("shoal-{i}"), READY).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while p
+        .client()
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .iter()
+        .filter(|n| n.role == "voter")
+        .count()
+        < 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new pods never became voters"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Scale down: decommission, then remove the pod, highest ordinal first.
+    for i in [4, 3] {
+        let name = format!("shoal-{i}");
+        let id = p.status(&name).await.unwrap().node_id;
+        let out = p
+            .exec("shoal-0", &["node", "decommission", &id.to_string()])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p.stop(&name).unwrap();
+    }
+    let (acked, errors) = w.finish().await;
+    assert_eq!(errors, 0, "the service stopped");
+    assert_all_present(&p, &acked).await;
+    let nodes = p.client().nodes().await.unwrap().nodes;
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_pod_turns_unready_and_catches_up_when_reconnected() {
+    let mut p = Pods::new("partition", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    // Cut off the leader: the hardest case.
+    let mut leader = String::new();
+    for i in 0..3 {
+        let name = format!("shoal-{i}");
+        if p.status(&name).await.unwrap().ranges[0].role == "leader" {
+            leader = name;
+        }
+    }
+    assert!(!leader.is_empty());
+    let w = Writer::start(&p);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.partition(&leader, true).unwrap();
+    // The isolated pod (seen from inside it, as kubectl exec would): unready, and its
+    // linearizable reads are refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = p
+            .exec(&leader, &["node", "status", "--format", "json"])
+            .unwrap();
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if st["ready"] == false {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the isolated pod stays ready: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = p
+        .exec(&leader, &["kv", "get", "w-000001", "--timeout", "3"])
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a linearizable read on the isolated pod succeeded"
+    );
+    let stale = p
+        .exec(&leader, &["kv", "get", "w-000001", "--stale"])
+        .unwrap();
+    assert!(stale.status.success(), "stale reads are served locally");
+    // The majority keeps serving.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = w.acked.lock().unwrap().len();
+    p.partition(&leader, false).unwrap();
+    p.wait_ready(&leader, READY).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (acked, errors) = w.finish().await;
+    assert!(acked.len() > during, "no writes after reconnecting");
+    assert_eq!(errors, 0, "errors surfaced past the SDK's retries");
+    assert_all_present(&p, &acked).await;
+    // Caught up: the last write is served by the reconnected pod.
+    let last = acked.last().unwrap();
+    let kv = p
+        .client()
+        .get_from(
+            &p.pods[&leader].grpc,
+            last,
+            shoal_client::Consistency::Linearizable,
+        )
+        .await
+        .unwrap();
+    assert!(kv.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn daemonset_hosts_bootstrap_and_a_lost_host_comes_back() {
+    let mut p = Pods::new("daemonset", "daemonset").unwrap();
+    let mut ips = Vec::new();
+    for h in ["host-a", "host-b", "host-c"] {
+        let ip = p.new_ip();
+        p.start_on_host(h, &ip, &format!("disk-{h}")).unwrap();
+        ips.push(ip);
+    }
+    p.wait_all_ready(READY).await.unwrap();
+    let st = p.status("host-b").await.unwrap();
+    assert_eq!(
+        st.advertise_addr,
+        format!("{}:7070", ips[1]),
+        "the host IP is the address"
+    );
+    let id = st.node_id;
+    let w = Writer::start(&p);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The host is lost (no drain), then comes back with its disk and address.
+    p.remove("host-b").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    p.start_on_host("host-b", &ips[1], "disk-host-b").unwrap();
+    p.wait_ready("host-b", READY).await.unwrap();
+    assert_eq!(
+        p.status("host-b").await.unwrap().node_id,
+        id,
+        "the host kept its identity"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (acked, errors) = w.finish().await;
+    assert_eq!(errors, 0, "errors surfaced past the SDK's retries");
+    assert_all_present(&p, &acked).await;
+}

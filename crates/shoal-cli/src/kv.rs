@@ -179,6 +179,72 @@ pub async fn node_remove(args: &ClientArgs, node_id: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
+pub async fn node_decommission(args: &ClientArgs, node_id: u64) -> anyhow::Result<()> {
+    let client = args.client()?;
+    eprintln!("decommissioning node {node_id}: removing its replicas from the membership");
+    client.remove_node(node_id).await?;
+    // Done when the cluster no longer lists it.
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs_f64(args.timeout.max(10.0));
+    loop {
+        let nodes = client.nodes().await?;
+        if nodes.nodes.iter().all(|n| n.node_id != node_id) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("node {node_id} is still listed after the removal");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if args.format == Format::Json {
+        println!("{}", serde_json::json!({"decommissioned": node_id}));
+    } else {
+        println!("node {node_id} decommissioned: it holds no replica; its pod can be removed");
+    }
+    Ok(())
+}
+
+pub async fn node_status(args: &ClientArgs) -> anyhow::Result<()> {
+    let addr = args.host.first().cloned().unwrap_or_default();
+    let st = args.client()?.status_of(&addr).await?;
+    let ranges: Vec<_> = st
+        .ranges
+        .iter()
+        .map(|r| {
+            serde_json::json!({"range_id": r.range_id, "role": r.role, "term": r.term, "leader_id": r.leader_id,
+                "commit_index": r.commit_index, "applied_index": r.applied_index})
+        })
+        .collect();
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"node_id": st.node_id, "cluster_id": st.cluster_id, "advertise_addr": st.advertise_addr,
+                "ready": st.ready, "not_ready": st.not_ready, "ranges": ranges, "version": st.version})
+        ),
+        Format::Plain => {
+            println!(
+                "node {} of cluster {} at {}",
+                st.node_id, st.cluster_id, st.advertise_addr
+            );
+            println!(
+                "ready: {}",
+                if st.ready {
+                    "yes".to_string()
+                } else {
+                    format!("no ({})", st.not_ready.join("; "))
+                }
+            );
+            for r in &st.ranges {
+                println!(
+                    "range {}: {} (term {}, leader {}), applied {} of {}",
+                    r.range_id, r.role, r.term, r.leader_id, r.applied_index, r.commit_index
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn node_drain(args: &ClientArgs) -> anyhow::Result<()> {
     let addr = args.host.first().cloned().unwrap_or_default();
     let still = args.client()?.drain(&addr).await?;

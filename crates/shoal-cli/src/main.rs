@@ -60,6 +60,11 @@ enum NodeCommand {
     /// Remove a node from the cluster (e.g. one whose disk was lost and that came back
     /// as a new node).
     Remove { node_id: u64 },
+    /// Take a live node out of the cluster before removing its pod (scale-down): its
+    /// replicas leave the range's membership (its leadership first moves away).
+    Decommission { node_id: u64 },
+    /// Status of the node at --host: identity, readiness, and its ranges.
+    Status,
     /// Prepare the node at --host to stop: unready, new requests refused, leaderships
     /// moved to other nodes. It keeps running (SIGTERM does the same, then exits).
     Drain,
@@ -146,7 +151,11 @@ fn main() -> ExitCode {
             match op {
                 NodeCommand::Ls => rt.block_on(kv::node_ls(&client)),
                 NodeCommand::Remove { node_id } => rt.block_on(kv::node_remove(&client, node_id)),
+                NodeCommand::Decommission { node_id } => {
+                    rt.block_on(kv::node_decommission(&client, node_id))
+                }
                 NodeCommand::Drain => rt.block_on(kv::node_drain(&client)),
+                NodeCommand::Status => rt.block_on(kv::node_status(&client)),
             }
         }
         Command::Demo(args) => {

@@ -257,15 +257,9 @@ impl Client {
                     self.set_leader(None);
                     true
                 }
-                "" if timed_out
-                    || matches!(
-                        status.code(),
-                        Code::Unavailable
-                            | Code::Cancelled
-                            | Code::Unknown
-                            | Code::DeadlineExceeded
-                    ) =>
-                {
+                // No answer from shoal: the request timed out, or the connection failed
+                // under it (reset, HTTP/2 error); it may or may not have been applied.
+                "" if timed_out || is_transport_failure(&status) => {
                     self.set_leader(None);
                     false
                 }
@@ -582,6 +576,16 @@ fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint> {
             code: "BAD_ADDRESS".into(),
             message: format!("bad node address {addr:?}: {e}"),
         })
+}
+
+/// Whether a status without shoal's error details came from the transport (a
+/// timeout, a reset or refused stream, an HTTP/2 error) rather than from a node.
+fn is_transport_failure(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Cancelled | Code::Unknown | Code::DeadlineExceeded
+    ) || std::error::Error::source(s).is_some()
+        || s.message().contains("h2 protocol error")
 }
 
 /// Whether a status reports that no connection could be made (the request was not

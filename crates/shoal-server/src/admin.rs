@@ -37,6 +37,12 @@ impl Admin for AdminService {
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let ident = self.node.ident();
+        let not_ready: Vec<String> = self
+            .node
+            .readiness()
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|why| format!("{name}: {why}")))
+            .collect();
         let ranges = self
             .node
             .router
@@ -68,6 +74,8 @@ impl Admin for AdminService {
             initialized: ident.is_some(),
             ranges,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            ready: not_ready.is_empty(),
+            not_ready,
         }))
     }
 
