@@ -28,6 +28,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) -> std::io::Result<()
                 }
             },
         };
+        let _ = stream.set_nodelay(true);
         let node = node.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {

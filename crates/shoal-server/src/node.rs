@@ -735,7 +735,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         .add_service(admin)
         .add_service(raft)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            // TCP_NODELAY on every accepted connection: without it, small responses
+            // wait for the peer's delayed ACK (tens of milliseconds).
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             token.cancelled_owned(),
         );
     let http = crate::http::serve(node.clone(), http_listener);

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# shoal and etcd side by side, in one run, on this machine:
+#   bench/compare.sh            full run (about 15 minutes), writes bench/RESULTS.md
+#   bench/compare.sh --quick    a short run (under 5 minutes), writes bench/results-quick.md
+#
+# Installs etcd from Debian if missing, builds shoal and the load generator (release),
+# starts a 3-member etcd cluster and a 3-node shoal cluster on loopback with their
+# data on the same disk, measures that disk's fdatasync floor, then runs each workload
+# against both targets in alternation (etcd, shoal, etcd, shoal, ...), several rounds,
+# and reports medians and ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+source scripts/env.sh
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "installing etcd-server (Debian package)" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+fi
+cargo build --release --quiet -p shoal-cli -p shoal-bench
+bin="$CARGO_TARGET_DIR/release"
+
+work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/bench-run}"
+rm -rf "$work"
+mkdir -p "$work"
+results="$work/results.jsonl"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# --- etcd: 3 members on loopback ------------------------------------------------
+cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+for i in 1 2 3; do
+  etcd --name "e$i" --data-dir "$work/etcd-$i" \
+    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token shoal-bench \
+    --quota-backend-bytes 8589934592 --log-level error >"$work/etcd-$i.log" 2>&1 &
+  pids+=($!)
+done
+etcd_eps="127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793"
+
+# --- shoal: 3 nodes on loopback --------------------------------------------------
+for i in 1 2 3; do
+  join=""
+  for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:2707$j"; done
+  "$bin/shoal" start --data-dir "$work/shoal-$i" --listen-addr "127.0.0.1:2707$i" \
+    --advertise-addr "127.0.0.1:2707$i" --http-addr "127.0.0.1:2708$i" --join "$join" \
+    >"$work/shoal-$i.log" 2>&1 &
+  pids+=($!)
+done
+shoal_eps="127.0.0.1:27071,127.0.0.1:27072,127.0.0.1:27073"
+for _ in $(seq 1 60); do
+  "$bin/shoal" init --host 127.0.0.1:27071 --timeout 5 >/dev/null 2>&1 && break
+  sleep 1
+done
+for _ in $(seq 1 60); do
+  SHOAL_HOST="$shoal_eps" "$bin/shoal" kv put bench-ready 1 >/dev/null 2>&1 && break
+  sleep 1
+done
+for _ in $(seq 1 60); do
+  ETCDCTL_API=3 etcdctl --endpoints "$etcd_eps" put bench-ready 1 >/dev/null 2>&1 && break
+  sleep 1
+done
+
+# --- the disk's floor --------------------------------------------------------------
+"$bin/fsync-floor" "$work" 1000 >"$work/fsync.json"
+
+# --- workloads -------------------------------------------------------------------
+if [ "$quick" = 1 ]; then
+  rounds=3; secs=4; records=10000
+  workloads=("put:64:uniform:linearizable" "put:1:uniform:linearizable" "get:64:uniform:linearizable" "a:64:zipfian:linearizable")
+else
+  rounds=3; secs=10; records=100000
+  workloads=(
+    "put:64:uniform:linearizable" "put:1:uniform:linearizable"
+    "get:64:uniform:linearizable" "get:64:uniform:stale" "get:1:uniform:stale"
+    "a:64:zipfian:linearizable" "b:64:zipfian:linearizable" "c:64:zipfian:linearizable"
+    "e:64:zipfian:linearizable" "f:64:zipfian:linearizable"
+  )
+fi
+common=(--records "$records" --duration "$secs" --connections 8 --value-size 256 --json "$results")
+for t in etcd shoal; do
+  eps=$etcd_eps; [ "$t" = shoal ] && eps=$shoal_eps
+  "$bin/shoal-bench" --target "$t" --endpoints "$eps" --workload put --load --operations 1 \
+    --records "$records" --clients 64 >/dev/null
+done
+for r in $(seq 1 "$rounds"); do
+  for w in "${workloads[@]}"; do
+    IFS=: read -r wl clients dist cons <<<"$w"
+    for t in etcd shoal; do
+      eps=$etcd_eps; [ "$t" = shoal ] && eps=$shoal_eps
+      "$bin/shoal-bench" --target "$t" --endpoints "$eps" --workload "$wl" --clients "$clients" \
+        --distribution "$dist" --consistency "$cons" --label "round $r" "${common[@]}"
+    done
+  done
+done
+
+out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
+python3 bench/report.py "$results" "$work/fsync.json" "$0 $*" >"$out"
+echo "wrote $out"

@@ -1,0 +1,279 @@
+//! `shoal-bench`: one load generator for shoal and etcd.
+//!
+//! The same workload code drives both targets ([`target::Target`]): same keys (8
+//! bytes), values, mixes, distributions and concurrency. Latencies go into HDR
+//! histograms; the result is printed as a Markdown table row and, with `--json`,
+//! appended as one JSON record to a file.
+
+mod target;
+mod workload;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use rand::SeedableRng;
+
+use target::Target;
+use workload::{key, Distribution, KeyChooser, Op, Workload};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    Shoal,
+    Etcd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+/// Load generator for shoal and etcd (YCSB-style workloads).
+#[derive(Debug, Parser)]
+#[command(name = "shoal-bench", version)]
+struct Args {
+    #[arg(long, value_enum)]
+    target: TargetKind,
+    /// Endpoints (`host:port`), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    #[arg(long, value_enum, default_value = "put")]
+    workload: Workload,
+    #[arg(long, value_enum, default_value = "uniform")]
+    distribution: Distribution,
+    /// Reads: linearizable, or stale (etcd: serializable).
+    #[arg(long, value_enum, default_value = "linearizable")]
+    consistency: Consistency,
+    /// Number of records the workload's keys are drawn from.
+    #[arg(long, default_value_t = 10_000)]
+    records: u64,
+    /// Write the records before the measured run.
+    #[arg(long)]
+    load: bool,
+    /// Stop after this many operations (otherwise after --duration).
+    #[arg(long)]
+    operations: Option<u64>,
+    /// Seconds of the measured run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Concurrent client tasks.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Connections (client handles) shared by the tasks.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Target total operations per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Keys per scan (workload E).
+    #[arg(long, default_value_t = 10)]
+    scan_length: u32,
+    /// Label of the run in the outputs.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Append the result as one JSON line to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+struct Outcome {
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+/// The load phase writes each record once; the run phase measures the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Load,
+    Run,
+}
+
+async fn run_tasks(
+    args: &Args,
+    targets: &[Target],
+    phase: Phase,
+) -> anyhow::Result<(Outcome, Duration, u64)> {
+    let measured = phase == Phase::Run;
+    let value = Arc::new(vec![b'v'; args.value_size]);
+    // Run: the record count (inserts grow it). Load: the next record to write.
+    let records = Arc::new(AtomicU64::new(if measured { args.records } else { 0 }));
+    let budget = Arc::new(AtomicU64::new(match phase {
+        Phase::Load => args.records,
+        Phase::Run => args.operations.unwrap_or(u64::MAX),
+    }));
+    let chooser = KeyChooser::new(args.distribution, args.records);
+    let start = Instant::now();
+    let deadline = (measured && args.operations.is_none())
+        .then(|| start + Duration::from_secs_f64(args.duration));
+    let period = (measured && args.rate > 0.0)
+        .then(|| Duration::from_secs_f64(args.clients as f64 / args.rate));
+    let mut tasks = Vec::new();
+    for t in 0..args.clients {
+        let target = targets[t % targets.len()].clone();
+        let (value, records, budget, chooser) = (
+            value.clone(),
+            records.clone(),
+            budget.clone(),
+            chooser.clone(),
+        );
+        let (workload, stale, scan_len) = (
+            if measured {
+                args.workload
+            } else {
+                Workload::Put
+            },
+            args.consistency == Consistency::Stale,
+            args.scan_length,
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64 * 7919 + 1);
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut errors = 0u64;
+            let mut next = Instant::now();
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                    .is_err()
+                {
+                    break;
+                }
+                if let Some(p) = period {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += p;
+                }
+                let t0 = Instant::now();
+                let res = if measured {
+                    let op = workload.next_op(&mut rng);
+                    let n = records.load(Ordering::Relaxed);
+                    match op {
+                        Op::Read => target.read(&key(chooser.next(&mut rng, n)), stale).await,
+                        Op::Update => target.write(&key(chooser.next(&mut rng, n)), &value).await,
+                        Op::Insert => {
+                            let i = records.fetch_add(1, Ordering::Relaxed);
+                            target.write(&key(i), &value).await
+                        }
+                        Op::Scan => target.scan(&key(chooser.next(&mut rng, n)), scan_len).await,
+                        Op::ReadModifyWrite => {
+                            target
+                                .read_modify_write(&key(chooser.next(&mut rng, n)), &value)
+                                .await
+                        }
+                    }
+                } else {
+                    let i = records.fetch_add(1, Ordering::Relaxed);
+                    target.write(&key(i), &value).await
+                };
+                match res {
+                    Ok(()) => {
+                        let us = t0.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+                        let _ = hist.record(us);
+                    }
+                    Err(e) => {
+                        if errors < 3 {
+                            eprintln!("error: {e:#}");
+                        }
+                        errors += 1;
+                    }
+                }
+            }
+            Outcome { hist, errors }
+        }));
+    }
+    let mut total = Outcome {
+        hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+        errors: 0,
+    };
+    for t in tasks {
+        let o = t.await.context("client task")?;
+        total.hist.add(&o.hist)?;
+        total.errors += o.errors;
+    }
+    let elapsed = start.elapsed();
+    let ops = total.hist.len();
+    Ok((total, elapsed, ops))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.clients > 0 && args.connections > 0,
+        "--clients and --connections must be at least 1"
+    );
+    anyhow::ensure!(args.records > 0, "--records must be at least 1");
+    let mut targets = Vec::new();
+    for _ in 0..args.connections {
+        targets.push(Target::connect(args.target, &args.endpoints).await?);
+    }
+    if args.load {
+        let (o, el, ops) = run_tasks(&args, &targets, Phase::Load).await?;
+        eprintln!(
+            "loaded {ops} records in {:.1}s ({} errors)",
+            el.as_secs_f64(),
+            o.errors
+        );
+    }
+    let (o, elapsed, ops) = run_tasks(&args, &targets, Phase::Run).await?;
+    let secs = elapsed.as_secs_f64();
+    let h = &o.hist;
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    let throughput = ops as f64 / secs;
+    let record = serde_json::json!({
+        "label": args.label,
+        "target": format!("{:?}", args.target).to_lowercase(),
+        "workload": format!("{:?}", args.workload).to_lowercase(),
+        "distribution": format!("{:?}", args.distribution).to_lowercase(),
+        "consistency": format!("{:?}", args.consistency).to_lowercase(),
+        "records": args.records,
+        "clients": args.clients,
+        "connections": args.connections,
+        "value_size": args.value_size,
+        "rate": args.rate,
+        "seconds": secs,
+        "ops": ops,
+        "errors": o.errors,
+        "ops_per_sec": throughput,
+        "latency_ms": {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": h.max() as f64 / 1000.0, "mean": h.mean() / 1000.0},
+        "host": hostname(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    });
+    if let Some(path) = &args.json {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "{record}")?;
+    }
+    println!(
+        "| {} | {:?} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+        args.label,
+        args.target,
+        args.workload,
+        args.clients,
+        throughput,
+        q(0.50),
+        q(0.99),
+        q(0.999),
+        o.errors
+    );
+    Ok(())
+}

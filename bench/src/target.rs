@@ -1,0 +1,108 @@
+//! The two targets behind one interface: shoal through its SDK, etcd through its v3
+//! gRPC API.
+
+use anyhow::{bail, Context};
+
+use crate::TargetKind;
+
+#[derive(Clone)]
+pub enum Target {
+    Shoal(shoal_client::Client),
+    Etcd(Box<etcd_client::KvClient>),
+}
+
+impl Target {
+    pub async fn connect(kind: TargetKind, endpoints: &[String]) -> anyhow::Result<Self> {
+        Ok(match kind {
+            TargetKind::Shoal => {
+                Target::Shoal(shoal_client::Client::new(endpoints.iter().cloned())?)
+            }
+            TargetKind::Etcd => {
+                let eps: Vec<String> = endpoints
+                    .iter()
+                    .map(|e| {
+                        if e.contains("://") {
+                            e.clone()
+                        } else {
+                            format!("http://{e}")
+                        }
+                    })
+                    .collect();
+                let c = etcd_client::Client::connect(eps, None)
+                    .await
+                    .context("connecting to etcd")?;
+                Target::Etcd(Box::new(c.kv_client()))
+            }
+        })
+    }
+
+    pub async fn read(&self, key: &[u8], stale: bool) -> anyhow::Result<()> {
+        match self {
+            Target::Shoal(c) => {
+                let cons = if stale {
+                    shoal_client::Consistency::Stale
+                } else {
+                    shoal_client::Consistency::Linearizable
+                };
+                c.get_with(key, cons).await?;
+            }
+            Target::Etcd(c) => {
+                let opts = stale.then(|| etcd_client::GetOptions::new().with_serializable());
+                c.as_ref().clone().get(key, opts).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn write(&self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Target::Shoal(c) => {
+                c.put(key, value).await?;
+            }
+            Target::Etcd(c) => {
+                c.as_ref().clone().put(key, value, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `count` keys from `start` on.
+    pub async fn scan(&self, start: &[u8], count: u32) -> anyhow::Result<()> {
+        match self {
+            Target::Shoal(c) => {
+                c.scan_page(start, b"", count, shoal_client::Consistency::Linearizable)
+                    .await?;
+            }
+            Target::Etcd(c) => {
+                let opts = etcd_client::GetOptions::new()
+                    .with_from_key()
+                    .with_limit(count as i64);
+                c.as_ref().clone().get(start, Some(opts)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the key, then writes it only if it did not change meanwhile.
+    pub async fn read_modify_write(&self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Target::Shoal(c) => {
+                let version = c.get(key).await?.map_or(0, |kv| kv.version);
+                c.compare_and_put(key, version, value).await?;
+            }
+            Target::Etcd(c) => {
+                use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+                let mut c = c.as_ref().clone();
+                let r = c.get(key, None).await?;
+                let rev = r.kvs().first().map_or(0, |kv| kv.mod_revision());
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([TxnOp::put(key, value, None)]);
+                if let Err(e) = c.txn(txn).await {
+                    bail!("etcd txn: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
