@@ -461,6 +461,10 @@ async fn daemonset_hosts_bootstrap_and_a_lost_host_comes_back() {
         format!("{}:7070", ips[1]),
         "the host IP is the address"
     );
+    assert_eq!(
+        st.node_name, "host-b",
+        "the Kubernetes node's name is the node's name"
+    );
     let id = st.node_id;
     let w = Writer::start(&p);
     tokio::time::sleep(Duration::from_secs(1)).await;

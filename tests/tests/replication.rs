@@ -136,8 +136,19 @@ async fn a_node_down_while_the_log_is_purged_catches_up_by_streamed_snapshot() {
         .wait_leader_among(&[(down + 1) % 3, (down + 2) % 3], Duration::from_secs(5))
         .await
         .unwrap();
-    let purged = c.raft_gauge(leader, "purged_index").unwrap();
-    assert!(purged > 100, "leader purged only up to {purged}");
+    // Snapshots and purges run in the background: wait for the purge.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let purged = loop {
+        let purged = c.raft_gauge(leader, "purged_index").unwrap();
+        if purged > 100 {
+            break purged;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leader purged only up to {purged}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     c.restart(down).unwrap();
     let target = c.applied(leader).await.unwrap();

@@ -218,13 +218,13 @@ pub async fn node_status(args: &ClientArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Json => println!(
             "{}",
-            serde_json::json!({"node_id": st.node_id, "cluster_id": st.cluster_id, "advertise_addr": st.advertise_addr,
+            serde_json::json!({"node_id": st.node_id, "name": st.node_name, "cluster_id": st.cluster_id, "advertise_addr": st.advertise_addr,
                 "ready": st.ready, "not_ready": st.not_ready, "ranges": ranges, "version": st.version})
         ),
         Format::Plain => {
             println!(
-                "node {} of cluster {} at {}",
-                st.node_id, st.cluster_id, st.advertise_addr
+                "node {} ({}) of cluster {} at {}",
+                st.node_id, st.node_name, st.cluster_id, st.advertise_addr
             );
             println!(
                 "ready: {}",
@@ -276,7 +276,7 @@ pub async fn print_nodes(
                 .nodes
                 .iter()
                 .map(|n| {
-                    serde_json::json!({"node_id": n.node_id, "addr": n.addr, "role": n.role,
+                    serde_json::json!({"node_id": n.node_id, "name": n.name, "addr": n.addr, "role": n.role,
                         "leader": n.is_leader, "live": n.live, "applied_index": n.applied_index})
                 })
                 .collect();
@@ -287,12 +287,13 @@ pub async fn print_nodes(
             )?;
         }
         Format::Plain => {
-            writeln!(out, "ID\tADDRESS\tROLE\tLEADER\tLIVE\tAPPLIED")?;
+            writeln!(out, "ID\tNAME\tADDRESS\tROLE\tLEADER\tLIVE\tAPPLIED")?;
             for n in &r.nodes {
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     n.node_id,
+                    n.name,
                     n.addr,
                     n.role,
                     if n.is_leader { "*" } else { "" },

@@ -27,16 +27,18 @@ pub mod replica;
 pub mod service;
 pub mod state_machine;
 pub mod types;
+pub mod wal_sync;
 
 pub use command::{
     Command, CommandResponse, Compare, CompareOp, CompareTarget, Found, OpResult, TxnOp, WriteOp,
 };
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
-pub use replica::{RaftOptions, ReadError, Replica, Router};
+pub use replica::{RaftOptions, ReadError, Replica, ReplicaEnv, Router};
 pub use service::{read_error, NodeHooks, RaftService};
 pub use state_machine::{SnapshotFile, StateMachine};
 pub use types::*;
+pub use wal_sync::WalSyncer;
 
 /// The first range: until ranges split, it covers the whole key space.
 pub const FIRST_RANGE_ID: u64 = 1;

@@ -11,17 +11,23 @@ use shoal_storage::{Engine, StateKey};
 
 use crate::codec::{decode, encode, io_err};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::wal_sync::WalSyncer;
 
 /// A range's log store. Clones share the store.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     engine: Engine,
     range_id: u64,
+    syncer: WalSyncer,
 }
 
 impl LogStore {
-    pub fn new(engine: Engine, range_id: u64) -> Self {
-        Self { engine, range_id }
+    pub fn new(engine: Engine, range_id: u64, syncer: WalSyncer) -> Self {
+        Self {
+            engine,
+            range_id,
+            syncer,
+        }
     }
 
     fn state<T: serde::de::DeserializeOwned>(&self, key: StateKey) -> io::Result<Option<T>> {
@@ -132,21 +138,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             encoded.push((e.index(), encode(&e)?));
         }
-        // One write batch, synced, for the whole call; the entries are readable and
-        // durable when it returns, and only then is the append reported flushed.
-        let res = self
-            .blocking(move |e, r| e.log_append(r, encoded.iter().map(|(i, b)| (*i, b.as_slice()))))
-            .await;
-        match res {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
-                Err(e)
-            }
-        }
+        // One write batch for the whole call, readable when it returns; reported
+        // flushed only once the write-ahead log is synced (one fsync shared with every
+        // append queued meanwhile, of any range).
+        self.engine
+            .log_append_unsynced(
+                self.range_id,
+                encoded.iter().map(|(i, b)| (*i, b.as_slice())),
+            )
+            .map_err(io_err)?;
+        self.syncer.after_sync(callback);
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

@@ -4,8 +4,14 @@ use crate::command::{Command, CommandResponse};
 use crate::state_machine::SnapshotFile;
 
 pub type NodeId = u64;
-/// A node as the membership records it: its advertised address.
-pub use openraft::BasicNode as Node;
+
+/// A node as the membership records it: the address peers and clients reach it at,
+/// and its name (the pod's hostname, or in a DaemonSet the Kubernetes node's name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Node {
+    pub addr: String,
+    pub name: String,
+}
 
 openraft::declare_raft_types!(
     /// shoal's Raft types: node ids are `u64`, nodes carry their advertised address.

@@ -15,7 +15,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         let dir = tempfile::tempdir().expect("tempdir");
         let engine =
             Engine::open(&dir.path().join("store"), &EngineOptions::default()).expect("open store");
-        let log = LogStore::new(engine.clone(), 1);
+        let syncer = shoal_raft::WalSyncer::start(engine.clone()).expect("syncer");
+        let log = LogStore::new(engine.clone(), 1, syncer);
         let sm = StateMachine::open(engine, 1, KeySpan::all(), &dir.path().join("snapshots"))
             .expect("open state machine");
         Ok((dir, log, sm))

@@ -71,6 +71,7 @@ impl Admin for AdminService {
                 .unwrap_or_default(),
             node_id: ident.as_ref().map_or(0, |i| i.node_id),
             advertise_addr: self.node.advertise.clone(),
+            node_name: self.node.name.clone(),
             initialized: ident.is_some(),
             ranges,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -121,6 +122,7 @@ impl Admin for AdminService {
                 pb::NodeInfo {
                     node_id: *id,
                     addr: n.addr.clone(),
+                    name: n.name.clone(),
                     role: if voters.contains(id) {
                         "voter"
                     } else {

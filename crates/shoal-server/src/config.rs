@@ -22,6 +22,11 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
 
+    /// This node's name, shown in `shoal node ls`: by default the host's short name
+    /// (a StatefulSet pod's `shoal-N`); a DaemonSet sets the Kubernetes node's name.
+    #[arg(long, env = "SHOAL_NODE_NAME")]
+    pub node_name: Option<String>,
+
     /// Address of the HTTP server: probes and metrics.
     #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "0.0.0.0:7080")]
     pub http_addr: SocketAddr,
@@ -141,6 +146,15 @@ impl NodeConfig {
             .unwrap_or_else(|| "localhost".into());
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         format!("{}:{}", fqdn(&short, &hosts), self.listen_addr.port())
+    }
+
+    /// This node's name: `--node-name`, else the host's short name.
+    pub fn name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default()
+        })
     }
 
     /// The join service's host and port.

@@ -15,7 +15,7 @@ use shoal_proto::v1::{
 };
 use shoal_raft::{
     ClientWriteError, Command, Node as RaftNode, NodeHooks, OpResult, PeerPool, RaftError,
-    RaftService, Replica, Router, FIRST_RANGE_ID,
+    RaftService, Replica, ReplicaEnv, Router, WalSyncer, FIRST_RANGE_ID,
 };
 use shoal_storage::{Engine, EngineOptions, KeySpan};
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,9 @@ pub struct StoreIdent {
 pub struct Node {
     pub cfg: NodeConfig,
     pub advertise: String,
+    pub name: String,
     pub engine: Engine,
+    syncer: WalSyncer,
     pub pool: Arc<PeerPool>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
@@ -61,8 +63,11 @@ impl Node {
             ),
             None => None,
         };
+        let syncer = WalSyncer::start(engine.clone()).context("starting the log syncer")?;
         let node = Arc::new(Self {
+            syncer,
             advertise: cfg.advertise(),
+            name: cfg.name(),
             cfg,
             engine,
             pool: PeerPool::new(),
@@ -96,17 +101,16 @@ impl Node {
     }
 
     async fn open_replicas(&self, node_id: u64) -> anyhow::Result<()> {
-        let r = Replica::open(
-            self.engine.clone(),
-            self.pool.clone(),
-            node_id,
-            FIRST_RANGE_ID,
-            KeySpan::all(),
-            &self.cfg.snapshot_dir(),
-            &self.cfg.raft_options(),
-        )
-        .await
-        .context("opening range 1")?;
+        let env = ReplicaEnv {
+            engine: self.engine.clone(),
+            syncer: self.syncer.clone(),
+            pool: self.pool.clone(),
+            snapshot_root: self.cfg.snapshot_dir(),
+            opts: self.cfg.raft_options(),
+        };
+        let r = Replica::open(&env, node_id, FIRST_RANGE_ID, KeySpan::all())
+            .await
+            .context("opening range 1")?;
         self.router.insert(r);
         Ok(())
     }
@@ -191,8 +195,8 @@ impl Node {
             )));
         }
         // Every peer must answer, and none may belong to a cluster.
-        let mut members: BTreeMap<String, ()> = BTreeMap::new();
-        members.insert(self.advertise.clone(), ());
+        let mut members: BTreeMap<String, String> = BTreeMap::new();
+        members.insert(self.advertise.clone(), self.name.clone());
         for peer in peers {
             let hello = self.hello_peer(peer, Duration::from_secs(30)).await?;
             if !hello.cluster_id.is_empty() {
@@ -201,15 +205,15 @@ impl Node {
                     hello.cluster_id
                 )));
             }
-            members.insert(hello.advertise_addr, ());
+            members.insert(hello.advertise_addr, hello.node_name);
         }
         let cluster_id = uuid::Uuid::new_v4().to_string();
-        let assigned: Vec<(u64, String)> = members
-            .into_keys()
+        let assigned: Vec<(u64, String, String)> = members
+            .into_iter()
             .enumerate()
-            .map(|(i, addr)| (i as u64 + 1, addr))
+            .map(|(i, (addr, name))| (i as u64 + 1, addr, name))
             .collect();
-        for (id, addr) in &assigned {
+        for (id, addr, _) in &assigned {
             if *addr == self.advertise {
                 continue;
             }
@@ -231,13 +235,21 @@ impl Node {
         }
         let my_id = assigned
             .iter()
-            .find(|(_, a)| *a == self.advertise)
-            .map(|(id, _)| *id)
+            .find(|(_, a, _)| *a == self.advertise)
+            .map(|(id, _, _)| *id)
             .ok_or_else(|| Status::internal("own address missing from the members"))?;
         self.accept_bootstrap(&cluster_id, my_id).await?;
         let voters: BTreeMap<u64, RaftNode> = assigned
             .iter()
-            .map(|(id, addr)| (*id, RaftNode { addr: addr.clone() }))
+            .map(|(id, addr, name)| {
+                (
+                    *id,
+                    RaftNode {
+                        addr: addr.clone(),
+                        name: name.clone(),
+                    },
+                )
+            })
             .collect();
         self.replica()?
             .raft
@@ -247,9 +259,10 @@ impl Node {
         tracing::info!(%cluster_id, nodes = assigned.len(), "cluster initialised");
         let nodes = assigned
             .into_iter()
-            .map(|(node_id, addr)| NodeInfo {
+            .map(|(node_id, addr, name)| NodeInfo {
                 node_id,
                 addr,
+                name,
                 role: "voter".into(),
                 ..Default::default()
             })
@@ -298,12 +311,13 @@ impl Node {
             advertise_addr: self.advertise.clone(),
             initialized: ident.is_some(),
             leader_addr,
+            node_name: self.name.clone(),
         }
     }
 
     /// On the leader: admits a node with an empty disk under a new id, as a learner;
     /// [`Node::maintain`] promotes it to voter once it has caught up.
-    pub async fn admit(&self, addr: &str) -> Result<JoinResponse, Status> {
+    pub async fn admit(&self, addr: &str, name: &str) -> Result<JoinResponse, Status> {
         crate::config::check_host_port(addr).map_err(|e| {
             status(
                 Code::InvalidArgument,
@@ -329,6 +343,7 @@ impl Node {
                 id,
                 RaftNode {
                     addr: addr.to_string(),
+                    name: name.to_string(),
                 },
                 false,
             )
@@ -460,6 +475,7 @@ impl Node {
             let resp = c
                 .join(JoinRequest {
                     addr: self.advertise.clone(),
+                    name: self.name.clone(),
                 })
                 .await?
                 .into_inner();
@@ -672,7 +688,7 @@ impl NodeHooks for Hooks {
     }
 
     async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
-        self.0.admit(&req.addr).await
+        self.0.admit(&req.addr, &req.name).await
     }
 }
 
