@@ -71,6 +71,26 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The `shoal start` arguments of a test node in `dir`.
+fn start_args(dir: &Path, grpc: &str, http: &str, join: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "start".into(),
+        "--data-dir".into(),
+        dir.join("data").display().to_string(),
+        "--listen-addr".into(),
+        grpc.into(),
+        "--advertise-addr".into(),
+        grpc.into(),
+        "--http-addr".into(),
+        http.into(),
+    ];
+    if !join.is_empty() {
+        args.push("--join".into());
+        args.push(join.join(","));
+    }
+    args
+}
+
 /// One node process.
 pub struct TestNode {
     pub grpc: String,
@@ -133,26 +153,12 @@ impl TestCluster {
         for (i, (grpc, http)) in addrs.iter().enumerate() {
             let dir = root.path().join(format!("node-{i}"));
             std::fs::create_dir_all(&dir)?;
-            let mut args: Vec<String> = vec![
-                "start".into(),
-                "--data-dir".into(),
-                dir.join("data").display().to_string(),
-                "--listen-addr".into(),
-                grpc.clone(),
-                "--advertise-addr".into(),
-                grpc.clone(),
-                "--http-addr".into(),
-                http.clone(),
-            ];
-            let join: Vec<&str> = addrs
+            let join: Vec<String> = addrs
                 .iter()
                 .filter(|(g, _)| g != grpc)
-                .map(|(g, _)| g.as_str())
+                .map(|(g, _)| g.clone())
                 .collect();
-            if !join.is_empty() {
-                args.push("--join".into());
-                args.push(join.join(","));
-            }
+            let mut args = start_args(&dir, grpc, http, &join);
             args.extend(extra.iter().map(|s| s.to_string()));
             let mut node = TestNode {
                 grpc: grpc.clone(),
@@ -266,19 +272,7 @@ impl TestCluster {
         );
         let dir = self._root.path().join(format!("node-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let mut args: Vec<String> = vec![
-            "start".into(),
-            "--data-dir".into(),
-            dir.join("data").display().to_string(),
-            "--listen-addr".into(),
-            grpc.clone(),
-            "--advertise-addr".into(),
-            grpc.clone(),
-            "--http-addr".into(),
-            http.clone(),
-            "--join".into(),
-            self.addrs().join(","),
-        ];
+        let mut args = start_args(&dir, &grpc, &http, &self.addrs());
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut node = TestNode {
             grpc,

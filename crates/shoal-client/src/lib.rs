@@ -327,12 +327,12 @@ impl Client {
             key: key.as_ref().to_vec(),
             consistency: consistency as i32,
         };
-        let ch = self.channel(addr)?;
-        match tokio::time::timeout(self.inner.opts.request_timeout, Self::kv(ch).get(req)).await {
-            Ok(Ok(r)) => Ok(r.into_inner().kv),
-            Ok(Err(s)) => Err(Error::from_status(addr, s)),
-            Err(_) => Err(Error::Unavailable(format!("no answer from {addr}"))),
-        }
+        let mut kv = Self::kv(self.channel(addr)?);
+        Ok(
+            Self::direct(addr, self.inner.opts.request_timeout, kv.get(req))
+                .await?
+                .kv,
+        )
     }
 
     /// Writes `value` under `key`; returns the key's new version.
@@ -490,19 +490,30 @@ impl Client {
         AdminClient::new(ch)
     }
 
-    /// The status of the node at `addr` (no redirect).
-    pub async fn status_of(&self, addr: &str) -> Result<pb::StatusResponse> {
-        let ch = self.channel(addr)?;
-        match tokio::time::timeout(
-            self.inner.opts.request_timeout,
-            Self::admin(ch).status(pb::StatusRequest {}),
-        )
-        .await
-        {
+    /// One call to the node at `addr` only: no redirect, no retry.
+    async fn direct<T>(
+        addr: &str,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => Err(Error::from_status(addr, s)),
-            Err(_) => Err(Error::Unavailable(format!("no answer from {addr}"))),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no answer from {addr} within {limit:?}"
+            ))),
         }
+    }
+
+    /// The status of the node at `addr` (no redirect).
+    pub async fn status_of(&self, addr: &str) -> Result<pb::StatusResponse> {
+        let mut admin = Self::admin(self.channel(addr)?);
+        Self::direct(
+            addr,
+            self.inner.opts.request_timeout,
+            admin.status(pb::StatusRequest {}),
+        )
+        .await
     }
 
     /// The nodes of the cluster.
@@ -530,17 +541,14 @@ impl Client {
     /// Drains the node at `addr` (no redirect): it turns unready, refuses new requests
     /// and hands its leaderships to other nodes. Returns the ranges it still leads.
     pub async fn drain(&self, addr: &str) -> Result<Vec<u64>> {
-        let ch = self.channel(addr)?;
-        match tokio::time::timeout(
+        let mut admin = Self::admin(self.channel(addr)?);
+        let r = Self::direct(
+            addr,
             Duration::from_secs(60),
-            Self::admin(ch).drain(pb::DrainRequest {}),
+            admin.drain(pb::DrainRequest {}),
         )
-        .await
-        {
-            Ok(Ok(r)) => Ok(r.into_inner().still_leading),
-            Ok(Err(s)) => Err(Error::from_status(addr, s)),
-            Err(_) => Err(Error::Unavailable(format!("no answer from {addr}"))),
-        }
+        .await?;
+        Ok(r.still_leading)
     }
 
     /// Founds the cluster through the node at `addr`, from it and the peers of its
@@ -551,11 +559,7 @@ impl Client {
         // Bootstrapping waits for every peer to answer: allow it time.
         let mut req = tonic::Request::new(pb::InitRequest {});
         req.set_timeout(Duration::from_secs(60));
-        match tokio::time::timeout(Duration::from_secs(65), c.init(req)).await {
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(s)) => Err(Error::from_status(addr, s)),
-            Err(_) => Err(Error::Unavailable(format!("no answer from {addr}"))),
-        }
+        Self::direct(addr, Duration::from_secs(65), c.init(req)).await
     }
 }
 

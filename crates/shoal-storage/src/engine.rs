@@ -136,22 +136,6 @@ impl Engine {
 
     // ---- Raft log ---------------------------------------------------------------
 
-    /// Appends entries `(index, bytes)` of a range in one write batch, synced to disk
-    /// before it returns.
-    pub fn log_append<'a>(
-        &self,
-        range_id: u64,
-        entries: impl IntoIterator<Item = (u64, &'a [u8])>,
-    ) -> Result<()> {
-        let cf = self.cf(keys::CF_RAFT_LOG);
-        let mut b = WriteBatch::default();
-        for (index, bytes) in entries {
-            b.put_cf(cf, keys::log_key(range_id, index), bytes);
-        }
-        self.db.write_opt(b, &synced())?;
-        Ok(())
-    }
-
     /// Appends entries `(index, bytes)` of a range in one write batch, without waiting
     /// for the disk: readable at once, durable after the next [`Engine::sync_wal`].
     pub fn log_append_unsynced<'a>(
@@ -474,9 +458,10 @@ mod tests {
     #[test]
     fn log_is_per_range_and_survives_reopen() {
         let (dir, e) = engine();
-        e.log_append(1, [(1, &b"a"[..]), (2, b"b"), (3, b"c")])
+        e.log_append_unsynced(1, [(1, &b"a"[..]), (2, b"b"), (3, b"c")])
             .unwrap();
-        e.log_append(2, [(1, &b"x"[..])]).unwrap();
+        e.log_append_unsynced(2, [(1, &b"x"[..])]).unwrap();
+        e.sync_wal().unwrap();
         assert_eq!(e.log_last(1).unwrap(), Some((3, b"c".to_vec())));
         assert_eq!(e.log_entries(1, 2, 10).unwrap().len(), 2);
         e.log_truncate(1, 3).unwrap();

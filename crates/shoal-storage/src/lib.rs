@@ -3,8 +3,8 @@
 //! - [`keys`]: the one place that lays out keys: column families, the prefix byte that
 //!   separates node-local from replicated keys, `range_id | index` log keys, data keys.
 //! - [`engine`]: [`Engine`], the store. It offers what the Raft layer needs in terms of
-//!   bytes and ranges: log append (one synced write batch per call), truncation and
-//!   purge, small per-range Raft state values, data reads and scans, and
+//!   bytes and ranges: log append (one write batch per call, made durable by a shared
+//!   fsync of the write-ahead log), truncation and purge, small per-range Raft state values, data reads and scans, and
 //!   [`DataBatch`]es that apply data and the applied state atomically.
 //! - [`snapshot`]: range snapshots written from a RocksDB snapshot into a checksummed
 //!   file, streamed record by record (never the whole range in memory), and installed
