@@ -96,9 +96,21 @@ async fn sigterm_of_the_leader_under_load_surfaces_no_error_and_exits_in_time() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_cut_off_from_the_others_turns_unready_and_refuses_linearizable_reads() {
-    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
-        .await
-        .unwrap();
+    cut_off_leader(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_lease_reads_a_cut_off_leader_refuses_linearizable_reads_too() {
+    cut_off_leader(&["--read-policy", "lease"]).await;
+}
+
+/// Freezes the two followers: the leader alone must turn unready, refuse linearizable
+/// reads (its read index, or its lease, can no longer be confirmed), still serve stale
+/// reads, and recover once they are back.
+async fn cut_off_leader(extra: &[&str]) {
+    let mut flags = FAST_ELECTIONS.to_vec();
+    flags.extend_from_slice(extra);
+    let mut c = TestCluster::start_initialized(3, &flags).await.unwrap();
     c.client().put("k", "v1").await.unwrap();
     let leader = c.wait_leader(Duration::from_secs(5)).await.unwrap();
     for i in 0..3 {

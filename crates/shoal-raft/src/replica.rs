@@ -28,6 +28,9 @@ pub struct RaftOptions {
     pub snapshot_logs: u64,
     /// Entries kept in the log behind a snapshot, for slow followers.
     pub keep_logs: u64,
+    /// How the leader confirms a linearizable read: a read-index round to a quorum,
+    /// or its lease (no round trip while the quorum's last acknowledgement is recent).
+    pub lease_reads: bool,
 }
 
 impl Default for RaftOptions {
@@ -38,6 +41,7 @@ impl Default for RaftOptions {
             election_timeout_max_ms: 2000,
             snapshot_logs: 10_000,
             keep_logs: 1_000,
+            lease_reads: false,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct Replica {
     pub state_machine: StateMachine,
     pub engine: Engine,
     pool: Arc<PeerPool>,
+    lease_reads: bool,
     /// When the replica opened: the base of `leader_contact_ms`.
     opened: Instant,
     /// Milliseconds after `opened` of the last append accepted from a leader (0: none).
@@ -157,6 +162,7 @@ impl Replica {
             state_machine: sm,
             engine,
             pool,
+            lease_reads: env.opts.lease_reads,
             opened: Instant::now(),
             leader_contact_ms: AtomicU64::new(0),
         }))
@@ -201,7 +207,12 @@ impl Replica {
     /// On the leader: confirms leadership with a quorum (read index) and returns the log
     /// id a replica must have applied before serving a linearizable read.
     pub async fn read_index(&self) -> Result<ReadLogId<TypeConfig>, ReadError> {
-        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+        let policy = if self.lease_reads {
+            ReadPolicy::LeaseRead
+        } else {
+            ReadPolicy::ReadIndex
+        };
+        match self.raft.get_read_linearizer(policy).await {
             Ok(l) => Ok(*l.read_log_id()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 Err(ReadError::NotLeader {

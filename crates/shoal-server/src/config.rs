@@ -5,6 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// How a leader confirms linearizable reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadPolicy {
+    ReadIndex,
+    Lease,
+}
+
 /// Flags of `shoal start`; every flag is also read from its `SHOAL_*` env var.
 #[derive(Debug, Clone, Args)]
 pub struct NodeConfig {
@@ -71,6 +78,18 @@ pub struct NodeConfig {
     /// Minimum Raft election timeout, in milliseconds (the maximum is twice this).
     #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
     pub election_timeout_ms: u64,
+
+    /// How a leader confirms a linearizable read: `read-index` (a heartbeat round to a
+    /// quorum per batch of reads) or `lease` (no round trip while a quorum acknowledged
+    /// the leader within its lease, shorter than the election timeout; assumes clocks
+    /// on the nodes advance at about the same rate).
+    #[arg(
+        long,
+        env = "SHOAL_READ_POLICY",
+        value_enum,
+        default_value = "read-index"
+    )]
+    pub read_policy: ReadPolicy,
 
     /// Build a range snapshot (and purge its log) after this many log entries.
     #[arg(long, env = "SHOAL_SNAPSHOT_LOGS", default_value_t = 10_000)]
@@ -183,6 +202,7 @@ impl NodeConfig {
             election_timeout_max_ms: self.election_timeout_ms * 2,
             snapshot_logs: self.snapshot_logs,
             keep_logs: self.keep_logs,
+            lease_reads: self.read_policy == ReadPolicy::Lease,
         }
     }
 }
