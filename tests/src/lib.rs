@@ -4,6 +4,7 @@
 //! The binary is `$SHOAL_BIN`, or `shoal` beside the test executable's directory
 //! (cargo builds it for `cargo test --workspace`).
 
+pub mod linearizability;
 pub mod pods;
 
 use std::net::TcpListener;
