@@ -37,9 +37,8 @@ async fn client_loop(id: usize, client: Client, start: Instant, until: Instant, 
             }
         } else if roll < 8 {
             let v = format!("c{id}-{n}");
-            // A write as an unconditional transaction: never retried once it may have
-            // reached the log, so it takes effect at most once.
-            let res = client.txn(vec![], vec![ops::put(&key, &v)], vec![]).await;
+            // Retried by the SDK through failures: its request id makes it apply once.
+            let res = client.put(&key, &v).await;
             Some(Operation {
                 call,
                 ret: res.is_ok().then(now),

@@ -5,14 +5,12 @@
 //! retries what is safe to retry with jittered exponential backoff, and bounds every
 //! attempt with a per-request timeout.
 //!
-//! What is retried:
-//! - reads, always (they change nothing);
-//! - puts, deletes, delete-ranges and batches: also when the outcome of an attempt is
-//!   unknown (a timeout, a lost connection, a leader change mid-flight), because
-//!   applying them twice leaves the same data (the version may be the later one);
-//! - transactions only when the attempt certainly did not reach the log (refused by
-//!   a non-leader, or no connection could be made); otherwise the caller gets
-//!   [`Error::OutcomeUnknown`] and decides.
+//! What is retried: every read and every write, also when the outcome of an attempt
+//! is unknown (a timeout, a lost connection, a leader change mid-flight). Each write
+//! carries a request id (this client's id and a sequence number); retries reuse it,
+//! and the cluster applies a request id at most once, answering a retry with the
+//! first application's result. So a retried put never takes effect twice, and a
+//! retried transaction never runs twice.
 //!
 //! Modules: [`error`] ([`Error`]), and this file: the client and its typed API.
 
@@ -76,6 +74,28 @@ struct Inner {
     /// The address believed to lead, learned from `NOT_LEADER` details.
     leader: Mutex<Option<String>>,
     next_seed: Mutex<usize>,
+    /// Request ids of writes: retries of one write carry the same id, so the cluster
+    /// applies it at most once.
+    client_id: u64,
+    next_seq: std::sync::atomic::AtomicU64,
+    /// Writes not yet answered; every seq below the smallest was.
+    outstanding: Mutex<std::collections::BTreeSet<u64>>,
+}
+
+/// A write in flight; dropping it reports its seq answered.
+struct InFlight {
+    inner: Arc<Inner>,
+    seq: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.inner
+            .outstanding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.seq);
+    }
 }
 
 /// A connection to a shoal cluster. Cheap to clone; clones share connections.
@@ -145,6 +165,9 @@ impl Client {
                 channels: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 next_seed: Mutex::new(0),
+                client_id: rand::random::<u64>().max(1),
+                next_seq: std::sync::atomic::AtomicU64::new(1),
+                outstanding: Mutex::new(std::collections::BTreeSet::new()),
             }),
         })
     }
@@ -182,6 +205,35 @@ impl Client {
         let a = self.inner.seeds[*i % self.inner.seeds.len()].clone();
         *i += 1;
         a
+    }
+
+    /// A new request id, and the guard that marks it answered when dropped.
+    fn request_id(&self) -> (pb::RequestId, InFlight) {
+        let seq = self
+            .inner
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let acked_below = {
+            let mut out = self
+                .inner
+                .outstanding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            out.insert(seq);
+            out.iter().next().copied().unwrap_or(seq)
+        };
+        let id = pb::RequestId {
+            client_id: self.inner.client_id,
+            seq,
+            acked_below,
+        };
+        (
+            id,
+            InFlight {
+                inner: self.inner.clone(),
+                seq,
+            },
+        )
     }
 
     fn set_leader(&self, addr: Option<String>) {
@@ -337,9 +389,11 @@ impl Client {
 
     /// Writes `value` under `key`; returns the key's new version.
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
+        let (id, _in_flight) = self.request_id();
         let req = pb::PutRequest {
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
+            request_id: Some(id),
         };
         self.run(Retry::Always, |ch| {
             let req = req.clone();
@@ -351,8 +405,10 @@ impl Client {
     /// Deletes `key`; returns whether it existed (on a retried attempt, whether it
     /// still existed then).
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let (id, _in_flight) = self.request_id();
         let req = pb::DeleteRequest {
             key: key.as_ref().to_vec(),
+            request_id: Some(id),
         };
         self.run(Retry::Always, |ch| {
             let req = req.clone();
@@ -427,9 +483,11 @@ impl Client {
         start: impl AsRef<[u8]>,
         end: impl AsRef<[u8]>,
     ) -> Result<u64> {
+        let (id, _in_flight) = self.request_id();
         let req = pb::DeleteRangeRequest {
             start: start.as_ref().to_vec(),
             end: end.as_ref().to_vec(),
+            request_id: Some(id),
         };
         self.run(Retry::Always, |ch| {
             let req = req.clone();
@@ -440,7 +498,11 @@ impl Client {
 
     /// Applies `ops` atomically; returns the version they were written at.
     pub async fn batch(&self, ops: Vec<WriteOp>) -> Result<u64> {
-        let req = pb::BatchRequest { ops };
+        let (id, _in_flight) = self.request_id();
+        let req = pb::BatchRequest {
+            ops,
+            request_id: Some(id),
+        };
         self.run(Retry::Always, |ch| {
             let req = req.clone();
             async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
@@ -455,12 +517,15 @@ impl Client {
         success: Vec<TxnOp>,
         failure: Vec<TxnOp>,
     ) -> Result<TxnResponse> {
+        let (id, _in_flight) = self.request_id();
         let req = pb::TxnRequest {
             compares,
             success,
             failure,
+            request_id: Some(id),
         };
-        self.run(Retry::IfNotSent, |ch| {
+        // Retries carry the same request id: the cluster applies the transaction once.
+        self.run(Retry::Always, |ch| {
             let req = req.clone();
             async move { Ok(Self::kv(ch).txn(req).await?.into_inner()) }
         })

@@ -16,6 +16,15 @@ pub enum Command {
     },
     /// Allocates a node id, never given before (meta range only).
     AllocNodeId,
+    /// `cmd`, applied at most once per (client_id, seq): a retried request gets the
+    /// answer of its first application. Answers kept below `acked_below` are dropped
+    /// (the client has them).
+    Once {
+        client_id: u64,
+        seq: u64,
+        acked_below: u64,
+        cmd: Box<Command>,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -34,6 +43,12 @@ impl std::fmt::Display for Command {
                 failure.len()
             ),
             Command::AllocNodeId => write!(f, "alloc-node-id"),
+            Command::Once {
+                client_id,
+                seq,
+                cmd,
+                ..
+            } => write!(f, "{cmd} as request {client_id}/{seq}"),
         }
     }
 }
@@ -203,6 +218,43 @@ pub fn apply(
                 resp.results.push(r);
             }
         }
+        Command::Once {
+            client_id,
+            seq,
+            acked_below,
+            cmd,
+        } => {
+            use shoal_storage::keys::request_key;
+            if *acked_below > 0 {
+                batch.delete_system_range(
+                    engine,
+                    &request_key(*client_id, 0),
+                    &request_key(*client_id, *acked_below),
+                );
+            }
+            let key = request_key(*client_id, *seq);
+            if let Some(kept) = engine.get_system(&key)? {
+                // A retry of a request already applied: its first answer, no effect.
+                return postcard::from_bytes(&kept).map_err(|e| {
+                    shoal_storage::StorageError::Corrupt {
+                        what: "kept request answer",
+                        detail: e.to_string(),
+                    }
+                });
+            }
+            if *seq < *acked_below {
+                // Older than what the client reports received: a stale duplicate.
+                return Ok(resp);
+            }
+            let inner = apply(engine, batch, index, cmd, max_member_id)?;
+            let kept =
+                postcard::to_stdvec(&inner).map_err(|e| shoal_storage::StorageError::Corrupt {
+                    what: "request answer",
+                    detail: e.to_string(),
+                })?;
+            batch.put_system(engine, &key, &kept);
+            return Ok(inner);
+        }
         Command::AllocNodeId => {
             let stored = engine
                 .get_system(NEXT_NODE_ID)?
@@ -365,6 +417,43 @@ mod tests {
         };
         assert!(val.holds(e.get(b"a").unwrap().as_ref()));
         assert!(!val.holds(None));
+    }
+
+    #[test]
+    fn a_retried_request_applies_once_and_gets_its_first_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        let once = |v: &str, seq, acked_below| Command::Once {
+            client_id: 9,
+            seq,
+            acked_below,
+            cmd: Box::new(Command::Write(vec![put("k", v)])),
+        };
+        assert_eq!(
+            run(&e, 5, once("first", 1, 1)).results,
+            vec![OpResult::Put(5)]
+        );
+        run(&e, 6, Command::Write(vec![put("k", "other")]));
+        // The retry of request 1 answers as the first time and changes nothing.
+        assert_eq!(
+            run(&e, 7, once("first", 1, 1)).results,
+            vec![OpResult::Put(5)]
+        );
+        assert_eq!(
+            e.get(b"k").unwrap().map(|v| v.value),
+            Some(b"other".to_vec())
+        );
+        // Once the client reports request 1 answered, its record is dropped.
+        run(&e, 8, once("second", 2, 2));
+        assert_eq!(
+            e.get_system(&shoal_storage::keys::request_key(9, 1))
+                .unwrap(),
+            None
+        );
+        assert!(e
+            .get_system(&shoal_storage::keys::request_key(9, 2))
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -255,6 +255,19 @@ impl KvService {
         }
     }
 
+    /// Wraps `cmd` so that a retry of the same request applies at most once.
+    fn once(rid: Option<pb::RequestId>, cmd: Command) -> Command {
+        match rid {
+            Some(r) if r.client_id != 0 => Command::Once {
+                client_id: r.client_id,
+                seq: r.seq,
+                acked_below: r.acked_below,
+                cmd: Box::new(cmd),
+            },
+            _ => cmd,
+        }
+    }
+
     async fn propose(&self, cmd: Command) -> Result<(Arc<Replica>, CommandResponse), Status> {
         if self.node.is_draining() {
             return Err(status(
@@ -386,12 +399,15 @@ impl Kv for KvService {
                     .await;
             }
             let req = req.into_inner();
+            let rid = req.request_id;
             let (op, n) = self.put_op(pb::PutOp {
                 key: req.key,
                 value: req.value,
             })?;
             self.check_request_size(n)?;
-            let (r, resp) = self.propose(Command::Write(vec![op])).await?;
+            let (r, resp) = self
+                .propose(Self::once(rid, Command::Write(vec![op])))
+                .await?;
             Ok(Response::new(pb::PutResponse {
                 header: self.header(&r),
                 version: resp.index,
@@ -411,9 +427,13 @@ impl Kv for KvService {
                     .await;
             }
             let req = req.into_inner();
+            let rid = req.request_id;
             self.check_key("key", &req.key, false)?;
             let (r, resp) = self
-                .propose(Command::Write(vec![WriteOp::Delete { key: req.key }]))
+                .propose(Self::once(
+                    rid,
+                    Command::Write(vec![WriteOp::Delete { key: req.key }]),
+                ))
                 .await?;
             Ok(Response::new(pb::DeleteResponse {
                 header: self.header(&r),
@@ -461,12 +481,16 @@ impl Kv for KvService {
                     .await;
             }
             let req = req.into_inner();
+            let rid = req.request_id;
             self.check_span(&req.start, &req.end)?;
             let (r, resp) = self
-                .propose(Command::Write(vec![WriteOp::DeleteRange {
-                    start: req.start,
-                    end: req.end,
-                }]))
+                .propose(Self::once(
+                    rid,
+                    Command::Write(vec![WriteOp::DeleteRange {
+                        start: req.start,
+                        end: req.end,
+                    }]),
+                ))
                 .await?;
             let deleted = match resp.results.first() {
                 Some(OpResult::Deleted(n)) => *n,
@@ -492,6 +516,7 @@ impl Kv for KvService {
                     .await;
             }
             let req = req.into_inner();
+            let rid = req.request_id;
             if req.ops.is_empty() {
                 return Err(Self::invalid(
                     codes::INVALID_ARGUMENT,
@@ -506,7 +531,7 @@ impl Kv for KvService {
                 ops.push(op);
             }
             self.check_request_size(bytes)?;
-            let (r, resp) = self.propose(Command::Write(ops)).await?;
+            let (r, resp) = self.propose(Self::once(rid, Command::Write(ops))).await?;
             Ok(Response::new(pb::BatchResponse {
                 header: self.header(&r),
                 version: resp.index,
@@ -523,6 +548,7 @@ impl Kv for KvService {
                     .await;
             }
             let req = req.into_inner();
+            let rid = req.request_id;
             let mut bytes = 0;
             let mut compares = Vec::with_capacity(req.compares.len());
             for c in req.compares {
@@ -543,11 +569,14 @@ impl Kv for KvService {
             let failure = branch(req.failure)?;
             self.check_request_size(bytes)?;
             let (r, resp) = self
-                .propose(Command::Txn {
-                    compares,
-                    success,
-                    failure,
-                })
+                .propose(Self::once(
+                    rid,
+                    Command::Txn {
+                        compares,
+                        success,
+                        failure,
+                    },
+                ))
                 .await?;
             let results = resp
                 .results
