@@ -186,6 +186,11 @@ impl Node {
         self.init_with(&peers).await
     }
 
+    /// Refused once this node or any peer belongs to a cluster. Two `init`s started at
+    /// the same moment through different nodes race: each bootstraps peers until one
+    /// refuses it (a node takes one identity only), so the loser fails halfway with
+    /// ALREADY_INITIALIZED rather than founding a second cluster silently; its
+    /// bootstrapped peers then need their data directories cleared.
     async fn init_with(&self, peers: &[String]) -> Result<(String, Vec<NodeInfo>), Status> {
         let _g = self.init_lock.lock().await;
         if let Some(cur) = self.ident() {
