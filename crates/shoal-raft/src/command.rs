@@ -161,6 +161,9 @@ impl Compare {
     }
 }
 
+/// Kept answers dropped by one command at most (the rest by the client's next ones).
+const MAX_ANSWER_DROPS: u64 = 1024;
+
 /// System key of the next node id to allocate.
 const NEXT_NODE_ID: &[u8] = b"next_node_id";
 
@@ -224,13 +227,20 @@ pub fn apply(
             acked_below,
             cmd,
         } => {
-            use shoal_storage::keys::request_key;
-            if *acked_below > 0 {
-                batch.delete_system_range(
-                    engine,
-                    &request_key(*client_id, 0),
-                    &request_key(*client_id, *acked_below),
-                );
+            use shoal_storage::keys::{request_key, requests_low_key};
+            // Drop the answers the client has received: point deletes from the last
+            // reported low mark (range tombstones, one per write, would slow every read).
+            let low_key = requests_low_key(*client_id);
+            let low = engine
+                .get_system(&low_key)?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(0, u64::from_be_bytes);
+            if *acked_below > low {
+                let upto = (*acked_below).min(low.saturating_add(MAX_ANSWER_DROPS));
+                for s in low..upto {
+                    batch.delete_system(engine, &request_key(*client_id, s));
+                }
+                batch.put_system(engine, &low_key, &upto.to_be_bytes());
             }
             let key = request_key(*client_id, *seq);
             if let Some(kept) = engine.get_system(&key)? {

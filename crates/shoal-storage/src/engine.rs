@@ -415,15 +415,6 @@ impl DataBatch {
             .delete_cf(engine.cf(keys::CF_DATA), keys::system_key(key));
     }
 
-    /// Deletes the system keys in `[start, end)`.
-    pub fn delete_system_range(&mut self, engine: &Engine, start: &[u8], end: &[u8]) {
-        self.batch.delete_range_cf(
-            engine.cf(keys::CF_DATA),
-            keys::system_key(start),
-            keys::system_key(end),
-        );
-    }
-
     /// Deletes every user key of `span`.
     pub fn delete_span(&mut self, engine: &Engine, span: &KeySpan) {
         let (lo, hi) = keys::user_span(&span.start, &span.end);

@@ -102,6 +102,14 @@ pub fn request_key(client_id: u64, seq: u64) -> Vec<u8> {
     k
 }
 
+/// System key (without the system prefix) of the lowest request sequence of a client
+/// whose answer may still be kept.
+pub fn requests_low_key(client_id: u64) -> Vec<u8> {
+    let mut k = b"req-low/".to_vec();
+    k.extend_from_slice(&client_id.to_be_bytes());
+    k
+}
+
 /// Data-key bounds `[lo, hi)` of what a range replicates: its user span, and with
 /// `with_system` (the first range, "meta") the system keys before it too.
 pub fn range_bounds(start: &[u8], end: &[u8], with_system: bool) -> (Vec<u8>, Vec<u8>) {
