@@ -367,15 +367,6 @@ impl Engine {
             .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         Ok(())
     }
-
-    /// Approximate bytes on disk of the data column family.
-    pub fn approximate_data_size(&self) -> u64 {
-        self.db
-            .property_int_value_cf(self.cf(keys::CF_DATA), "rocksdb.total-sst-files-size")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-    }
 }
 
 pub(crate) fn decode(stored: &[u8]) -> Result<(u64, &[u8])> {
@@ -427,21 +418,6 @@ impl DataBatch {
             keys::state_key(self.range_id, key as u8),
             value,
         );
-    }
-
-    pub fn delete_state(&mut self, engine: &Engine, key: StateKey) {
-        self.batch.delete_cf(
-            engine.cf(keys::CF_RAFT_STATE),
-            keys::state_key(self.range_id, key as u8),
-        );
-    }
-
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
     }
 
     /// Bytes of the batch's encoded form.
