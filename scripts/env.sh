@@ -6,9 +6,13 @@ _shoal_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 _shoal_need_apt=()
 # RocksDB's Rust bindings are generated with libclang at build time.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
+# Only libclang itself counts: libclang-cpp.so (present with LLVM alone) is not it.
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 \
+  && ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
   _shoal_need_apt+=(libclang-dev)
 fi
+# The bench's etcd client compiles etcd's protos with protoc at build time.
+command -v protoc >/dev/null 2>&1 || _shoal_need_apt+=(protobuf-compiler)
 command -v g++ >/dev/null 2>&1 || _shoal_need_apt+=(g++)
 command -v make >/dev/null 2>&1 || _shoal_need_apt+=(make)
 if [ ${#_shoal_need_apt[@]} -gt 0 ]; then

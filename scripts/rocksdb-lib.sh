@@ -38,7 +38,7 @@ opt-level = 3
 TOML
 echo 'fn main() {}' >"$work/src/main.rs"
 echo "building librocksdb.a (${SYS_VERSION}) once for this machine; this takes ~15 min on 2 cores" >&2
-(cd "$work" && env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build --release --quiet 1>&2)
+(cd "$work" && env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET_DIR cargo build --release --quiet 1>&2)
 lib=$(find "$work/target/release/build" -path '*librocksdb-sys-*/out/librocksdb.a' | head -n 1)
 [ -n "$lib" ] || { echo "librocksdb.a not found after the build" >&2; exit 1; }
 mkdir -p "$dest.tmp"

@@ -5,7 +5,9 @@
 # librocksdb.a once per machine (cached under ~/.cache/shoal), then checks formatting
 # and lints and runs every test: unit tests, openraft's storage suite against the
 # RocksDB stores, cluster tests with real node processes on loopback, manifest checks,
-# and pods simulated as Docker containers of the image built from this tree.
+# pods simulated as Docker containers of the image built from this tree, nemeses
+# (partitions, kill -9, pauses, restarts, membership changes, a full disk) under
+# checked clients, and crashes at failpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -14,6 +16,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The failpoints build (crash and error injection compiled in) has a target
+# directory of its own, so the two builds never invalidate each other.
+fp_target="$CARGO_TARGET_DIR-failpoints"
+CARGO_TARGET_DIR="$fp_target" cargo clippy -p shoal-raft -p shoal-tests --all-targets --quiet \
+  --features shoal-raft/failpoints,shoal-tests/failpoints -- -D warnings
 echo "== image for the pod tests"
 # Pods are simulated as containers of this image, built here from the current code
 # (the debug binary, which the tests build anyway) on a locally made Debian base.
@@ -27,6 +34,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --all-targets --quiet -- --test-threads="${SHOAL_TEST_THREADS:-2}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+echo "== failpoint tests (shoal built with --features failpoints)"
+CARGO_TARGET_DIR="$fp_target" cargo build -p shoal-cli --features failpoints --quiet 2>&1 | tee -a "$log"
+CARGO_TARGET_DIR="$fp_target" cargo test -p shoal-tests --features failpoints --test failpoints --quiet \
+  -- --test-threads="${SHOAL_TEST_THREADS:-2}" 2>&1 | tee -a "$log"
+fp_rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] && rc=$fp_rc
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')

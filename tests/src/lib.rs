@@ -6,6 +6,7 @@
 
 pub mod linearizability;
 pub mod pods;
+pub mod workload;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ pub struct TestNode {
     pub data: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Environment of the next spawn (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -111,6 +114,7 @@ impl TestNode {
         let child = Command::new(shoal_bin())
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -163,6 +167,7 @@ impl TestCluster {
                 data: dir.join("data"),
                 log: dir.join("node.log"),
                 args,
+                env: Vec::new(),
                 child: None,
             };
             node.spawn()?;
@@ -247,6 +252,14 @@ impl TestCluster {
         }
     }
 
+    /// The exit status of node `i` if its process has ended (it is then reaped).
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let c = self.nodes[i].child.as_mut()?;
+        let st = c.try_wait().ok().flatten()?;
+        self.nodes[i].child = None;
+        Some(st)
+    }
+
     /// Starts node `i` again with the same data directory and flags.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         assert!(self.nodes[i].child.is_none(), "node {i} is still running");
@@ -277,6 +290,7 @@ impl TestCluster {
             data: dir.join("data"),
             log: dir.join("node.log"),
             args,
+            env: Vec::new(),
             child: None,
         };
         node.spawn()?;

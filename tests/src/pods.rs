@@ -104,6 +104,10 @@ pub struct Pods {
     pub pods: BTreeMap<String, Pod>,
     ports: BTreeMap<String, (u16, u16)>,
     volumes: Vec<String>,
+    /// Volumes that are host directories (tmpfs mounts of a fixed size).
+    binds: BTreeMap<String, PathBuf>,
+    /// Links cut with [`Pods::cut_link`]: (from pod, to address).
+    cuts: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Pods {
@@ -166,6 +170,8 @@ impl Pods {
             pods: BTreeMap::new(),
             ports: BTreeMap::new(),
             volumes: Vec::new(),
+            binds: BTreeMap::new(),
+            cuts: Default::default(),
         })
     }
 
@@ -219,7 +225,10 @@ impl Pods {
         downward: &[(&str, &str)],
     ) -> anyhow::Result<Pod> {
         let container = format!("{}-{name}", self.prefix);
-        let vol = self.volume(volume);
+        let vol = match self.binds.get(volume) {
+            Some(dir) => dir.display().to_string(),
+            None => self.volume(volume),
+        };
         // A pod keeps its published ports across restarts: the harness's clients reach
         // pods through them as through a Service, whose address does not change.
         let (grpc_port, http_port) = *self
@@ -400,6 +409,163 @@ impl Pods {
         Ok(self.client().status_of(&p.grpc).await?)
     }
 
+    /// Addresses (published gRPC ports) of every pod.
+    pub fn addrs(&self) -> Vec<String> {
+        self.pods.values().map(|p| p.grpc.clone()).collect()
+    }
+
+    /// A volume that is a tmpfs of `mib` MiB mounted on the host: it keeps its data
+    /// across container restarts, and fills up. Needs root.
+    pub fn small_disk(&mut self, volume: &str, mib: u64) -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("{}-{volume}", self.prefix));
+        std::fs::create_dir_all(&dir)?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={mib}m,uid=10001,gid=10001,mode=0700"))
+            .arg("tmpfs")
+            .arg(&dir)
+            .status()
+            .context("mount")?;
+        if !status.success() {
+            bail!("mounting a tmpfs on {} failed (root needed)", dir.display());
+        }
+        self.binds.insert(volume.to_string(), dir);
+        Ok(())
+    }
+
+    /// Fills a [`Pods::small_disk`] volume up (`fill: true`), or frees it again.
+    pub fn fill_disk(&self, volume: &str, fill: bool) -> anyhow::Result<()> {
+        let dir = self.binds.get(volume).context("not a small disk")?;
+        let path = dir.join("fill");
+        if !fill {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path)?;
+        let block = vec![0u8; 1 << 20];
+        // Until the disk says no more.
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        Ok(())
+    }
+
+    /// `kill -9` of the pod's process (the container stays, as a crashed pod's does).
+    pub fn kill9(&self, name: &str) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?;
+        docker(&["kill", "-s", "KILL", &p.container])?;
+        Ok(())
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the pod's process.
+    pub fn signal(&self, name: &str, signal: &str) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?;
+        docker(&["kill", "-s", signal, &p.container])?;
+        Ok(())
+    }
+
+    /// Starts a stopped or crashed pod's container again (same address, ports and
+    /// volume), as the kubelet restarts a container.
+    pub fn start_again(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?.clone();
+        docker(&["start", &p.container])?;
+        // Its network namespace is new: the links it had cut are whole again.
+        self.cuts.retain(|(from, _)| from != name);
+        Ok(())
+    }
+
+    /// Restarts the pod's container: SIGTERM (the node drains), SIGKILL after 30 s,
+    /// then started again on the same volume, address and ports.
+    pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self.pods.get(name).context("no such pod")?.clone();
+        docker(&["restart", "-t", "30", &p.container])?;
+        self.cuts.retain(|(from, _)| from != name);
+        Ok(())
+    }
+
+    /// Whether the pod's container is running.
+    pub fn running(&self, name: &str) -> bool {
+        self.pods
+            .get(name)
+            .and_then(|p| docker(&["inspect", "-f", "{{.State.Running}}", &p.container]).ok())
+            .is_some_and(|s| s == "true")
+    }
+
+    /// Drops (or lets through again) every packet from pod `from` to pod `to`, with a
+    /// blackhole route in `from`'s network namespace: the harness still reaches both
+    /// through their published ports, as clients outside a partition would. Needs root.
+    pub fn cut_link(&mut self, from: &str, to: &str, cut: bool) -> anyhow::Result<()> {
+        let src = self.pods.get(from).context("no such pod")?;
+        let dst = self.pods.get(to).context("no such pod")?.ip.clone();
+        let key = (from.to_string(), dst.clone());
+        if cut == self.cuts.contains(&key) {
+            return Ok(());
+        }
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &src.container])?;
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "ip", "route"])
+            .arg(if cut { "add" } else { "del" })
+            .args(["blackhole", &format!("{dst}/32")])
+            .output()
+            .context("nsenter")?;
+        if !out.status.success() {
+            bail!(
+                "route {} {from} -> {to}: {}",
+                if cut { "add" } else { "del" },
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if cut {
+            self.cuts.insert(key);
+        } else {
+            self.cuts.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Cuts (or heals) both directions between `a` and `b`.
+    pub fn cut_between(&mut self, a: &str, b: &str, cut: bool) -> anyhow::Result<()> {
+        self.cut_link(a, b, cut)?;
+        self.cut_link(b, a, cut)
+    }
+
+    /// Heals every cut link.
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        let by_ip: BTreeMap<String, String> = self
+            .pods
+            .iter()
+            .map(|(n, p)| (p.ip.clone(), n.clone()))
+            .collect();
+        for (from, ip) in self.cuts.clone() {
+            match by_ip.get(&ip) {
+                Some(to) if self.running(&from) => self.cut_link(&from, &to.clone(), false)?,
+                _ => {
+                    self.cuts.remove(&(from, ip));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pod whose node leads the (first) range, as its own status says.
+    pub async fn leader(&self) -> Option<String> {
+        let mut ids = BTreeMap::new();
+        let mut leader = None;
+        for name in self.pods.keys() {
+            if let Ok(s) = self.status(name).await {
+                ids.insert(s.node_id, name.clone());
+                if let Some(r) = s.ranges.first() {
+                    if r.role == "leader" {
+                        leader = Some(s.node_id);
+                    }
+                }
+            }
+        }
+        leader.and_then(|id| ids.get(&id).cloned())
+    }
+
     /// Cuts a pod off the network, or puts it back (same address and names; the
     /// published ports may change, and are read again).
     pub fn partition(&mut self, name: &str, cut: bool) -> anyhow::Result<()> {
@@ -446,6 +612,10 @@ impl Drop for Pods {
         let _ = docker(&["network", "rm", &self.net]);
         for v in &self.volumes {
             let _ = docker(&["volume", "rm", "-f", v]);
+        }
+        for dir in self.binds.values() {
+            let _ = Command::new("umount").arg(dir).status();
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

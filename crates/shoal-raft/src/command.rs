@@ -235,12 +235,14 @@ pub fn apply(
                 .get_system(&low_key)?
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map_or(0, u64::from_be_bytes);
+            let mut low = low;
             if *acked_below > low {
                 let upto = (*acked_below).min(low.saturating_add(MAX_ANSWER_DROPS));
                 for s in low..upto {
                     batch.delete_system(engine, &request_key(*client_id, s));
                 }
                 batch.put_system(engine, &low_key, &upto.to_be_bytes());
+                low = upto;
             }
             let key = request_key(*client_id, *seq);
             if let Some(kept) = engine.get_system(&key)? {
@@ -252,8 +254,11 @@ pub fn apply(
                     }
                 });
             }
-            if *seq < *acked_below {
-                // Older than what the client reports received: a stale duplicate.
+            if *seq < low {
+                // Below the client's low mark: the client received this request's
+                // answer and its record is gone; this is a late duplicate (an attempt
+                // that timed out and was committed after the one that answered). It
+                // must not apply a second time.
                 return Ok(resp);
             }
             let inner = apply(engine, batch, index, cmd, max_member_id)?;
@@ -464,6 +469,28 @@ mod tests {
             .get_system(&shoal_storage::keys::request_key(9, 2))
             .unwrap()
             .is_some());
+    }
+
+    /// Found by the majority-ring nemesis: an attempt of a put that timed out was
+    /// committed after the client had its answer (from another attempt) and had
+    /// reported it received; the late duplicate applied a second time, over a newer
+    /// write.
+    #[test]
+    fn a_late_duplicate_of_an_answered_request_never_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        let once = |v: &str, seq, acked_below| Command::Once {
+            client_id: 9,
+            seq,
+            acked_below,
+            cmd: Box::new(Command::Write(vec![put("k", v)])),
+        };
+        run(&e, 5, once("old", 1, 1));
+        // The client got its answer and writes again, reporting request 1 received.
+        run(&e, 6, once("new", 2, 2));
+        // The other attempt of request 1 arrives late: no effect.
+        assert!(run(&e, 7, once("old", 1, 1)).results.is_empty());
+        assert_eq!(e.get(b"k").unwrap().map(|v| v.value), Some(b"new".to_vec()));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   chunks.
 //! - [`service`]: the server side: the `Raft` gRPC service, dispatching by `range_id`
 //!   through the [`Router`].
+//! - [`failpoints`]: crash and error injection points (`failpoints` feature only).
 //! - [`replica`]: [`Replica`], one range's Raft instance with its stores, and its
 //!   configuration.
 //!
@@ -21,6 +22,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod failpoints;
 pub mod log_store;
 pub mod network;
 pub mod replica;

@@ -138,6 +138,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             encoded.push((e.index(), encode(&e)?));
         }
+        crate::failpoints::hit("log-append")?;
         // One write batch for the whole call, readable when it returns; reported
         // flushed only once the write-ahead log is synced (one fsync shared with every
         // append queued meanwhile, of any range).

@@ -223,6 +223,11 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         // The file is read as it is sent: memory stays at one chunk per transfer.
         let data = futures::stream::unfold(Some(file), move |file| async move {
             let mut file = file?;
+            // An error here cuts the stream short: the receiver must refuse what it got.
+            if let Err(e) = crate::failpoints::hit("snapshot-send") {
+                tracing::warn!(error = %e, "sending a snapshot");
+                return None;
+            }
             let mut buf = vec![0u8; chunk];
             let mut filled = 0;
             while filled < chunk {

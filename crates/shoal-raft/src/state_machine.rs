@@ -17,6 +17,7 @@ use shoal_storage::{Engine, KeySpan, StateKey};
 
 use crate::codec::{decode, encode, io_err};
 use crate::command::{self, CommandResponse};
+use crate::failpoints;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// A snapshot's data: a file written by the storage engine.
@@ -27,9 +28,9 @@ pub struct SnapshotFile {
 
 /// What the range's Raft state records of its current snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    file: String,
+pub struct StoredSnapshot {
+    pub meta: SnapshotMeta,
+    pub file: String,
 }
 
 /// The applied state, written in the same batch as the data it describes.
@@ -156,6 +157,7 @@ impl StateMachine {
                 &encode(&applied)?,
             )
             .map_err(io_err)?;
+        failpoints::hit("snapshot-install-after-data")?;
         self.engine
             .state_put(
                 self.range_id,
@@ -197,6 +199,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_membership,
             };
             let file = StateMachine::snapshot_name(&meta);
+            failpoints::hit("snapshot-build")?;
             std::fs::rename(&tmp, sm.dir.join(&file))?;
             let stored = StoredSnapshot {
                 meta: meta.clone(),
@@ -260,7 +263,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             let applied: Applied = (Some(entry.log_id), membership.clone());
             batch.put_state(&self.engine, StateKey::Applied, &encode(&applied)?);
+            failpoints::hit("apply-before-commit")?;
             self.engine.commit(batch).map_err(io_err)?;
+            failpoints::hit("apply-after-commit")?;
             if let Some(r) = responder {
                 r.send(resp);
             }
@@ -294,6 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             sm.engine
                 .state_put(sm.range_id, StateKey::Installing, &encode(&stored)?, true)
                 .map_err(io_err)?;
+            failpoints::hit("snapshot-install-before-data")?;
             sm.install_stored(&stored)?;
             sm.remove_files_except(Some(&stored.file), false)?;
             tracing::info!(range_id = sm.range_id, file = %stored.file, "snapshot installed");

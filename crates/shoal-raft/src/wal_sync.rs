@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use openraft::storage::IOFlushed;
 use shoal_storage::Engine;
 
+use crate::failpoints;
 use crate::types::TypeConfig;
 
 /// Hands appends' callbacks to the syncing thread. Dropping every handle stops it.
@@ -26,7 +27,9 @@ impl WalSyncer {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let res = engine.sync_wal();
+                    let res = failpoints::hit("log-before-fsync")
+                        .and_then(|()| engine.sync_wal().map_err(io::Error::other))
+                        .and_then(|()| failpoints::hit("log-after-fsync"));
                     for cb in waiting {
                         cb.io_completed(match &res {
                             Ok(()) => Ok(()),

@@ -65,6 +65,10 @@ fn handle(node: &Node, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .is_some_and(|q| q.split('&').any(|p| p == "verbose"));
     match req.uri().path() {
         "/healthz" | "/livez" => match node.engine.ident() {
+            Ok(_) if node.fatal().is_some() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}\n", node.fatal().unwrap_or_default()),
+            ),
             Ok(_) => text(StatusCode::OK, "ok\n".into()),
             Err(e) => text(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -11,14 +11,14 @@ use std::time::Instant;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::{self as pb, kv_client::KvClient, kv_server::Kv};
 use shoal_raft::{
-    ClientWriteError, Command, CommandResponse, Compare, CompareOp, CompareTarget, OpResult,
-    RaftError, Replica, TxnOp, WriteOp,
+    ClientWriteError, Command, CommandResponse, OpResult, RaftError, Replica, WriteOp,
 };
 use shoal_storage::KeySpan;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::node::Node;
+use crate::validate::{invalid, Limits};
 
 /// How long a linearizable read waits for the leader's answer and for this replica to
 /// apply up to the read index.
@@ -42,166 +42,8 @@ impl KvService {
         Self { node }
     }
 
-    fn invalid(code: &str, msg: String) -> Status {
-        status(Code::InvalidArgument, code, msg, None)
-    }
-
-    fn check_key(&self, what: &str, key: &[u8], allow_empty: bool) -> Result<(), Status> {
-        if key.is_empty() && !allow_empty {
-            return Err(Self::invalid(codes::EMPTY_KEY, format!("{what} is empty")));
-        }
-        let max = self.node.cfg.max_key_bytes;
-        if key.len() > max {
-            return Err(Self::invalid(
-                codes::KEY_TOO_LARGE,
-                format!("{what} is {} bytes; the limit is {max}", key.len()),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_value(&self, value: &[u8]) -> Result<(), Status> {
-        let max = self.node.cfg.max_value_bytes;
-        if value.len() > max {
-            return Err(Self::invalid(
-                codes::VALUE_TOO_LARGE,
-                format!("value is {} bytes; the limit is {max}", value.len()),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_span(&self, start: &[u8], end: &[u8]) -> Result<(), Status> {
-        self.check_key("start key", start, true)?;
-        self.check_key("end key", end, true)?;
-        if !end.is_empty() && start > end {
-            return Err(Self::invalid(
-                codes::INVALID_ARGUMENT,
-                "start key is after end key".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_request_size(&self, bytes: usize) -> Result<(), Status> {
-        let max = self.node.cfg.max_request_bytes;
-        if bytes > max {
-            return Err(Self::invalid(
-                codes::REQUEST_TOO_LARGE,
-                format!("request holds {bytes} bytes of keys and values; the limit is {max}"),
-            ));
-        }
-        Ok(())
-    }
-
-    fn write_op(&self, op: pb::WriteOp) -> Result<(WriteOp, usize), Status> {
-        use pb::write_op::Op;
-        match op.op {
-            Some(Op::Put(p)) => self.put_op(p),
-            Some(Op::Delete(d)) => {
-                self.check_key("key", &d.key, false)?;
-                let n = d.key.len();
-                Ok((WriteOp::Delete { key: d.key }, n))
-            }
-            Some(Op::DeleteRange(r)) => {
-                self.check_span(&r.start, &r.end)?;
-                let n = r.start.len() + r.end.len();
-                Ok((
-                    WriteOp::DeleteRange {
-                        start: r.start,
-                        end: r.end,
-                    },
-                    n,
-                ))
-            }
-            None => Err(Self::invalid(
-                codes::INVALID_ARGUMENT,
-                "write op has no operation set".into(),
-            )),
-        }
-    }
-
-    fn put_op(&self, p: pb::PutOp) -> Result<(WriteOp, usize), Status> {
-        self.check_key("key", &p.key, false)?;
-        self.check_value(&p.value)?;
-        let n = p.key.len() + p.value.len();
-        Ok((
-            WriteOp::Put {
-                key: p.key,
-                value: p.value,
-            },
-            n,
-        ))
-    }
-
-    fn txn_op(&self, op: pb::TxnOp) -> Result<(TxnOp, usize), Status> {
-        use pb::txn_op::Op;
-        let w = |op| pb::WriteOp { op: Some(op) };
-        match op.op {
-            Some(Op::Put(p)) => self
-                .write_op(w(pb::write_op::Op::Put(p)))
-                .map(|(o, n)| (TxnOp::Write(o), n)),
-            Some(Op::Delete(d)) => self
-                .write_op(w(pb::write_op::Op::Delete(d)))
-                .map(|(o, n)| (TxnOp::Write(o), n)),
-            Some(Op::DeleteRange(r)) => self
-                .write_op(w(pb::write_op::Op::DeleteRange(r)))
-                .map(|(o, n)| (TxnOp::Write(o), n)),
-            Some(Op::Get(g)) => {
-                self.check_key("key", &g.key, false)?;
-                let n = g.key.len();
-                Ok((TxnOp::Get { key: g.key }, n))
-            }
-            None => Err(Self::invalid(
-                codes::INVALID_ARGUMENT,
-                "txn op has no operation set".into(),
-            )),
-        }
-    }
-
-    fn compare(&self, c: pb::Compare) -> Result<(Compare, usize), Status> {
-        use pb::compare::{Op, Operand, Target};
-        self.check_key("compare key", &c.key, false)?;
-        let op = match Op::try_from(c.op) {
-            Ok(Op::Equal) => CompareOp::Equal,
-            Ok(Op::NotEqual) => CompareOp::NotEqual,
-            Ok(Op::Greater) => CompareOp::Greater,
-            Ok(Op::Less) => CompareOp::Less,
-            Err(_) => {
-                return Err(Self::invalid(
-                    codes::INVALID_ARGUMENT,
-                    format!("unknown compare op {}", c.op),
-                ))
-            }
-        };
-        let bad = |m: &str| Self::invalid(codes::INVALID_ARGUMENT, m.to_string());
-        let target = match (Target::try_from(c.target), c.operand) {
-            (Ok(Target::Value), Some(Operand::Value(v))) => {
-                self.check_value(&v)?;
-                CompareTarget::Value(v)
-            }
-            (Ok(Target::Version), Some(Operand::Version(v))) => CompareTarget::Version(v),
-            (Ok(Target::Exists), Some(Operand::Exists(e))) => CompareTarget::Exists(e),
-            (Err(_), _) => return Err(bad(&format!("unknown compare target {}", c.target))),
-            _ => {
-                return Err(bad(
-                    "compare operand does not match its target (value, version or exists)",
-                ))
-            }
-        };
-        let n = c.key.len()
-            + match &target {
-                CompareTarget::Value(v) => v.len(),
-                _ => 8,
-            };
-        Ok((
-            Compare {
-                key: c.key,
-                op,
-                target,
-            },
-            n,
-        ))
+    fn limits(&self) -> Limits {
+        Limits::of(&self.node.cfg)
     }
 
     /// The leader to forward a write to, when this node knows one and is not it (and
@@ -313,7 +155,7 @@ impl KvService {
             Ok(pb::Consistency::Stale) => return Ok(r),
             Ok(pb::Consistency::Linearizable) => {}
             Err(_) => {
-                return Err(Self::invalid(
+                return Err(invalid(
                     codes::INVALID_ARGUMENT,
                     format!("unknown consistency {consistency}"),
                 ))
@@ -380,7 +222,7 @@ impl Kv for KvService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         self.observe("Get", async {
             let req = req.into_inner();
-            self.check_key("key", &req.key, false)?;
+            self.limits().check_key("key", &req.key, false)?;
             let r = self.read_barrier(req.consistency).await?;
             let found = r.engine.get(&req.key).map_err(Self::storage_error)?;
             Ok(Response::new(pb::GetResponse {
@@ -400,11 +242,11 @@ impl Kv for KvService {
             }
             let req = req.into_inner();
             let rid = req.request_id;
-            let (op, n) = self.put_op(pb::PutOp {
+            let (op, n) = self.limits().put_op(pb::PutOp {
                 key: req.key,
                 value: req.value,
             })?;
-            self.check_request_size(n)?;
+            self.limits().check_request_size(n)?;
             let (r, resp) = self
                 .propose(Self::once(rid, Command::Write(vec![op])))
                 .await?;
@@ -428,7 +270,7 @@ impl Kv for KvService {
             }
             let req = req.into_inner();
             let rid = req.request_id;
-            self.check_key("key", &req.key, false)?;
+            self.limits().check_key("key", &req.key, false)?;
             let (r, resp) = self
                 .propose(Self::once(
                     rid,
@@ -450,7 +292,7 @@ impl Kv for KvService {
     ) -> Result<Response<pb::ScanResponse>, Status> {
         self.observe("Scan", async {
             let req = req.into_inner();
-            self.check_span(&req.start, &req.end)?;
+            self.limits().check_span(&req.start, &req.end)?;
             let limit = match req.limit as usize {
                 0 => DEFAULT_SCAN_PAGE,
                 n => n.min(MAX_SCAN_PAGE),
@@ -482,7 +324,7 @@ impl Kv for KvService {
             }
             let req = req.into_inner();
             let rid = req.request_id;
-            self.check_span(&req.start, &req.end)?;
+            self.limits().check_span(&req.start, &req.end)?;
             let (r, resp) = self
                 .propose(Self::once(
                     rid,
@@ -518,19 +360,9 @@ impl Kv for KvService {
             let req = req.into_inner();
             let rid = req.request_id;
             if req.ops.is_empty() {
-                return Err(Self::invalid(
-                    codes::INVALID_ARGUMENT,
-                    "batch has no ops".into(),
-                ));
+                return Err(invalid(codes::INVALID_ARGUMENT, "batch has no ops".into()));
             }
-            let mut ops = Vec::with_capacity(req.ops.len());
-            let mut bytes = 0;
-            for op in req.ops {
-                let (op, n) = self.write_op(op)?;
-                bytes += n;
-                ops.push(op);
-            }
-            self.check_request_size(bytes)?;
+            let ops = self.limits().batch(req.ops)?;
             let (r, resp) = self.propose(Self::once(rid, Command::Write(ops))).await?;
             Ok(Response::new(pb::BatchResponse {
                 header: self.header(&r),
@@ -549,25 +381,8 @@ impl Kv for KvService {
             }
             let req = req.into_inner();
             let rid = req.request_id;
-            let mut bytes = 0;
-            let mut compares = Vec::with_capacity(req.compares.len());
-            for c in req.compares {
-                let (c, n) = self.compare(c)?;
-                bytes += n;
-                compares.push(c);
-            }
-            let mut branch = |ops: Vec<pb::TxnOp>| -> Result<Vec<TxnOp>, Status> {
-                let mut out = Vec::with_capacity(ops.len());
-                for op in ops {
-                    let (op, n) = self.txn_op(op)?;
-                    bytes += n;
-                    out.push(op);
-                }
-                Ok(out)
-            };
-            let success = branch(req.success)?;
-            let failure = branch(req.failure)?;
-            self.check_request_size(bytes)?;
+            let (compares, success, failure) =
+                self.limits().txn(req.compares, req.success, req.failure)?;
             let (r, resp) = self
                 .propose(Self::once(
                     rid,

@@ -4,8 +4,10 @@
 //!   var) and their validation.
 //! - [`node`]: [`Node`], which owns the store, the replicas and the peer pool; it
 //!   answers bootstrap (`init`) and serves until shutdown ([`run`]).
-//! - [`kv`]: the public `Kv` gRPC service: validation of requests against the limits,
+//! - [`kv`]: the public `Kv` gRPC service: requests checked by [`validate`],
 //!   proposals through Raft, linearizable or stale reads.
+//! - [`validate`]: requests checked whole against the size limits and turned into
+//!   domain ops, before anything is proposed.
 //! - [`admin`]: the `Admin` gRPC service: status, node list, `init`.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
@@ -19,6 +21,7 @@ pub mod http;
 pub mod kv;
 pub mod metrics;
 pub mod node;
+pub mod validate;
 
 pub use config::NodeConfig;
 pub use node::{run, Node};

@@ -46,6 +46,9 @@ pub struct Node {
     /// Held while founding a cluster, so two `init`s on one node do not interleave.
     init_lock: tokio::sync::Mutex<()>,
     draining: AtomicBool,
+    /// Why a replica stopped for good (a storage error): the node then exits, so its
+    /// supervisor restarts it from what is durable.
+    fatal: std::sync::OnceLock<String>,
     pub shutdown: CancellationToken,
 }
 
@@ -77,6 +80,7 @@ impl Node {
             bootstrap_lock: tokio::sync::Mutex::new(()),
             init_lock: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
+            fatal: std::sync::OnceLock::new(),
             shutdown: CancellationToken::new(),
         });
         if let Some(id) = ident {
@@ -396,6 +400,30 @@ impl Node {
         Ok(())
     }
 
+    /// Why the node is failing, if a replica stopped for good.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
+    }
+
+    /// Stops the node when a replica's Raft stopped on its own (a storage error: a
+    /// full disk, a failed fsync). Such a replica can neither serve nor recover in
+    /// this process, and what it acknowledged is durable: exiting lets the kubelet (or
+    /// any supervisor) restart the node from its store, as it would a crash.
+    fn check_fatal(&self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        for r in self.router.all() {
+            if let Err(e) = &r.metrics().running_state {
+                let why = format!("range {} stopped: {e}", r.range_id);
+                tracing::error!(range_id = r.range_id, error = %e, "a replica stopped; exiting so the node restarts from its store");
+                let _ = self.fatal.set(why);
+                self.shutdown.cancel();
+                return;
+            }
+        }
+    }
+
     /// Leader housekeeping, run every second: promotes learners that have caught up.
     async fn maintain(&self) {
         let Some(r) = self.router.get(FIRST_RANGE_ID) else {
@@ -699,6 +727,7 @@ impl NodeHooks for Hooks {
 
 /// Runs a node until SIGTERM or SIGINT (or `node.shutdown` is cancelled).
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    shoal_raft::failpoints::setup();
     let listen = cfg.listen_addr;
     let http_addr = cfg.http_addr;
     let grpc_listener = tokio::net::TcpListener::bind(listen)
@@ -718,7 +747,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             loop {
                 tokio::select! {
                     _ = node.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => node.maintain().await,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        node.check_fatal();
+                        node.maintain().await
+                    }
                 }
             }
         })
@@ -779,6 +811,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     housekeeping.abort();
     g.context("gRPC server")?;
     h.context("HTTP server")?;
+    if let Some(why) = node.fatal() {
+        anyhow::bail!("{why}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

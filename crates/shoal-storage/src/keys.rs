@@ -178,6 +178,32 @@ mod tests {
         assert!(user_key(b"\xff\xff\xff").as_slice() < hi.as_slice());
     }
 
+    proptest::proptest! {
+        // The properties the `keys` fuzz target checks (tests/fuzz), on every run.
+        #[test]
+        fn encodings_round_trip_and_keep_order(
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            range in proptest::prelude::any::<u64>(),
+            index in proptest::prelude::any::<u64>(),
+        ) {
+            let (ka, kb) = (user_key(&a), user_key(&b));
+            proptest::prop_assert_eq!(parse_user_key(&ka), Some(a.as_slice()));
+            proptest::prop_assert_eq!(a.cmp(&b), ka.cmp(&kb));
+            let (lo, hi) = user_span(b"", b"");
+            proptest::prop_assert!(lo <= ka && ka < hi);
+            let sys = system_key(&a);
+            proptest::prop_assert_eq!(parse_user_key(&sys), None);
+            proptest::prop_assert_eq!(parse_log_key(range, &log_key(range, index)), Some(index));
+            let v = encode_value(index, &b);
+            proptest::prop_assert_eq!(decode_value(&v), Some((index, b.as_slice())));
+            // Arbitrary bytes never panic the parsers.
+            let _ = parse_user_key(&a);
+            let _ = parse_log_key(range, &a);
+            let _ = decode_value(&a);
+        }
+    }
+
     #[test]
     fn values_carry_their_version() {
         let v = encode_value(42, b"hello");

@@ -1,0 +1,213 @@
+//! Crashes and storage errors injected at failpoints of the write, apply and snapshot
+//! paths (shoal-raft's `failpoints` module), in real node processes built with the
+//! `failpoints` feature. A node that dies is restarted without failpoints, as a
+//! supervisor would restart it; every test ends with the workload's checks:
+//! linearizable histories, no acknowledged write lost, replicas converged.
+//!
+//! Run by scripts/test.sh as
+//! `SHOAL_BIN=<shoal built with --features failpoints> cargo test -p shoal-tests --features failpoints --test failpoints`.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use shoal_tests::workload::{Endpoints, Workload};
+use shoal_tests::{TestCluster, FAST_ELECTIONS};
+
+/// Nodes snapshot every 200 entries and keep 50 behind: snapshots are built, sent
+/// and installed within seconds under the workload.
+fn flags() -> Vec<&'static str> {
+    let mut f = FAST_ELECTIONS.to_vec();
+    f.extend(["--snapshot-logs", "200", "--keep-logs", "50"]);
+    f
+}
+
+/// How a node ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// Aborted at a `return(crash)` failpoint.
+    Crash,
+    /// Exited with an error after a replica stopped on an injected storage error.
+    Error,
+}
+
+fn death(st: ExitStatus) -> Death {
+    match st.signal() {
+        Some(6) => Death::Crash,
+        _ if st.code() == Some(1) => Death::Error,
+        _ => panic!("unexpected exit: {st:?}"),
+    }
+}
+
+/// Restarts node `i` with `failpoints` (`name=action;...`).
+fn restart_with(c: &mut TestCluster, i: usize, failpoints: &str) {
+    c.kill9(i);
+    c.nodes[i].env = vec![("FAILPOINTS".into(), failpoints.into())];
+    c.restart(i).unwrap();
+}
+
+/// Runs the workload for `secs`, restarting (without failpoints) every node that
+/// dies; then checks. Returns how the nodes died.
+async fn supervise(c: &mut TestCluster, w: Workload, secs: u64) -> Vec<Death> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut deaths = Vec::new();
+    while Instant::now() < until {
+        for i in 0..c.nodes.len() {
+            if let Some(st) = c.exited(i) {
+                eprintln!("node {i} died: {st:?}\n{}", c.nodes[i].log_tail(5));
+                deaths.push(death(st));
+                c.nodes[i].env.clear();
+                c.restart(i).unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the restarted nodes catch up under load, then check.
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = w.finish().await;
+    eprintln!(
+        "{} register operations, {} acknowledged writes, {} failed; deaths {deaths:?}",
+        report.operations(),
+        report.acked.len(),
+        report.failed
+    );
+    assert!(
+        report.operations() > 100,
+        "only {} operations",
+        report.operations()
+    );
+    report.check_linearizable().unwrap();
+    report.check_acknowledged(&c.client()).await.unwrap();
+    report
+        .check_converged(&c.addrs(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    deaths
+}
+
+/// Every node gets failpoint `point` armed to fire once, after a different number of
+/// hits per node, so the nodes fail one after another under the workload.
+async fn each_node_fails_once_at(point: &str, action: &str, after: [u32; 3]) -> Vec<Death> {
+    let mut c = TestCluster::start_initialized(3, &flags()).await.unwrap();
+    for (i, n) in after.iter().enumerate() {
+        restart_with(&mut c, i, &format!("{point}={n}*off->1*{action}->off"));
+    }
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    let w = Workload::start(Endpoints::new(c.addrs()), 6);
+    supervise(&mut c, w, 12).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_before_the_log_fsync() {
+    let deaths =
+        each_node_fails_once_at("log-before-fsync", "return(crash)", [100, 300, 500]).await;
+    assert!(
+        deaths.len() >= 2 && deaths.iter().all(|d| *d == Death::Crash),
+        "{deaths:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_after_the_log_fsync() {
+    let deaths = each_node_fails_once_at("log-after-fsync", "return(crash)", [100, 300, 500]).await;
+    assert!(
+        deaths.len() >= 2 && deaths.iter().all(|d| *d == Death::Crash),
+        "{deaths:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_fsync_stops_the_node_and_a_restart_recovers() {
+    let deaths = each_node_fails_once_at("log-before-fsync", "return(EIO)", [100, 300, 500]).await;
+    assert!(
+        deaths.len() >= 2 && deaths.iter().all(|d| *d == Death::Error),
+        "{deaths:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_log_append_stops_the_node_and_a_restart_recovers() {
+    let deaths = each_node_fails_once_at("log-append", "return(ENOSPC)", [100, 300, 500]).await;
+    assert!(
+        deaths.len() >= 2 && deaths.iter().all(|d| *d == Death::Error),
+        "{deaths:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_during_apply() {
+    let before =
+        each_node_fails_once_at("apply-before-commit", "return(crash)", [300, 600, 900]).await;
+    assert!(before.len() >= 2, "{before:?}");
+    let after =
+        each_node_fails_once_at("apply-after-commit", "return(crash)", [300, 600, 900]).await;
+    assert!(after.len() >= 2, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_while_building_a_snapshot() {
+    let deaths = each_node_fails_once_at("snapshot-build", "return(crash)", [1, 2, 3]).await;
+    assert!(deaths.len() >= 2, "{deaths:?}");
+}
+
+/// Node 2 is down while the others snapshot and purge their logs: it comes back
+/// through a snapshot, and crashes at `point` while installing it; restarted, it
+/// finishes the install and catches up.
+async fn crash_installing_a_snapshot_at(point: &str) {
+    let mut c = TestCluster::start_initialized(3, &flags()).await.unwrap();
+    c.kill9(2);
+    let client = c.client();
+    for i in 0..600 {
+        client.put(format!("pre-{i:04}"), "x").await.unwrap();
+    }
+    let w = Workload::start(Endpoints::new(c.addrs()), 6);
+    c.nodes[2].env = vec![("FAILPOINTS".into(), format!("{point}=return(crash)"))];
+    c.restart(2).unwrap();
+    let deaths = supervise(&mut c, w, 10).await;
+    assert_eq!(deaths, [Death::Crash], "node 2 never crashed at {point}");
+    assert!(
+        std::fs::read_to_string(&c.nodes[2].log)
+            .unwrap()
+            .contains("finishing a snapshot install interrupted by a restart")
+            || point == "snapshot-install-before-data",
+        "the restarted node did not finish the interrupted install"
+    );
+    for i in (0..600).step_by(37) {
+        let kv = client.get(format!("pre-{i:04}")).await.unwrap();
+        assert!(kv.is_some(), "pre-{i:04} lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_before_a_snapshot_install_replaces_data() {
+    crash_installing_a_snapshot_at("snapshot-install-before-data").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_after_a_snapshot_install_replaced_data() {
+    crash_installing_a_snapshot_at("snapshot-install-after-data").await;
+}
+
+/// Snapshot streams cut short (the sender stops mid-file) are refused by the receiver,
+/// and the next transfer succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_stream_cut_short_is_refused_and_sent_again() {
+    let mut c = TestCluster::start_initialized(3, &flags()).await.unwrap();
+    for i in 0..2 {
+        restart_with(&mut c, i, "snapshot-send=3*return->off");
+    }
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    c.kill9(2);
+    let client = c.client();
+    for i in 0..600 {
+        client.put(format!("pre-{i:04}"), "x").await.unwrap();
+    }
+    let w = Workload::start(Endpoints::new(c.addrs()), 6);
+    c.restart(2).unwrap();
+    let deaths = supervise(&mut c, w, 10).await;
+    assert!(deaths.is_empty(), "{deaths:?}");
+    let log = std::fs::read_to_string(&c.nodes[0].log).unwrap()
+        + &std::fs::read_to_string(&c.nodes[1].log).unwrap();
+    assert!(log.contains("failpoint snapshot-send"), "no stream was cut");
+}
