@@ -12,6 +12,8 @@ use shoal_proto::v1::{
 use tokio::io::AsyncWriteExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use shoal_storage::Engine;
+
 use crate::codec::{decode, encode};
 use crate::replica::{ReadError, Replica, Router};
 use crate::state_machine::SnapshotFile;
@@ -183,8 +185,27 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             received += chunk.data.len() as u64;
             file.write_all(&chunk.data).await.map_err(io)?;
         }
+        // tokio's File reports a failed background write (a full disk) on the next
+        // operation: flush surfaces it; sync_all alone would not.
+        file.flush().await.map_err(io)?;
         file.sync_all().await.map_err(io)?;
         drop(file);
+        // A file cut short (a sender that stopped mid-stream) or damaged is refused
+        // here: handed to Raft, a bad snapshot would stop the replica.
+        let check = path.clone();
+        let verified = tokio::task::spawn_blocking(move || Engine::verify_snapshot_file(&check))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if let Err(e) = verified {
+            let _ = tokio::fs::remove_file(&path).await;
+            tracing::warn!(range_id, bytes = received, error = %e, "refusing a snapshot that does not verify");
+            return Err(status(
+                Code::InvalidArgument,
+                codes::INVALID_ARGUMENT,
+                format!("snapshot refused: {e}"),
+                None,
+            ));
+        }
         tracing::info!(range_id, bytes = received, "snapshot received");
         let snapshot = Snapshot {
             meta,

@@ -295,6 +295,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 std::fs::File::open(&dest)?.sync_all()?;
             }
             std::fs::File::open(&sm.dir)?.sync_all()?;
+            // Only a file that verifies becomes an install intent: a restart finishes
+            // what the intent names, and could not with a bad file.
+            Engine::verify_snapshot_file(&dest).map_err(io_err)?;
             let stored = StoredSnapshot { meta, file };
             sm.engine
                 .state_put(sm.range_id, StateKey::Installing, &encode(&stored)?, true)
