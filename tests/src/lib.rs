@@ -3,6 +3,10 @@
 //!
 //! The binary is `$SHOAL_BIN`, or `shoal` beside the test executable's directory
 //! (cargo builds it for `cargo test --workspace`).
+//!
+//! - [`linearizability`]: the history checker.
+//! - [`workload`]: checked clients for fault tests, and the checks they end with.
+//! - [`pods`]: pods simulated as Docker containers, and the faults done to them.
 
 pub mod linearizability;
 pub mod pods;
