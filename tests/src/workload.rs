@@ -1,7 +1,7 @@
 //! A checked client workload for fault-injection tests.
 //!
 //! Concurrent clients read, write and compare-and-set a few registers (keys
-//! `lin-0..`), recording every operation's invocation and completion for the
+//! `lin-<n>`, fresh ones every [`REGISTER_SECS`]), recording every operation's invocation and completion for the
 //! [`linearizability`](crate::linearizability) checker, and write keys of their own
 //! (`u-<client>-<n>`) once each, remembering which writes were acknowledged. When the
 //! faults are over, [`Report`] checks what a user of the database relies on:
@@ -25,8 +25,13 @@ use shoal_client::{ops, Client, ClientOptions, Consistency};
 
 use crate::linearizability::{check, OpKind, Operation};
 
-/// Registers under test: few, so operations on each overlap a lot.
+/// Registers under test at any time: few, so operations on each overlap a lot.
 pub const REGISTERS: usize = 3;
+
+/// Clients move to fresh registers this often, so that each register's history
+/// stays short enough to check however long the run (the search is exponential in
+/// the worst case, and its memo grows with the history).
+pub const REGISTER_SECS: u64 = 20;
 
 type History = Arc<Mutex<BTreeMap<usize, Vec<Operation>>>>;
 
@@ -146,7 +151,8 @@ impl ClientLoop {
                 client = Client::with_options(addrs, client_options()).expect("client");
             }
             n += 1;
-            let k = rng.random_range(0..REGISTERS);
+            let round = self.start.elapsed().as_secs() / REGISTER_SECS;
+            let k = round as usize * REGISTERS + rng.random_range(0..REGISTERS);
             let key = format!("lin-{k}");
             let call = self.now();
             let roll = rng.random_range(0..10);
@@ -301,7 +307,9 @@ impl Report {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let keys = (0..REGISTERS)
+        let keys = self
+            .history
+            .keys()
             .map(|k| format!("lin-{k}"))
             .chain(self.attempted.iter().cloned());
         for key in keys {

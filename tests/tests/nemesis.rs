@@ -269,10 +269,15 @@ impl Run {
         self.p.wait_all_ready(READY).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let report = w.finish().await;
+        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+        for l in &self.log {
+            *kinds.entry(l.split(' ').next().unwrap_or("")).or_default() += 1;
+        }
         eprintln!(
-            "faults: {:?}\n{} register operations, {} acknowledged writes, {} failed operations",
+            "faults: {:?}\nby kind: {kinds:?}\n{} register operations on {} registers, {} acknowledged writes, {} failed operations",
             self.log,
             report.operations(),
+            report.history.len(),
             report.acked.len(),
             report.failed
         );
