@@ -257,8 +257,8 @@ fn raw_tcp(addr: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Every bad input on the wire we know of, each with the exact error it gets; the
-/// node serves afterwards and nothing was written. (Stale range epochs join this
-/// table when ranges split.)
+/// node serves afterwards and nothing was written. (Keys outside the range a request
+/// names join this table when ranges split.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() {
     use prost::Message;
@@ -279,12 +279,14 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
     let node_id = client.status_of(&addr).await.unwrap().node_id;
 
     let valid_put = pb::PutRequest {
+        target: None,
         key: b"k".to_vec(),
         value: b"v".to_vec(),
         request_id: None,
     }
     .encode_to_vec();
     let get_unknown_consistency = pb::GetRequest {
+        target: None,
         key: b"k".to_vec(),
         consistency: 7,
     }
@@ -435,6 +437,62 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+
+    // Requests routed with stale range knowledge: an epoch version the range is not
+    // at (EPOCH_MISMATCH, with the current descriptor), a range this node does not hold
+    // (RANGE_NOT_FOUND). The right epoch (whatever its conf_ver) is served.
+    let mut kv = pb::kv_client::KvClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let target = |range_id, version| {
+        Some(pb::RangeTarget {
+            range_id,
+            epoch: Some(pb::RangeEpoch {
+                version,
+                conf_ver: 0,
+            }),
+        })
+    };
+    let put = |target| pb::PutRequest {
+        key: b"routed".to_vec(),
+        value: b"v".to_vec(),
+        request_id: None,
+        target,
+    };
+    let s = kv.put(put(target(1, 7))).await.unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    let d = shoal_proto::error::detail(&s).unwrap();
+    assert_eq!(d.code, "EPOCH_MISMATCH");
+    match d.detail {
+        Some(pb::error_detail::Detail::EpochMismatch(m)) => {
+            let current = &m.current[0];
+            assert_eq!(current.range_id, 1);
+            assert_eq!(current.epoch.unwrap().version, 1);
+            assert_eq!(current.replicas.len(), 3);
+        }
+        other => panic!("no descriptor in the details: {other:?}"),
+    }
+    let s = kv
+        .get(pb::GetRequest {
+            key: b"routed".to_vec(),
+            consistency: 0,
+            target: target(99, 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(shoal_proto::error::code_of(&s), "RANGE_NOT_FOUND", "{s:?}");
+    assert_eq!(client.get("routed").await.unwrap(), None);
+    // Sent to the leader (a follower would forward, and the leader checks again).
+    let leader = c
+        .wait_leader(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut kv_leader =
+        pb::kv_client::KvClient::connect(format!("http://{}", c.nodes[leader].grpc))
+            .await
+            .unwrap();
+    kv_leader.put(put(target(1, 1))).await.unwrap();
+    client.delete("routed").await.unwrap();
 
     // Nothing was written, and every node serves.
     assert_eq!(client.get("k").await.unwrap(), None);

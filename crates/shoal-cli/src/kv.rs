@@ -305,3 +305,116 @@ pub async fn print_nodes(
     }
     Ok(())
 }
+
+/// `[start, end)` of a range, with the unbounded ends shown as such.
+fn span_text(start: &[u8], end: &[u8]) -> String {
+    let s = if start.is_empty() {
+        "-inf".to_string()
+    } else {
+        format!("{:?}", String::from_utf8_lossy(start))
+    };
+    let e = if end.is_empty() {
+        "+inf".to_string()
+    } else {
+        format!("{:?}", String::from_utf8_lossy(end))
+    };
+    format!("[{s}, {e})")
+}
+
+fn descriptor_json(d: &shoal_proto::v1::RangeDescriptor) -> serde_json::Value {
+    let epoch = d.epoch.unwrap_or_default();
+    let replicas: Vec<_> = d
+        .replicas
+        .iter()
+        .map(|r| serde_json::json!({"node_id": r.node_id, "role": r.role, "addr": r.addr}))
+        .collect();
+    serde_json::json!({"range_id": d.range_id, "start": String::from_utf8_lossy(&d.start),
+        "end": String::from_utf8_lossy(&d.end),
+        "epoch": {"version": epoch.version, "conf_ver": epoch.conf_ver}, "replicas": replicas})
+}
+
+pub async fn range_ls(args: &ClientArgs) -> anyhow::Result<()> {
+    let r = args.client()?.ranges().await?;
+    match args.format {
+        Format::Json => {
+            let ranges: Vec<_> = r
+                .ranges
+                .iter()
+                .map(|i| {
+                    let mut v = i
+                        .descriptor
+                        .as_ref()
+                        .map(descriptor_json)
+                        .unwrap_or_default();
+                    v["leader_id"] = i.leader_id.into();
+                    v["approximate_bytes"] = i.approximate_bytes.into();
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "ranges": ranges }));
+        }
+        Format::Plain => {
+            println!("ID\tSPAN\tEPOCH\tREPLICAS\tLEADER\tSIZE");
+            for i in &r.ranges {
+                let Some(d) = &i.descriptor else { continue };
+                let epoch = d.epoch.unwrap_or_default();
+                let replicas: Vec<String> = d
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        if r.role == "voter" {
+                            r.node_id.to_string()
+                        } else {
+                            format!("{}(learner)", r.node_id)
+                        }
+                    })
+                    .collect();
+                println!(
+                    "{}\t{}\t{}.{}\t{}\t{}\t{}",
+                    d.range_id,
+                    span_text(&d.start, &d.end),
+                    epoch.version,
+                    epoch.conf_ver,
+                    replicas.join(","),
+                    if i.leader_id == 0 {
+                        "-".to_string()
+                    } else {
+                        i.leader_id.to_string()
+                    },
+                    human_bytes(i.approximate_bytes)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn range_lookup(args: &ClientArgs, key: &str) -> anyhow::Result<()> {
+    let r = args.client()?.range_lookup(key).await?;
+    let d = r.descriptor.unwrap_or_default();
+    match args.format {
+        Format::Json => {
+            let mut v = descriptor_json(&d);
+            v["leader_id"] = r.leader_id.into();
+            v["leader_addr"] = r.leader_addr.into();
+            println!("{v}");
+        }
+        Format::Plain => println!(
+            "range {} {} leader {} at {}",
+            d.range_id,
+            span_text(&d.start, &d.end),
+            r.leader_id,
+            r.leader_addr
+        ),
+    }
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}

@@ -48,9 +48,24 @@ enum Command {
         #[command(subcommand)]
         op: NodeCommand,
     },
+    /// The cluster's ranges.
+    Range {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        op: RangeCommand,
+    },
     /// Start a local 3-node cluster (real processes, real disks, real TCP) and open a
     /// shell on it.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RangeCommand {
+    /// List the ranges: id, span, epoch, replicas, leader, approximate size.
+    Ls,
+    /// The range holding KEY.
+    Lookup { key: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +171,13 @@ fn main() -> ExitCode {
                 }
                 NodeCommand::Drain => rt.block_on(kv::node_drain(&client)),
                 NodeCommand::Status => rt.block_on(kv::node_status(&client)),
+            }
+        }
+        Command::Range { client, op } => {
+            init_tracing("warn");
+            match op {
+                RangeCommand::Ls => rt.block_on(kv::range_ls(&client)),
+                RangeCommand::Lookup { key } => rt.block_on(kv::range_lookup(&client, &key)),
             }
         }
         Command::Demo(args) => {

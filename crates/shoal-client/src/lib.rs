@@ -357,6 +357,7 @@ impl Client {
         consistency: Consistency,
     ) -> Result<Option<KeyValue>> {
         let req = pb::GetRequest {
+            target: None,
             key: key.as_ref().to_vec(),
             consistency: consistency as i32,
         };
@@ -376,6 +377,7 @@ impl Client {
         consistency: Consistency,
     ) -> Result<Option<KeyValue>> {
         let req = pb::GetRequest {
+            target: None,
             key: key.as_ref().to_vec(),
             consistency: consistency as i32,
         };
@@ -391,6 +393,7 @@ impl Client {
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
         let (id, _in_flight) = self.request_id();
         let req = pb::PutRequest {
+            target: None,
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
             request_id: Some(id),
@@ -407,6 +410,7 @@ impl Client {
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let (id, _in_flight) = self.request_id();
         let req = pb::DeleteRequest {
+            target: None,
             key: key.as_ref().to_vec(),
             request_id: Some(id),
         };
@@ -427,6 +431,7 @@ impl Client {
         consistency: Consistency,
     ) -> Result<ScanPage> {
         let req = pb::ScanRequest {
+            target: None,
             start: start.as_ref().to_vec(),
             end: end.as_ref().to_vec(),
             limit,
@@ -485,6 +490,7 @@ impl Client {
     ) -> Result<u64> {
         let (id, _in_flight) = self.request_id();
         let req = pb::DeleteRangeRequest {
+            target: None,
             start: start.as_ref().to_vec(),
             end: end.as_ref().to_vec(),
             request_id: Some(id),
@@ -500,6 +506,7 @@ impl Client {
     pub async fn batch(&self, ops: Vec<WriteOp>) -> Result<u64> {
         let (id, _in_flight) = self.request_id();
         let req = pb::BatchRequest {
+            target: None,
             ops,
             request_id: Some(id),
         };
@@ -519,6 +526,7 @@ impl Client {
     ) -> Result<TxnResponse> {
         let (id, _in_flight) = self.request_id();
         let req = pb::TxnRequest {
+            target: None,
             compares,
             success,
             failure,
@@ -588,6 +596,29 @@ impl Client {
                 .nodes(pb::NodesRequest {})
                 .await?
                 .into_inner())
+        })
+        .await
+    }
+
+    /// Every range: descriptor, leader, approximate size.
+    pub async fn ranges(&self) -> Result<pb::RangesResponse> {
+        self.run(Retry::Always, |ch| async move {
+            Ok(Self::admin(ch)
+                .ranges(pb::RangesRequest {})
+                .await?
+                .into_inner())
+        })
+        .await
+    }
+
+    /// The range holding `key`, and its leader.
+    pub async fn range_lookup(&self, key: impl AsRef<[u8]>) -> Result<pb::RangeLookupResponse> {
+        let req = pb::RangeLookupRequest {
+            key: key.as_ref().to_vec(),
+        };
+        self.run(Retry::Always, |ch| {
+            let req = req.clone();
+            async move { Ok(Self::admin(ch).range_lookup(req).await?.into_inner()) }
         })
         .await
     }

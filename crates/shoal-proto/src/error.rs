@@ -10,6 +10,11 @@ pub mod codes {
     pub const NOT_LEADER: &str = "NOT_LEADER";
     pub const NOT_INITIALIZED: &str = "NOT_INITIALIZED";
     pub const RANGE_NOT_FOUND: &str = "RANGE_NOT_FOUND";
+    /// The request named an older (or newer) epoch version of its range: re-route
+    /// with the descriptor in the details.
+    pub const EPOCH_MISMATCH: &str = "EPOCH_MISMATCH";
+    /// A key of the request is outside the range it named.
+    pub const KEY_NOT_IN_RANGE: &str = "KEY_NOT_IN_RANGE";
     pub const WRONG_NODE: &str = "WRONG_NODE";
     pub const NO_QUORUM: &str = "NO_QUORUM";
     pub const EMPTY_KEY: &str = "EMPTY_KEY";

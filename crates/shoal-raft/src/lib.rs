@@ -13,6 +13,7 @@
 //! - [`service`]: the server side: the `Raft` gRPC service, dispatching by `range_id`
 //!   through the [`Router`].
 //! - [`failpoints`]: crash and error injection points (`failpoints` feature only).
+//! - [`range`]: [`RangeDescriptor`]s (span, epoch, replicas), kept in the meta range.
 //! - [`replica`]: [`Replica`], one range's Raft instance with its stores, and its
 //!   configuration.
 //!
@@ -25,6 +26,7 @@ pub mod command;
 pub mod failpoints;
 pub mod log_store;
 pub mod network;
+pub mod range;
 pub mod replica;
 pub mod service;
 pub mod state_machine;
@@ -36,6 +38,7 @@ pub use command::{
 };
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
+pub use range::{RangeDescriptor, RangeEpoch, ReplicaDescriptor};
 pub use replica::{RaftOptions, ReadError, Replica, ReplicaEnv, Router};
 pub use service::{read_error, NodeHooks, RaftService};
 pub use state_machine::{SnapshotFile, StateMachine};

@@ -13,11 +13,12 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
-use shoal_storage::{Engine, KeySpan, StateKey};
+use shoal_storage::{keys, Engine, KeySpan, StateKey};
 
 use crate::codec::{decode, encode, io_err};
 use crate::command::{self, CommandResponse};
 use crate::failpoints;
+use crate::range::RangeDescriptor;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// A snapshot's data: a file written by the storage engine.
@@ -143,6 +144,37 @@ impl StateMachine {
         format!("{term}-{index}-{:08x}.snap", rand::random::<u32>())
     }
 
+    /// The range's descriptor as the meta range's system keys hold it (only the meta
+    /// range holds descriptors until ranges split).
+    pub fn descriptor(&self) -> io::Result<Option<RangeDescriptor>> {
+        let key = keys::range_descriptor_key(self.range_id);
+        match self.engine.get_system(&key).map_err(io_err)? {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rewrites the descriptor for `membership`, in the batch of the membership entry.
+    fn record_descriptor(
+        &self,
+        batch: &mut shoal_storage::DataBatch,
+        membership: &StoredMembership,
+    ) -> io::Result<()> {
+        if !self.with_system {
+            return Ok(());
+        }
+        let current = self
+            .descriptor()?
+            .unwrap_or_else(|| RangeDescriptor::new(self.range_id, &self.span));
+        let next = current.with_membership(membership);
+        batch.put_system(
+            &self.engine,
+            &keys::range_descriptor_key(self.range_id),
+            &encode(&next)?,
+        );
+        Ok(())
+    }
+
     /// Installs the snapshot recorded in `stored`: data and applied state, then the
     /// snapshot record, then clears the intent.
     fn install_stored(&self, stored: &StoredSnapshot) -> io::Result<()> {
@@ -255,6 +287,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    self.record_descriptor(&mut batch, &membership)?;
                     CommandResponse {
                         index,
                         ..Default::default()

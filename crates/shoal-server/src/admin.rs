@@ -1,12 +1,16 @@
-//! The `Admin` gRPC service: status, node list, and `init`.
+//! The `Admin` gRPC service: status, node list, `init`, and the ranges (descriptors
+//! from the meta range, converted to their wire form here).
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use openraft::Instant;
+use shoal_proto::error::{codes, status};
 use shoal_proto::v1::{self as pb, admin_server::Admin};
-use tonic::{Request, Response, Status};
+use shoal_raft::{read_error, RangeDescriptor, Replica};
+use shoal_storage::{keys, KeySpan};
+use tonic::{Code, Request, Response, Status};
 
 use crate::node::Node;
 
@@ -17,6 +21,48 @@ pub struct AdminService {
 impl AdminService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// Every range descriptor, read linearizably from the meta range; the replica
+    /// they were read through.
+    async fn descriptors(&self) -> Result<(Arc<Replica>, Vec<RangeDescriptor>), Status> {
+        let r = self.node.replica()?;
+        r.linearize(Duration::from_secs(3))
+            .await
+            .map_err(|e| read_error(r.range_id, e))?;
+        let mut out = Vec::new();
+        let stored = self
+            .node
+            .engine
+            .scan_system(keys::RANGE_DESCRIPTOR_PREFIX)
+            .map_err(|e| Status::internal(format!("reading range descriptors: {e}")))?;
+        for (key, value) in stored {
+            let d: RangeDescriptor = shoal_raft::codec::decode(&value).map_err(|e| {
+                Status::internal(format!("range descriptor {key:?} does not decode: {e}"))
+            })?;
+            out.push(d);
+        }
+        if out.is_empty() {
+            // A store from before descriptors were kept: the meta range's current
+            // membership says the same, until its next change writes it down.
+            let m = r.metrics();
+            out.push(
+                RangeDescriptor::new(r.range_id, &KeySpan::all())
+                    .with_membership(&m.membership_config),
+            );
+        }
+        Ok((r, out))
+    }
+
+    /// The leader of range `range_id`, as this node's replica of it knows.
+    fn leader_of(&self, range_id: u64) -> (u64, String) {
+        match self.node.router.get(range_id) {
+            Some(r) => {
+                let (id, addr) = r.leader();
+                (id.unwrap_or(0), addr.unwrap_or_default())
+            }
+            None => (0, String::new()),
+        }
     }
 }
 
@@ -162,11 +208,83 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn ranges(
+        &self,
+        _req: Request<pb::RangesRequest>,
+    ) -> Result<Response<pb::RangesResponse>, Status> {
+        let (r, descriptors) = self.descriptors().await?;
+        let ranges = descriptors
+            .iter()
+            .map(|d| pb::RangeInfo {
+                descriptor: Some(descriptor_pb(&r, d)),
+                leader_id: self.leader_of(d.range_id).0,
+                approximate_bytes: self.node.engine.approximate_size(&KeySpan {
+                    start: d.start.clone(),
+                    end: d.end.clone(),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::RangesResponse { ranges }))
+    }
+
+    async fn range_lookup(
+        &self,
+        req: Request<pb::RangeLookupRequest>,
+    ) -> Result<Response<pb::RangeLookupResponse>, Status> {
+        let key = req.into_inner().key;
+        let (r, descriptors) = self.descriptors().await?;
+        let d = descriptors
+            .iter()
+            .find(|d| d.contains(&key))
+            .ok_or_else(|| {
+                status(
+                    Code::NotFound,
+                    codes::RANGE_NOT_FOUND,
+                    "no range holds this key",
+                    None,
+                )
+            })?;
+        let (leader_id, leader_addr) = self.leader_of(d.range_id);
+        Ok(Response::new(pb::RangeLookupResponse {
+            descriptor: Some(descriptor_pb(&r, d)),
+            leader_id,
+            leader_addr,
+        }))
+    }
+
     async fn init(
         &self,
         _req: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
         let (cluster_id, nodes) = self.node.init().await?;
         Ok(Response::new(pb::InitResponse { cluster_id, nodes }))
+    }
+}
+
+/// The wire form of `d`, with the addresses of its replicas as the meta range's
+/// membership knows them.
+pub(crate) fn descriptor_pb(r: &Replica, d: &RangeDescriptor) -> pb::RangeDescriptor {
+    let m = r.metrics();
+    let mem = m.membership_config.membership();
+    pb::RangeDescriptor {
+        range_id: d.range_id,
+        start: d.start.clone(),
+        end: d.end.clone(),
+        epoch: Some(pb::RangeEpoch {
+            version: d.epoch.version,
+            conf_ver: d.epoch.conf_ver,
+        }),
+        replicas: d
+            .replicas
+            .iter()
+            .map(|rep| pb::ReplicaDescriptor {
+                node_id: rep.node_id,
+                role: if rep.voter { "voter" } else { "learner" }.to_string(),
+                addr: mem
+                    .get_node(&rep.node_id)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
     }
 }

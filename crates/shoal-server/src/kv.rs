@@ -11,7 +11,8 @@ use std::time::Instant;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::{self as pb, kv_client::KvClient, kv_server::Kv};
 use shoal_raft::{
-    ClientWriteError, Command, CommandResponse, OpResult, RaftError, Replica, WriteOp,
+    ClientWriteError, Command, CommandResponse, OpResult, RaftError, RangeDescriptor, Replica,
+    TxnOp, WriteOp,
 };
 use shoal_storage::KeySpan;
 use tonic::transport::Channel;
@@ -23,6 +24,26 @@ use crate::validate::{invalid, Limits};
 /// How long a linearizable read waits for the leader's answer and for this replica to
 /// apply up to the read index.
 const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What a request reads or writes: a key, or a span `[start, end)`.
+enum Touch<'a> {
+    Key(&'a [u8]),
+    Span(&'a [u8], &'a [u8]),
+}
+
+fn write_touch(op: &WriteOp) -> Touch<'_> {
+    match op {
+        WriteOp::Put { key, .. } | WriteOp::Delete { key } => Touch::Key(key),
+        WriteOp::DeleteRange { start, end } => Touch::Span(start, end),
+    }
+}
+
+fn txn_touch(op: &TxnOp) -> Touch<'_> {
+    match op {
+        TxnOp::Write(w) => write_touch(w),
+        TxnOp::Get { key } => Touch::Key(key),
+    }
+}
 
 /// Metadata key marking a write forwarded by a follower to its leader.
 const FORWARDED: &str = "x-shoal-forwarded";
@@ -44,6 +65,71 @@ impl KvService {
 
     fn limits(&self) -> Limits {
         Limits::of(&self.node.cfg)
+    }
+
+    /// Checks the range a request names, if it names one, against this node's
+    /// descriptor of it: the same epoch version (no split or merge since the client
+    /// learned it), and every key the request touches inside it. A refusal carries the
+    /// current descriptor for the client's range cache.
+    fn check_target<'a>(
+        &self,
+        target: Option<&pb::RangeTarget>,
+        touches: impl IntoIterator<Item = Touch<'a>>,
+    ) -> Result<(), Status> {
+        let Some(t) = target else {
+            return Ok(());
+        };
+        let r = self.node.router.get(t.range_id).ok_or_else(|| {
+            status(
+                Code::NotFound,
+                codes::RANGE_NOT_FOUND,
+                format!("range {} has no replica on this node", t.range_id),
+                None,
+            )
+        })?;
+        let d = match r.state_machine.descriptor() {
+            Ok(Some(d)) => d,
+            Ok(None) => RangeDescriptor::new(r.range_id, &KeySpan::all())
+                .with_membership(&r.metrics().membership_config),
+            Err(e) => {
+                return Err(Status::internal(format!(
+                    "reading the range descriptor: {e}"
+                )))
+            }
+        };
+        let refuse = |code: &str, msg: String| {
+            status(
+                Code::FailedPrecondition,
+                code,
+                msg,
+                Some(pb::error_detail::Detail::EpochMismatch(pb::EpochMismatch {
+                    current: vec![crate::admin::descriptor_pb(&r, &d)],
+                })),
+            )
+        };
+        let named = t.epoch.map_or(0, |e| e.version);
+        if named != d.epoch.version {
+            return Err(refuse(
+                codes::EPOCH_MISMATCH,
+                format!(
+                    "range {} is at epoch version {}; the request named {named}",
+                    d.range_id, d.epoch.version
+                ),
+            ));
+        }
+        for touch in touches {
+            let inside = match touch {
+                Touch::Key(k) => d.contains(k),
+                Touch::Span(s, e) => d.contains_span(s, e),
+            };
+            if !inside {
+                return Err(refuse(
+                    codes::KEY_NOT_IN_RANGE,
+                    format!("the request touches keys outside range {}", d.range_id),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The leader to forward a write to, when this node knows one and is not it (and
@@ -223,6 +309,7 @@ impl Kv for KvService {
         self.observe("Get", async {
             let req = req.into_inner();
             self.limits().check_key("key", &req.key, false)?;
+            self.check_target(req.target.as_ref(), [Touch::Key(&req.key)])?;
             let r = self.read_barrier(req.consistency).await?;
             let found = r.engine.get(&req.key).map_err(Self::storage_error)?;
             Ok(Response::new(pb::GetResponse {
@@ -247,6 +334,7 @@ impl Kv for KvService {
                 value: req.value,
             })?;
             self.limits().check_request_size(n)?;
+            self.check_target(req.target.as_ref(), [write_touch(&op)])?;
             let (r, resp) = self
                 .propose(Self::once(rid, Command::Write(vec![op])))
                 .await?;
@@ -271,6 +359,7 @@ impl Kv for KvService {
             let req = req.into_inner();
             let rid = req.request_id;
             self.limits().check_key("key", &req.key, false)?;
+            self.check_target(req.target.as_ref(), [Touch::Key(&req.key)])?;
             let (r, resp) = self
                 .propose(Self::once(
                     rid,
@@ -293,6 +382,7 @@ impl Kv for KvService {
         self.observe("Scan", async {
             let req = req.into_inner();
             self.limits().check_span(&req.start, &req.end)?;
+            self.check_target(req.target.as_ref(), [Touch::Span(&req.start, &req.end)])?;
             let limit = match req.limit as usize {
                 0 => DEFAULT_SCAN_PAGE,
                 n => n.min(MAX_SCAN_PAGE),
@@ -325,6 +415,7 @@ impl Kv for KvService {
             let req = req.into_inner();
             let rid = req.request_id;
             self.limits().check_span(&req.start, &req.end)?;
+            self.check_target(req.target.as_ref(), [Touch::Span(&req.start, &req.end)])?;
             let (r, resp) = self
                 .propose(Self::once(
                     rid,
@@ -363,6 +454,7 @@ impl Kv for KvService {
                 return Err(invalid(codes::INVALID_ARGUMENT, "batch has no ops".into()));
             }
             let ops = self.limits().batch(req.ops)?;
+            self.check_target(req.target.as_ref(), ops.iter().map(write_touch))?;
             let (r, resp) = self.propose(Self::once(rid, Command::Write(ops))).await?;
             Ok(Response::new(pb::BatchResponse {
                 header: self.header(&r),
@@ -383,6 +475,13 @@ impl Kv for KvService {
             let rid = req.request_id;
             let (compares, success, failure) =
                 self.limits().txn(req.compares, req.success, req.failure)?;
+            self.check_target(
+                req.target.as_ref(),
+                compares
+                    .iter()
+                    .map(|c| Touch::Key(&c.key))
+                    .chain(success.iter().chain(failure.iter()).map(txn_touch)),
+            )?;
             let (r, resp) = self
                 .propose(Self::once(
                     rid,

@@ -323,6 +323,35 @@ impl Engine {
         Ok((out, false))
     }
 
+    /// Every system key starting with `prefix` (without the system prefix byte), with
+    /// its value, in key order.
+    pub fn scan_system(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let lo = keys::system_key(prefix);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(keys::CF_DATA),
+            IteratorMode::From(&lo, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&lo) {
+                break;
+            }
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// RocksDB's estimate of the bytes `span` takes in the store's files (writes still
+    /// only in memtables are not counted).
+    pub fn approximate_size(&self, span: &KeySpan) -> u64 {
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        self.db
+            .get_approximate_sizes_cf(self.cf(keys::CF_DATA), &[rocksdb::Range::new(&lo, &hi)])
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The user keys of `span`, in order.
     pub fn keys_in(&self, span: &KeySpan) -> Result<Vec<Vec<u8>>> {
         let (lo, hi) = keys::user_span(&span.start, &span.end);

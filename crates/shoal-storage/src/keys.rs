@@ -94,6 +94,16 @@ pub fn system_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Prefix of the system keys of range descriptors (kept in the meta range).
+pub const RANGE_DESCRIPTOR_PREFIX: &[u8] = b"range/";
+
+/// System key (without the system prefix) of range `range_id`'s descriptor.
+pub fn range_descriptor_key(range_id: u64) -> Vec<u8> {
+    let mut k = RANGE_DESCRIPTOR_PREFIX.to_vec();
+    k.extend_from_slice(&range_id.to_be_bytes());
+    k
+}
+
 /// System key (without the system prefix) of the kept answer of a client's request.
 pub fn request_key(client_id: u64, seq: u64) -> Vec<u8> {
     let mut k = b"req/".to_vec();
