@@ -32,7 +32,7 @@ echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets --quiet -- --test-threads="${SHOAL_TEST_THREADS:-2}" 2>&1 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast --quiet -- --test-threads="${SHOAL_TEST_THREADS:-2}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 echo "== failpoint tests (shoal built with --features failpoints)"
 CARGO_TARGET_DIR="$fp_target" cargo build -p shoal-cli --features failpoints --quiet 2>&1 | tee -a "$log"

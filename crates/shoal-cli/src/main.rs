@@ -17,6 +17,7 @@ mod txn;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_client::{Client, ClientOptions};
 
@@ -197,6 +198,15 @@ fn main() -> ExitCode {
 async fn init(c: &ClientArgs) -> anyhow::Result<()> {
     let client = c.client()?;
     let addr = c.host.first().cloned().unwrap_or_default();
+    // A node just started may not listen yet: wait (within --timeout) until it
+    // answers a status request, which is safe to repeat; init itself is sent once.
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(c.timeout.max(1.0));
+    while let Err(e) = client.status_of(&addr).await {
+        if std::time::Instant::now() > deadline {
+            return Err(e).context(format!("{addr} does not answer"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let r = client.init(&addr).await?;
     match c.format {
         Format::Json => {
