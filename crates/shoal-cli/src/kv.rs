@@ -334,8 +334,18 @@ fn descriptor_json(d: &shoal_proto::v1::RangeDescriptor) -> serde_json::Value {
 }
 
 pub async fn range_ls(args: &ClientArgs) -> anyhow::Result<()> {
-    let r = args.client()?.ranges().await?;
-    match args.format {
+    let client = args.client()?;
+    let mut out = std::io::stdout().lock();
+    print_ranges(&client, args.format, &mut out).await
+}
+
+pub async fn print_ranges(
+    client: &Client,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let r = client.ranges().await?;
+    match format {
         Format::Json => {
             let ranges: Vec<_> = r
                 .ranges
@@ -351,10 +361,10 @@ pub async fn range_ls(args: &ClientArgs) -> anyhow::Result<()> {
                     v
                 })
                 .collect();
-            println!("{}", serde_json::json!({ "ranges": ranges }));
+            writeln!(out, "{}", serde_json::json!({ "ranges": ranges }))?;
         }
         Format::Plain => {
-            println!("ID\tSPAN\tEPOCH\tREPLICAS\tLEADER\tSIZE");
+            writeln!(out, "ID\tSPAN\tEPOCH\tREPLICAS\tLEADER\tSIZE")?;
             for i in &r.ranges {
                 let Some(d) = &i.descriptor else { continue };
                 let epoch = d.epoch.unwrap_or_default();
@@ -369,7 +379,8 @@ pub async fn range_ls(args: &ClientArgs) -> anyhow::Result<()> {
                         }
                     })
                     .collect();
-                println!(
+                writeln!(
+                    out,
                     "{}\t{}\t{}.{}\t{}\t{}\t{}",
                     d.range_id,
                     span_text(&d.start, &d.end),
@@ -382,7 +393,7 @@ pub async fn range_ls(args: &ClientArgs) -> anyhow::Result<()> {
                         i.leader_id.to_string()
                     },
                     human_bytes(i.approximate_bytes)
-                );
+                )?;
             }
         }
     }

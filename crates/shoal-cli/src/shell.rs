@@ -28,6 +28,8 @@ enum ShellCommand {
     Kv(KvCommand),
     /// List the cluster's nodes.
     Nodes,
+    /// List the cluster's ranges.
+    Ranges,
     /// Show this help.
     Help,
     /// Leave the shell (Ctrl-D does the same).
@@ -44,6 +46,7 @@ commands:
   del-range START [END]        delete keys in [START, END)
   txn --if 'version(k) = 3' --then 'put k v' --else 'get k'
   nodes                        list the cluster's nodes
+  ranges                       list the ranges: span, epoch, replicas, leader, size
   help, exit (or Ctrl-D)
 Quote values with spaces: put greeting \"hello world\"";
 
@@ -136,6 +139,9 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
             }
             ShellCommand::Nodes => {
                 rt.block_on(crate::kv::print_nodes(client, Format::Plain, &mut out))
+            }
+            ShellCommand::Ranges => {
+                rt.block_on(crate::kv::print_ranges(client, Format::Plain, &mut out))
             }
             ShellCommand::Kv(cmd) => {
                 rt.block_on(crate::kv::exec(client, Format::Plain, cmd, &mut out))
