@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use openraft::errors::ChangeMembershipError;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use shoal_proto::error::{codes, not_leader, status};
@@ -392,10 +393,20 @@ impl Node {
         } else {
             ChangeMembers::RemoveNodes(ids)
         };
-        r.raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| write_error(&r, e))?;
+        // Another membership change (a learner's promotion, the second half of a
+        // joint change) may be under way: wait for it, then make ours.
+        let deadline = std::time::Instant::now() + MEMBERSHIP_PATIENCE;
+        loop {
+            match r.raft.change_membership(change.clone(), false).await {
+                Ok(_) => break,
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(write_error(&r, e)),
+            }
+        }
         tracing::info!(node_id, "removed from the cluster");
         Ok(())
     }
@@ -670,6 +681,9 @@ impl Node {
 
 /// A replica more than this many committed entries behind is not ready.
 const READY_LAG: u64 = 100;
+
+/// How long a membership change waits for one already under way.
+const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A learner within this many entries of the leader's log is promoted to voter.
 const PROMOTE_LAG: u64 = 20;
