@@ -253,6 +253,24 @@ impl Report {
         self.history.values().map(Vec::len).sum()
     }
 
+    /// Every check a fault test ends with, once the cluster is whole again: at least
+    /// `min_operations` recorded, histories linearizable, acknowledged writes present
+    /// (read through `addrs`), replicas converged (within `timeout`).
+    pub async fn check_all(
+        &self,
+        addrs: &[String],
+        min_operations: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        if self.operations() < min_operations {
+            bail!("only {} operations recorded", self.operations());
+        }
+        self.check_linearizable()?;
+        let client = Client::with_options(addrs.to_vec(), client_options())?;
+        self.check_acknowledged(&client).await?;
+        self.check_converged(addrs, timeout).await
+    }
+
     /// Checks that every register's history is linearizable.
     pub fn check_linearizable(&self) -> anyhow::Result<()> {
         for (k, ops) in &self.history {

@@ -10,9 +10,9 @@ fn code(e: &Error) -> &str {
     e.code().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_and_empty_input_is_refused_whole() {
-    // Small configured limits keep the test light; the defaults are checked below.
+/// Three nodes with small limits (64-byte keys, 1 KiB values, 4 KiB requests), which
+/// keep the tests light; the defaults are checked on their own.
+async fn small_limits_cluster() -> TestCluster {
     let mut flags = FAST_ELECTIONS.to_vec();
     flags.extend([
         "--max-key-bytes",
@@ -22,7 +22,12 @@ async fn oversized_and_empty_input_is_refused_whole() {
         "--max-request-bytes",
         "4096",
     ]);
-    let c = TestCluster::start_initialized(3, &flags).await.unwrap();
+    TestCluster::start_initialized(3, &flags).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_empty_input_is_refused_whole() {
+    let c = small_limits_cluster().await;
     let client = c.client();
 
     let e = client.put("", "v").await.unwrap_err();
@@ -264,16 +269,7 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
     use prost::Message;
     use shoal_proto::v1 as pb;
     use tonic::Code;
-    let mut flags = FAST_ELECTIONS.to_vec();
-    flags.extend([
-        "--max-key-bytes",
-        "64",
-        "--max-value-bytes",
-        "1024",
-        "--max-request-bytes",
-        "4096",
-    ]);
-    let c = TestCluster::start_initialized(3, &flags).await.unwrap();
+    let c = small_limits_cluster().await;
     let addr = c.nodes[0].grpc.clone();
     let client = c.client();
     let node_id = client.status_of(&addr).await.unwrap().node_id;

@@ -24,12 +24,8 @@ async fn histories_under_leader_kills_are_linearizable() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     let report = w.finish().await;
-    let total = report.operations();
-    assert!(total > 200, "only {total} operations recorded");
-    report.check_linearizable().unwrap();
-    report.check_acknowledged(&c.client()).await.unwrap();
     report
-        .check_converged(&c.addrs(), Duration::from_secs(30))
+        .check_all(&c.addrs(), 201, Duration::from_secs(30))
         .await
         .unwrap();
 }

@@ -281,16 +281,8 @@ impl Run {
             report.acked.len(),
             report.failed
         );
-        assert!(
-            report.operations() > 100,
-            "only {} operations",
-            report.operations()
-        );
-        report.check_linearizable().unwrap();
-        let client = self.p.client();
-        report.check_acknowledged(&client).await.unwrap();
         report
-            .check_converged(&self.p.addrs(), Duration::from_secs(60))
+            .check_all(&self.p.addrs(), 101, Duration::from_secs(60))
             .await
             .unwrap();
     }

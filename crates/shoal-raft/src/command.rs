@@ -434,16 +434,20 @@ mod tests {
         assert!(!val.holds(None));
     }
 
-    #[test]
-    fn a_retried_request_applies_once_and_gets_its_first_answer() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
-        let once = |v: &str, seq, acked_below| Command::Once {
+    /// A put of `v` under "k" by client 9, as request `seq`.
+    fn once(v: &str, seq: u64, acked_below: u64) -> Command {
+        Command::Once {
             client_id: 9,
             seq,
             acked_below,
             cmd: Box::new(Command::Write(vec![put("k", v)])),
-        };
+        }
+    }
+
+    #[test]
+    fn a_retried_request_applies_once_and_gets_its_first_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
         assert_eq!(
             run(&e, 5, once("first", 1, 1)).results,
             vec![OpResult::Put(5)]
@@ -479,12 +483,6 @@ mod tests {
     fn a_late_duplicate_of_an_answered_request_never_applies() {
         let dir = tempfile::tempdir().unwrap();
         let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
-        let once = |v: &str, seq, acked_below| Command::Once {
-            client_id: 9,
-            seq,
-            acked_below,
-            cmd: Box::new(Command::Write(vec![put("k", v)])),
-        };
         run(&e, 5, once("old", 1, 1));
         // The client got its answer and writes again, reporting request 1 received.
         run(&e, 6, once("new", 2, 2));

@@ -131,6 +131,12 @@ impl std::fmt::Debug for Replica {
 
 impl Replica {
     /// A copy of the replica's current Raft metrics.
+    /// This replica's descriptor of its range (see [`StateMachine::descriptor_or`]).
+    pub fn descriptor(&self) -> std::io::Result<crate::RangeDescriptor> {
+        self.state_machine
+            .descriptor_or(&self.metrics().membership_config)
+    }
+
     pub fn metrics(&self) -> crate::RaftMetrics {
         use openraft::async_runtime::WatchReceiver;
         self.raft.metrics().borrow_watched().clone()

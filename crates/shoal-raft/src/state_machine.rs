@@ -154,6 +154,15 @@ impl StateMachine {
         }
     }
 
+    /// The stored descriptor or, in a store from before descriptors were kept, the one
+    /// `membership` (the range's current one) describes, until its next change
+    /// writes it down.
+    pub fn descriptor_or(&self, membership: &StoredMembership) -> io::Result<RangeDescriptor> {
+        Ok(self.descriptor()?.unwrap_or_else(|| {
+            RangeDescriptor::new(self.range_id, &self.span).with_membership(membership)
+        }))
+    }
+
     /// Rewrites the descriptor for `membership`, in the batch of the membership entry.
     fn record_descriptor(
         &self,

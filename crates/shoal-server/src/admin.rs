@@ -43,12 +43,9 @@ impl AdminService {
             out.push(d);
         }
         if out.is_empty() {
-            // A store from before descriptors were kept: the meta range's current
-            // membership says the same, until its next change writes it down.
-            let m = r.metrics();
             out.push(
-                RangeDescriptor::new(r.range_id, &KeySpan::all())
-                    .with_membership(&m.membership_config),
+                r.descriptor()
+                    .map_err(|e| Status::internal(format!("reading the range descriptor: {e}")))?,
             );
         }
         Ok((r, out))

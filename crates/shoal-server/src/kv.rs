@@ -11,8 +11,7 @@ use std::time::Instant;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::{self as pb, kv_client::KvClient, kv_server::Kv};
 use shoal_raft::{
-    ClientWriteError, Command, CommandResponse, OpResult, RaftError, RangeDescriptor, Replica,
-    TxnOp, WriteOp,
+    ClientWriteError, Command, CommandResponse, OpResult, RaftError, Replica, TxnOp, WriteOp,
 };
 use shoal_storage::KeySpan;
 use tonic::transport::Channel;
@@ -87,16 +86,9 @@ impl KvService {
                 None,
             )
         })?;
-        let d = match r.state_machine.descriptor() {
-            Ok(Some(d)) => d,
-            Ok(None) => RangeDescriptor::new(r.range_id, &KeySpan::all())
-                .with_membership(&r.metrics().membership_config),
-            Err(e) => {
-                return Err(Status::internal(format!(
-                    "reading the range descriptor: {e}"
-                )))
-            }
-        };
+        let d = r
+            .descriptor()
+            .map_err(|e| Status::internal(format!("reading the range descriptor: {e}")))?;
         let refuse = |code: &str, msg: String| {
             status(
                 Code::FailedPrecondition,
