@@ -95,3 +95,247 @@ async fn the_first_range_covers_every_key_and_its_epoch_follows_its_membership()
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Writes `n` keys `key-000000..` with `value_len`-byte values, in batches of
+/// consecutive keys (a batch that spans two ranges is refused with CROSS_RANGE and is
+/// written key by key instead), from several tasks at once.
+async fn write_keys(client: &shoal_client::Client, n: usize, value_len: usize) {
+    let tasks = 8;
+    let per = n.div_ceil(tasks);
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            let lo = t * per;
+            let hi = ((t + 1) * per).min(n);
+            let mut i = lo;
+            while i < hi {
+                let j = (i + 100).min(hi);
+                let ops: Vec<_> = (i..j)
+                    .map(|k| shoal_client::ops::write_put(key(k), value(k, value_len)))
+                    .collect();
+                match client.batch(ops).await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some("CROSS_RANGE") => {
+                        for k in i..j {
+                            client.put(key(k), value(k, value_len)).await.unwrap();
+                        }
+                    }
+                    Err(e) => panic!("batch {i}..{j}: {e}"),
+                }
+                i = j;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("key-{i:06}")
+}
+
+fn value(i: usize, len: usize) -> Vec<u8> {
+    let mut v = format!("{i}:").into_bytes();
+    v.resize(len, b'v');
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_keys_split_into_many_ranges_and_all_read_back() {
+    const N: usize = 100_000;
+    const VALUE: usize = 100;
+    let c = TestCluster::start_initialized(3, &["--range-max-bytes", "262144"])
+        .await
+        .unwrap();
+    let client = c.client();
+    write_keys(&client, N, VALUE).await;
+
+    // The ranges keep splitting until none is over the limit: at least 50 of them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ranges = loop {
+        let r = client.ranges().await.unwrap().ranges;
+        if r.len() >= 50 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} ranges after writing {N} keys",
+            r.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    // They tile the key space: sorted, contiguous, from -inf to +inf.
+    let spans: Vec<(Vec<u8>, Vec<u8>)> = ranges
+        .iter()
+        .map(|r| {
+            let d = r.descriptor.clone().unwrap();
+            (d.start, d.end)
+        })
+        .collect();
+    assert!(spans.first().unwrap().0.is_empty());
+    assert!(spans.last().unwrap().1.is_empty());
+    for w in spans.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "ranges do not tile the key space");
+    }
+
+    // Every key reads back, through a fresh client (an empty range cache).
+    let fresh = c.client_via(1);
+    for i in (0..N).step_by(97).chain([N - 1]) {
+        let kv = fresh
+            .get(key(i))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} missing", key(i)));
+        assert_eq!(kv.value, value(i, VALUE));
+    }
+
+    // A full scan returns exactly the sorted set, stitched across every range.
+    let all = fresh.scan("", "", 0).await.unwrap();
+    assert_eq!(all.len(), N);
+    for (i, kv) in all.iter().enumerate() {
+        assert_eq!(kv.key, key(i).into_bytes());
+        assert_eq!(kv.value, value(i, VALUE));
+    }
+    // Limited, bounded and reverse scans too, crossing range boundaries.
+    let some = fresh.scan(key(1_234), key(60_000), 20_000).await.unwrap();
+    assert_eq!(some.len(), 20_000);
+    assert_eq!(some[0].key, key(1_234).into_bytes());
+    assert_eq!(some[19_999].key, key(21_233).into_bytes());
+    let rev = fresh
+        .scan_with(
+            key(10),
+            key(50_010),
+            0,
+            shoal_client::Consistency::Linearizable,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rev.len(), 50_000);
+    assert_eq!(rev[0].key, key(50_009).into_bytes());
+    assert_eq!(rev[49_999].key, key(10).into_bytes());
+    let tail = fresh
+        .scan_with("", "", 5, shoal_client::Consistency::Stale, true)
+        .await
+        .unwrap();
+    let tail: Vec<Vec<u8>> = tail.into_iter().map(|kv| kv.key).collect();
+    assert_eq!(
+        tail,
+        (N - 5..N)
+            .rev()
+            .map(|i| key(i).into_bytes())
+            .collect::<Vec<_>>()
+    );
+
+    // A delete-range across many ranges deletes exactly its keys.
+    let deleted = fresh.delete_range(key(30_000), key(70_000)).await.unwrap();
+    assert_eq!(deleted, 40_000);
+    assert_eq!(fresh.scan("", "", 0).await.unwrap().len(), N - 40_000);
+    assert!(fresh.get(key(29_999)).await.unwrap().is_some());
+    assert!(fresh.get(key(30_000)).await.unwrap().is_none());
+    assert!(fresh.get(key(70_000)).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_on_demand_keeps_every_key_and_clients_follow_it() {
+    let c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    let client = c.client();
+    for i in 0..200 {
+        client.put(key(i), value(i, 10)).await.unwrap();
+    }
+    // A second client whose cache knows range 1 as the whole key space.
+    let stale = c.client_via(2);
+    assert_eq!(
+        stale.get(key(150)).await.unwrap().unwrap().value,
+        value(150, 10)
+    );
+
+    let out = shoal(&["range", "split", &key(100), "--host", &c.nodes[0].grpc]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("split range 1"), "{text}");
+    // Splitting at a range's start is refused, with a clear error and exit code 1.
+    let out = shoal(&["range", "split", &key(100), "--host", &c.nodes[0].grpc]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot split"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The stale client is refused by range 1 (the key moved out), re-routes, and
+    // reads and writes on both sides.
+    assert_eq!(
+        stale.get(key(150)).await.unwrap().unwrap().value,
+        value(150, 10)
+    );
+    let v = stale.put(key(199), "new").await.unwrap();
+    assert!(v > 0);
+    assert_eq!(
+        stale.get(key(5)).await.unwrap().unwrap().value,
+        value(5, 10)
+    );
+    // A batch across the boundary is refused; within one range it applies.
+    let err = stale
+        .batch(vec![
+            shoal_client::ops::write_put(key(99), "x"),
+            shoal_client::ops::write_put(key(100), "x"),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("CROSS_RANGE"), "{err}");
+    assert_eq!(
+        stale.get(key(99)).await.unwrap().unwrap().value,
+        value(99, 10)
+    );
+    stale
+        .batch(vec![
+            shoal_client::ops::write_put(key(100), "x"),
+            shoal_client::ops::write_put(key(101), "x"),
+        ])
+        .await
+        .unwrap();
+
+    let ranges = client.ranges().await.unwrap().ranges;
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    let right = ranges[1].descriptor.clone().unwrap();
+    assert_eq!(right.start, key(100).into_bytes());
+    assert_eq!(right.replicas.len(), 3);
+    let l = client.range_lookup(key(150)).await.unwrap();
+    assert_eq!(l.descriptor.unwrap().range_id, right.range_id);
+    let all = client.scan("", "", 0).await.unwrap();
+    assert_eq!(all.len(), 200);
+
+    // Every node serves the new range after a restart of all of them.
+    let mut c = c;
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        c.restart(i).unwrap();
+    }
+    let after = c.client();
+    assert_eq!(
+        after.get(key(199)).await.unwrap().unwrap().value,
+        b"new".to_vec()
+    );
+    assert_eq!(
+        after.get(key(100)).await.unwrap().unwrap().value,
+        b"x".to_vec()
+    );
+    assert_eq!(after.scan("", "", 0).await.unwrap().len(), 200);
+    assert_eq!(after.ranges().await.unwrap().ranges.len(), 2);
+}

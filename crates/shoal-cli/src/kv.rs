@@ -421,6 +421,24 @@ pub async fn range_lookup(args: &ClientArgs, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn range_split(args: &ClientArgs, key: &str) -> anyhow::Result<()> {
+    let (left, right) = args.client()?.split_range(key).await?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"left": descriptor_json(&left), "right": descriptor_json(&right)})
+        ),
+        Format::Plain => println!(
+            "split range {} {} -> range {} {}",
+            left.range_id,
+            span_text(&left.start, &left.end),
+            right.range_id,
+            span_text(&right.start, &right.end)
+        ),
+    }
+    Ok(())
+}
+
 fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),

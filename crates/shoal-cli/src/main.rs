@@ -67,6 +67,8 @@ enum RangeCommand {
     Ls,
     /// The range holding KEY.
     Lookup { key: String },
+    /// Split the range holding KEY at KEY (KEY starts the new right half).
+    Split { key: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +181,7 @@ fn main() -> ExitCode {
             match op {
                 RangeCommand::Ls => rt.block_on(kv::range_ls(&client)),
                 RangeCommand::Lookup { key } => rt.block_on(kv::range_lookup(&client, &key)),
+                RangeCommand::Split { key } => rt.block_on(kv::range_split(&client, &key)),
             }
         }
         Command::Demo(args) => {

@@ -12,6 +12,13 @@
 //! first application's result. So a retried put never takes effect twice, and a
 //! retried transaction never runs twice.
 //!
+//! Routing: the client keeps a cache of range descriptors, filled by `RangeLookup`
+//! and refreshed from the descriptors a node sends with `EPOCH_MISMATCH` and
+//! `KEY_NOT_IN_RANGE`. Each keyed request names its range (`RangeTarget`) and goes to
+//! that range's leader when known. Scans and delete-ranges that cross range
+//! boundaries are sent range by range and stitched in key order; a batch or a
+//! transaction must stay within one range (`CROSS_RANGE` otherwise).
+//!
 //! Modules: [`error`] ([`Error`]), and this file: the client and its typed API.
 
 pub mod error;
@@ -80,6 +87,49 @@ struct Inner {
     next_seq: std::sync::atomic::AtomicU64,
     /// Writes not yet answered; every seq below the smallest was.
     outstanding: Mutex<std::collections::BTreeSet<u64>>,
+    /// Range cache: start key -> descriptor and leader address.
+    ranges: Mutex<std::collections::BTreeMap<Vec<u8>, CachedRange>>,
+}
+
+/// A range as the client's cache knows it.
+#[derive(Debug, Clone)]
+struct CachedRange {
+    desc: pb::RangeDescriptor,
+    leader: Option<String>,
+}
+
+impl CachedRange {
+    fn target(&self) -> pb::RangeTarget {
+        pb::RangeTarget {
+            range_id: self.desc.range_id,
+            epoch: self.desc.epoch,
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        key >= self.desc.start.as_slice()
+            && (self.desc.end.is_empty() || key < self.desc.end.as_slice())
+    }
+
+    /// Whether the range holds the keys just before `end` (empty: the last range).
+    fn holds_before(&self, end: &[u8]) -> bool {
+        if end.is_empty() {
+            return self.desc.end.is_empty();
+        }
+        self.desc.start.as_slice() < end
+            && (self.desc.end.is_empty() || end <= self.desc.end.as_slice())
+    }
+}
+
+/// Where a request goes: any node (cluster-wide calls), or the range holding a key.
+#[derive(Debug, Clone)]
+enum Route {
+    Any,
+    /// The range holding the key (`before`: the keys just before it).
+    Key {
+        key: Vec<u8>,
+        before: bool,
+    },
 }
 
 /// A write in flight; dropping it reports its seq answered.
@@ -116,8 +166,10 @@ impl std::fmt::Debug for Client {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanPage {
     pub kvs: Vec<KeyValue>,
-    /// More pairs remain after the last one of this page.
+    /// More pairs may remain: continue from `resume_key`.
     pub more: bool,
+    /// Where the next page starts (with a descending scan: where it ends).
+    pub resume_key: Vec<u8>,
 }
 
 /// The smallest key after `key`.
@@ -168,6 +220,7 @@ impl Client {
                 client_id: rand::random::<u64>().max(1),
                 next_seq: std::sync::atomic::AtomicU64::new(1),
                 outstanding: Mutex::new(std::collections::BTreeSet::new()),
+                ranges: Mutex::new(std::collections::BTreeMap::new()),
             }),
         })
     }
@@ -240,10 +293,101 @@ impl Client {
         *self.inner.leader.lock().unwrap_or_else(|p| p.into_inner()) = addr;
     }
 
-    /// Runs `call` against the cluster with redirects, retries and timeouts.
-    async fn run<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T>
+    /// The cached range for `route`, if any.
+    fn cached(&self, key: &[u8], before: bool) -> Option<CachedRange> {
+        let map = self.inner.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        if before {
+            return map.values().find(|c| c.holds_before(key)).cloned();
+        }
+        map.range(..=key.to_vec())
+            .next_back()
+            .map(|(_, c)| c)
+            .filter(|c| c.contains(key))
+            .cloned()
+    }
+
+    /// Records `desc` in the range cache, dropping the entries it overlaps.
+    fn cache_range(&self, desc: pb::RangeDescriptor, leader: Option<String>) {
+        let mut map = self.inner.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        let overlaps = |c: &CachedRange| {
+            (c.desc.end.is_empty() || desc.start < c.desc.end)
+                && (desc.end.is_empty() || desc.end > c.desc.start)
+        };
+        // A cached entry with a newer epoch of the same range wins (late details).
+        if map.values().any(|c| {
+            c.desc.range_id == desc.range_id
+                && c.desc.epoch.map_or(0, |e| e.version) > desc.epoch.map_or(0, |e| e.version)
+        }) {
+            return;
+        }
+        map.retain(|_, c| !overlaps(c));
+        map.insert(desc.start.clone(), CachedRange { desc, leader });
+    }
+
+    fn evict_range(&self, range_id: u64) {
+        self.inner
+            .ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| c.desc.range_id != range_id);
+    }
+
+    fn set_range_leader(&self, range_id: u64, leader: Option<String>) {
+        let mut map = self.inner.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        for c in map.values_mut() {
+            if c.desc.range_id == range_id {
+                c.leader = leader.clone();
+            }
+        }
+    }
+
+    /// The range for `key` (`before`: the keys just before it), from the cache or
+    /// looked up.
+    async fn locate(&self, key: &[u8], before: bool) -> Result<CachedRange> {
+        if let Some(c) = self.cached(key, before) {
+            return Ok(c);
+        }
+        let req = pb::RangeLookupRequest {
+            key: key.to_vec(),
+            before,
+        };
+        let r = self
+            .run(Route::Any, Retry::Always, |ch, _| {
+                let req = req.clone();
+                async move { Ok(Self::admin(ch).range_lookup(req).await?.into_inner()) }
+            })
+            .await?;
+        let desc = r.descriptor.ok_or_else(|| {
+            Error::Unavailable("range lookup answered without a descriptor".into())
+        })?;
+        let leader = (!r.leader_addr.is_empty()).then_some(r.leader_addr);
+        self.cache_range(desc.clone(), leader.clone());
+        Ok(CachedRange { desc, leader })
+    }
+
+    /// The address to send a request for range `c` to: its leader, else a replica.
+    fn range_addr(&self, c: &CachedRange) -> String {
+        if let Some(l) = &c.leader {
+            return l.clone();
+        }
+        let addrs: Vec<&String> = c
+            .desc
+            .replicas
+            .iter()
+            .map(|r| &r.addr)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            return self.target();
+        }
+        addrs[rand::random::<u32>() as usize % addrs.len()].clone()
+    }
+
+    /// Runs `call` against the cluster with redirects, retries and timeouts. With a
+    /// keyed route, `call` gets the range it is sent to, to name it in the request.
+    async fn run<T, F, Fut>(&self, route: Route, retry: Retry, mut call: F) -> Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Channel, Option<CachedRange>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let opts = &self.inner.opts;
@@ -253,9 +397,25 @@ impl Client {
         // Redirects taken without a pause; past a few, hints may be stale: back off.
         let mut redirects = 0;
         loop {
-            let addr = self.target();
+            let (addr, range) = match &route {
+                Route::Any => (self.target(), None),
+                Route::Key { key, before } => match Box::pin(self.locate(key, *before)).await {
+                    Ok(c) => (self.range_addr(&c), Some(c)),
+                    Err(e @ Error::InvalidArgument { .. }) => return Err(e),
+                    Err(e) => {
+                        last = Some(e);
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(opts.max_backoff);
+                        continue;
+                    }
+                },
+            };
+            let range_id = range.as_ref().map(|c| c.desc.range_id);
             let attempt = match self.channel(&addr) {
-                Ok(ch) => match tokio::time::timeout(opts.request_timeout, call(ch)).await {
+                Ok(ch) => match tokio::time::timeout(opts.request_timeout, call(ch, range)).await {
                     Ok(r) => r.map_err(|s| (s, false)),
                     Err(_) => Err((
                         tonic::Status::deadline_exceeded(format!(
@@ -273,6 +433,10 @@ impl Client {
             };
             let d = detail(&status);
             let code = d.as_ref().map(|d| d.code.as_str()).unwrap_or("");
+            let forget_leader = |c: &Self| match range_id {
+                Some(id) => c.set_range_leader(id, None),
+                None => c.set_leader(None),
+            };
             // Decide whether and where to retry.
             let not_sent = match code {
                 codes::NOT_LEADER => {
@@ -285,7 +449,10 @@ impl Client {
                         _ => None,
                     };
                     let known = leader.is_some() && leader.as_deref() != Some(addr.as_str());
-                    self.set_leader(leader);
+                    match range_id {
+                        Some(id) => self.set_range_leader(id, leader),
+                        None => self.set_leader(leader),
+                    }
                     redirects += 1;
                     if known && redirects <= 3 {
                         // Redirect at once: no backoff.
@@ -297,22 +464,50 @@ impl Client {
                     }
                     true
                 }
-                codes::NOT_INITIALIZED | codes::SHUTTING_DOWN | codes::NO_QUORUM => {
-                    self.set_leader(None);
+                codes::EPOCH_MISMATCH | codes::KEY_NOT_IN_RANGE | codes::RANGE_NOT_FOUND
+                    if range_id.is_some() =>
+                {
+                    // Stale routing: refresh the cache from the details (or drop the
+                    // range and look it up again), then retry at once a few times.
+                    if let Some(id) = range_id {
+                        self.evict_range(id);
+                    }
+                    if let Some(pb::error_detail::Detail::EpochMismatch(em)) =
+                        d.as_ref().and_then(|d| d.detail.clone())
+                    {
+                        for desc in em.current {
+                            self.cache_range(desc, None);
+                        }
+                    }
+                    redirects += 1;
+                    if redirects <= 5 {
+                        last = Some(Error::from_status(&addr, status));
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        continue;
+                    }
+                    true
+                }
+                codes::NOT_INITIALIZED
+                | codes::SHUTTING_DOWN
+                | codes::NO_QUORUM
+                | codes::RANGE_OVERLAP => {
+                    forget_leader(self);
                     true
                 }
                 codes::OUTCOME_UNKNOWN => {
-                    self.set_leader(None);
+                    forget_leader(self);
                     false
                 }
                 "" if !timed_out && is_connect_failure(&status) => {
-                    self.set_leader(None);
+                    forget_leader(self);
                     true
                 }
                 // No answer from shoal: the request timed out, or the connection failed
                 // under it (reset, HTTP/2 error); it may or may not have been applied.
                 "" if timed_out || is_transport_failure(&status) => {
-                    self.set_leader(None);
+                    forget_leader(self);
                     false
                 }
                 // Anything else is the server's answer: not retried.
@@ -340,6 +535,13 @@ impl Client {
         )))
     }
 
+    fn key_route(key: &[u8]) -> Route {
+        Route::Key {
+            key: key.to_vec(),
+            before: false,
+        }
+    }
+
     fn kv(ch: Channel) -> KvClient<Channel> {
         KvClient::new(ch)
             .max_decoding_message_size(usize::MAX)
@@ -356,13 +558,13 @@ impl Client {
         key: impl AsRef<[u8]>,
         consistency: Consistency,
     ) -> Result<Option<KeyValue>> {
-        let req = pb::GetRequest {
-            target: None,
-            key: key.as_ref().to_vec(),
-            consistency: consistency as i32,
-        };
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
+        let key = key.as_ref().to_vec();
+        self.run(Self::key_route(&key), Retry::Always, |ch, c| {
+            let req = pb::GetRequest {
+                target: c.map(|c| c.target()),
+                key: key.clone(),
+                consistency: consistency as i32,
+            };
             async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
         })
         .await
@@ -392,14 +594,14 @@ impl Client {
     /// Writes `value` under `key`; returns the key's new version.
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
         let (id, _in_flight) = self.request_id();
-        let req = pb::PutRequest {
-            target: None,
-            key: key.as_ref().to_vec(),
-            value: value.as_ref().to_vec(),
-            request_id: Some(id),
-        };
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
+        let (key, value) = (key.as_ref().to_vec(), value.as_ref().to_vec());
+        self.run(Self::key_route(&key), Retry::Always, |ch, c| {
+            let req = pb::PutRequest {
+                target: c.map(|c| c.target()),
+                key: key.clone(),
+                value: value.clone(),
+                request_id: Some(id),
+            };
             async move { Ok(Self::kv(ch).put(req).await?.into_inner().version) }
         })
         .await
@@ -409,20 +611,60 @@ impl Client {
     /// still existed then).
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let (id, _in_flight) = self.request_id();
-        let req = pb::DeleteRequest {
-            target: None,
-            key: key.as_ref().to_vec(),
-            request_id: Some(id),
-        };
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
+        let key = key.as_ref().to_vec();
+        self.run(Self::key_route(&key), Retry::Always, |ch, c| {
+            let req = pb::DeleteRequest {
+                target: c.map(|c| c.target()),
+                key: key.clone(),
+                request_id: Some(id),
+            };
             async move { Ok(Self::kv(ch).delete(req).await?.into_inner().deleted) }
         })
         .await
     }
 
     /// One page of `[start, end)` (an empty `end` is unbounded), at most `limit` pairs
-    /// (0: the server's page size).
+    /// (0: the server's page size), from one range: `more` and `resume_key` tell
+    /// where to go on. With `reverse`, in descending order from the end.
+    pub async fn scan_page_with(
+        &self,
+        start: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+        limit: u32,
+        consistency: Consistency,
+        reverse: bool,
+    ) -> Result<ScanPage> {
+        let (start, end) = (start.as_ref().to_vec(), end.as_ref().to_vec());
+        let route = if reverse {
+            Route::Key {
+                key: end.clone(),
+                before: true,
+            }
+        } else {
+            Self::key_route(&start)
+        };
+        self.run(route, Retry::Always, |ch, c| {
+            let req = pb::ScanRequest {
+                target: c.map(|c| c.target()),
+                start: start.clone(),
+                end: end.clone(),
+                limit,
+                consistency: consistency as i32,
+                reverse,
+            };
+            async move {
+                let r = Self::kv(ch).scan(req).await?.into_inner();
+                Ok(ScanPage {
+                    kvs: r.kvs,
+                    more: r.more,
+                    resume_key: r.resume_key,
+                })
+            }
+        })
+        .await
+    }
+
+    /// One page of `[start, end)` in key order (see [`Client::scan_page_with`]).
     pub async fn scan_page(
         &self,
         start: impl AsRef<[u8]>,
@@ -430,36 +672,33 @@ impl Client {
         limit: u32,
         consistency: Consistency,
     ) -> Result<ScanPage> {
-        let req = pb::ScanRequest {
-            target: None,
-            start: start.as_ref().to_vec(),
-            end: end.as_ref().to_vec(),
-            limit,
-            consistency: consistency as i32,
-        };
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
-            async move {
-                let r = Self::kv(ch).scan(req).await?.into_inner();
-                Ok(ScanPage {
-                    kvs: r.kvs,
-                    more: r.more,
-                })
-            }
-        })
-        .await
+        self.scan_page_with(start, end, limit, consistency, false)
+            .await
     }
 
     /// Every pair of `[start, end)` in key order, up to `limit` (0: no limit),
-    /// fetched page by page.
+    /// fetched page by page and range by range.
     pub async fn scan(
         &self,
         start: impl AsRef<[u8]>,
         end: impl AsRef<[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>> {
-        let end = end.as_ref().to_vec();
-        let mut from = start.as_ref().to_vec();
+        self.scan_with(start, end, limit, Consistency::Linearizable, false)
+            .await
+    }
+
+    /// As [`Client::scan`], with a consistency and, with `reverse`, in descending key
+    /// order (the last `limit` pairs of the span, last first).
+    pub async fn scan_with(
+        &self,
+        start: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+        limit: usize,
+        consistency: Consistency,
+        reverse: bool,
+    ) -> Result<Vec<KeyValue>> {
+        let (mut lo, mut hi) = (start.as_ref().to_vec(), end.as_ref().to_vec());
         let mut out = Vec::new();
         loop {
             let want = if limit == 0 {
@@ -468,56 +707,113 @@ impl Client {
                 (limit - out.len()).min(u32::MAX as usize) as u32
             };
             let page = self
-                .scan_page(&from, &end, want, Consistency::Linearizable)
+                .scan_page_with(&lo, &hi, want, consistency, reverse)
                 .await?;
-            let more = page.more;
-            if let Some(last) = page.kvs.last() {
-                from = key_after(&last.key);
-            }
             out.extend(page.kvs);
-            if !more || (limit != 0 && out.len() >= limit) {
-                out.truncate(if limit == 0 { out.len() } else { limit });
+            if limit != 0 && out.len() >= limit {
+                out.truncate(limit);
                 return Ok(out);
+            }
+            if !page.more {
+                return Ok(out);
+            }
+            if reverse {
+                hi = page.resume_key;
+                if hi.as_slice() <= lo.as_slice() {
+                    return Ok(out);
+                }
+            } else {
+                lo = page.resume_key;
+                if !hi.is_empty() && lo >= hi {
+                    return Ok(out);
+                }
             }
         }
     }
 
-    /// Deletes every key of `[start, end)`; returns how many were deleted.
+    /// Deletes every key of `[start, end)`; returns how many were deleted. Each range
+    /// the span crosses deletes its part atomically; the parts apply one after the
+    /// other.
     pub async fn delete_range(
         &self,
         start: impl AsRef<[u8]>,
         end: impl AsRef<[u8]>,
     ) -> Result<u64> {
-        let (id, _in_flight) = self.request_id();
-        let req = pb::DeleteRangeRequest {
-            target: None,
-            start: start.as_ref().to_vec(),
-            end: end.as_ref().to_vec(),
-            request_id: Some(id),
-        };
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
-            async move { Ok(Self::kv(ch).delete_range(req).await?.into_inner().deleted) }
-        })
-        .await
+        let end = end.as_ref().to_vec();
+        let mut lo = start.as_ref().to_vec();
+        let mut total = 0;
+        loop {
+            let (id, _in_flight) = self.request_id();
+            // The part in the range holding `lo`, as routed on each attempt.
+            let reached = std::sync::Arc::new(Mutex::new(Vec::new()));
+            let deleted = self
+                .run(Self::key_route(&lo), Retry::Always, |ch, c| {
+                    let part_end = match &c {
+                        Some(c)
+                            if !c.desc.end.is_empty() && (end.is_empty() || c.desc.end < end) =>
+                        {
+                            c.desc.end.clone()
+                        }
+                        _ => end.clone(),
+                    };
+                    *reached.lock().unwrap_or_else(|p| p.into_inner()) = part_end.clone();
+                    let req = pb::DeleteRangeRequest {
+                        target: c.map(|c| c.target()),
+                        start: lo.clone(),
+                        end: part_end,
+                        request_id: Some(id),
+                    };
+                    async move { Ok(Self::kv(ch).delete_range(req).await?.into_inner().deleted) }
+                })
+                .await?;
+            total += deleted;
+            let part_end = reached.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if part_end == end || part_end.is_empty() {
+                return Ok(total);
+            }
+            lo = part_end;
+        }
     }
 
-    /// Applies `ops` atomically; returns the version they were written at.
+    /// Refuses a request whose keys fall in more than one range of `c`.
+    fn one_range(c: &Option<CachedRange>, keys: &[Vec<u8>]) -> Result<(), tonic::Status> {
+        let Some(c) = c else { return Ok(()) };
+        if keys.iter().all(|k| c.contains(k)) {
+            return Ok(());
+        }
+        Err(shoal_proto::error::status(
+            Code::InvalidArgument,
+            codes::CROSS_RANGE,
+            format!(
+                "the keys fall in more than one range (range {} holds only part of them): a batch or transaction must stay within one range",
+                c.desc.range_id
+            ),
+            None,
+        ))
+    }
+
+    /// Applies `ops` atomically; returns the version they were written at. Every key
+    /// must be in one range.
     pub async fn batch(&self, ops: Vec<WriteOp>) -> Result<u64> {
         let (id, _in_flight) = self.request_id();
-        let req = pb::BatchRequest {
-            target: None,
-            ops,
-            request_id: Some(id),
-        };
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
-            async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
+        let keys: Vec<Vec<u8>> = ops.iter().filter_map(write_op_key).collect();
+        let first = keys.first().cloned().unwrap_or_default();
+        self.run(Self::key_route(&first), Retry::Always, |ch, c| {
+            let check = Self::one_range(&c, &keys);
+            let req = pb::BatchRequest {
+                target: c.map(|c| c.target()),
+                ops: ops.clone(),
+                request_id: Some(id),
+            };
+            async move {
+                check?;
+                Ok(Self::kv(ch).batch(req).await?.into_inner().version)
+            }
         })
         .await
     }
 
-    /// An etcd-style transaction.
+    /// An etcd-style transaction. Every key must be in one range.
     pub async fn txn(
         &self,
         compares: Vec<Compare>,
@@ -525,17 +821,26 @@ impl Client {
         failure: Vec<TxnOp>,
     ) -> Result<TxnResponse> {
         let (id, _in_flight) = self.request_id();
-        let req = pb::TxnRequest {
-            target: None,
-            compares,
-            success,
-            failure,
-            request_id: Some(id),
-        };
+        let keys: Vec<Vec<u8>> = compares
+            .iter()
+            .map(|c| c.key.clone())
+            .chain(success.iter().chain(failure.iter()).filter_map(txn_op_key))
+            .collect();
+        let first = keys.first().cloned().unwrap_or_default();
         // Retries carry the same request id: the cluster applies the transaction once.
-        self.run(Retry::Always, |ch| {
-            let req = req.clone();
-            async move { Ok(Self::kv(ch).txn(req).await?.into_inner()) }
+        self.run(Self::key_route(&first), Retry::Always, |ch, c| {
+            let check = Self::one_range(&c, &keys);
+            let req = pb::TxnRequest {
+                target: c.map(|c| c.target()),
+                compares: compares.clone(),
+                success: success.clone(),
+                failure: failure.clone(),
+                request_id: Some(id),
+            };
+            async move {
+                check?;
+                Ok(Self::kv(ch).txn(req).await?.into_inner())
+            }
         })
         .await
     }
@@ -591,7 +896,7 @@ impl Client {
 
     /// The nodes of the cluster.
     pub async fn nodes(&self) -> Result<pb::NodesResponse> {
-        self.run(Retry::Always, |ch| async move {
+        self.run(Route::Any, Retry::Always, |ch, _| async move {
             Ok(Self::admin(ch)
                 .nodes(pb::NodesRequest {})
                 .await?
@@ -602,7 +907,7 @@ impl Client {
 
     /// Every range: descriptor, leader, approximate size.
     pub async fn ranges(&self) -> Result<pb::RangesResponse> {
-        self.run(Retry::Always, |ch| async move {
+        self.run(Route::Any, Retry::Always, |ch, _| async move {
             Ok(Self::admin(ch)
                 .ranges(pb::RangesRequest {})
                 .await?
@@ -615,17 +920,41 @@ impl Client {
     pub async fn range_lookup(&self, key: impl AsRef<[u8]>) -> Result<pb::RangeLookupResponse> {
         let req = pb::RangeLookupRequest {
             key: key.as_ref().to_vec(),
+            before: false,
         };
-        self.run(Retry::Always, |ch| {
+        self.run(Route::Any, Retry::Always, |ch, _| {
             let req = req.clone();
             async move { Ok(Self::admin(ch).range_lookup(req).await?.into_inner()) }
         })
         .await
     }
 
+    /// Splits the range holding `key` at `key`; returns both halves.
+    pub async fn split_range(
+        &self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<(pb::RangeDescriptor, pb::RangeDescriptor)> {
+        let key = key.as_ref().to_vec();
+        let r = self
+            .run(Self::key_route(&key), Retry::Always, |ch, _| {
+                let req = pb::SplitRangeRequest { key: key.clone() };
+                async move { Ok(Self::admin(ch).split_range(req).await?.into_inner()) }
+            })
+            .await?;
+        for d in [&r.left, &r.right].into_iter().flatten() {
+            self.cache_range(d.clone(), None);
+        }
+        match (r.left, r.right) {
+            (Some(l), Some(r)) => Ok((l, r)),
+            _ => Err(Error::Unavailable(
+                "split answered without descriptors".into(),
+            )),
+        }
+    }
+
     /// Removes a node from the cluster's membership.
     pub async fn remove_node(&self, node_id: u64) -> Result<()> {
-        self.run(Retry::IfNotSent, |ch| async move {
+        self.run(Route::Any, Retry::IfNotSent, |ch, _| async move {
             Self::admin(ch)
                 .remove_node(pb::RemoveNodeRequest { node_id })
                 .await?;
@@ -656,6 +985,25 @@ impl Client {
         let mut req = tonic::Request::new(pb::InitRequest {});
         req.set_timeout(Duration::from_secs(60));
         Self::direct(addr, Duration::from_secs(65), c.init(req)).await
+    }
+}
+
+fn write_op_key(op: &WriteOp) -> Option<Vec<u8>> {
+    use pb::write_op::Op;
+    match op.op.as_ref()? {
+        Op::Put(p) => Some(p.key.clone()),
+        Op::Delete(d) => Some(d.key.clone()),
+        Op::DeleteRange(d) => Some(d.start.clone()),
+    }
+}
+
+fn txn_op_key(op: &TxnOp) -> Option<Vec<u8>> {
+    use pb::txn_op::Op;
+    match op.op.as_ref()? {
+        Op::Put(p) => Some(p.key.clone()),
+        Op::Delete(d) => Some(d.key.clone()),
+        Op::DeleteRange(d) => Some(d.start.clone()),
+        Op::Get(g) => Some(g.key.clone()),
     }
 }
 

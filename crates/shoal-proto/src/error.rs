@@ -16,6 +16,12 @@ pub mod codes {
     /// A key of the request is outside the range it named.
     pub const KEY_NOT_IN_RANGE: &str = "KEY_NOT_IN_RANGE";
     pub const WRONG_NODE: &str = "WRONG_NODE";
+    /// A batch or transaction whose keys fall in more than one range (cross-range
+    /// transactions are not supported yet).
+    pub const CROSS_RANGE: &str = "CROSS_RANGE";
+    /// A replica cannot be created or filled here yet: the node still holds a replica
+    /// whose span overlaps it (it catches up or is removed, and the sender retries).
+    pub const RANGE_OVERLAP: &str = "RANGE_OVERLAP";
     pub const NO_QUORUM: &str = "NO_QUORUM";
     pub const EMPTY_KEY: &str = "EMPTY_KEY";
     pub const KEY_TOO_LARGE: &str = "KEY_TOO_LARGE";

@@ -16,6 +16,19 @@ pub enum Command {
     },
     /// Allocates a node id, never given before (meta range only).
     AllocNodeId,
+    /// Allocates a range id, never given before (meta range only).
+    AllocRangeId,
+    /// Records descriptors in the meta range's routing table, each only if it is newer
+    /// than the one recorded (meta range only).
+    PutDescriptors(Vec<crate::RangeDescriptor>),
+    /// Splits the range at `key`: it keeps `[start, key)` and the new range
+    /// `new_range_id` takes `[key, end)` on the same replicas. Refused unless the range
+    /// is still at epoch version `expected_version` and `key` falls strictly inside it.
+    Split {
+        key: Vec<u8>,
+        new_range_id: u64,
+        expected_version: u64,
+    },
     /// `cmd`, applied at most once per (client_id, seq): a retried request gets the
     /// answer of its first application. Answers kept below `acked_below` are dropped
     /// (the client has them).
@@ -43,6 +56,9 @@ impl std::fmt::Display for Command {
                 failure.len()
             ),
             Command::AllocNodeId => write!(f, "alloc-node-id"),
+            Command::AllocRangeId => write!(f, "alloc-range-id"),
+            Command::PutDescriptors(d) => write!(f, "put-descriptors({})", d.len()),
+            Command::Split { new_range_id, .. } => write!(f, "split(right: {new_range_id})"),
             Command::Once {
                 client_id,
                 seq,
@@ -119,6 +135,11 @@ pub enum OpResult {
     Get(Option<Found>),
     /// An allocated node id.
     NodeId(u64),
+    /// An allocated range id.
+    RangeId(u64),
+    /// The command was refused and changed nothing: a data command touching keys the
+    /// range does not hold (any more), or a split that no longer applies.
+    Refused(String),
 }
 
 /// A key read by a transaction's get.
@@ -137,6 +158,73 @@ pub struct CommandResponse {
     /// For a transaction: whether every compare held.
     pub succeeded: bool,
     pub results: Vec<OpResult>,
+}
+
+/// A key or a span `[start, end)` a command reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch<'a> {
+    Key(&'a [u8]),
+    Span(&'a [u8], &'a [u8]),
+}
+
+impl WriteOp {
+    pub fn touch(&self) -> Touch<'_> {
+        match self {
+            WriteOp::Put { key, .. } | WriteOp::Delete { key } => Touch::Key(key),
+            WriteOp::DeleteRange { start, end } => Touch::Span(start, end),
+        }
+    }
+}
+
+impl TxnOp {
+    pub fn touch(&self) -> Touch<'_> {
+        match self {
+            TxnOp::Write(w) => w.touch(),
+            TxnOp::Get { key } => Touch::Key(key),
+        }
+    }
+}
+
+impl Command {
+    /// The user keys and spans the command touches (none for a system command).
+    pub fn touches(&self) -> Vec<Touch<'_>> {
+        match self {
+            Command::Write(ops) => ops.iter().map(WriteOp::touch).collect(),
+            Command::Txn {
+                compares,
+                success,
+                failure,
+            } => compares
+                .iter()
+                .map(|c| Touch::Key(&c.key))
+                .chain(success.iter().chain(failure.iter()).map(TxnOp::touch))
+                .collect(),
+            Command::Once { cmd, .. } => cmd.touches(),
+            Command::AllocNodeId
+            | Command::AllocRangeId
+            | Command::PutDescriptors(_)
+            | Command::Split { .. } => Vec::new(),
+        }
+    }
+
+    /// Whether the command is kept by the meta range alone.
+    pub fn is_meta_only(&self) -> bool {
+        match self {
+            Command::AllocNodeId | Command::AllocRangeId | Command::PutDescriptors(_) => true,
+            Command::Once { cmd, .. } => cmd.is_meta_only(),
+            _ => false,
+        }
+    }
+}
+
+impl Touch<'_> {
+    /// Whether the key or span falls inside `d`.
+    pub fn inside(&self, d: &crate::RangeDescriptor) -> bool {
+        match *self {
+            Touch::Key(k) => d.contains(k),
+            Touch::Span(s, e) => d.contains_span(s, e),
+        }
+    }
 }
 
 impl Compare {
@@ -166,6 +254,8 @@ const MAX_ANSWER_DROPS: u64 = 1024;
 
 /// System key of the next node id to allocate.
 const NEXT_NODE_ID: &[u8] = b"next_node_id";
+/// System key of the next range id to allocate.
+const NEXT_RANGE_ID: &[u8] = b"next_range_id";
 
 /// Applies `cmd` at log `index` into `batch`, reading current state from `engine`.
 /// `max_member_id` is the largest node id of the range's membership.
@@ -227,25 +317,47 @@ pub fn apply(
             acked_below,
             cmd,
         } => {
-            use shoal_storage::keys::{request_key, requests_low_key};
-            // Drop the answers the client has received: point deletes from the last
-            // reported low mark (range tombstones, one per write, would slow every read).
-            let low_key = requests_low_key(*client_id);
-            let low = engine
-                .get_system(&low_key)?
+            use shoal_storage::keys::{request_suffix, requests_low_suffix, REQUEST_PREFIX};
+            let range_id = batch.range_id();
+            // Drop the answers the client has received: point deletes of the kept
+            // answers from the last reported low mark (range tombstones, one per write,
+            // would slow every read), at most MAX_ANSWER_DROPS per command.
+            let low_key = requests_low_suffix(*client_id);
+            let mut low = engine
+                .get_range_local(range_id, &low_key)?
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map_or(0, u64::from_be_bytes);
-            let mut low = low;
             if *acked_below > low {
-                let upto = (*acked_below).min(low.saturating_add(MAX_ANSWER_DROPS));
-                for s in low..upto {
-                    batch.delete_system(engine, &request_key(*client_id, s));
+                let mut prefix = REQUEST_PREFIX.to_vec();
+                prefix.extend_from_slice(&client_id.to_be_bytes());
+                let from = request_suffix(*client_id, low);
+                let kept = engine.scan_range_local(
+                    range_id,
+                    &prefix,
+                    Some(&from),
+                    MAX_ANSWER_DROPS as usize + 1,
+                )?;
+                let mut upto = *acked_below;
+                for (n, (suffix, _)) in kept.iter().enumerate() {
+                    let s = suffix
+                        .len()
+                        .checked_sub(8)
+                        .and_then(|at| <[u8; 8]>::try_from(&suffix[at..]).ok())
+                        .map_or(u64::MAX, u64::from_be_bytes);
+                    if s >= *acked_below {
+                        break;
+                    }
+                    if n as u64 == MAX_ANSWER_DROPS {
+                        upto = s;
+                        break;
+                    }
+                    batch.delete_range_local(engine, range_id, suffix);
                 }
-                batch.put_system(engine, &low_key, &upto.to_be_bytes());
+                batch.put_range_local(engine, range_id, &low_key, &upto.to_be_bytes());
                 low = upto;
             }
-            let key = request_key(*client_id, *seq);
-            if let Some(kept) = engine.get_system(&key)? {
+            let key = request_suffix(*client_id, *seq);
+            if let Some(kept) = engine.get_range_local(range_id, &key)? {
                 // A retry of a request already applied: its first answer, no effect.
                 return postcard::from_bytes(&kept).map_err(|e| {
                     shoal_storage::StorageError::Corrupt {
@@ -267,7 +379,7 @@ pub fn apply(
                     what: "request answer",
                     detail: e.to_string(),
                 })?;
-            batch.put_system(engine, &key, &kept);
+            batch.put_range_local(engine, range_id, &key, &kept);
             return Ok(inner);
         }
         Command::AllocNodeId => {
@@ -278,6 +390,46 @@ pub fn apply(
             let id = stored.max(max_member_id + 1);
             batch.put_system(engine, NEXT_NODE_ID, &(id + 1).to_be_bytes());
             resp.results.push(OpResult::NodeId(id));
+        }
+        Command::AllocRangeId => {
+            let id = engine
+                .get_system(NEXT_RANGE_ID)?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(crate::FIRST_RANGE_ID + 1, u64::from_be_bytes);
+            batch.put_system(engine, NEXT_RANGE_ID, &(id + 1).to_be_bytes());
+            resp.results.push(OpResult::RangeId(id));
+        }
+        Command::PutDescriptors(descriptors) => {
+            use shoal_storage::keys::range_descriptor_key;
+            let mut written = 0;
+            for d in descriptors {
+                let key = range_descriptor_key(d.range_id);
+                let newer = match engine.get_system(&key)? {
+                    None => true,
+                    Some(b) => match postcard::from_bytes::<crate::RangeDescriptor>(&b) {
+                        Ok(cur) => d.supersedes(&cur),
+                        Err(_) => true,
+                    },
+                };
+                if newer {
+                    let bytes = postcard::to_stdvec(d).map_err(|e| {
+                        shoal_storage::StorageError::Corrupt {
+                            what: "range descriptor",
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    batch.put_system(engine, &key, &bytes);
+                    written += 1;
+                }
+            }
+            resp.results.push(OpResult::Deleted(written));
+        }
+        Command::Split { .. } => {
+            // Applied by the state machine, which owns the descriptors.
+            resp.succeeded = false;
+            resp.results.push(OpResult::Refused(
+                "a split applies in its state machine".into(),
+            ));
         }
     }
     Ok(resp)
@@ -465,12 +617,12 @@ mod tests {
         // Once the client reports request 1 answered, its record is dropped.
         run(&e, 8, once("second", 2, 2));
         assert_eq!(
-            e.get_system(&shoal_storage::keys::request_key(9, 1))
+            e.get_range_local(1, &shoal_storage::keys::request_suffix(9, 1))
                 .unwrap(),
             None
         );
         assert!(e
-            .get_system(&shoal_storage::keys::request_key(9, 2))
+            .get_range_local(1, &shoal_storage::keys::request_suffix(9, 2))
             .unwrap()
             .is_some());
     }

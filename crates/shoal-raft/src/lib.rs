@@ -34,16 +34,18 @@ pub mod types;
 pub mod wal_sync;
 
 pub use command::{
-    Command, CommandResponse, Compare, CompareOp, CompareTarget, Found, OpResult, TxnOp, WriteOp,
+    Command, CommandResponse, Compare, CompareOp, CompareTarget, Found, OpResult, Touch, TxnOp,
+    WriteOp,
 };
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
-pub use range::{RangeDescriptor, RangeEpoch, ReplicaDescriptor};
+pub use range::{RangeDescriptor, RangeEpoch, RangeIndex, ReplicaDescriptor};
 pub use replica::{RaftOptions, ReadError, Replica, ReplicaEnv, Router};
 pub use service::{read_error, NodeHooks, RaftService};
-pub use state_machine::{SnapshotFile, StateMachine};
+pub use state_machine::{RangeEvent, SnapshotFile, StateMachine};
 pub use types::*;
 pub use wal_sync::WalSyncer;
 
-/// The first range: until ranges split, it covers the whole key space.
+/// The first range ("meta"): it covers the start of the key space and keeps the
+/// cluster's system keys (the routing table of range descriptors, id counters).
 pub const FIRST_RANGE_ID: u64 = 1;

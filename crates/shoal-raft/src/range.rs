@@ -1,11 +1,14 @@
-//! Range descriptors: what a range covers, which nodes replicate it, and its epoch.
+//! Range descriptors: what a range covers, which nodes replicate it, and its epoch;
+//! and [`RangeIndex`], a node's map from keys to the ranges it holds.
 //!
-//! A descriptor lives in the meta range's system keys
-//! ([`shoal_storage::keys::range_descriptor_key`]). It changes only through a
-//! range's own log, so every replica holds the same one at the same index: the state
-//! machine rewrites it, in the batch of the entry itself, when a membership entry is
-//! applied (`conf_ver` + 1). `version` will count splits and merges. A request that
-//! names an older epoch than the range's current one was routed with stale
+//! A range's descriptor is one of its own replicated keys
+//! ([`shoal_storage::keys::DESCRIPTOR_SUFFIX`]): it changes only through the range's
+//! log, so every replica holds the same one at the same index. The state machine
+//! rewrites it in the batch of the entry itself: a membership entry bumps `conf_ver`,
+//! a split bumps `version` on both halves. The meta range keeps a copy of every
+//! descriptor as the cluster's routing table ([`shoal_storage::keys::range_descriptor_key`]),
+//! reported by each range's leader and only ever replaced by a newer epoch. A request
+//! that names an older epoch than the range's current one was routed with stale
 //! knowledge.
 
 use serde::{Deserialize, Serialize};
@@ -64,6 +67,57 @@ impl RangeDescriptor {
             && (self.end.is_empty() || (!end.is_empty() && end <= self.end.as_slice()))
     }
 
+    /// Whether `key` falls strictly inside the range: a key the range can split at.
+    pub fn splits_at(&self, key: &[u8]) -> bool {
+        key > self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+
+    /// The span the range covers.
+    pub fn span(&self) -> KeySpan {
+        KeySpan {
+            start: self.start.clone(),
+            end: self.end.clone(),
+        }
+    }
+
+    /// Whether this descriptor is newer than `other` (of the same range): neither
+    /// part of its epoch older, and not the same.
+    pub fn supersedes(&self, other: &RangeDescriptor) -> bool {
+        self.epoch.version >= other.epoch.version
+            && self.epoch.conf_ver >= other.epoch.conf_ver
+            && self != other
+    }
+
+    /// The two halves of a split at `key`: this range keeps `[start, key)`, the new
+    /// range `right_id` takes `[key, end)` on the same replicas. Both get the next
+    /// `version`.
+    pub fn split(&self, key: &[u8], right_id: u64) -> (Self, Self) {
+        let epoch = RangeEpoch {
+            version: self.epoch.version + 1,
+            conf_ver: self.epoch.conf_ver,
+        };
+        let left = Self {
+            end: key.to_vec(),
+            epoch,
+            ..self.clone()
+        };
+        let right = Self {
+            range_id: right_id,
+            start: key.to_vec(),
+            end: self.end.clone(),
+            epoch,
+            replicas: self.replicas.clone(),
+        };
+        (left, right)
+    }
+
+    /// Whether `[start, end)` (empty `end`: unbounded) overlaps the range.
+    pub fn overlaps(&self, start: &[u8], end: &[u8]) -> bool {
+        let starts_before_our_end = self.end.is_empty() || start < self.end.as_slice();
+        let ends_after_our_start = end.is_empty() || end > self.start.as_slice();
+        starts_before_our_end && ends_after_our_start
+    }
+
     /// The descriptor once `membership` is applied: its voters and learners, and the
     /// next `conf_ver`.
     pub fn with_membership(&self, membership: &StoredMembership) -> Self {
@@ -85,6 +139,64 @@ impl RangeDescriptor {
             replicas,
             ..self.clone()
         }
+    }
+}
+
+/// A node's ranges by span: which of its replicas holds a key. Kept up to date by the
+/// state machines as their descriptors change.
+#[derive(Debug, Default)]
+pub struct RangeIndex {
+    inner: std::sync::RwLock<IndexInner>,
+}
+
+#[derive(Debug, Default)]
+struct IndexInner {
+    /// start -> (end, range id)
+    by_start: std::collections::BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
+    /// range id -> start
+    starts: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+impl RangeIndex {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::default())
+    }
+
+    /// Records (or, with `None`, forgets) the span of `range_id`.
+    pub fn set(&self, range_id: u64, d: Option<&RangeDescriptor>) {
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(start) = g.starts.remove(&range_id) {
+            if g.by_start
+                .get(&start)
+                .is_some_and(|(_, id)| *id == range_id)
+            {
+                g.by_start.remove(&start);
+            }
+        }
+        if let Some(d) = d {
+            g.starts.insert(range_id, d.start.clone());
+            g.by_start
+                .insert(d.start.clone(), (d.end.clone(), range_id));
+        }
+    }
+
+    /// The range holding `key`, if this node holds one.
+    pub fn lookup(&self, key: &[u8]) -> Option<u64> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let (_, (end, id)) = g.by_start.range(..=key.to_vec()).next_back()?;
+        (end.is_empty() || key < end.as_slice()).then_some(*id)
+    }
+
+    /// The ranges whose spans overlap `[start, end)`, in key order.
+    pub fn overlapping(&self, start: &[u8], end: &[u8]) -> Vec<u64> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.by_start
+            .iter()
+            .filter(|(s, (e, _))| {
+                (e.is_empty() || start < e.as_slice()) && (end.is_empty() || end > s.as_slice())
+            })
+            .map(|(_, (_, id))| *id)
+            .collect()
     }
 }
 
@@ -111,5 +223,34 @@ mod tests {
         assert!(d.contains_span(b"b", b"m") && d.contains_span(b"c", b"d"));
         assert!(!d.contains_span(b"c", b"") && !d.contains_span(b"c", b"n"));
         assert!(!d.contains_span(b"a", b"c"));
+    }
+
+    #[test]
+    fn a_split_cuts_the_span_and_bumps_both_versions() {
+        let d = RangeDescriptor::new(1, &KeySpan::all());
+        assert!(!d.splits_at(b"") && d.splits_at(b"m"));
+        let (l, r) = d.split(b"m", 7);
+        assert_eq!(
+            (l.start.as_slice(), l.end.as_slice()),
+            (&b""[..], &b"m"[..])
+        );
+        assert_eq!(
+            (r.range_id, r.start.as_slice(), r.end.as_slice()),
+            (7, &b"m"[..], &b""[..])
+        );
+        assert_eq!(l.epoch.version, 2);
+        assert_eq!(l.epoch, r.epoch);
+        assert!(l.supersedes(&d) && !d.supersedes(&l) && !l.supersedes(&l));
+        let idx = RangeIndex::new();
+        idx.set(1, Some(&l));
+        idx.set(7, Some(&r));
+        assert_eq!(idx.lookup(b"a"), Some(1));
+        assert_eq!(idx.lookup(b"m"), Some(7));
+        assert_eq!(idx.lookup(b"\xff"), Some(7));
+        assert_eq!(idx.overlapping(b"l", b"n"), vec![1, 7]);
+        assert_eq!(idx.overlapping(b"m", b""), vec![7]);
+        idx.set(7, None);
+        assert_eq!(idx.lookup(b"z"), None);
+        assert!(r.overlaps(b"a", b"") && !r.overlaps(b"a", b"m") && r.overlaps(b"l", b"n"));
     }
 }

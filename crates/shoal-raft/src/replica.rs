@@ -11,7 +11,7 @@ use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
 use openraft::{Config, ReadPolicy, SnapshotPolicy};
 use shoal_proto::error::{codes, detail};
 use shoal_proto::v1::{error_detail, RaftMessage};
-use shoal_storage::{Engine, KeySpan};
+use shoal_storage::Engine;
 
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerPool};
@@ -86,6 +86,10 @@ pub struct ReplicaEnv {
     pub pool: Arc<PeerPool>,
     pub snapshot_root: PathBuf,
     pub opts: RaftOptions,
+    /// The node's ranges by span, kept up to date by the state machines.
+    pub index: Arc<crate::RangeIndex>,
+    /// Where state machines report new ranges (splits).
+    pub events: tokio::sync::mpsc::UnboundedSender<crate::RangeEvent>,
 }
 
 /// Why a linearizable read cannot be served here now.
@@ -130,13 +134,13 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    /// A copy of the replica's current Raft metrics.
-    /// This replica's descriptor of its range (see [`StateMachine::descriptor_or`]).
-    pub fn descriptor(&self) -> std::io::Result<crate::RangeDescriptor> {
-        self.state_machine
-            .descriptor_or(&self.metrics().membership_config)
+    /// This replica's descriptor of its range, once it has one (an empty replica
+    /// waiting for its first snapshot has none).
+    pub fn descriptor(&self) -> Option<crate::RangeDescriptor> {
+        self.state_machine.descriptor()
     }
 
+    /// A copy of the replica's current Raft metrics.
     pub fn metrics(&self) -> crate::RaftMetrics {
         use openraft::async_runtime::WatchReceiver;
         self.raft.metrics().borrow_watched().clone()
@@ -147,12 +151,17 @@ impl Replica {
         env: &ReplicaEnv,
         node_id: NodeId,
         range_id: u64,
-        span: KeySpan,
     ) -> Result<Arc<Self>, ReplicaError> {
         let (engine, pool) = (env.engine.clone(), env.pool.clone());
         let config = Arc::new(env.opts.config()?);
         let log = LogStore::new(engine.clone(), range_id, env.syncer.clone());
-        let sm = StateMachine::open(engine.clone(), range_id, span, &env.snapshot_root)?;
+        let sm = StateMachine::open_with(
+            engine.clone(),
+            range_id,
+            &env.snapshot_root,
+            Some(env.index.clone()),
+            Some(env.events.clone()),
+        )?;
         let raft = Raft::new(
             node_id,
             config,
@@ -295,15 +304,34 @@ impl Replica {
     }
 }
 
-/// The node's replicas, by range id.
+/// The node's replicas, by range id, and by span through [`Router::index`].
 #[derive(Debug, Default)]
 pub struct Router {
     replicas: RwLock<HashMap<u64, Arc<Replica>>>,
+    pub index: Arc<crate::RangeIndex>,
 }
 
 impl Router {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// The replica holding `key`, if this node holds one.
+    pub fn lookup(&self, key: &[u8]) -> Option<Arc<Replica>> {
+        self.get(self.index.lookup(key)?)
+    }
+
+    /// Forgets a replica (it is being destroyed).
+    pub fn remove(&self, range_id: u64) -> Option<Arc<Replica>> {
+        let r = self
+            .replicas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&range_id);
+        if let Some(r) = &r {
+            r.state_machine.unindex();
+        }
+        r
     }
 
     pub fn get(&self, range_id: u64) -> Option<Arc<Replica>> {

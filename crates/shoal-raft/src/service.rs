@@ -25,6 +25,12 @@ pub trait NodeHooks: Send + Sync + 'static {
     async fn hello(&self) -> HelloResponse;
     async fn bootstrap(&self, req: BootstrapRequest) -> Result<(), Status>;
     async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status>;
+    /// On the meta range's leader: a new range id.
+    async fn alloc_range_id(&self) -> Result<u64, Status>;
+    /// On the meta range's leader: records reported descriptors in the routing table.
+    async fn report_ranges(&self, descriptors: Vec<crate::RangeDescriptor>) -> Result<(), Status>;
+    /// Creates an empty replica of the range `d` describes on this node.
+    async fn create_replica(&self, d: crate::RangeDescriptor) -> Result<(), Status>;
 }
 
 /// The `Raft` gRPC service.
@@ -206,6 +212,39 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
                 None,
             ));
         }
+        // A snapshot whose span overlaps another replica of this node (one that has not
+        // yet applied the split that made this range, or that is being removed) must
+        // wait: installing it would mix the two ranges' keys.
+        let check = path.clone();
+        let desc = tokio::task::spawn_blocking(move || {
+            crate::StateMachine::snapshot_descriptor(range_id, &check)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("reading the snapshot's descriptor: {e}")))?;
+        if let Some(d) = &desc {
+            let others: Vec<u64> = self
+                .router
+                .index
+                .overlapping(&d.start, &d.end)
+                .into_iter()
+                .filter(|id| *id != range_id)
+                .collect();
+            if !others.is_empty() {
+                let _ = tokio::fs::remove_file(&path).await;
+                tracing::info!(
+                    range_id,
+                    ?others,
+                    "refusing a snapshot that overlaps other replicas here, for now"
+                );
+                return Err(status(
+                    Code::Unavailable,
+                    codes::RANGE_OVERLAP,
+                    format!("ranges {others:?} on this node overlap range {range_id}'s span"),
+                    None,
+                ));
+            }
+        }
         tracing::info!(range_id, bytes = received, "snapshot received");
         let snapshot = Snapshot {
             meta,
@@ -233,5 +272,42 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         Ok(Response::new(self.hooks.join(req.into_inner()).await?))
+    }
+
+    async fn alloc_range_id(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let id = self.hooks.alloc_range_id().await?;
+        reply(m.range_id, &id)
+    }
+
+    async fn report_ranges(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let descriptors: Vec<crate::RangeDescriptor> = decode(&m.payload).map_err(bad_payload)?;
+        self.hooks.report_ranges(descriptors).await?;
+        reply(m.range_id, &())
+    }
+
+    async fn create_replica(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let d: crate::RangeDescriptor = decode(&m.payload).map_err(bad_payload)?;
+        if d.range_id != m.range_id {
+            return Err(status(
+                Code::InvalidArgument,
+                codes::INVALID_ARGUMENT,
+                "the descriptor names another range than the message",
+                None,
+            ));
+        }
+        self.hooks.create_replica(d).await?;
+        reply(m.range_id, &())
     }
 }

@@ -1,5 +1,11 @@
 //! A range's state machine: applies commands to the store and keeps its snapshots.
 //!
+//! It owns the range's descriptor (one of the range's replicated keys): a membership
+//! entry rewrites its replicas, a split cuts its span and creates the right half's
+//! replica state in the same write batch. Every data command is checked against the
+//! descriptor when it applies, so a write that was routed before a split and committed
+//! after it is refused rather than written into the other half's keys.
+//!
 //! Snapshots are files under `<snapshot dir>/range-<id>/`, written from a RocksDB
 //! snapshot by the storage engine. The current snapshot's metadata and file name are
 //! kept in the range's Raft state. Installing a snapshot first records its intent
@@ -8,6 +14,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -16,10 +24,17 @@ use serde::{Deserialize, Serialize};
 use shoal_storage::{keys, Engine, KeySpan, StateKey};
 
 use crate::codec::{decode, encode, io_err};
-use crate::command::{self, CommandResponse};
+use crate::command::{self, Command, CommandResponse, OpResult};
 use crate::failpoints;
-use crate::range::RangeDescriptor;
-use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::range::{RangeDescriptor, RangeIndex};
+use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote};
+
+/// What a state machine tells its node about ranges that appear.
+#[derive(Debug, Clone)]
+pub enum RangeEvent {
+    /// A split applied here created the right half's replica on this node.
+    Split { left: u64, right: RangeDescriptor },
+}
 
 /// A snapshot's data: a file written by the storage engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,34 +52,50 @@ pub struct StoredSnapshot {
 /// The applied state, written in the same batch as the data it describes.
 type Applied = (Option<LogId>, StoredMembership);
 
-/// A range's state machine. Clones share the store.
+/// A range's state machine. Clones share the store and the descriptor.
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     engine: Engine,
     range_id: u64,
-    span: KeySpan,
     /// The meta range also replicates the system keys.
     with_system: bool,
     dir: PathBuf,
+    /// The applied descriptor; `None` until the replica has one (an empty replica
+    /// waiting for its first snapshot).
+    desc: Arc<RwLock<Option<RangeDescriptor>>>,
+    /// Bytes of data applied since the size of the range was last measured.
+    written: Arc<AtomicU64>,
+    index: Option<Arc<RangeIndex>>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<RangeEvent>>,
 }
 
 impl StateMachine {
-    /// Opens the state machine of `range_id` covering `span`, keeping snapshots under
-    /// `snapshot_root`. Finishes a snapshot install a crash interrupted.
-    pub fn open(
+    /// Opens the state machine of `range_id`, keeping snapshots under `snapshot_root`.
+    /// Finishes a snapshot install a crash interrupted.
+    pub fn open(engine: Engine, range_id: u64, snapshot_root: &Path) -> io::Result<Self> {
+        Self::open_with(engine, range_id, snapshot_root, None, None)
+    }
+
+    /// As [`StateMachine::open`], keeping `index` up to date with the range's span and
+    /// reporting splits to `events`.
+    pub fn open_with(
         engine: Engine,
         range_id: u64,
-        span: KeySpan,
         snapshot_root: &Path,
+        index: Option<Arc<RangeIndex>>,
+        events: Option<tokio::sync::mpsc::UnboundedSender<RangeEvent>>,
     ) -> io::Result<Self> {
         let dir = snapshot_root.join(format!("range-{range_id}"));
         std::fs::create_dir_all(dir.join("incoming"))?;
         let sm = Self {
             engine,
             range_id,
-            span,
             with_system: range_id == crate::FIRST_RANGE_ID,
             dir,
+            desc: Arc::new(RwLock::new(None)),
+            written: Arc::new(AtomicU64::new(0)),
+            index,
+            events,
         };
         if let Some(bytes) = sm
             .engine
@@ -77,11 +108,57 @@ impl StateMachine {
         }
         // Files of interrupted transfers and superseded snapshots.
         sm.remove_files_except(sm.current()?.map(|s| s.file).as_deref(), true)?;
+        let stored = sm.stored_descriptor()?;
+        sm.set_descriptor(stored);
         Ok(sm)
     }
 
     pub fn range_id(&self) -> u64 {
         self.range_id
+    }
+
+    /// The range's applied descriptor, if the replica has one yet.
+    pub fn descriptor(&self) -> Option<RangeDescriptor> {
+        self.desc.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Bytes of data applied since the last call.
+    pub fn take_written(&self) -> u64 {
+        self.written.swap(0, Ordering::Relaxed)
+    }
+
+    fn set_descriptor(&self, d: Option<RangeDescriptor>) {
+        if let Some(index) = &self.index {
+            index.set(self.range_id, d.as_ref());
+        }
+        *self.desc.write().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
+    /// Forgets the range's span in the node's index (the replica is going away).
+    pub fn unindex(&self) {
+        if let Some(index) = &self.index {
+            index.set(self.range_id, None);
+        }
+    }
+
+    fn stored_descriptor(&self) -> io::Result<Option<RangeDescriptor>> {
+        match self
+            .engine
+            .get_range_local(self.range_id, keys::DESCRIPTOR_SUFFIX)
+            .map_err(io_err)?
+        {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The span data commands are checked against: the descriptor's, or for the meta
+    /// range before its first membership entry (a store being founded) every key.
+    fn span_descriptor(&self) -> Option<RangeDescriptor> {
+        self.descriptor().or_else(|| {
+            (self.range_id == crate::FIRST_RANGE_ID)
+                .then(|| RangeDescriptor::new(self.range_id, &KeySpan::all()))
+        })
     }
 
     fn applied(&self) -> io::Result<Applied> {
@@ -144,44 +221,87 @@ impl StateMachine {
         format!("{term}-{index}-{:08x}.snap", rand::random::<u32>())
     }
 
-    /// The range's descriptor as the meta range's system keys hold it (only the meta
-    /// range holds descriptors until ranges split).
-    pub fn descriptor(&self) -> io::Result<Option<RangeDescriptor>> {
-        let key = keys::range_descriptor_key(self.range_id);
-        match self.engine.get_system(&key).map_err(io_err)? {
-            Some(b) => Ok(Some(decode(&b)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The stored descriptor or, in a store from before descriptors were kept, the one
-    /// `membership` (the range's current one) describes, until its next change
-    /// writes it down.
-    pub fn descriptor_or(&self, membership: &StoredMembership) -> io::Result<RangeDescriptor> {
-        Ok(self.descriptor()?.unwrap_or_else(|| {
-            RangeDescriptor::new(self.range_id, &self.span).with_membership(membership)
-        }))
-    }
-
     /// Rewrites the descriptor for `membership`, in the batch of the membership entry.
-    fn record_descriptor(
+    fn record_membership(
         &self,
         batch: &mut shoal_storage::DataBatch,
         membership: &StoredMembership,
-    ) -> io::Result<()> {
-        if !self.with_system {
-            return Ok(());
-        }
+    ) -> io::Result<RangeDescriptor> {
         let current = self
-            .descriptor()?
-            .unwrap_or_else(|| RangeDescriptor::new(self.range_id, &self.span));
+            .descriptor()
+            .unwrap_or_else(|| RangeDescriptor::new(self.range_id, &KeySpan::all()));
         let next = current.with_membership(membership);
-        batch.put_system(
+        batch.put_range_local(
             &self.engine,
-            &keys::range_descriptor_key(self.range_id),
+            self.range_id,
+            keys::DESCRIPTOR_SUFFIX,
             &encode(&next)?,
         );
-        Ok(())
+        Ok(next)
+    }
+
+    /// Applies a split at `key` (entry `log_id`) into `batch`: both descriptors, the
+    /// kept request answers copied to the right half (a retry re-routed there must
+    /// find them), and the right half's Raft state, so that its replica starts on
+    /// every node at the same point: log purged up to the split, applied up to it,
+    /// with the range's membership, and a vote of the split's term (a new leader of
+    /// the right half is then elected in a later term, as log ids require).
+    /// Returns the two descriptors, or why the split does not apply.
+    fn apply_split(
+        &self,
+        batch: &mut shoal_storage::DataBatch,
+        log_id: &LogId,
+        membership: &StoredMembership,
+        key: &[u8],
+        new_range_id: u64,
+        expected_version: u64,
+    ) -> io::Result<Result<(RangeDescriptor, RangeDescriptor), String>> {
+        let Some(cur) = self.descriptor() else {
+            return Ok(Err("the range has no descriptor yet".into()));
+        };
+        if cur.epoch.version != expected_version {
+            return Ok(Err(format!(
+                "the range is at epoch version {}, the split expected {expected_version}",
+                cur.epoch.version
+            )));
+        }
+        if !cur.splits_at(key) {
+            return Ok(Err("the split key is not strictly inside the range".into()));
+        }
+        if new_range_id <= crate::FIRST_RANGE_ID || new_range_id == self.range_id {
+            return Ok(Err(format!("{new_range_id} is not a new range id")));
+        }
+        if membership.membership().get_joint_config().len() > 1 {
+            return Ok(Err("a membership change is under way".into()));
+        }
+        let (left, right) = cur.split(key, new_range_id);
+        let e = &self.engine;
+        batch.put_range_local(e, self.range_id, keys::DESCRIPTOR_SUFFIX, &encode(&left)?);
+        batch.put_range_local(e, new_range_id, keys::DESCRIPTOR_SUFFIX, &encode(&right)?);
+        for (suffix, value) in e
+            .scan_range_local(self.range_id, b"req", None, usize::MAX)
+            .map_err(io_err)?
+        {
+            batch.put_range_local(e, new_range_id, &suffix, &value);
+        }
+        let child_membership =
+            StoredMembership::new(Some(*log_id), membership.membership().clone());
+        let applied: Applied = (Some(*log_id), child_membership);
+        batch.put_state_of(e, new_range_id, StateKey::Applied, &encode(&applied)?);
+        batch.put_state_of(e, new_range_id, StateKey::LastPurged, &encode(log_id)?);
+        let vote = Vote::new(log_id.leader_id.term, log_id.leader_id.node_id);
+        batch.put_state_of(e, new_range_id, StateKey::Vote, &encode(&vote)?);
+        batch.put_state_of(e, new_range_id, StateKey::Created, &encode(&right)?);
+        Ok(Ok((left, right)))
+    }
+
+    /// The descriptor a snapshot file of `range_id` carries.
+    pub fn snapshot_descriptor(range_id: u64, path: &Path) -> io::Result<Option<RangeDescriptor>> {
+        let key = keys::range_local_key(range_id, keys::DESCRIPTOR_SUFFIX);
+        match Engine::snapshot_value(path, &key).map_err(io_err)? {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
     }
 
     /// Installs the snapshot recorded in `stored`: data and applied state, then the
@@ -189,15 +309,22 @@ impl StateMachine {
     fn install_stored(&self, stored: &StoredSnapshot) -> io::Result<()> {
         let path = self.dir.join(&stored.file);
         let applied: Applied = (stored.meta.last_log_id, stored.meta.last_membership.clone());
+        let desc = Self::snapshot_descriptor(self.range_id, &path)?;
+        let span = desc
+            .as_ref()
+            .map_or_else(KeySpan::all, RangeDescriptor::span);
+        let old = self.descriptor().map(|d| d.span());
         self.engine
             .install_range_snapshot(
                 self.range_id,
-                &self.span,
+                &span,
                 self.with_system,
                 &path,
                 &encode(&applied)?,
+                old.as_ref().filter(|o| **o != span),
             )
             .map_err(io_err)?;
+        self.set_descriptor(desc);
         failpoints::hit("snapshot-install-after-data")?;
         self.engine
             .state_put(
@@ -211,6 +338,15 @@ impl StateMachine {
             .state_delete(self.range_id, StateKey::Installing, true)
             .map_err(io_err)?;
         Ok(())
+    }
+}
+
+/// The answer to a command that changed nothing.
+fn refused(index: u64, why: String) -> CommandResponse {
+    CommandResponse {
+        index,
+        succeeded: false,
+        results: vec![OpResult::Refused(why)],
     }
 }
 
@@ -229,7 +365,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let tmp = sm.dir.join(format!("building-{:08x}.snap", rand::random::<u32>()));
             let stats = sm
                 .engine
-                .write_range_snapshot(sm.range_id, &sm.span, sm.with_system, &tmp)
+                .write_range_snapshot(sm.range_id, sm.with_system, &tmp, |desc| match desc {
+                    Some(b) => decode::<RangeDescriptor>(b)
+                        .map(|d| d.span())
+                        .map_err(|e| shoal_storage::StorageError::Corrupt {
+                            what: "range descriptor",
+                            detail: e.to_string(),
+                        }),
+                    None => Ok(KeySpan::all()),
+                })
                 .map_err(io_err)?;
             let (last_log_id, last_membership): Applied = match stats.applied {
                 Some(b) => decode(&b)?,
@@ -279,24 +423,66 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             let index = entry.log_id.index;
             let mut batch = self.engine.batch(self.range_id);
+            let mut new_desc = None;
+            let mut split = None;
             let resp = match &entry.payload {
                 EntryPayload::Blank => CommandResponse {
                     index,
                     ..Default::default()
                 },
+                EntryPayload::Normal(Command::Split {
+                    key,
+                    new_range_id,
+                    expected_version,
+                }) => {
+                    let r = self.apply_split(
+                        &mut batch,
+                        &entry.log_id,
+                        &membership,
+                        key,
+                        *new_range_id,
+                        *expected_version,
+                    )?;
+                    match r {
+                        Ok((left, right)) => {
+                            new_desc = Some(left.clone());
+                            split = Some((left, right));
+                            CommandResponse {
+                                index,
+                                succeeded: true,
+                                results: vec![OpResult::RangeId(*new_range_id)],
+                            }
+                        }
+                        Err(why) => refused(index, why),
+                    }
+                }
                 EntryPayload::Normal(cmd) => {
-                    let max_member = membership
-                        .membership()
-                        .nodes()
-                        .map(|(id, _)| *id)
-                        .max()
-                        .unwrap_or(0);
-                    command::apply(&self.engine, &mut batch, index, cmd, max_member)
-                        .map_err(io_err)?
+                    let desc = self.span_descriptor();
+                    if cmd.is_meta_only() && !self.with_system {
+                        refused(
+                            index,
+                            format!("range {} is not the meta range", self.range_id),
+                        )
+                    } else if let Some(t) = cmd
+                        .touches()
+                        .into_iter()
+                        .find(|t| desc.as_ref().is_none_or(|d| !t.inside(d)))
+                    {
+                        refused(index, format!("{t:?} is outside range {}", self.range_id))
+                    } else {
+                        let max_member = membership
+                            .membership()
+                            .nodes()
+                            .map(|(id, _)| *id)
+                            .max()
+                            .unwrap_or(0);
+                        command::apply(&self.engine, &mut batch, index, cmd, max_member)
+                            .map_err(io_err)?
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    self.record_descriptor(&mut batch, &membership)?;
+                    new_desc = Some(self.record_membership(&mut batch, &membership)?);
                     CommandResponse {
                         index,
                         ..Default::default()
@@ -306,8 +492,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let applied: Applied = (Some(entry.log_id), membership.clone());
             batch.put_state(&self.engine, StateKey::Applied, &encode(&applied)?);
             failpoints::hit("apply-before-commit")?;
+            let size = batch.size_in_bytes() as u64;
             self.engine.commit(batch).map_err(io_err)?;
             failpoints::hit("apply-after-commit")?;
+            self.written.fetch_add(size, Ordering::Relaxed);
+            if new_desc.is_some() {
+                self.set_descriptor(new_desc);
+            }
+            if let Some((left, right)) = split {
+                tracing::info!(range_id = self.range_id, right = right.range_id, at = ?String::from_utf8_lossy(&right.start), "range split");
+                if let Some(ev) = &self.events {
+                    let _ = ev.send(RangeEvent::Split {
+                        left: left.range_id,
+                        right,
+                    });
+                }
+            }
             if let Some(r) = responder {
                 r.send(resp);
             }

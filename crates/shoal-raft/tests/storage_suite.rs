@@ -4,7 +4,7 @@
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 use shoal_raft::{LogStore, StateMachine, TypeConfig};
-use shoal_storage::{Engine, EngineOptions, KeySpan};
+use shoal_storage::{Engine, EngineOptions};
 
 struct RocksBuilder;
 
@@ -17,7 +17,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
             Engine::open(&dir.path().join("store"), &EngineOptions::default()).expect("open store");
         let syncer = shoal_raft::WalSyncer::start(engine.clone()).expect("syncer");
         let log = LogStore::new(engine.clone(), 1, syncer);
-        let sm = StateMachine::open(engine, 1, KeySpan::all(), &dir.path().join("snapshots"))
+        let sm = StateMachine::open(engine, 1, &dir.path().join("snapshots"))
             .expect("open state machine");
         Ok((dir, log, sm))
     }

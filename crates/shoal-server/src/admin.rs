@@ -42,12 +42,27 @@ impl AdminService {
             })?;
             out.push(d);
         }
-        if out.is_empty() {
-            out.push(
-                r.descriptor()
-                    .map_err(|e| Status::internal(format!("reading the range descriptor: {e}")))?,
-            );
+        // Ranges whose leaders have not reported yet (a split a moment ago, a cluster
+        // just founded): this node's own descriptors fill the gaps.
+        for rep in self.node.router.all() {
+            let Some(d) = rep.descriptor() else { continue };
+            match out.iter_mut().find(|o| o.range_id == d.range_id) {
+                Some(o) if d.supersedes(o) => *o = d,
+                Some(_) => {}
+                None => out.push(d),
+            }
         }
+        // Drop table entries a newer descriptor of another range overlaps (the left
+        // half of a split reported before the right).
+        let snapshot = out.clone();
+        out.retain(|d| {
+            !snapshot.iter().any(|o| {
+                o.range_id != d.range_id
+                    && o.epoch.version > d.epoch.version
+                    && o.overlaps(&d.start, &d.end)
+            })
+        });
+        out.sort_by(|a, b| a.start.cmp(&b.start));
         Ok((r, out))
     }
 
@@ -228,11 +243,20 @@ impl Admin for AdminService {
         &self,
         req: Request<pb::RangeLookupRequest>,
     ) -> Result<Response<pb::RangeLookupResponse>, Status> {
-        let key = req.into_inner().key;
+        let req = req.into_inner();
+        let key = req.key;
         let (r, descriptors) = self.descriptors().await?;
         let d = descriptors
             .iter()
-            .find(|d| d.contains(&key))
+            .find(|d| {
+                if !req.before {
+                    d.contains(&key)
+                } else if key.is_empty() {
+                    d.end.is_empty()
+                } else {
+                    d.start < key && (d.end.is_empty() || key <= d.end)
+                }
+            })
             .ok_or_else(|| {
                 status(
                     Code::NotFound,
@@ -246,6 +270,27 @@ impl Admin for AdminService {
             descriptor: Some(descriptor_pb(&r, d)),
             leader_id,
             leader_addr,
+        }))
+    }
+
+    async fn split_range(
+        &self,
+        req: Request<pb::SplitRangeRequest>,
+    ) -> Result<Response<pb::SplitRangeResponse>, Status> {
+        let key = req.into_inner().key;
+        if key.is_empty() {
+            return Err(status(
+                Code::InvalidArgument,
+                codes::EMPTY_KEY,
+                "a split needs a key",
+                None,
+            ));
+        }
+        let (left, right) = self.node.split_range(&key).await?;
+        let meta = self.node.replica()?;
+        Ok(Response::new(pb::SplitRangeResponse {
+            left: Some(descriptor_pb(&meta, &left)),
+            right: Some(descriptor_pb(&meta, &right)),
         }))
     }
 

@@ -98,6 +98,11 @@ pub struct NodeConfig {
     /// Log entries kept behind a snapshot for slow followers.
     #[arg(long, env = "SHOAL_KEEP_LOGS", default_value_t = 1_000)]
     pub keep_logs: u64,
+
+    /// A range whose data passes this many bytes splits in two (at the key in the
+    /// middle of its data).
+    #[arg(long, env = "SHOAL_RANGE_MAX_BYTES", default_value_t = 64 << 20)]
+    pub range_max_bytes: u64,
 }
 
 impl NodeConfig {
@@ -105,6 +110,9 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_key_bytes == 0 {
             return Err("--max-key-bytes must be at least 1".into());
+        }
+        if self.range_max_bytes < 1024 {
+            return Err("--range-max-bytes must be at least 1024".into());
         }
         if self.max_value_bytes == 0 {
             return Err("--max-value-bytes must be at least 1".into());

@@ -4,6 +4,12 @@
 //! so a bad request changes nothing. Writes go through Raft and are answered once
 //! committed and applied. Reads are linearizable (read index on the leader) unless
 //! the request asks for a stale read, which any replica serves from its own state.
+//!
+//! Routing: a request naming its range (`RangeTarget`) is checked against that
+//! replica's descriptor; one that does not is served by this node's replica holding
+//! its keys. Either way the keys are checked again where it matters: a read after
+//! its read barrier (a split may have applied meanwhile), a write when it applies.
+//! A refusal carries the descriptors this node knows, for the client's range cache.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +17,8 @@ use std::time::Instant;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::{self as pb, kv_client::KvClient, kv_server::Kv};
 use shoal_raft::{
-    ClientWriteError, Command, CommandResponse, OpResult, RaftError, Replica, TxnOp, WriteOp,
+    ClientWriteError, Command, CommandResponse, OpResult, RaftError, RangeDescriptor, Replica,
+    Touch, WriteOp,
 };
 use shoal_storage::KeySpan;
 use tonic::transport::Channel;
@@ -23,26 +30,6 @@ use crate::validate::{invalid, Limits};
 /// How long a linearizable read waits for the leader's answer and for this replica to
 /// apply up to the read index.
 const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// What a request reads or writes: a key, or a span `[start, end)`.
-enum Touch<'a> {
-    Key(&'a [u8]),
-    Span(&'a [u8], &'a [u8]),
-}
-
-fn write_touch(op: &WriteOp) -> Touch<'_> {
-    match op {
-        WriteOp::Put { key, .. } | WriteOp::Delete { key } => Touch::Key(key),
-        WriteOp::DeleteRange { start, end } => Touch::Span(start, end),
-    }
-}
-
-fn txn_touch(op: &TxnOp) -> Touch<'_> {
-    match op {
-        TxnOp::Write(w) => write_touch(w),
-        TxnOp::Get { key } => Touch::Key(key),
-    }
-}
 
 /// Metadata key marking a write forwarded by a follower to its leader.
 const FORWARDED: &str = "x-shoal-forwarded";
@@ -66,17 +53,37 @@ impl KvService {
         Limits::of(&self.node.cfg)
     }
 
-    /// Checks the range a request names, if it names one, against this node's
-    /// descriptor of it: the same epoch version (no split or merge since the client
-    /// learned it), and every key the request touches inside it. A refusal carries the
-    /// current descriptor for the client's range cache.
-    fn check_target<'a>(
+    /// The replica to serve a request touching `touches`: the range the request names
+    /// (checked: same epoch version, every key inside), or this node's replica holding
+    /// its first key (every key must then fall in that one range).
+    fn route(
         &self,
         target: Option<&pb::RangeTarget>,
-        touches: impl IntoIterator<Item = Touch<'a>>,
-    ) -> Result<(), Status> {
+        touches: &[Touch<'_>],
+    ) -> Result<Arc<Replica>, Status> {
+        if self.node.ident().is_none() {
+            return Err(status(
+                Code::Unavailable,
+                codes::NOT_INITIALIZED,
+                "this node does not belong to a cluster yet: run `shoal init` once the nodes are up",
+                None,
+            ));
+        }
         let Some(t) = target else {
-            return Ok(());
+            let first = match touches.first() {
+                Some(Touch::Key(k)) | Some(Touch::Span(k, _)) => *k,
+                None => b"".as_slice(),
+            };
+            let r = self.node.router.lookup(first).ok_or_else(|| {
+                status(
+                    Code::NotFound,
+                    codes::RANGE_NOT_FOUND,
+                    "no replica of this node holds the request's keys; route it through RangeLookup",
+                    None,
+                )
+            })?;
+            self.check_inside(&r, touches, codes::CROSS_RANGE)?;
+            return Ok(r);
         };
         let r = self.node.router.get(t.range_id).ok_or_else(|| {
             status(
@@ -86,52 +93,111 @@ impl KvService {
                 None,
             )
         })?;
-        let d = r
-            .descriptor()
-            .map_err(|e| Status::internal(format!("reading the range descriptor: {e}")))?;
-        let refuse = |code: &str, msg: String| {
-            status(
-                Code::FailedPrecondition,
-                code,
-                msg,
-                Some(pb::error_detail::Detail::EpochMismatch(pb::EpochMismatch {
-                    current: vec![crate::admin::descriptor_pb(&r, &d)],
-                })),
-            )
-        };
+        let d = self.descriptor(&r)?;
         let named = t.epoch.map_or(0, |e| e.version);
         if named != d.epoch.version {
-            return Err(refuse(
+            return Err(self.refusal(
+                &r,
+                &d,
                 codes::EPOCH_MISMATCH,
                 format!(
                     "range {} is at epoch version {}; the request named {named}",
                     d.range_id, d.epoch.version
                 ),
+                touches,
             ));
         }
-        for touch in touches {
-            let inside = match touch {
-                Touch::Key(k) => d.contains(k),
-                Touch::Span(s, e) => d.contains_span(s, e),
+        self.check_inside(&r, touches, codes::KEY_NOT_IN_RANGE)?;
+        Ok(r)
+    }
+
+    fn descriptor(&self, r: &Replica) -> Result<RangeDescriptor, Status> {
+        r.descriptor().ok_or_else(|| {
+            status(
+                Code::Unavailable,
+                codes::RANGE_NOT_FOUND,
+                format!(
+                    "the replica of range {} on this node is waiting for its first snapshot",
+                    r.range_id
+                ),
+                None,
+            )
+        })
+    }
+
+    /// Refuses with `code` unless every touched key lies in `r`'s current span.
+    fn check_inside(&self, r: &Replica, touches: &[Touch<'_>], code: &str) -> Result<(), Status> {
+        let d = self.descriptor(r)?;
+        if touches.iter().all(|t| t.inside(&d)) {
+            return Ok(());
+        }
+        let msg = if code == codes::CROSS_RANGE {
+            "the request's keys span more than one range: send one request per range (the SDK splits scans and delete-ranges; a batch or transaction must stay in one range)".to_string()
+        } else {
+            format!("the request touches keys outside range {}", d.range_id)
+        };
+        Err(self.refusal(r, &d, code, msg, touches))
+    }
+
+    /// A refusal carrying `d` and the descriptors of this node's other replicas that
+    /// hold the touched keys.
+    fn refusal(
+        &self,
+        r: &Replica,
+        d: &RangeDescriptor,
+        code: &str,
+        msg: String,
+        touches: &[Touch<'_>],
+    ) -> Status {
+        let meta = self.node.replica().ok();
+        let pb_of = |d: &RangeDescriptor| match &meta {
+            Some(m) => crate::admin::descriptor_pb(m, d),
+            None => crate::admin::descriptor_pb(r, d),
+        };
+        let mut current = vec![pb_of(d)];
+        let mut seen = vec![d.range_id];
+        for t in touches {
+            let (s, e) = match *t {
+                Touch::Key(k) => (k, k),
+                Touch::Span(s, e) => (s, e),
             };
-            if !inside {
-                return Err(refuse(
-                    codes::KEY_NOT_IN_RANGE,
-                    format!("the request touches keys outside range {}", d.range_id),
-                ));
+            let ids = if s == e {
+                self.node.router.index.lookup(s).into_iter().collect()
+            } else {
+                self.node.router.index.overlapping(s, e)
+            };
+            for id in ids {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+                if let Some(od) = self.node.router.get(id).and_then(|o| o.descriptor()) {
+                    current.push(pb_of(&od));
+                }
             }
         }
-        Ok(())
+        let grpc = if code == codes::CROSS_RANGE {
+            Code::InvalidArgument
+        } else {
+            Code::FailedPrecondition
+        };
+        status(
+            grpc,
+            code,
+            msg,
+            Some(pb::error_detail::Detail::EpochMismatch(pb::EpochMismatch {
+                current,
+            })),
+        )
     }
 
     /// The leader to forward a write to, when this node knows one and is not it (and
     /// the request was not forwarded here already). Writes may enter through any
     /// node: clients outside the cluster cannot always reach the leader's address.
-    fn forward_target(&self, meta: &tonic::metadata::MetadataMap) -> Option<String> {
+    fn forward_target(&self, meta: &tonic::metadata::MetadataMap, r: &Replica) -> Option<String> {
         if meta.contains_key(FORWARDED) {
             return None;
         }
-        let r = self.node.replica().ok()?;
         match r.leader() {
             (Some(l), Some(addr)) if l != r.node_id => Some(addr),
             _ => None,
@@ -188,7 +254,7 @@ impl KvService {
         }
     }
 
-    async fn propose(&self, cmd: Command) -> Result<(Arc<Replica>, CommandResponse), Status> {
+    async fn propose(&self, r: &Arc<Replica>, cmd: Command) -> Result<CommandResponse, Status> {
         if self.node.is_draining() {
             return Err(status(
                 Code::Unavailable,
@@ -197,13 +263,13 @@ impl KvService {
                 None,
             ));
         }
-        let r = self.node.replica()?;
-        match r.raft.client_write(cmd).await {
-            Ok(resp) => Ok((r, resp.data)),
+        let cmd_for_check = cmd.clone();
+        let resp = match r.raft.client_write(cmd).await {
+            Ok(resp) => resp.data,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(not_leader(r.range_id, f.leader_id, f.leader_node.map(|n| n.addr)))
+                return Err(not_leader(r.range_id, f.leader_id, f.leader_node.map(|n| n.addr)))
             }
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => Err(status(
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => return Err(status(
                 Code::Unavailable,
                 codes::OUTCOME_UNKNOWN,
                 format!(
@@ -212,14 +278,33 @@ impl KvService {
                 ),
                 None,
             )),
-            Err(RaftError::APIError(e)) => Err(status(Code::Internal, codes::INTERNAL, e.to_string(), None)),
-            Err(RaftError::Fatal(e)) => Err(status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None)),
+            Err(RaftError::APIError(e)) => return Err(status(Code::Internal, codes::INTERNAL, e.to_string(), None)),
+            Err(RaftError::Fatal(e)) => return Err(status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None)),
+        };
+        if let Some(OpResult::Refused(why)) = resp.results.first() {
+            // The range split (or merged) between routing and applying: nothing was
+            // written; the client re-routes with the descriptors in the details.
+            let d = self.descriptor(r)?;
+            return Err(self.refusal(
+                r,
+                &d,
+                codes::KEY_NOT_IN_RANGE,
+                format!("refused by range {}: {why}", r.range_id),
+                &cmd_for_check.touches(),
+            ));
         }
+        Ok(resp)
     }
 
-    /// Makes a read of the range linearizable (see `Replica::linearize`): on the leader
-    /// or on a follower, which asks the leader for the read index.
-    async fn read_barrier(&self, consistency: i32) -> Result<Arc<Replica>, Status> {
+    /// Makes a read of `r` linearizable (see `Replica::linearize`): on the leader or
+    /// on a follower, which asks the leader for the read index. Then checks that the
+    /// range still holds the keys read.
+    async fn read_barrier(
+        &self,
+        r: &Replica,
+        consistency: i32,
+        touches: &[Touch<'_>],
+    ) -> Result<(), Status> {
         if self.node.is_draining() {
             return Err(status(
                 Code::Unavailable,
@@ -228,10 +313,13 @@ impl KvService {
                 None,
             ));
         }
-        let r = self.node.replica()?;
         match pb::Consistency::try_from(consistency) {
-            Ok(pb::Consistency::Stale) => return Ok(r),
-            Ok(pb::Consistency::Linearizable) => {}
+            Ok(pb::Consistency::Stale) => {}
+            Ok(pb::Consistency::Linearizable) => {
+                r.linearize(READ_PATIENCE)
+                    .await
+                    .map_err(|e| shoal_raft::read_error(r.range_id, e))?;
+            }
             Err(_) => {
                 return Err(invalid(
                     codes::INVALID_ARGUMENT,
@@ -239,9 +327,48 @@ impl KvService {
                 ))
             }
         }
-        r.linearize(READ_PATIENCE)
-            .await
-            .map_err(|e| shoal_raft::read_error(r.range_id, e))?;
+        self.check_inside(r, touches, codes::KEY_NOT_IN_RANGE)
+    }
+
+    /// For a descending scan: the replica holding the keys just before `end`.
+    fn route_before(
+        &self,
+        target: Option<&pb::RangeTarget>,
+        end: &[u8],
+    ) -> Result<Arc<Replica>, Status> {
+        if let Some(t) = target {
+            return self.route(Some(t), &[]);
+        }
+        let id = if end.is_empty() {
+            self.node
+                .router
+                .all()
+                .into_iter()
+                .find(|r| r.descriptor().is_some_and(|d| d.end.is_empty()))
+                .map(|r| r.range_id)
+        } else {
+            self.node
+                .router
+                .index
+                .overlapping(b"", end)
+                .last()
+                .copied()
+                .filter(|id| {
+                    self.node
+                        .router
+                        .get(*id)
+                        .and_then(|r| r.descriptor())
+                        .is_some_and(|d| holds_before(&d, end))
+                })
+        };
+        let r = id.and_then(|id| self.node.router.get(id)).ok_or_else(|| {
+            status(
+                Code::NotFound,
+                codes::RANGE_NOT_FOUND,
+                "no replica of this node holds the keys before the scan's end",
+                None,
+            )
+        })?;
         Ok(r)
     }
 
@@ -295,14 +422,26 @@ fn kv(v: shoal_storage::Versioned) -> pb::KeyValue {
     }
 }
 
+/// Forwards a write to its range's leader when this node is not it.
+macro_rules! forward_if_follower {
+    ($self:ident, $req:ident, $r:ident, $method:ident) => {
+        if let Some(addr) = $self.forward_target($req.metadata(), &$r) {
+            return $self
+                .forward(addr, $req, |mut c, r| async move { c.$method(r).await })
+                .await;
+        }
+    };
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         self.observe("Get", async {
             let req = req.into_inner();
             self.limits().check_key("key", &req.key, false)?;
-            self.check_target(req.target.as_ref(), [Touch::Key(&req.key)])?;
-            let r = self.read_barrier(req.consistency).await?;
+            let touches = [Touch::Key(&req.key)];
+            let r = self.route(req.target.as_ref(), &touches)?;
+            self.read_barrier(&r, req.consistency, &touches).await?;
             let found = r.engine.get(&req.key).map_err(Self::storage_error)?;
             Ok(Response::new(pb::GetResponse {
                 header: self.header(&r),
@@ -314,11 +453,12 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.observe("Put", async {
-            if let Some(addr) = self.forward_target(req.metadata()) {
-                return self
-                    .forward(addr, req, |mut c, r| async move { c.put(r).await })
-                    .await;
-            }
+            self.limits().check_key("key", &req.get_ref().key, false)?;
+            let r = self.route(
+                req.get_ref().target.as_ref(),
+                &[Touch::Key(&req.get_ref().key)],
+            )?;
+            forward_if_follower!(self, req, r, put);
             let req = req.into_inner();
             let rid = req.request_id;
             let (op, n) = self.limits().put_op(pb::PutOp {
@@ -326,9 +466,8 @@ impl Kv for KvService {
                 value: req.value,
             })?;
             self.limits().check_request_size(n)?;
-            self.check_target(req.target.as_ref(), [write_touch(&op)])?;
-            let (r, resp) = self
-                .propose(Self::once(rid, Command::Write(vec![op])))
+            let resp = self
+                .propose(&r, Self::once(rid, Command::Write(vec![op])))
                 .await?;
             Ok(Response::new(pb::PutResponse {
                 header: self.header(&r),
@@ -343,20 +482,19 @@ impl Kv for KvService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         self.observe("Delete", async {
-            if let Some(addr) = self.forward_target(req.metadata()) {
-                return self
-                    .forward(addr, req, |mut c, r| async move { c.delete(r).await })
-                    .await;
-            }
+            self.limits().check_key("key", &req.get_ref().key, false)?;
+            let r = self.route(
+                req.get_ref().target.as_ref(),
+                &[Touch::Key(&req.get_ref().key)],
+            )?;
+            forward_if_follower!(self, req, r, delete);
             let req = req.into_inner();
             let rid = req.request_id;
-            self.limits().check_key("key", &req.key, false)?;
-            self.check_target(req.target.as_ref(), [Touch::Key(&req.key)])?;
-            let (r, resp) = self
-                .propose(Self::once(
-                    rid,
-                    Command::Write(vec![WriteOp::Delete { key: req.key }]),
-                ))
+            let resp = self
+                .propose(
+                    &r,
+                    Self::once(rid, Command::Write(vec![WriteOp::Delete { key: req.key }])),
+                )
                 .await?;
             Ok(Response::new(pb::DeleteResponse {
                 header: self.header(&r),
@@ -374,21 +512,84 @@ impl Kv for KvService {
         self.observe("Scan", async {
             let req = req.into_inner();
             self.limits().check_span(&req.start, &req.end)?;
-            self.check_target(req.target.as_ref(), [Touch::Span(&req.start, &req.end)])?;
             let limit = match req.limit as usize {
                 0 => DEFAULT_SCAN_PAGE,
                 n => n.min(MAX_SCAN_PAGE),
             };
-            let r = self.read_barrier(req.consistency).await?;
-            let span = KeySpan {
-                start: req.start,
-                end: req.end,
+            // A scan is served by one range: the one holding its first key (in
+            // descending order, the keys just before its end), up to that range's
+            // boundary; `resume_key` tells where to go on.
+            let r = if req.reverse {
+                self.route_before(req.target.as_ref(), &req.end)?
+            } else {
+                self.route(req.target.as_ref(), &[Touch::Key(&req.start)])?
             };
-            let (page, more) = r.engine.scan(&span, limit).map_err(Self::storage_error)?;
+            let anchor: Vec<Touch<'_>> = if req.reverse {
+                Vec::new()
+            } else {
+                vec![Touch::Key(&req.start)]
+            };
+            self.read_barrier(&r, req.consistency, &anchor).await?;
+            let d = self.descriptor(&r)?;
+            if req.reverse && !holds_before(&d, &req.end) {
+                return Err(self.refusal(
+                    &r,
+                    &d,
+                    codes::KEY_NOT_IN_RANGE,
+                    format!(
+                        "range {} does not hold the keys before the scan's end",
+                        d.range_id
+                    ),
+                    &[],
+                ));
+            }
+            let start = if req.start.as_slice() < d.start.as_slice() {
+                d.start.clone()
+            } else {
+                req.start.clone()
+            };
+            let end = if d.end.is_empty() || (!req.end.is_empty() && req.end < d.end) {
+                req.end.clone()
+            } else {
+                d.end.clone()
+            };
+            let clipped = if req.reverse {
+                start != req.start
+            } else {
+                end != req.end
+            };
+            let span = KeySpan { start, end };
+            let (page, full) = r
+                .engine
+                .scan(&span, limit, req.reverse)
+                .map_err(Self::storage_error)?;
+            let (more, resume_key) = if full {
+                let last = page.last().map(|v| v.key.clone()).unwrap_or_default();
+                (
+                    true,
+                    if req.reverse {
+                        last
+                    } else {
+                        shoal_client_key_after(&last)
+                    },
+                )
+            } else if clipped && !(req.reverse && d.start.is_empty()) {
+                (
+                    true,
+                    if req.reverse {
+                        d.start.clone()
+                    } else {
+                        d.end.clone()
+                    },
+                )
+            } else {
+                (false, Vec::new())
+            };
             Ok(Response::new(pb::ScanResponse {
                 header: self.header(&r),
                 kvs: page.into_iter().map(kv).collect(),
                 more,
+                resume_key,
             }))
         })
         .await
@@ -399,23 +600,26 @@ impl Kv for KvService {
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.observe("DeleteRange", async {
-            if let Some(addr) = self.forward_target(req.metadata()) {
-                return self
-                    .forward(addr, req, |mut c, r| async move { c.delete_range(r).await })
-                    .await;
-            }
+            self.limits()
+                .check_span(&req.get_ref().start, &req.get_ref().end)?;
+            let r = self.route(
+                req.get_ref().target.as_ref(),
+                &[Touch::Span(&req.get_ref().start, &req.get_ref().end)],
+            )?;
+            forward_if_follower!(self, req, r, delete_range);
             let req = req.into_inner();
             let rid = req.request_id;
-            self.limits().check_span(&req.start, &req.end)?;
-            self.check_target(req.target.as_ref(), [Touch::Span(&req.start, &req.end)])?;
-            let (r, resp) = self
-                .propose(Self::once(
-                    rid,
-                    Command::Write(vec![WriteOp::DeleteRange {
-                        start: req.start,
-                        end: req.end,
-                    }]),
-                ))
+            let resp = self
+                .propose(
+                    &r,
+                    Self::once(
+                        rid,
+                        Command::Write(vec![WriteOp::DeleteRange {
+                            start: req.start,
+                            end: req.end,
+                        }]),
+                    ),
+                )
                 .await?;
             let deleted = match resp.results.first() {
                 Some(OpResult::Deleted(n)) => *n,
@@ -435,19 +639,17 @@ impl Kv for KvService {
         req: Request<pb::BatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
         self.observe("Batch", async {
-            if let Some(addr) = self.forward_target(req.metadata()) {
-                return self
-                    .forward(addr, req, |mut c, r| async move { c.batch(r).await })
-                    .await;
-            }
-            let req = req.into_inner();
-            let rid = req.request_id;
-            if req.ops.is_empty() {
+            if req.get_ref().ops.is_empty() {
                 return Err(invalid(codes::INVALID_ARGUMENT, "batch has no ops".into()));
             }
-            let ops = self.limits().batch(req.ops)?;
-            self.check_target(req.target.as_ref(), ops.iter().map(write_touch))?;
-            let (r, resp) = self.propose(Self::once(rid, Command::Write(ops))).await?;
+            let ops = self.limits().batch(req.get_ref().ops.clone())?;
+            let touches: Vec<Touch<'_>> = ops.iter().map(WriteOp::touch).collect();
+            let r = self.route(req.get_ref().target.as_ref(), &touches)?;
+            forward_if_follower!(self, req, r, batch);
+            let rid = req.get_ref().request_id;
+            let resp = self
+                .propose(&r, Self::once(rid, Command::Write(ops)))
+                .await?;
             Ok(Response::new(pb::BatchResponse {
                 header: self.header(&r),
                 version: resp.index,
@@ -458,40 +660,30 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         self.observe("Txn", async {
-            if let Some(addr) = self.forward_target(req.metadata()) {
-                return self
-                    .forward(addr, req, |mut c, r| async move { c.txn(r).await })
-                    .await;
-            }
-            let req = req.into_inner();
-            let rid = req.request_id;
-            let (compares, success, failure) =
-                self.limits().txn(req.compares, req.success, req.failure)?;
-            self.check_target(
-                req.target.as_ref(),
-                compares
-                    .iter()
-                    .map(|c| Touch::Key(&c.key))
-                    .chain(success.iter().chain(failure.iter()).map(txn_touch)),
+            let (compares, success, failure) = self.limits().txn(
+                req.get_ref().compares.clone(),
+                req.get_ref().success.clone(),
+                req.get_ref().failure.clone(),
             )?;
-            let (r, resp) = self
-                .propose(Self::once(
-                    rid,
-                    Command::Txn {
-                        compares,
-                        success,
-                        failure,
-                    },
-                ))
-                .await?;
+            let cmd = Command::Txn {
+                compares,
+                success,
+                failure,
+            };
+            let r = self.route(req.get_ref().target.as_ref(), &cmd.touches())?;
+            forward_if_follower!(self, req, r, txn);
+            let rid = req.get_ref().request_id;
+            let resp = self.propose(&r, Self::once(rid, cmd)).await?;
             let results = resp
                 .results
                 .into_iter()
                 .map(|res| {
                     use pb::txn_op_result::Result as R;
                     let result = match res {
-                        // Not a transaction op: never in a transaction's results.
-                        OpResult::NodeId(_) => return pb::TxnOpResult { result: None },
+                        // Not transaction ops: never in a transaction's results.
+                        OpResult::NodeId(_) | OpResult::RangeId(_) | OpResult::Refused(_) => {
+                            return pb::TxnOpResult { result: None }
+                        }
                         OpResult::Put(v) => R::Put(v),
                         OpResult::Deleted(n) => R::Deleted(n),
                         OpResult::Get(found) => R::Get(pb::GetResult {
@@ -516,4 +708,19 @@ impl Kv for KvService {
         })
         .await
     }
+}
+
+/// The smallest key after `key`.
+fn shoal_client_key_after(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+/// Whether `d` holds the keys just before `end` (an empty `end`: the last keys).
+fn holds_before(d: &RangeDescriptor, end: &[u8]) -> bool {
+    if end.is_empty() {
+        return d.end.is_empty();
+    }
+    d.start.as_slice() < end && (d.end.is_empty() || end <= d.end.as_slice())
 }

@@ -8,7 +8,9 @@
 //!   proposals through Raft, linearizable or stale reads.
 //! - [`validate`]: requests checked whole against the size limits and turned into
 //!   domain ops, before anything is proposed.
-//! - [`admin`]: the `Admin` gRPC service: status, node list, `init`.
+//! - [`ranges`]: splits, the routing-table reports to the meta range, and replicas
+//!   kept on the cluster's nodes, run by each range's leader.
+//! - [`admin`]: the `Admin` gRPC service: status, node list, `init`, ranges.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
@@ -21,6 +23,7 @@ pub mod http;
 pub mod kv;
 pub mod metrics;
 pub mod node;
+pub mod ranges;
 pub mod validate;
 
 pub use config::NodeConfig;

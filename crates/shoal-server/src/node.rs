@@ -16,9 +16,9 @@ use shoal_proto::v1::{
 };
 use shoal_raft::{
     ClientWriteError, Command, Node as RaftNode, NodeHooks, OpResult, PeerPool, RaftError,
-    RaftService, Replica, ReplicaEnv, Router, WalSyncer, FIRST_RANGE_ID,
+    RaftService, RangeEvent, Replica, ReplicaEnv, Router, WalSyncer, FIRST_RANGE_ID,
 };
-use shoal_storage::{Engine, EngineOptions, KeySpan};
+use shoal_storage::{Engine, EngineOptions};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
@@ -38,7 +38,6 @@ pub struct Node {
     pub advertise: String,
     pub name: String,
     pub engine: Engine,
-    syncer: WalSyncer,
     pub pool: Arc<PeerPool>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
@@ -47,6 +46,12 @@ pub struct Node {
     /// Held while founding a cluster, so two `init`s on one node do not interleave.
     init_lock: tokio::sync::Mutex<()>,
     draining: AtomicBool,
+    /// What every replica of this node shares.
+    pub(crate) env: ReplicaEnv,
+    /// Splits reported by the state machines, until `run` takes them.
+    pub(crate) events: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<RangeEvent>>>,
+    /// Range bookkeeping of the leader's loops (see `ranges.rs`).
+    pub(crate) ranges: crate::ranges::RangeState,
     /// Why a replica stopped for good (a storage error): the node then exits, so its
     /// supervisor restarts it from what is durable.
     fatal: std::sync::OnceLock<String>,
@@ -68,14 +73,28 @@ impl Node {
             None => None,
         };
         let syncer = WalSyncer::start(engine.clone()).context("starting the log syncer")?;
-        let node = Arc::new(Self {
+        let router = Router::new();
+        let pool = PeerPool::new();
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let env = ReplicaEnv {
+            engine: engine.clone(),
             syncer,
+            pool: pool.clone(),
+            snapshot_root: cfg.snapshot_dir(),
+            opts: cfg.raft_options(),
+            index: router.index.clone(),
+            events: events_tx,
+        };
+        let node = Arc::new(Self {
+            env,
+            events: std::sync::Mutex::new(Some(events_rx)),
+            ranges: Default::default(),
             advertise: cfg.advertise(),
             name: cfg.name(),
             cfg,
             engine,
-            pool: PeerPool::new(),
-            router: Router::new(),
+            pool,
+            router,
             metrics: Metrics::new(),
             ident: RwLock::new(ident.clone()),
             bootstrap_lock: tokio::sync::Mutex::new(()),
@@ -105,18 +124,22 @@ impl Node {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Opens the meta range's replica and every other replica this node's store holds.
     async fn open_replicas(&self, node_id: u64) -> anyhow::Result<()> {
-        let env = ReplicaEnv {
-            engine: self.engine.clone(),
-            syncer: self.syncer.clone(),
-            pool: self.pool.clone(),
-            snapshot_root: self.cfg.snapshot_dir(),
-            opts: self.cfg.raft_options(),
-        };
-        let r = Replica::open(&env, node_id, FIRST_RANGE_ID, KeySpan::all())
-            .await
-            .context("opening range 1")?;
-        self.router.insert(r);
+        let _ = node_id;
+        let mut ids = vec![FIRST_RANGE_ID];
+        ids.extend(
+            self.engine
+                .ranges_with(shoal_storage::StateKey::Created)
+                .context("listing the ranges of the store")?
+                .into_iter()
+                .filter(|id| *id != FIRST_RANGE_ID),
+        );
+        for id in ids {
+            self.open_range(id)
+                .await
+                .with_context(|| format!("opening range {id}"))?;
+        }
         Ok(())
     }
 
@@ -435,11 +458,17 @@ impl Node {
         }
     }
 
-    /// Leader housekeeping, run every second: promotes learners that have caught up.
-    async fn maintain(&self) {
+    /// Leader housekeeping of the meta range, run every second: promotes learners that
+    /// have caught up.
+    pub(crate) async fn maintain(&self) {
         let Some(r) = self.router.get(FIRST_RANGE_ID) else {
             return;
         };
+        self.promote_learners(&r).await;
+    }
+
+    /// On a range's leader: promotes its learners that have caught up.
+    pub(crate) async fn promote_learners(&self, r: &Replica) {
         let m = r.metrics();
         if m.current_leader != Some(r.node_id) {
             return;
@@ -466,8 +495,14 @@ impl Node {
             .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false)
             .await
         {
-            Ok(_) => tracing::info!(?ready, "promoted caught-up learners to voters"),
-            Err(e) => tracing::warn!(?ready, error = %e, "promoting learners"),
+            Ok(_) => tracing::info!(
+                range_id = r.range_id,
+                ?ready,
+                "promoted caught-up learners to voters"
+            ),
+            Err(e) => {
+                tracing::warn!(range_id = r.range_id, ?ready, error = %e, "promoting learners")
+            }
         }
     }
 
@@ -697,7 +732,7 @@ fn ordinal(addr: &str) -> Option<u64> {
 }
 
 /// The status of a failed proposal.
-fn write_error(r: &Replica, e: RaftError<ClientWriteError>) -> Status {
+pub(crate) fn write_error(r: &Replica, e: RaftError<ClientWriteError>) -> Status {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             not_leader(r.range_id, f.leader_id, f.leader_node.map(|n| n.addr))
@@ -737,6 +772,21 @@ impl NodeHooks for Hooks {
     async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
         self.0.admit(&req.addr, &req.name).await
     }
+
+    async fn alloc_range_id(&self) -> Result<u64, Status> {
+        self.0.alloc_range_id_here().await
+    }
+
+    async fn report_ranges(
+        &self,
+        descriptors: Vec<shoal_raft::RangeDescriptor>,
+    ) -> Result<(), Status> {
+        self.0.record_descriptors_here(descriptors).await
+    }
+
+    async fn create_replica(&self, d: shoal_raft::RangeDescriptor) -> Result<(), Status> {
+        self.0.create_replica(d).await
+    }
 }
 
 /// Runs a node until SIGTERM or SIGINT (or `node.shutdown` is cancelled).
@@ -755,6 +805,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     if node.ident().is_none() {
         tokio::spawn(node.clone().discover());
     }
+    let range_events = tokio::spawn(node.clone().handle_range_events());
     let housekeeping = {
         let node = node.clone();
         tokio::spawn(async move {
@@ -763,7 +814,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                     _ = node.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {
                         node.check_fatal();
-                        node.maintain().await
+                        node.maintain().await;
+                        node.maintain_ranges().await;
                     }
                 }
             }
@@ -823,6 +875,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     node.stop().await;
     signals.abort();
     housekeeping.abort();
+    range_events.abort();
     g.context("gRPC server")?;
     h.context("HTTP server")?;
     if let Some(why) = node.fatal() {

@@ -42,6 +42,19 @@ pub enum StateKey {
     SnapshotMeta = 5,
     /// Set while a snapshot is being installed, cleared when done.
     Installing = 6,
+    /// The replica exists on this node (written when the cluster is founded, by a
+    /// split, or when the replica is created empty for a snapshot): the node opens
+    /// every range that has it when it starts.
+    Created = 7,
+}
+
+/// What [`Engine::span_stats`] counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanStats {
+    pub bytes: u64,
+    pub keys: u64,
+    /// The key at about half of the bytes (`None` with fewer than 2 keys).
+    pub middle: Option<Vec<u8>>,
 }
 
 /// A user key's value and version.
@@ -295,17 +308,25 @@ impl Engine {
         }))
     }
 
-    /// Up to `limit` pairs of `span` in key order, and whether more remain.
-    pub fn scan(&self, span: &KeySpan, limit: usize) -> Result<(Vec<Versioned>, bool)> {
+    /// Up to `limit` pairs of `span` in key order (descending with `reverse`), and
+    /// whether more remain.
+    pub fn scan(
+        &self,
+        span: &KeySpan,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(Vec<Versioned>, bool)> {
         let (lo, hi) = keys::user_span(&span.start, &span.end);
         let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(hi);
+        let mode = if reverse {
+            ro.set_iterate_lower_bound(lo);
+            IteratorMode::From(&hi, Direction::Reverse)
+        } else {
+            ro.set_iterate_upper_bound(hi);
+            IteratorMode::From(&lo, Direction::Forward)
+        };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(keys::CF_DATA),
-            ro,
-            IteratorMode::From(&lo, Direction::Forward),
-        ) {
+        for item in self.db.iterator_cf_opt(self.cf(keys::CF_DATA), ro, mode) {
             let (k, v) = item?;
             let Some(user) = keys::parse_user_key(&k) else {
                 break;
@@ -339,6 +360,131 @@ impl Engine {
             out.push((k[1..].to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// The bytes (keys and stored values) of `span`, its number of keys, and the first
+    /// key at or past half of those bytes: where to split it.
+    pub fn span_stats(&self, span: &KeySpan) -> Result<SpanStats> {
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(hi.clone());
+        ro.fill_cache(false);
+        let mut bytes = 0u64;
+        let mut count = 0u64;
+        for item in self.db.iterator_cf_opt(
+            self.cf(keys::CF_DATA),
+            ro,
+            IteratorMode::From(&lo, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            bytes += (k.len() + v.len()) as u64;
+            count += 1;
+        }
+        let mut middle = None;
+        if count >= 2 {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(hi);
+            ro.fill_cache(false);
+            let mut seen = 0u64;
+            for item in self.db.iterator_cf_opt(
+                self.cf(keys::CF_DATA),
+                ro,
+                IteratorMode::From(&lo, Direction::Forward),
+            ) {
+                let (k, v) = item?;
+                seen += (k.len() + v.len()) as u64;
+                if seen * 2 >= bytes {
+                    middle = keys::parse_user_key(&k).map(<[u8]>::to_vec);
+                    break;
+                }
+            }
+        }
+        Ok(SpanStats {
+            bytes,
+            keys: count,
+            middle,
+        })
+    }
+
+    /// The value of a range's replicated key.
+    pub fn get_range_local(&self, range_id: u64, suffix: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(
+            self.cf(keys::CF_DATA),
+            keys::range_local_key(range_id, suffix),
+        )?)
+    }
+
+    /// A range's replicated keys whose suffix starts with `prefix`, as (suffix, value),
+    /// in key order, from `from` (a suffix) on.
+    pub fn scan_range_local(
+        &self,
+        range_id: u64,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let lo = keys::range_local_key(range_id, from.unwrap_or(prefix));
+        let base = keys::range_local_key(range_id, prefix);
+        let head = keys::range_local_key(range_id, b"").len();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(keys::CF_DATA),
+            IteratorMode::From(&lo, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&base) || out.len() >= limit {
+                break;
+            }
+            out.push((k[head..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The ranges with a `key` state value on this node, in id order.
+    pub fn ranges_with(&self, key: StateKey) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(keys::CF_RAFT_STATE), IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            if let Some((range_id, kind)) = keys::parse_state_key(&k) {
+                if kind == key as u8 {
+                    out.push(range_id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes everything of a replica from this node: its log, its Raft state, its
+    /// replicated keys and the user keys of `span`, in one synced batch.
+    pub fn destroy_range(&self, range_id: u64, span: &KeySpan) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(
+            self.cf(keys::CF_RAFT_LOG),
+            keys::log_key(range_id, 0),
+            keys::log_key(range_id, u64::MAX),
+        );
+        b.delete_cf(
+            self.cf(keys::CF_RAFT_LOG),
+            keys::log_key(range_id, u64::MAX),
+        );
+        b.delete_range_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, 0),
+            keys::state_key(range_id, u8::MAX),
+        );
+        b.delete_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, u8::MAX),
+        );
+        let (lo, hi) = keys::range_local_bounds(range_id);
+        b.delete_range_cf(self.cf(keys::CF_DATA), lo, hi);
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        b.delete_range_cf(self.cf(keys::CF_DATA), lo, hi);
+        self.db.write_opt(b, &synced())?;
+        Ok(())
     }
 
     /// RocksDB's estimate of the bytes `span` takes in the store's files (writes still
@@ -442,11 +588,38 @@ impl DataBatch {
     }
 
     pub fn put_state(&mut self, engine: &Engine, key: StateKey, value: &[u8]) {
+        self.put_state_of(engine, self.range_id, key, value);
+    }
+
+    /// A Raft state value of another range (the right half of a split, created by the
+    /// batch of the split itself).
+    pub fn put_state_of(&mut self, engine: &Engine, range_id: u64, key: StateKey, value: &[u8]) {
         self.batch.put_cf(
             engine.cf(keys::CF_RAFT_STATE),
-            keys::state_key(self.range_id, key as u8),
+            keys::state_key(range_id, key as u8),
             value,
         );
+    }
+
+    /// A replicated key of range `range_id`.
+    pub fn put_range_local(&mut self, engine: &Engine, range_id: u64, suffix: &[u8], value: &[u8]) {
+        self.batch.put_cf(
+            engine.cf(keys::CF_DATA),
+            keys::range_local_key(range_id, suffix),
+            value,
+        );
+    }
+
+    pub fn delete_range_local(&mut self, engine: &Engine, range_id: u64, suffix: &[u8]) {
+        self.batch.delete_cf(
+            engine.cf(keys::CF_DATA),
+            keys::range_local_key(range_id, suffix),
+        );
+    }
+
+    /// The range this batch applies for.
+    pub fn range_id(&self) -> u64 {
+        self.range_id
     }
 
     /// Bytes of the batch's encoded form.
@@ -507,11 +680,15 @@ mod tests {
                     end: b"k3".to_vec(),
                 },
                 10,
+                false,
             )
             .unwrap();
         assert_eq!(page.len(), 2);
         assert!(!more);
-        let (page, more) = e.scan(&KeySpan::all(), 2).unwrap();
+        let (page, more) = e.scan(&KeySpan::all(), 2, false).unwrap();
+        assert_eq!((page.len(), more), (2, true));
+        let (page, more) = e.scan(&KeySpan::all(), 2, true).unwrap();
+        assert_eq!(page[0].key, b"k3".to_vec());
         assert_eq!((page.len(), more), (2, true));
         let mut b = e.batch(1);
         b.delete_span(

@@ -5,8 +5,12 @@
 //! - `raft_log`: `LOCAL | range_id (u64 BE) | index (u64 BE)` -> encoded entry.
 //! - `raft_state`: `LOCAL | range_id (u64 BE) | kind (u8)` -> small Raft state values
 //!   (vote, committed, last purged, applied state, snapshot bookkeeping).
-//! - `data`: replicated keys: `USER | user key` -> `version (u64 BE) | value`, and
-//!   (later) system keys under `SYSTEM`.
+//! - `data`: replicated keys: `USER | user key` -> `version (u64 BE) | value`; the
+//!   cluster's system keys under `SYSTEM` (kept by the meta range: range descriptors as
+//!   a routing table, id counters); and each range's own replicated keys under
+//!   `RANGE_LOCAL | range_id (u64 BE) | suffix` (its descriptor, the answers kept for
+//!   retried requests), which travel in the range's snapshots and are copied to the
+//!   right half when it splits.
 //!
 //! Big-endian integers keep a range's log entries in index order and ranges apart.
 
@@ -22,6 +26,8 @@ pub const LOCAL_PREFIX: u8 = 0x01;
 pub const SYSTEM_PREFIX: u8 = 0x02;
 /// Replicated user keys.
 pub const USER_PREFIX: u8 = 0x03;
+/// Replicated keys of one range: `RANGE_LOCAL | range_id (u64 BE) | suffix`.
+pub const RANGE_LOCAL_PREFIX: u8 = 0x04;
 
 /// Key of the store identity (cluster id and node id) in `default`.
 pub fn store_ident_key() -> Vec<u8> {
@@ -56,6 +62,16 @@ pub fn state_key(range_id: u64, kind: u8) -> [u8; 10] {
     k[1..9].copy_from_slice(&range_id.to_be_bytes());
     k[9] = kind;
     k
+}
+
+/// The range id and kind of a `raft_state` key.
+pub fn parse_state_key(key: &[u8]) -> Option<(u64, u8)> {
+    if key.len() != 10 || key[0] != LOCAL_PREFIX {
+        return None;
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&key[1..9]);
+    Some((u64::from_be_bytes(id), key[9]))
 }
 
 /// The data key of a user key.
@@ -104,31 +120,65 @@ pub fn range_descriptor_key(range_id: u64) -> Vec<u8> {
     k
 }
 
-/// System key (without the system prefix) of the kept answer of a client's request.
-pub fn request_key(client_id: u64, seq: u64) -> Vec<u8> {
-    let mut k = b"req/".to_vec();
+/// Data key of a range's replicated key `suffix`.
+pub fn range_local_key(range_id: u64, suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + suffix.len());
+    k.push(RANGE_LOCAL_PREFIX);
+    k.extend_from_slice(&range_id.to_be_bytes());
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// Data-key bounds `[lo, hi)` of every replicated key of a range.
+pub fn range_local_bounds(range_id: u64) -> (Vec<u8>, Vec<u8>) {
+    let lo = range_local_key(range_id, b"");
+    let hi = match range_id.checked_add(1) {
+        Some(next) => range_local_key(next, b""),
+        None => vec![RANGE_LOCAL_PREFIX + 1],
+    };
+    (lo, hi)
+}
+
+/// Suffix of a range's descriptor among its replicated keys.
+pub const DESCRIPTOR_SUFFIX: &[u8] = b"desc";
+
+/// Suffix (among a range's replicated keys) of the kept answer of a client's request.
+pub fn request_suffix(client_id: u64, seq: u64) -> Vec<u8> {
+    let mut k = REQUEST_PREFIX.to_vec();
     k.extend_from_slice(&client_id.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
-/// System key (without the system prefix) of the lowest request sequence of a client
+/// Prefix of the suffixes of kept answers; a split copies them to the right half.
+pub const REQUEST_PREFIX: &[u8] = b"req/";
+/// Prefix of the suffixes of the clients' low marks; a split copies them too.
+pub const REQUEST_LOW_PREFIX: &[u8] = b"req-low/";
+
+/// Suffix (among a range's replicated keys) of the lowest request sequence of a client
 /// whose answer may still be kept.
-pub fn requests_low_key(client_id: u64) -> Vec<u8> {
-    let mut k = b"req-low/".to_vec();
+pub fn requests_low_suffix(client_id: u64) -> Vec<u8> {
+    let mut k = REQUEST_LOW_PREFIX.to_vec();
     k.extend_from_slice(&client_id.to_be_bytes());
     k
 }
 
-/// Data-key bounds `[lo, hi)` of what a range replicates: its user span, and with
-/// `with_system` (the first range, "meta") the system keys before it too.
-pub fn range_bounds(start: &[u8], end: &[u8], with_system: bool) -> (Vec<u8>, Vec<u8>) {
+/// Data-key bounds `[lo, hi)` of what a range replicates, as disjoint intervals in key
+/// order: its user span, with `with_system` (the meta range) the system keys before
+/// it, and its own replicated keys.
+pub fn range_bounds(
+    range_id: u64,
+    start: &[u8],
+    end: &[u8],
+    with_system: bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (lo, hi) = user_span(start, end);
-    if with_system {
+    let data = if with_system {
         (vec![SYSTEM_PREFIX], hi)
     } else {
         (lo, hi)
-    }
+    };
+    vec![data, range_local_bounds(range_id)]
 }
 
 /// Encodes a stored value: `version (u64 BE) | value`.
@@ -204,6 +254,11 @@ mod tests {
             proptest::prop_assert!(lo <= ka && ka < hi);
             let sys = system_key(&a);
             proptest::prop_assert_eq!(parse_user_key(&sys), None);
+            let local = range_local_key(range, &a);
+            proptest::prop_assert_eq!(parse_user_key(&local), None);
+            let (llo, lhi) = range_local_bounds(range);
+            proptest::prop_assert!(llo <= local && local < lhi);
+            proptest::prop_assert!(hi <= llo);
             proptest::prop_assert_eq!(parse_log_key(range, &log_key(range, index)), Some(index));
             let v = encode_value(index, &b);
             proptest::prop_assert_eq!(decode_value(&v), Some((index, b.as_slice())));

@@ -16,7 +16,7 @@ pub mod engine;
 pub mod keys;
 pub mod snapshot;
 
-pub use engine::{DataBatch, Engine, EngineOptions, KeySpan, StateKey, Versioned};
+pub use engine::{DataBatch, Engine, EngineOptions, KeySpan, SpanStats, StateKey, Versioned};
 pub use snapshot::SnapshotStats;
 
 /// Errors of the storage engine.

@@ -94,15 +94,16 @@ fn sync_parent(path: &Path) -> Result<()> {
 }
 
 impl Engine {
-    /// Writes the data of `span` (with `with_system`, the system keys too) and the
-    /// range's applied state, read from one RocksDB snapshot, to `path` (durably, via a
-    /// temporary file and a rename).
+    /// Writes the range's data (its replicated keys, the user keys of the span that
+    /// `span_of` reads from its stored descriptor, with `with_system` the system keys
+    /// too) and its applied state, all read from one RocksDB snapshot, to `path`
+    /// (durably, via a temporary file and a rename).
     pub fn write_range_snapshot(
         &self,
         range_id: u64,
-        span: &KeySpan,
         with_system: bool,
         path: &Path,
+        span_of: impl FnOnce(Option<&[u8]>) -> Result<KeySpan>,
     ) -> Result<SnapshotStats> {
         let tmp = path.with_extension("tmp");
         let snap = self.db().snapshot();
@@ -110,28 +111,34 @@ impl Engine {
             self.cf(keys::CF_RAFT_STATE),
             keys::state_key(range_id, StateKey::Applied as u8),
         )?;
+        let desc = snap.get_cf(
+            self.cf(keys::CF_DATA),
+            keys::range_local_key(range_id, keys::DESCRIPTOR_SUFFIX),
+        )?;
+        let span = &span_of(desc.as_deref())?;
         let mut w = CrcWriter {
             inner: BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
             crc: crc32fast::Hasher::new(),
             bytes: 0,
         };
         w.put(MAGIC)?;
-        let (lo, hi) = keys::range_bounds(&span.start, &span.end, with_system);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(hi);
         let mut records = 0u64;
-        for item in snap.iterator_cf_opt(
-            self.cf(keys::CF_DATA),
-            ro,
-            IteratorMode::From(&lo, Direction::Forward),
-        ) {
-            let (k, v) = item?;
-            w.put(&[TAG_RECORD])?;
-            w.put(&(k.len() as u32).to_be_bytes())?;
-            w.put(&(v.len() as u32).to_be_bytes())?;
-            w.put(&k)?;
-            w.put(&v)?;
-            records += 1;
+        for (lo, hi) in keys::range_bounds(range_id, &span.start, &span.end, with_system) {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(hi);
+            for item in snap.iterator_cf_opt(
+                self.cf(keys::CF_DATA),
+                ro,
+                IteratorMode::From(&lo, Direction::Forward),
+            ) {
+                let (k, v) = item?;
+                w.put(&[TAG_RECORD])?;
+                w.put(&(k.len() as u32).to_be_bytes())?;
+                w.put(&(v.len() as u32).to_be_bytes())?;
+                w.put(&k)?;
+                w.put(&v)?;
+                records += 1;
+            }
         }
         w.put(&[TAG_END])?;
         w.put(&records.to_be_bytes())?;
@@ -149,13 +156,28 @@ impl Engine {
         })
     }
 
+    /// The value a snapshot file holds for the data key `key` (the file is read whole
+    /// and verified).
+    pub fn snapshot_value(path: &Path, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut found = None;
+        read_records(path, |k, v| {
+            if k == key {
+                found = Some(v.to_vec());
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
     /// Checks a snapshot file's framing and checksum without applying it.
     pub fn verify_snapshot_file(path: &Path) -> Result<u64> {
         read_records(path, |_, _| Ok(()))
     }
 
-    /// Replaces the data of `span` with the snapshot at `path` and sets the range's
-    /// applied state to `applied`. The file is verified first, so a corrupt file
+    /// Replaces the data of `span` (and the range's replicated keys) with the snapshot
+    /// at `path` and sets the range's applied state to `applied`. `span` is the one the
+    /// snapshot describes; the caller passes the replica's older span too when it was
+    /// wider (`also_clear`), so keys the range no longer holds are dropped. The file is verified first, so a corrupt file
     /// changes nothing. The data is written in bounded batches; the applied state goes
     /// with the last one. A caller that must survive a crash mid-install records its
     /// intent first ([`StateKey::Installing`]) and installs again on restart.
@@ -166,14 +188,24 @@ impl Engine {
         with_system: bool,
         path: &Path,
         applied: &[u8],
+        also_clear: Option<&KeySpan>,
     ) -> Result<u64> {
         Self::verify_snapshot_file(path)?;
-        let (lo, hi) = keys::range_bounds(&span.start, &span.end, with_system);
+        let bounds = keys::range_bounds(range_id, &span.start, &span.end, with_system);
         let mut batch: DataBatch = self.batch(range_id);
         let data = self.cf(keys::CF_DATA);
-        batch.batch.delete_range_cf(data, &lo, &hi);
+        for (lo, hi) in &bounds {
+            batch.batch.delete_range_cf(data, lo, hi);
+        }
+        if let Some(old) = also_clear {
+            let (lo, hi) = keys::user_span(&old.start, &old.end);
+            batch.batch.delete_range_cf(data, lo, hi);
+        }
         let count = read_records(path, |k, v| {
-            if k < lo.as_slice() || k >= hi.as_slice() {
+            if !bounds
+                .iter()
+                .any(|(lo, hi)| k >= lo.as_slice() && k < hi.as_slice())
+            {
                 return Err(corrupt(format!("key {k:?} outside the range's span")));
             }
             batch.batch.put_cf(data, k, v);
@@ -270,13 +302,13 @@ mod tests {
         b.put_system(&src, b"counter", b"9");
         src.commit(b).unwrap();
         let stats = src
-            .write_range_snapshot(1, &KeySpan::all(), true, &path)
+            .write_range_snapshot(1, true, &path, |_| Ok(KeySpan::all()))
             .unwrap();
         assert_eq!(stats.records, 1001);
         assert_eq!(stats.applied.as_deref(), Some(&b"applied-7"[..]));
 
         let n = dst
-            .install_range_snapshot(1, &KeySpan::all(), true, &path, b"applied-7")
+            .install_range_snapshot(1, &KeySpan::all(), true, &path, b"applied-7", None)
             .unwrap();
         assert_eq!(n, 1001);
         assert_eq!(
@@ -302,14 +334,14 @@ mod tests {
         b.put(&e, b"a", 1, b"1");
         e.commit(b).unwrap();
         let path = dir.path().join("1.snap");
-        e.write_range_snapshot(1, &KeySpan::all(), false, &path)
+        e.write_range_snapshot(1, false, &path, |_| Ok(KeySpan::all()))
             .unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert!(e
-            .install_range_snapshot(1, &KeySpan::all(), false, &path, b"x")
+            .install_range_snapshot(1, &KeySpan::all(), false, &path, b"x", None)
             .is_err());
         assert!(e.get(b"a").unwrap().is_some());
         assert_eq!(e.state_get(1, StateKey::Applied).unwrap(), None);

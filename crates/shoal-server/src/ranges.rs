@@ -1,0 +1,503 @@
+//! A node's ranges beyond the first: opening replicas, splits (on demand and when a
+//! range outgrows `--range-max-bytes`), the descriptors each range's leader reports to
+//! the meta range's routing table, and keeping every range replicated on the nodes of
+//! the cluster.
+//!
+//! Every loop here runs on the leader of the range it looks after, once a second
+//! (`Node::maintain_ranges`), so a range's upkeep moves with its leadership.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+use shoal_proto::error::{codes, not_leader, status};
+use shoal_proto::v1::RaftMessage;
+use shoal_raft::codec::{decode, encode};
+use shoal_raft::{
+    Command, Node as RaftNode, OpResult, RangeDescriptor, RangeEvent, Replica, FIRST_RANGE_ID,
+};
+use shoal_storage::StateKey;
+use tonic::{Code, Status};
+
+use crate::node::{write_error, Node};
+
+/// How long a member of a range may go without replicating anything before its
+/// leader asks its node to create the replica (it skipped the split that made the
+/// range, by installing a snapshot of the left half).
+const MISSING_REPLICA_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Bookkeeping of the leader loops.
+#[derive(Debug, Default)]
+pub(crate) struct RangeState {
+    /// The descriptor the meta range last recorded from this node, per range.
+    reported: Mutex<HashMap<u64, RangeDescriptor>>,
+    /// Bytes applied to a range since its size was last measured; absent: never.
+    unmeasured: Mutex<HashMap<u64, u64>>,
+    /// Since when a member of a range has replicated nothing, per (range, node).
+    unmatched: Mutex<HashMap<(u64, u64), Instant>>,
+    /// Held while a replica is opened, so one range is never opened twice.
+    open_lock: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+    status(
+        Code::Internal,
+        codes::INTERNAL,
+        format!("{what}: {e}"),
+        None,
+    )
+}
+
+impl Node {
+    /// Opens this node's replica of `range_id` (once) and starts its Raft instance.
+    pub(crate) async fn open_range(&self, range_id: u64) -> anyhow::Result<Arc<Replica>> {
+        let _g = self.ranges.open_lock.lock().await;
+        if let Some(r) = self.router.get(range_id) {
+            return Ok(r);
+        }
+        let r = Replica::open(&self.env, self.node_id(), range_id).await?;
+        self.router.insert(r.clone());
+        Ok(r)
+    }
+
+    /// Opens the right half of every split a state machine of this node applies.
+    pub(crate) async fn handle_range_events(self: Arc<Self>) {
+        let Some(mut rx) = lock(&self.events).take() else {
+            return;
+        };
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                RangeEvent::Split { left, right } => {
+                    if let Err(e) = self.open_range(right.range_id).await {
+                        tracing::error!(left, right = right.range_id, error = %format!("{e:#}"), "opening the right half of a split");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates an empty replica of the range `d` describes, for its leader to fill
+    /// with a snapshot. Idempotent; refused while a replica here overlaps its span.
+    pub async fn create_replica(&self, d: RangeDescriptor) -> Result<(), Status> {
+        if self.ident().is_none() {
+            return Err(status(
+                Code::Unavailable,
+                codes::NOT_INITIALIZED,
+                "this node does not belong to a cluster yet",
+                None,
+            ));
+        }
+        if self.router.get(d.range_id).is_some() {
+            return Ok(());
+        }
+        let overlapping = self.router.index.overlapping(&d.start, &d.end);
+        if !overlapping.is_empty() {
+            return Err(status(
+                Code::Unavailable,
+                codes::RANGE_OVERLAP,
+                format!(
+                    "ranges {overlapping:?} on this node overlap range {}",
+                    d.range_id
+                ),
+                None,
+            ));
+        }
+        let bytes = encode(&d).map_err(|e| internal("encoding", e))?;
+        self.engine
+            .state_put(d.range_id, StateKey::Created, &bytes, true)
+            .map_err(|e| internal("recording the replica", e))?;
+        self.open_range(d.range_id)
+            .await
+            .map_err(|e| internal("opening the replica", format!("{e:#}")))?;
+        tracing::info!(
+            range_id = d.range_id,
+            "created an empty replica for a snapshot"
+        );
+        Ok(())
+    }
+
+    /// The meta range's leader: `None` when it is this node; else its id and address.
+    fn meta_leader(&self) -> Result<Option<(u64, String)>, Status> {
+        let meta = self.replica()?;
+        match meta.leader() {
+            (Some(id), _) if id == self.node_id() => Ok(None),
+            (Some(id), Some(addr)) => Ok(Some((id, addr))),
+            _ => Err(not_leader(FIRST_RANGE_ID, None, None)),
+        }
+    }
+
+    /// On the meta range's leader: allocates a range id.
+    pub async fn alloc_range_id_here(&self) -> Result<u64, Status> {
+        let meta = self.replica()?;
+        let resp = meta
+            .raft
+            .client_write(Command::AllocRangeId)
+            .await
+            .map_err(|e| write_error(&meta, e))?;
+        match resp.data.results.first() {
+            Some(OpResult::RangeId(id)) => Ok(*id),
+            other => Err(internal("range id allocation", format!("{other:?}"))),
+        }
+    }
+
+    /// A new range id, from the meta range's leader.
+    pub async fn alloc_range_id(&self) -> Result<u64, Status> {
+        let Some((id, addr)) = self.meta_leader()? else {
+            return self.alloc_range_id_here().await;
+        };
+        let mut c = self
+            .pool
+            .client(&addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let resp = c
+            .alloc_range_id(RaftMessage {
+                range_id: FIRST_RANGE_ID,
+                payload: Vec::new(),
+                target_node_id: id,
+            })
+            .await?
+            .into_inner();
+        decode(&resp.payload).map_err(|e| internal("range id allocation", e))
+    }
+
+    /// On the meta range's leader: records descriptors in the routing table (each only
+    /// if newer than the recorded one).
+    pub async fn record_descriptors_here(&self, ds: Vec<RangeDescriptor>) -> Result<(), Status> {
+        let meta = self.replica()?;
+        meta.raft
+            .client_write(Command::PutDescriptors(ds))
+            .await
+            .map_err(|e| write_error(&meta, e))?;
+        Ok(())
+    }
+
+    /// Reports descriptors to the meta range's leader.
+    async fn report_descriptors(&self, ds: Vec<RangeDescriptor>) -> Result<(), Status> {
+        let Some((id, addr)) = self.meta_leader()? else {
+            return self.record_descriptors_here(ds).await;
+        };
+        let mut c = self
+            .pool
+            .client(&addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let payload = encode(&ds).map_err(|e| internal("encoding", e))?;
+        c.report_ranges(RaftMessage {
+            range_id: FIRST_RANGE_ID,
+            payload,
+            target_node_id: id,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Splits the range holding `key` at `key`, on its leader. Returns both halves.
+    pub async fn split_range(
+        &self,
+        key: &[u8],
+    ) -> Result<(RangeDescriptor, RangeDescriptor), Status> {
+        let r = self.router.lookup(key).ok_or_else(|| {
+            status(
+                Code::NotFound,
+                codes::RANGE_NOT_FOUND,
+                "no replica of this node holds the key",
+                None,
+            )
+        })?;
+        let (leader, addr) = r.leader();
+        if leader != Some(self.node_id()) {
+            return Err(not_leader(r.range_id, leader, addr));
+        }
+        self.split_at(&r, key).await
+    }
+
+    async fn split_at(
+        &self,
+        r: &Replica,
+        key: &[u8],
+    ) -> Result<(RangeDescriptor, RangeDescriptor), Status> {
+        let d = r
+            .descriptor()
+            .ok_or_else(|| Status::unavailable("the range has no descriptor yet"))?;
+        if !d.splits_at(key) {
+            return Err(status(
+                Code::InvalidArgument,
+                codes::INVALID_ARGUMENT,
+                format!(
+                    "range {} cannot split at this key: it is the range's start or outside it",
+                    d.range_id
+                ),
+                None,
+            ));
+        }
+        let new_range_id = self.alloc_range_id().await?;
+        let resp = r
+            .raft
+            .client_write(Command::Split {
+                key: key.to_vec(),
+                new_range_id,
+                expected_version: d.epoch.version,
+            })
+            .await
+            .map_err(|e| write_error(r, e))?;
+        match resp.data.results.first() {
+            Some(OpResult::RangeId(_)) => {}
+            Some(OpResult::Refused(why)) => {
+                return Err(status(
+                    Code::FailedPrecondition,
+                    codes::EPOCH_MISMATCH,
+                    format!("split refused: {why}"),
+                    None,
+                ))
+            }
+            other => return Err(internal("split", format!("{other:?}"))),
+        }
+        let left = r
+            .descriptor()
+            .ok_or_else(|| internal("split", "no descriptor after the split"))?;
+        let right = RangeDescriptor {
+            range_id: new_range_id,
+            start: key.to_vec(),
+            end: d.end.clone(),
+            epoch: left.epoch,
+            replicas: left.replicas.clone(),
+        };
+        // Tell the routing table at once; the leader loop retries if this fails.
+        if let Err(e) = self
+            .report_descriptors(vec![left.clone(), right.clone()])
+            .await
+        {
+            tracing::info!(error = %e.message(), "reporting a split to the meta range; will retry");
+        }
+        Ok((left, right))
+    }
+
+    /// Upkeep of the ranges this node leads: catch-up promotions, replicas on every
+    /// node of the cluster, the routing table, and splits of ranges grown too large.
+    pub(crate) async fn maintain_ranges(&self) {
+        let me = self.node_id();
+        if me == 0 {
+            return;
+        }
+        let mut to_report = Vec::new();
+        for r in self.router.all() {
+            if r.metrics().current_leader != Some(me) {
+                lock(&self.ranges.reported).remove(&r.range_id);
+                lock(&self.ranges.unmeasured).remove(&r.range_id);
+                continue;
+            }
+            if r.range_id != FIRST_RANGE_ID {
+                self.promote_learners(&r).await;
+                self.follow_cluster_membership(&r).await;
+            }
+            self.create_missing_replicas(&r).await;
+            let Some(d) = r.descriptor() else {
+                continue;
+            };
+            if lock(&self.ranges.reported).get(&r.range_id) != Some(&d) {
+                to_report.push(d.clone());
+            }
+            self.split_if_large(&r, &d).await;
+        }
+        if !to_report.is_empty() {
+            match self.report_descriptors(to_report.clone()).await {
+                Ok(()) => {
+                    let mut rep = lock(&self.ranges.reported);
+                    for d in to_report {
+                        rep.insert(d.range_id, d);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e.message(), "reporting descriptors"),
+            }
+        }
+    }
+
+    /// Splits `r` at its middle key once its data passes `--range-max-bytes`. The size
+    /// is measured again only after an eighth of that limit was written.
+    async fn split_if_large(&self, r: &Replica, d: &RangeDescriptor) {
+        let max = self.cfg.range_max_bytes;
+        let written = r.state_machine.take_written();
+        let due = {
+            let mut m = lock(&self.ranges.unmeasured);
+            let pending = m.entry(r.range_id).or_insert(u64::MAX);
+            *pending = pending.saturating_add(written);
+            if *pending >= (max / 8).max(1) {
+                *pending = 0;
+                true
+            } else {
+                false
+            }
+        };
+        if !due {
+            return;
+        }
+        let (engine, span) = (self.engine.clone(), d.span());
+        let stats = match tokio::task::spawn_blocking(move || engine.span_stats(&span)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(range_id = r.range_id, error = %e, "measuring the range");
+                return;
+            }
+            Err(_) => return,
+        };
+        if stats.bytes <= max {
+            return;
+        }
+        let Some(key) = stats.middle.filter(|k| d.splits_at(k)) else {
+            return;
+        };
+        match self.split_at(r, &key).await {
+            Ok((l, rt)) => tracing::info!(
+                range_id = l.range_id,
+                right = rt.range_id,
+                bytes = stats.bytes,
+                "split a range past --range-max-bytes"
+            ),
+            Err(e) => {
+                tracing::info!(range_id = r.range_id, error = %e.message(), "splitting a large range")
+            }
+        }
+    }
+
+    /// Keeps range `r` on the nodes of the cluster (the meta range's members): adds
+    /// the missing ones as learners (promoted once caught up) and removes the nodes
+    /// that left. One change at a time.
+    async fn follow_cluster_membership(&self, r: &Replica) {
+        let Ok(meta) = self.replica() else {
+            return;
+        };
+        let cluster: BTreeMap<u64, RaftNode> = meta
+            .metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
+        if cluster.is_empty() {
+            return;
+        }
+        let m = r.metrics();
+        let mem = m.membership_config.membership();
+        if mem.get_joint_config().len() > 1 {
+            return;
+        }
+        let voters: BTreeSet<u64> = mem.voter_ids().collect();
+        let gone_voters: BTreeSet<u64> = voters
+            .iter()
+            .copied()
+            .filter(|id| !cluster.contains_key(id))
+            .collect();
+        let gone_learners: BTreeSet<u64> = mem
+            .learner_ids()
+            .filter(|id| !cluster.contains_key(id))
+            .collect();
+        let change = if !gone_voters.is_empty() && gone_voters.len() < voters.len() {
+            Some(ChangeMembers::RemoveVoters(gone_voters))
+        } else if !gone_learners.is_empty() {
+            Some(ChangeMembers::RemoveNodes(gone_learners))
+        } else {
+            None
+        };
+        if let Some(change) = change {
+            match r.raft.change_membership(change.clone(), false).await {
+                Ok(_) => tracing::info!(
+                    range_id = r.range_id,
+                    ?change,
+                    "removed nodes that left the cluster"
+                ),
+                Err(e) => tracing::debug!(range_id = r.range_id, error = %e, "removing nodes"),
+            }
+            return;
+        }
+        let Some(d) = r.descriptor() else {
+            return;
+        };
+        for (id, node) in cluster {
+            if mem.get_node(&id).is_some() {
+                continue;
+            }
+            if let Err(e) = self.create_replica_on(id, &node.addr, &d).await {
+                tracing::debug!(range_id = r.range_id, node = id, error = %e.message(), "creating a replica");
+                continue;
+            }
+            match r.raft.add_learner(id, node, false).await {
+                Ok(_) => tracing::info!(
+                    range_id = r.range_id,
+                    node = id,
+                    "added a replica as a learner"
+                ),
+                Err(e) => {
+                    tracing::debug!(range_id = r.range_id, node = id, error = %e, "adding a learner")
+                }
+            }
+            return;
+        }
+    }
+
+    /// Asks the nodes of members that have replicated nothing for a while to create
+    /// the replica (they skipped the split that made it).
+    async fn create_missing_replicas(&self, r: &Replica) {
+        let m = r.metrics();
+        let Some(matched) = m.replication.clone() else {
+            return;
+        };
+        let Some(d) = r.descriptor() else {
+            return;
+        };
+        let now = Instant::now();
+        for (id, log) in matched {
+            let key = (r.range_id, id);
+            if id == r.node_id || log.is_some() {
+                lock(&self.ranges.unmatched).remove(&key);
+                continue;
+            }
+            let since = *lock(&self.ranges.unmatched).entry(key).or_insert(now);
+            if now.duration_since(since) < MISSING_REPLICA_PATIENCE {
+                continue;
+            }
+            lock(&self.ranges.unmatched).insert(key, now);
+            let Some(addr) = m
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+            else {
+                continue;
+            };
+            match self.create_replica_on(id, &addr, &d).await {
+                Ok(()) => tracing::info!(
+                    range_id = r.range_id,
+                    node = id,
+                    "asked a member to create its missing replica"
+                ),
+                Err(e) => {
+                    tracing::debug!(range_id = r.range_id, node = id, error = %e.message(), "creating a missing replica")
+                }
+            }
+        }
+    }
+
+    async fn create_replica_on(
+        &self,
+        node_id: u64,
+        addr: &str,
+        d: &RangeDescriptor,
+    ) -> Result<(), Status> {
+        let mut c = self
+            .pool
+            .client(addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let payload = encode(d).map_err(|e| internal("encoding", e))?;
+        c.create_replica(RaftMessage {
+            range_id: d.range_id,
+            payload,
+            target_node_id: node_id,
+        })
+        .await?;
+        Ok(())
+    }
+}
