@@ -319,15 +319,19 @@ impl Engine {
         let (lo, hi) = keys::user_span(&span.start, &span.end);
         let mut ro = ReadOptions::default();
         let mode = if reverse {
-            ro.set_iterate_lower_bound(lo);
+            ro.set_iterate_lower_bound(lo.clone());
             IteratorMode::From(&hi, Direction::Reverse)
         } else {
-            ro.set_iterate_upper_bound(hi);
+            ro.set_iterate_upper_bound(hi.clone());
             IteratorMode::From(&lo, Direction::Forward)
         };
         let mut out = Vec::new();
         for item in self.db.iterator_cf_opt(self.cf(keys::CF_DATA), ro, mode) {
             let (k, v) = item?;
+            // A descending scan starts at the last key <= `hi`: the end is exclusive.
+            if reverse && *k >= *hi {
+                continue;
+            }
             let Some(user) = keys::parse_user_key(&k) else {
                 break;
             };
@@ -689,7 +693,15 @@ mod tests {
         assert_eq!((page.len(), more), (2, true));
         let (page, more) = e.scan(&KeySpan::all(), 2, true).unwrap();
         assert_eq!(page[0].key, b"k3".to_vec());
-        assert_eq!((page.len(), more), (2, true));
+        assert!(more);
+        // Descending, the end stays exclusive.
+        let span = KeySpan {
+            start: b"k1".to_vec(),
+            end: b"k3".to_vec(),
+        };
+        let (page, more) = e.scan(&span, 10, true).unwrap();
+        let keys: Vec<_> = page.into_iter().map(|v| v.key).collect();
+        assert_eq!((keys, more), (vec![b"k2".to_vec(), b"k1".to_vec()], false));
         let mut b = e.batch(1);
         b.delete_span(
             &e,
