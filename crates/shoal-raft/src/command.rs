@@ -138,8 +138,12 @@ pub enum OpResult {
     /// An allocated range id.
     RangeId(u64),
     /// The command was refused and changed nothing: a data command touching keys the
-    /// range does not hold (any more), or a split that no longer applies.
-    Refused(String),
+    /// range does not hold (any more; `key` is the first of them), or a split that no
+    /// longer applies.
+    Refused {
+        reason: String,
+        key: Option<Vec<u8>>,
+    },
 }
 
 /// A key read by a transaction's get.
@@ -186,10 +190,11 @@ impl TxnOp {
 }
 
 impl Command {
-    /// The user keys and spans the command touches (none for a system command).
-    pub fn touches(&self) -> Vec<Touch<'_>> {
+    /// The first user key or span the command touches for which `pred` holds (a
+    /// system command touches none).
+    pub fn find_touch<'a>(&'a self, mut pred: impl FnMut(&Touch<'a>) -> bool) -> Option<Touch<'a>> {
         match self {
-            Command::Write(ops) => ops.iter().map(WriteOp::touch).collect(),
+            Command::Write(ops) => ops.iter().map(WriteOp::touch).find(|t| pred(t)),
             Command::Txn {
                 compares,
                 success,
@@ -198,13 +203,23 @@ impl Command {
                 .iter()
                 .map(|c| Touch::Key(&c.key))
                 .chain(success.iter().chain(failure.iter()).map(TxnOp::touch))
-                .collect(),
-            Command::Once { cmd, .. } => cmd.touches(),
+                .find(|t| pred(t)),
+            Command::Once { cmd, .. } => cmd.find_touch(pred),
             Command::AllocNodeId
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
-            | Command::Split { .. } => Vec::new(),
+            | Command::Split { .. } => None,
         }
+    }
+
+    /// Every user key and span the command touches.
+    pub fn touches(&self) -> Vec<Touch<'_>> {
+        let mut all = Vec::new();
+        self.find_touch(|t| {
+            all.push(*t);
+            false
+        });
+        all
     }
 
     /// Whether the command is kept by the meta range alone.
@@ -217,7 +232,14 @@ impl Command {
     }
 }
 
-impl Touch<'_> {
+impl<'a> Touch<'a> {
+    /// The key, or the span's start.
+    pub fn first_key(&self) -> &'a [u8] {
+        match *self {
+            Touch::Key(k) | Touch::Span(k, _) => k,
+        }
+    }
+
     /// Whether the key or span falls inside `d`.
     pub fn inside(&self, d: &crate::RangeDescriptor) -> bool {
         match *self {
@@ -401,7 +423,6 @@ pub fn apply(
         }
         Command::PutDescriptors(descriptors) => {
             use shoal_storage::keys::range_descriptor_key;
-            let mut written = 0;
             for d in descriptors {
                 let key = range_descriptor_key(d.range_id);
                 let newer = match engine.get_system(&key)? {
@@ -419,17 +440,16 @@ pub fn apply(
                         }
                     })?;
                     batch.put_system(engine, &key, &bytes);
-                    written += 1;
                 }
             }
-            resp.results.push(OpResult::Deleted(written));
         }
         Command::Split { .. } => {
             // Applied by the state machine, which owns the descriptors.
             resp.succeeded = false;
-            resp.results.push(OpResult::Refused(
-                "a split applies in its state machine".into(),
-            ));
+            resp.results.push(OpResult::Refused {
+                reason: "a split applies in its state machine".into(),
+                key: None,
+            });
         }
     }
     Ok(resp)

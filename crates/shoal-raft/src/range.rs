@@ -11,6 +11,8 @@
 //! that names an older epoch than the range's current one was routed with stale
 //! knowledge.
 
+use std::ops::Bound;
+
 use serde::{Deserialize, Serialize};
 use shoal_storage::KeySpan;
 
@@ -183,8 +185,30 @@ impl RangeIndex {
     /// The range holding `key`, if this node holds one.
     pub fn lookup(&self, key: &[u8]) -> Option<u64> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let (_, (end, id)) = g.by_start.range(..=key.to_vec()).next_back()?;
+        let (_, (end, id)) = g
+            .by_start
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
         (end.is_empty() || key < end.as_slice()).then_some(*id)
+    }
+
+    /// The range holding the keys just before `end` (an empty `end`: the last keys),
+    /// if this node holds it: for scans in descending order.
+    pub fn lookup_before(&self, end: &[u8]) -> Option<u64> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let (_, (range_end, id)) = if end.is_empty() {
+            g.by_start.iter().next_back()?
+        } else {
+            g.by_start
+                .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(end)))
+                .next_back()?
+        };
+        let holds = if end.is_empty() {
+            range_end.is_empty()
+        } else {
+            range_end.is_empty() || end <= range_end.as_slice()
+        };
+        holds.then_some(*id)
     }
 
     /// The ranges whose spans overlap `[start, end)`, in key order.
@@ -249,6 +273,10 @@ mod tests {
         assert_eq!(idx.lookup(b"\xff"), Some(7));
         assert_eq!(idx.overlapping(b"l", b"n"), vec![1, 7]);
         assert_eq!(idx.overlapping(b"m", b""), vec![7]);
+        assert_eq!(idx.lookup_before(b"m"), Some(1));
+        assert_eq!(idx.lookup_before(b"m\0"), Some(7));
+        assert_eq!(idx.lookup_before(b""), Some(7));
+        assert_eq!(idx.lookup_before(b"a"), Some(1));
         idx.set(7, None);
         assert_eq!(idx.lookup(b"z"), None);
         assert!(r.overlaps(b"a", b"") && !r.overlaps(b"a", b"m") && r.overlaps(b"l", b"n"));

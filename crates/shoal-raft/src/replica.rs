@@ -321,19 +321,6 @@ impl Router {
         self.get(self.index.lookup(key)?)
     }
 
-    /// Forgets a replica (it is being destroyed).
-    pub fn remove(&self, range_id: u64) -> Option<Arc<Replica>> {
-        let r = self
-            .replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&range_id);
-        if let Some(r) = &r {
-            r.state_machine.unindex();
-        }
-        r
-    }
-
     pub fn get(&self, range_id: u64) -> Option<Arc<Replica>> {
         self.replicas
             .read()

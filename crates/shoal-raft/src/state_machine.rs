@@ -119,7 +119,12 @@ impl StateMachine {
 
     /// The range's applied descriptor, if the replica has one yet.
     pub fn descriptor(&self) -> Option<RangeDescriptor> {
-        self.desc.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.with_descriptor(|d| d.cloned())
+    }
+
+    /// `f` of the range's applied descriptor, read in place (no copy).
+    pub fn with_descriptor<T>(&self, f: impl FnOnce(Option<&RangeDescriptor>) -> T) -> T {
+        f(self.desc.read().unwrap_or_else(|p| p.into_inner()).as_ref())
     }
 
     /// Bytes of data applied since the last call.
@@ -134,13 +139,6 @@ impl StateMachine {
         *self.desc.write().unwrap_or_else(|p| p.into_inner()) = d;
     }
 
-    /// Forgets the range's span in the node's index (the replica is going away).
-    pub fn unindex(&self) {
-        if let Some(index) = &self.index {
-            index.set(self.range_id, None);
-        }
-    }
-
     fn stored_descriptor(&self) -> io::Result<Option<RangeDescriptor>> {
         match self
             .engine
@@ -152,12 +150,16 @@ impl StateMachine {
         }
     }
 
-    /// The span data commands are checked against: the descriptor's, or for the meta
-    /// range before its first membership entry (a store being founded) every key.
-    fn span_descriptor(&self) -> Option<RangeDescriptor> {
-        self.descriptor().or_else(|| {
-            (self.range_id == crate::FIRST_RANGE_ID)
-                .then(|| RangeDescriptor::new(self.range_id, &KeySpan::all()))
+    /// The first key of `cmd` the range does not hold. Without a descriptor, the meta
+    /// range (a store being founded, before its first membership entry) holds every
+    /// key and any other range none.
+    fn key_outside(&self, cmd: &Command) -> Option<Vec<u8>> {
+        self.with_descriptor(|d| {
+            cmd.find_touch(|t| match d {
+                Some(d) => !t.inside(d),
+                None => self.range_id != crate::FIRST_RANGE_ID,
+            })
+            .map(|t| t.first_key().to_vec())
         })
     }
 
@@ -278,11 +280,13 @@ impl StateMachine {
         let e = &self.engine;
         batch.put_range_local(e, self.range_id, keys::DESCRIPTOR_SUFFIX, &encode(&left)?);
         batch.put_range_local(e, new_range_id, keys::DESCRIPTOR_SUFFIX, &encode(&right)?);
-        for (suffix, value) in e
-            .scan_range_local(self.range_id, b"req", None, usize::MAX)
-            .map_err(io_err)?
-        {
-            batch.put_range_local(e, new_range_id, &suffix, &value);
+        for prefix in [keys::REQUEST_PREFIX, keys::REQUEST_LOW_PREFIX] {
+            for (suffix, value) in e
+                .scan_range_local(self.range_id, prefix, None, usize::MAX)
+                .map_err(io_err)?
+            {
+                batch.put_range_local(e, new_range_id, &suffix, &value);
+            }
         }
         let child_membership =
             StoredMembership::new(Some(*log_id), membership.membership().clone());
@@ -342,11 +346,11 @@ impl StateMachine {
 }
 
 /// The answer to a command that changed nothing.
-fn refused(index: u64, why: String) -> CommandResponse {
+fn refused(index: u64, reason: String, key: Option<Vec<u8>>) -> CommandResponse {
     CommandResponse {
         index,
         succeeded: false,
-        results: vec![OpResult::Refused(why)],
+        results: vec![OpResult::Refused { reason, key }],
     }
 }
 
@@ -453,22 +457,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 results: vec![OpResult::RangeId(*new_range_id)],
                             }
                         }
-                        Err(why) => refused(index, why),
+                        Err(why) => refused(index, why, None),
                     }
                 }
                 EntryPayload::Normal(cmd) => {
-                    let desc = self.span_descriptor();
                     if cmd.is_meta_only() && !self.with_system {
                         refused(
                             index,
                             format!("range {} is not the meta range", self.range_id),
+                            None,
                         )
-                    } else if let Some(t) = cmd
-                        .touches()
-                        .into_iter()
-                        .find(|t| desc.as_ref().is_none_or(|d| !t.inside(d)))
-                    {
-                        refused(index, format!("{t:?} is outside range {}", self.range_id))
+                    } else if let Some(key) = self.key_outside(cmd) {
+                        let why = format!(
+                            "key {:?} is outside range {}",
+                            String::from_utf8_lossy(&key),
+                            self.range_id
+                        );
+                        refused(index, why, Some(key))
                     } else {
                         let max_member = membership
                             .membership()

@@ -1,6 +1,8 @@
 //! The `Admin` gRPC service: status, node list, `init`, and the ranges (descriptors
 //! from the meta range, converted to their wire form here).
 
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -30,7 +32,7 @@ impl AdminService {
         r.linearize(Duration::from_secs(3))
             .await
             .map_err(|e| read_error(r.range_id, e))?;
-        let mut out = Vec::new();
+        let mut by_id: HashMap<u64, RangeDescriptor> = HashMap::new();
         let stored = self
             .node
             .engine
@@ -40,30 +42,41 @@ impl AdminService {
             let d: RangeDescriptor = shoal_raft::codec::decode(&value).map_err(|e| {
                 Status::internal(format!("range descriptor {key:?} does not decode: {e}"))
             })?;
-            out.push(d);
+            by_id.insert(d.range_id, d);
         }
         // Ranges whose leaders have not reported yet (a split a moment ago, a cluster
         // just founded): this node's own descriptors fill the gaps.
         for rep in self.node.router.all() {
             let Some(d) = rep.descriptor() else { continue };
-            match out.iter_mut().find(|o| o.range_id == d.range_id) {
-                Some(o) if d.supersedes(o) => *o = d,
-                Some(_) => {}
-                None => out.push(d),
+            match by_id.get(&d.range_id) {
+                Some(o) if !d.supersedes(o) => {}
+                _ => {
+                    by_id.insert(d.range_id, d);
+                }
             }
         }
-        // Drop table entries a newer descriptor of another range overlaps (the left
-        // half of a split reported before the right).
-        let snapshot = out.clone();
-        out.retain(|d| {
-            !snapshot.iter().any(|o| {
-                o.range_id != d.range_id
-                    && o.epoch.version > d.epoch.version
-                    && o.overlaps(&d.start, &d.end)
-            })
-        });
-        out.sort_by(|a, b| a.start.cmp(&b.start));
-        Ok((r, out))
+        // Newest first, each kept unless a newer one of another range overlaps it (the
+        // left half of a split reported before the right): kept spans never overlap.
+        let mut all: Vec<RangeDescriptor> = by_id.into_values().collect();
+        all.sort_by(|a, b| b.epoch.cmp(&a.epoch).then(a.range_id.cmp(&b.range_id)));
+        let mut kept: BTreeMap<Vec<u8>, RangeDescriptor> = BTreeMap::new();
+        for d in all {
+            // Among disjoint spans, only the last one starting before `d`'s end can
+            // overlap it.
+            let upto = if d.end.is_empty() {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(d.end.as_slice())
+            };
+            let overlapped = kept
+                .range::<[u8], _>((Bound::Unbounded, upto))
+                .next_back()
+                .is_some_and(|(_, o)| o.overlaps(&d.start, &d.end));
+            if !overlapped {
+                kept.insert(d.start.clone(), d);
+            }
+        }
+        Ok((r, kept.into_values().collect()))
     }
 
     /// The leader of range `range_id`, as this node's replica of it knows.

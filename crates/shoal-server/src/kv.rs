@@ -61,19 +61,10 @@ impl KvService {
         target: Option<&pb::RangeTarget>,
         touches: &[Touch<'_>],
     ) -> Result<Arc<Replica>, Status> {
-        if self.node.ident().is_none() {
-            return Err(status(
-                Code::Unavailable,
-                codes::NOT_INITIALIZED,
-                "this node does not belong to a cluster yet: run `shoal init` once the nodes are up",
-                None,
-            ));
-        }
+        // NOT_INITIALIZED before anything else: clients retry it.
+        self.node.replica()?;
         let Some(t) = target else {
-            let first = match touches.first() {
-                Some(Touch::Key(k)) | Some(Touch::Span(k, _)) => *k,
-                None => b"".as_slice(),
-            };
+            let first = touches.first().map_or(&b""[..], Touch::first_key);
             let r = self.node.router.lookup(first).ok_or_else(|| {
                 status(
                     Code::NotFound,
@@ -112,25 +103,33 @@ impl KvService {
     }
 
     fn descriptor(&self, r: &Replica) -> Result<RangeDescriptor, Status> {
-        r.descriptor().ok_or_else(|| {
-            status(
-                Code::Unavailable,
-                codes::RANGE_NOT_FOUND,
-                format!(
-                    "the replica of range {} on this node is waiting for its first snapshot",
-                    r.range_id
-                ),
-                None,
-            )
-        })
+        r.descriptor().ok_or_else(|| Self::no_descriptor(r))
+    }
+
+    fn no_descriptor(r: &Replica) -> Status {
+        status(
+            Code::Unavailable,
+            codes::RANGE_NOT_FOUND,
+            format!(
+                "the replica of range {} on this node is waiting for its first snapshot",
+                r.range_id
+            ),
+            None,
+        )
     }
 
     /// Refuses with `code` unless every touched key lies in `r`'s current span.
     fn check_inside(&self, r: &Replica, touches: &[Touch<'_>], code: &str) -> Result<(), Status> {
-        let d = self.descriptor(r)?;
-        if touches.iter().all(|t| t.inside(&d)) {
-            return Ok(());
+        // Checked in place: the descriptor is copied only for a refusal.
+        let inside = r
+            .state_machine
+            .with_descriptor(|d| d.map(|d| touches.iter().all(|t| t.inside(d))));
+        match inside {
+            None => return Err(Self::no_descriptor(r)),
+            Some(true) => return Ok(()),
+            Some(false) => {}
         }
+        let d = self.descriptor(r)?;
         let msg = if code == codes::CROSS_RANGE {
             "the request's keys span more than one range: send one request per range (the SDK splits scans and delete-ranges; a batch or transaction must stay in one range)".to_string()
         } else {
@@ -263,7 +262,6 @@ impl KvService {
                 None,
             ));
         }
-        let cmd_for_check = cmd.clone();
         let resp = match r.raft.client_write(cmd).await {
             Ok(resp) => resp.data,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -281,16 +279,17 @@ impl KvService {
             Err(RaftError::APIError(e)) => return Err(status(Code::Internal, codes::INTERNAL, e.to_string(), None)),
             Err(RaftError::Fatal(e)) => return Err(status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None)),
         };
-        if let Some(OpResult::Refused(why)) = resp.results.first() {
+        if let Some(OpResult::Refused { reason, key }) = resp.results.first() {
             // The range split (or merged) between routing and applying: nothing was
             // written; the client re-routes with the descriptors in the details.
             let d = self.descriptor(r)?;
+            let touches: Vec<Touch<'_>> = key.as_deref().map(Touch::Key).into_iter().collect();
             return Err(self.refusal(
                 r,
                 &d,
                 codes::KEY_NOT_IN_RANGE,
-                format!("refused by range {}: {why}", r.range_id),
-                &cmd_for_check.touches(),
+                format!("refused by range {}: {reason}", r.range_id),
+                &touches,
             ));
         }
         Ok(resp)
@@ -339,28 +338,8 @@ impl KvService {
         if let Some(t) = target {
             return self.route(Some(t), &[]);
         }
-        let id = if end.is_empty() {
-            self.node
-                .router
-                .all()
-                .into_iter()
-                .find(|r| r.descriptor().is_some_and(|d| d.end.is_empty()))
-                .map(|r| r.range_id)
-        } else {
-            self.node
-                .router
-                .index
-                .overlapping(b"", end)
-                .last()
-                .copied()
-                .filter(|id| {
-                    self.node
-                        .router
-                        .get(*id)
-                        .and_then(|r| r.descriptor())
-                        .is_some_and(|d| holds_before(&d, end))
-                })
-        };
+        self.node.replica()?;
+        let id = self.node.router.index.lookup_before(end);
         let r = id.and_then(|id| self.node.router.get(id)).ok_or_else(|| {
             status(
                 Code::NotFound,
@@ -565,14 +544,7 @@ impl Kv for KvService {
                 .map_err(Self::storage_error)?;
             let (more, resume_key) = if full {
                 let last = page.last().map(|v| v.key.clone()).unwrap_or_default();
-                (
-                    true,
-                    if req.reverse {
-                        last
-                    } else {
-                        shoal_client_key_after(&last)
-                    },
-                )
+                (true, if req.reverse { last } else { key_after(&last) })
             } else if clipped && !(req.reverse && d.start.is_empty()) {
                 (
                     true,
@@ -681,7 +653,7 @@ impl Kv for KvService {
                     use pb::txn_op_result::Result as R;
                     let result = match res {
                         // Not transaction ops: never in a transaction's results.
-                        OpResult::NodeId(_) | OpResult::RangeId(_) | OpResult::Refused(_) => {
+                        OpResult::NodeId(_) | OpResult::RangeId(_) | OpResult::Refused { .. } => {
                             return pb::TxnOpResult { result: None }
                         }
                         OpResult::Put(v) => R::Put(v),
@@ -711,7 +683,7 @@ impl Kv for KvService {
 }
 
 /// The smallest key after `key`.
-fn shoal_client_key_after(key: &[u8]) -> Vec<u8> {
+fn key_after(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
     k.push(0);
     k

@@ -105,7 +105,7 @@ impl Node {
         });
         if let Some(id) = ident {
             tracing::info!(node_id = id.node_id, cluster_id = %id.cluster_id, "restarting with the identity on disk");
-            node.open_replicas(id.node_id).await?;
+            node.open_replicas().await?;
         } else {
             tracing::info!("empty store: waiting for `shoal init` or a join");
         }
@@ -125,8 +125,7 @@ impl Node {
     }
 
     /// Opens the meta range's replica and every other replica this node's store holds.
-    async fn open_replicas(&self, node_id: u64) -> anyhow::Result<()> {
-        let _ = node_id;
+    async fn open_replicas(&self) -> anyhow::Result<()> {
         let mut ids = vec![FIRST_RANGE_ID];
         ids.extend(
             self.engine
@@ -184,7 +183,7 @@ impl Node {
             .set_ident(&bytes)
             .map_err(|e| Status::internal(format!("writing the store identity: {e}")))?;
         *self.ident.write().unwrap_or_else(|p| p.into_inner()) = Some(ident);
-        self.open_replicas(node_id)
+        self.open_replicas()
             .await
             .map_err(|e| Status::internal(format!("{e:#}")))?;
         tracing::info!(node_id, cluster_id, "joined the cluster");

@@ -246,11 +246,11 @@ impl Node {
             .map_err(|e| write_error(r, e))?;
         match resp.data.results.first() {
             Some(OpResult::RangeId(_)) => {}
-            Some(OpResult::Refused(why)) => {
+            Some(OpResult::Refused { reason, .. }) => {
                 return Err(status(
                     Code::FailedPrecondition,
                     codes::EPOCH_MISMATCH,
-                    format!("split refused: {why}"),
+                    format!("split refused: {reason}"),
                     None,
                 ))
             }
@@ -283,6 +283,17 @@ impl Node {
         if me == 0 {
             return;
         }
+        // The cluster's nodes: the meta range's members, read once per round.
+        let cluster: BTreeMap<u64, RaftNode> = match self.replica() {
+            Ok(meta) => meta
+                .metrics()
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
         let mut to_report = Vec::new();
         for r in self.router.all() {
             if r.metrics().current_leader != Some(me) {
@@ -292,7 +303,7 @@ impl Node {
             }
             if r.range_id != FIRST_RANGE_ID {
                 self.promote_learners(&r).await;
-                self.follow_cluster_membership(&r).await;
+                self.follow_cluster_membership(&r, &cluster).await;
             }
             self.create_missing_replicas(&r).await;
             let Some(d) = r.descriptor() else {
@@ -336,7 +347,7 @@ impl Node {
             return;
         }
         let (engine, span) = (self.engine.clone(), d.span());
-        let stats = match tokio::task::spawn_blocking(move || engine.span_stats(&span)).await {
+        let stats = match tokio::task::spawn_blocking(move || engine.span_stats(&span, max)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(range_id = r.range_id, error = %e, "measuring the range");
@@ -366,17 +377,7 @@ impl Node {
     /// Keeps range `r` on the nodes of the cluster (the meta range's members): adds
     /// the missing ones as learners (promoted once caught up) and removes the nodes
     /// that left. One change at a time.
-    async fn follow_cluster_membership(&self, r: &Replica) {
-        let Ok(meta) = self.replica() else {
-            return;
-        };
-        let cluster: BTreeMap<u64, RaftNode> = meta
-            .metrics()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.clone()))
-            .collect();
+    async fn follow_cluster_membership(&self, r: &Replica, cluster: &BTreeMap<u64, RaftNode>) {
         if cluster.is_empty() {
             return;
         }
@@ -416,7 +417,7 @@ impl Node {
         let Some(d) = r.descriptor() else {
             return;
         };
-        for (id, node) in cluster {
+        for (&id, node) in cluster {
             if mem.get_node(&id).is_some() {
                 continue;
             }
@@ -424,7 +425,7 @@ impl Node {
                 tracing::debug!(range_id = r.range_id, node = id, error = %e.message(), "creating a replica");
                 continue;
             }
-            match r.raft.add_learner(id, node, false).await {
+            match r.raft.add_learner(id, node.clone(), false).await {
                 Ok(_) => tracing::info!(
                     range_id = r.range_id,
                     node = id,

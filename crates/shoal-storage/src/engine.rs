@@ -53,7 +53,8 @@ pub enum StateKey {
 pub struct SpanStats {
     pub bytes: u64,
     pub keys: u64,
-    /// The key at about half of the bytes (`None` with fewer than 2 keys).
+    /// The key at about half of the bytes (`None` with fewer than 2 keys, or when the
+    /// span is not over the size asked about).
     pub middle: Option<Vec<u8>>,
 }
 
@@ -366,9 +367,10 @@ impl Engine {
         Ok(out)
     }
 
-    /// The bytes (keys and stored values) of `span`, its number of keys, and the first
-    /// key at or past half of those bytes: where to split it.
-    pub fn span_stats(&self, span: &KeySpan) -> Result<SpanStats> {
+    /// The bytes (keys and stored values) of `span`, its number of keys and, when the
+    /// bytes pass `split_above`, the first key at or past half of them: where to split
+    /// it (found by a second pass, only then).
+    pub fn span_stats(&self, span: &KeySpan, split_above: u64) -> Result<SpanStats> {
         let (lo, hi) = keys::user_span(&span.start, &span.end);
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(hi.clone());
@@ -385,7 +387,7 @@ impl Engine {
             count += 1;
         }
         let mut middle = None;
-        if count >= 2 {
+        if count >= 2 && bytes > split_above {
             let mut ro = ReadOptions::default();
             ro.set_iterate_upper_bound(hi);
             ro.fill_cache(false);
@@ -662,6 +664,27 @@ mod tests {
             Some(b"p".to_vec())
         );
         assert_eq!(e.log_last(3).unwrap(), None);
+    }
+
+    #[test]
+    fn span_stats_count_bytes_and_find_the_middle_only_past_the_limit() {
+        let (_dir, e) = engine();
+        let mut b = e.batch(1);
+        for k in [b"a", b"b", b"c", b"d"] {
+            b.put(&e, k, 1, &[0u8; 91]);
+        }
+        e.commit(b).unwrap();
+        // Each pair: data key (2 bytes) + stored value (8-byte version + 91).
+        let all = e.span_stats(&KeySpan::all(), 0).unwrap();
+        assert_eq!((all.bytes, all.keys), (4 * 101, 4));
+        assert_eq!(all.middle, Some(b"b".to_vec()));
+        let under = e.span_stats(&KeySpan::all(), 4 * 101).unwrap();
+        assert_eq!((under.bytes, under.middle), (4 * 101, None));
+        let part = KeySpan {
+            start: b"c".to_vec(),
+            end: Vec::new(),
+        };
+        assert_eq!(e.span_stats(&part, 0).unwrap().middle, Some(b"c".to_vec()));
     }
 
     #[test]
