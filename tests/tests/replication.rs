@@ -183,9 +183,20 @@ async fn a_follower_forwards_writes_to_the_leader() {
         .unwrap();
     let leader = c.wait_leader(Duration::from_secs(5)).await.unwrap();
     let follower = (leader + 1) % 3;
-    let via = c.client_via(follower);
+    // A gRPC client that reaches the follower alone (the SDK would route to the
+    // range's leader): every write is forwarded, none refused.
+    let mut via =
+        shoal_proto::v1::kv_client::KvClient::connect(format!("http://{}", c.nodes[follower].grpc))
+            .await
+            .unwrap();
     for i in 0..20 {
-        via.put(format!("f{i}"), "v").await.unwrap();
+        via.put(shoal_proto::v1::PutRequest {
+            key: format!("f{i}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let (_, metrics) = c.http_get(follower, "/metrics").unwrap();
     let line = |code: &str| {

@@ -89,12 +89,20 @@ struct Inner {
     outstanding: Mutex<std::collections::BTreeSet<u64>>,
     /// Range cache: start key -> descriptor and leader address.
     ranges: Mutex<std::collections::BTreeMap<Vec<u8>, CachedRange>>,
+    /// Node addresses a connection to which failed lately, and when: a client outside
+    /// the cluster (through a Service or published ports) cannot reach the addresses
+    /// the nodes advertise, and goes through its seeds instead.
+    unreachable: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a node address that refused a connection is routed around.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
 
 /// A range as the client's cache knows it.
 #[derive(Debug, Clone)]
 struct CachedRange {
-    desc: pb::RangeDescriptor,
+    /// Shared: every request routed through the cache takes a copy of its entry.
+    desc: Arc<pb::RangeDescriptor>,
     leader: Option<String>,
 }
 
@@ -122,13 +130,16 @@ impl CachedRange {
 }
 
 /// Where a request goes: any node (cluster-wide calls), or the range holding a key.
-#[derive(Debug, Clone)]
-enum Route {
+#[derive(Debug, Clone, Copy)]
+enum Route<'a> {
     Any,
-    /// The range holding the key (`before`: the keys just before it).
+    /// The range holding the key (`before`: the keys just before it). With
+    /// `any_replica` (a stale read) the node the client reaches first is asked before
+    /// the range's leader: it serves from its own replica, even cut off from the rest.
     Key {
-        key: Vec<u8>,
+        key: &'a [u8],
         before: bool,
+        any_replica: bool,
     },
 }
 
@@ -221,6 +232,7 @@ impl Client {
                 next_seq: std::sync::atomic::AtomicU64::new(1),
                 outstanding: Mutex::new(std::collections::BTreeSet::new()),
                 ranges: Mutex::new(std::collections::BTreeMap::new()),
+                unreachable: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -295,14 +307,23 @@ impl Client {
 
     /// The cached range for `route`, if any.
     fn cached(&self, key: &[u8], before: bool) -> Option<CachedRange> {
+        use std::ops::Bound;
         let map = self.inner.ranges.lock().unwrap_or_else(|p| p.into_inner());
-        if before {
-            return map.values().find(|c| c.holds_before(key)).cloned();
-        }
-        map.range(..=key.to_vec())
+        let upto = match (before, key.is_empty()) {
+            (false, _) => Bound::Included(key),
+            (true, false) => Bound::Excluded(key),
+            (true, true) => Bound::Unbounded,
+        };
+        map.range::<[u8], _>((Bound::Unbounded, upto))
             .next_back()
             .map(|(_, c)| c)
-            .filter(|c| c.contains(key))
+            .filter(|c| {
+                if before {
+                    c.holds_before(key)
+                } else {
+                    c.contains(key)
+                }
+            })
             .cloned()
     }
 
@@ -321,7 +342,13 @@ impl Client {
             return;
         }
         map.retain(|_, c| !overlaps(c));
-        map.insert(desc.start.clone(), CachedRange { desc, leader });
+        map.insert(
+            desc.start.clone(),
+            CachedRange {
+                desc: Arc::new(desc),
+                leader,
+            },
+        );
     }
 
     fn evict_range(&self, range_id: u64) {
@@ -362,21 +389,37 @@ impl Client {
         })?;
         let leader = (!r.leader_addr.is_empty()).then_some(r.leader_addr);
         self.cache_range(desc.clone(), leader.clone());
-        Ok(CachedRange { desc, leader })
+        Ok(CachedRange {
+            desc: Arc::new(desc),
+            leader,
+        })
     }
 
     /// The address to send a request for range `c` to: its leader, else a replica.
+    /// Addresses that failed to connect lately are skipped; with none left, a seed
+    /// (whose node forwards writes to the leader and serves reads itself).
     fn range_addr(&self, c: &CachedRange) -> String {
-        if let Some(l) = &c.leader {
-            return l.clone();
+        let unreachable = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let reachable = |a: &str| {
+            unreachable
+                .get(a)
+                .is_none_or(|t| t.elapsed() >= UNREACHABLE_FOR)
+        };
+        if let Some(l) = c.leader.as_deref().filter(|l| reachable(l)) {
+            return l.to_string();
         }
         let addrs: Vec<&String> = c
             .desc
             .replicas
             .iter()
             .map(|r| &r.addr)
-            .filter(|a| !a.is_empty())
+            .filter(|a| !a.is_empty() && reachable(a))
             .collect();
+        drop(unreachable);
         if addrs.is_empty() {
             return self.target();
         }
@@ -385,7 +428,7 @@ impl Client {
 
     /// Runs `call` against the cluster with redirects, retries and timeouts. With a
     /// keyed route, `call` gets the range it is sent to, to name it in the request.
-    async fn run<T, F, Fut>(&self, route: Route, retry: Retry, mut call: F) -> Result<T>
+    async fn run<T, F, Fut>(&self, route: Route<'_>, retry: Retry, mut call: F) -> Result<T>
     where
         F: FnMut(Channel, Option<CachedRange>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -396,10 +439,20 @@ impl Client {
         let mut last: Option<Error>;
         // Redirects taken without a pause; past a few, hints may be stale: back off.
         let mut redirects = 0;
+        // A stale read goes to the node reached first until a node says it does not
+        // hold the range.
+        let mut seed_first = matches!(
+            route,
+            Route::Key {
+                any_replica: true,
+                ..
+            }
+        );
         loop {
-            let (addr, range) = match &route {
+            let (addr, range) = match route {
                 Route::Any => (self.target(), None),
-                Route::Key { key, before } => match Box::pin(self.locate(key, *before)).await {
+                Route::Key { key, before, .. } => match Box::pin(self.locate(key, before)).await {
+                    Ok(c) if seed_first => (self.target(), Some(c)),
                     Ok(c) => (self.range_addr(&c), Some(c)),
                     Err(e @ Error::InvalidArgument { .. }) => return Err(e),
                     Err(e) => {
@@ -469,6 +522,7 @@ impl Client {
                 {
                     // Stale routing: refresh the cache from the details (or drop the
                     // range and look it up again), then retry at once a few times.
+                    seed_first = false;
                     if let Some(id) = range_id {
                         self.evict_range(id);
                     }
@@ -502,6 +556,13 @@ impl Client {
                 }
                 "" if !timed_out && is_connect_failure(&status) => {
                     forget_leader(self);
+                    if range_id.is_some() {
+                        self.inner
+                            .unreachable
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(addr.clone(), Instant::now());
+                    }
                     true
                 }
                 // No answer from shoal: the request timed out, or the connection failed
@@ -535,10 +596,11 @@ impl Client {
         )))
     }
 
-    fn key_route(key: &[u8]) -> Route {
+    fn key_route(key: &[u8]) -> Route<'_> {
         Route::Key {
-            key: key.to_vec(),
+            key,
             before: false,
+            any_replica: false,
         }
     }
 
@@ -559,7 +621,12 @@ impl Client {
         consistency: Consistency,
     ) -> Result<Option<KeyValue>> {
         let key = key.as_ref().to_vec();
-        self.run(Self::key_route(&key), Retry::Always, |ch, c| {
+        let route = Route::Key {
+            key: &key,
+            before: false,
+            any_replica: consistency == Consistency::Stale,
+        };
+        self.run(route, Retry::Always, |ch, c| {
             let req = pb::GetRequest {
                 target: c.map(|c| c.target()),
                 key: key.clone(),
@@ -635,13 +702,10 @@ impl Client {
         reverse: bool,
     ) -> Result<ScanPage> {
         let (start, end) = (start.as_ref().to_vec(), end.as_ref().to_vec());
-        let route = if reverse {
-            Route::Key {
-                key: end.clone(),
-                before: true,
-            }
-        } else {
-            Self::key_route(&start)
+        let route = Route::Key {
+            key: if reverse { &end } else { &start },
+            before: reverse,
+            any_replica: consistency == Consistency::Stale,
         };
         self.run(route, Retry::Always, |ch, c| {
             let req = pb::ScanRequest {
