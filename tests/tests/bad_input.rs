@@ -297,6 +297,12 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         }
         .encode_to_vec()
     };
+    // A range 42 over every key: it overlaps range 1 on every node.
+    let create_42 = shoal_raft::codec::encode(&shoal_raft::RangeDescriptor::new(
+        42,
+        &shoal_storage::KeySpan::all(),
+    ))
+    .unwrap();
     // (what, method, body, gRPC code, shoal code or message fragment)
     let table: Vec<(&str, &'static str, Vec<u8>, Code, &str)> = vec![
         (
@@ -375,6 +381,34 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             raft(42, 0, b""),
             Code::NotFound,
             "RANGE_NOT_FOUND",
+        ),
+        (
+            "undecodable replica to create",
+            "/shoal.v1.Raft/CreateReplica",
+            raft(42, node_id, &[0xff; 3]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "replica to create for another node id",
+            "/shoal.v1.Raft/CreateReplica",
+            raft(42, node_id + 1000, &create_42),
+            Code::FailedPrecondition,
+            "WRONG_NODE",
+        ),
+        (
+            "replica to create overlapping one the node holds",
+            "/shoal.v1.Raft/CreateReplica",
+            raft(42, node_id, &create_42),
+            Code::Unavailable,
+            "RANGE_OVERLAP",
+        ),
+        (
+            "undecodable range report",
+            "/shoal.v1.Raft/ReportRanges",
+            raft(1, 0, &[0xff; 3]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
         ),
     ];
     for (what, path, body, want_code, want) in table {

@@ -29,8 +29,13 @@ pub trait NodeHooks: Send + Sync + 'static {
     async fn alloc_range_id(&self) -> Result<u64, Status>;
     /// On the meta range's leader: records reported descriptors in the routing table.
     async fn report_ranges(&self, descriptors: Vec<crate::RangeDescriptor>) -> Result<(), Status>;
-    /// Creates an empty replica of the range `d` describes on this node.
-    async fn create_replica(&self, d: crate::RangeDescriptor) -> Result<(), Status>;
+    /// Creates an empty replica of the range `d` describes on this node, if it is the
+    /// node `target_node_id` names (0: any).
+    async fn create_replica(
+        &self,
+        target_node_id: u64,
+        d: crate::RangeDescriptor,
+    ) -> Result<(), Status>;
 }
 
 /// The `Raft` gRPC service.
@@ -307,7 +312,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
                 None,
             ));
         }
-        self.hooks.create_replica(d).await?;
+        self.hooks.create_replica(m.target_node_id, d).await?;
         reply(m.range_id, &())
     }
 }

@@ -783,8 +783,12 @@ impl NodeHooks for Hooks {
         self.0.record_descriptors_here(descriptors).await
     }
 
-    async fn create_replica(&self, d: shoal_raft::RangeDescriptor) -> Result<(), Status> {
-        self.0.create_replica(d).await
+    async fn create_replica(
+        &self,
+        target_node_id: u64,
+        d: shoal_raft::RangeDescriptor,
+    ) -> Result<(), Status> {
+        self.0.create_replica(target_node_id, d).await
     }
 }
 

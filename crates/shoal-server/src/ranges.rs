@@ -83,12 +83,27 @@ impl Node {
 
     /// Creates an empty replica of the range `d` describes, for its leader to fill
     /// with a snapshot. Idempotent; refused while a replica here overlaps its span.
-    pub async fn create_replica(&self, d: RangeDescriptor) -> Result<(), Status> {
-        if self.ident().is_none() {
+    /// A request for another node id is refused (`WRONG_NODE`): a node that came back
+    /// under the address of one it replaced must not take that node's replicas.
+    pub async fn create_replica(
+        &self,
+        target_node_id: u64,
+        d: RangeDescriptor,
+    ) -> Result<(), Status> {
+        let me = self.node_id();
+        if me == 0 {
             return Err(status(
                 Code::Unavailable,
                 codes::NOT_INITIALIZED,
                 "this node does not belong to a cluster yet",
+                None,
+            ));
+        }
+        if target_node_id != 0 && target_node_id != me {
+            return Err(status(
+                Code::FailedPrecondition,
+                codes::WRONG_NODE,
+                format!("replica for node {target_node_id} asked of node {me}"),
                 None,
             ));
         }
