@@ -108,9 +108,28 @@ impl StateMachine {
         }
         // Files of interrupted transfers and superseded snapshots.
         sm.remove_files_except(sm.current()?.map(|s| s.file).as_deref(), true)?;
-        let stored = sm.stored_descriptor()?;
+        let stored = match sm.stored_descriptor()? {
+            Some(d) => Some(d),
+            None => sm.legacy_meta_descriptor()?,
+        };
         sm.set_descriptor(stored);
         Ok(sm)
+    }
+
+    /// A meta range written before descriptors were kept among the range's own keys:
+    /// the descriptor its applied membership describes, over every key (it never split),
+    /// until its next membership change writes one down.
+    fn legacy_meta_descriptor(&self) -> io::Result<Option<RangeDescriptor>> {
+        if !self.with_system {
+            return Ok(None);
+        }
+        let (applied, membership) = self.applied()?;
+        if applied.is_none() || membership.log_id().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            RangeDescriptor::new(self.range_id, &KeySpan::all()).with_membership(&membership),
+        ))
     }
 
     pub fn range_id(&self) -> u64 {
@@ -571,5 +590,44 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: stored.meta,
             snapshot: SnapshotFile { path },
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_storage::EngineOptions;
+
+    #[test]
+    fn a_meta_range_stored_before_descriptors_were_kept_gets_one_from_its_membership() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("store"), &EngineOptions::default()).unwrap();
+        let nodes: std::collections::BTreeSet<u64> = [1, 2, 3].into();
+        let m = openraft::Membership::new_with_defaults(vec![nodes], []);
+        let log_id = LogId::new(
+            openraft::vote::leader_id_adv::LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            7,
+        );
+        let applied: Applied = (Some(log_id), StoredMembership::new(Some(log_id), m));
+        engine
+            .state_put(1, StateKey::Applied, &encode(&applied).unwrap(), true)
+            .unwrap();
+        let snaps = dir.path().join("snapshots");
+        let meta = StateMachine::open(engine.clone(), 1, &snaps).unwrap();
+        let d = meta.descriptor().expect("a descriptor from the membership");
+        assert!(d.start.is_empty() && d.end.is_empty());
+        let ids: Vec<u64> = d.replicas.iter().map(|r| r.node_id).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        // Any other range with no descriptor has none: it waits for its snapshot.
+        engine
+            .state_put(5, StateKey::Applied, &encode(&applied).unwrap(), true)
+            .unwrap();
+        assert_eq!(
+            StateMachine::open(engine, 5, &snaps).unwrap().descriptor(),
+            None
+        );
     }
 }

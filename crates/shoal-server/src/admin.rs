@@ -263,6 +263,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::RangeLookupResponse>, Status> {
         let req = req.into_inner();
         let key = req.key;
+        self.node.routing_ready()?;
         // Routing needs no read barrier: a client routed with a stale descriptor is
         // refused with the current one (its epoch is checked), and a node cut off from
         // the meta range's leader still routes its clients' stale reads.

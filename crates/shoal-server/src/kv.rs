@@ -62,7 +62,7 @@ impl KvService {
         touches: &[Touch<'_>],
     ) -> Result<Arc<Replica>, Status> {
         // NOT_INITIALIZED before anything else: clients retry it.
-        self.node.replica()?;
+        self.node.routing_ready()?;
         let Some(t) = target else {
             let first = touches.first().map_or(&b""[..], Touch::first_key);
             let r = self.node.router.lookup(first).ok_or_else(|| {
@@ -301,7 +301,7 @@ impl KvService {
     async fn read_barrier(
         &self,
         r: &Replica,
-        consistency: i32,
+        consistency: pb::Consistency,
         touches: &[Touch<'_>],
     ) -> Result<(), Status> {
         if self.node.is_draining() {
@@ -312,21 +312,23 @@ impl KvService {
                 None,
             ));
         }
-        match pb::Consistency::try_from(consistency) {
-            Ok(pb::Consistency::Stale) => {}
-            Ok(pb::Consistency::Linearizable) => {
-                r.linearize(READ_PATIENCE)
-                    .await
-                    .map_err(|e| shoal_raft::read_error(r.range_id, e))?;
-            }
-            Err(_) => {
-                return Err(invalid(
-                    codes::INVALID_ARGUMENT,
-                    format!("unknown consistency {consistency}"),
-                ))
-            }
+        if consistency == pb::Consistency::Linearizable {
+            r.linearize(READ_PATIENCE)
+                .await
+                .map_err(|e| shoal_raft::read_error(r.range_id, e))?;
         }
         self.check_inside(r, touches, codes::KEY_NOT_IN_RANGE)
+    }
+
+    /// The consistency a read asks for; checked with the rest of the request, before
+    /// it is routed.
+    fn consistency(consistency: i32) -> Result<pb::Consistency, Status> {
+        pb::Consistency::try_from(consistency).map_err(|_| {
+            invalid(
+                codes::INVALID_ARGUMENT,
+                format!("unknown consistency {consistency}"),
+            )
+        })
     }
 
     /// For a descending scan: the replica holding the keys just before `end`.
@@ -338,7 +340,7 @@ impl KvService {
         if let Some(t) = target {
             return self.route(Some(t), &[]);
         }
-        self.node.replica()?;
+        self.node.routing_ready()?;
         let id = self.node.router.index.lookup_before(end);
         let r = id.and_then(|id| self.node.router.get(id)).ok_or_else(|| {
             status(
@@ -418,9 +420,10 @@ impl Kv for KvService {
         self.observe("Get", async {
             let req = req.into_inner();
             self.limits().check_key("key", &req.key, false)?;
+            let consistency = Self::consistency(req.consistency)?;
             let touches = [Touch::Key(&req.key)];
             let r = self.route(req.target.as_ref(), &touches)?;
-            self.read_barrier(&r, req.consistency, &touches).await?;
+            self.read_barrier(&r, consistency, &touches).await?;
             let found = r.engine.get(&req.key).map_err(Self::storage_error)?;
             Ok(Response::new(pb::GetResponse {
                 header: self.header(&r),
@@ -491,6 +494,7 @@ impl Kv for KvService {
         self.observe("Scan", async {
             let req = req.into_inner();
             self.limits().check_span(&req.start, &req.end)?;
+            let consistency = Self::consistency(req.consistency)?;
             let limit = match req.limit as usize {
                 0 => DEFAULT_SCAN_PAGE,
                 n => n.min(MAX_SCAN_PAGE),
@@ -508,7 +512,7 @@ impl Kv for KvService {
             } else {
                 vec![Touch::Key(&req.start)]
             };
-            self.read_barrier(&r, req.consistency, &anchor).await?;
+            self.read_barrier(&r, consistency, &anchor).await?;
             let d = self.descriptor(&r)?;
             if req.reverse && !holds_before(&d, &req.end) {
                 return Err(self.refusal(

@@ -154,6 +154,21 @@ impl Node {
         })
     }
 
+    /// Refuses (retryably, NOT_INITIALIZED) while this node cannot route requests by
+    /// key: before it belongs to a cluster, and until its meta replica has applied the
+    /// cluster's first configuration (a node just founded or joined).
+    pub fn routing_ready(&self) -> Result<(), Status> {
+        if self.replica()?.descriptor().is_some() {
+            return Ok(());
+        }
+        Err(status(
+            Code::Unavailable,
+            codes::NOT_INITIALIZED,
+            "this node has not yet applied its cluster's first configuration; retry shortly",
+            None,
+        ))
+    }
+
     /// Takes the identity given by the node running `init` (idempotent for the same one).
     pub async fn accept_bootstrap(&self, cluster_id: &str, node_id: u64) -> Result<(), Status> {
         let _g = self.bootstrap_lock.lock().await;
