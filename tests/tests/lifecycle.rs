@@ -12,7 +12,19 @@ async fn drain_turns_the_leader_unready_and_moves_its_leadership() {
         .await
         .unwrap();
     let leader = c.wait_leader(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(c.http_get(leader, "/readyz").unwrap().0, 200);
+    // A leader just elected is ready once a quorum has acknowledged it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = c.http_get(leader, "/readyz?verbose").unwrap();
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never turned ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let out = shoal(&["node", "drain", "--host", &c.nodes[leader].grpc]);
     assert!(
         out.status.success(),

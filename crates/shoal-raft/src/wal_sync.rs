@@ -3,7 +3,8 @@
 //! issues for every append queued meanwhile, of every range.
 
 use std::io;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
 use openraft::storage::IOFlushed;
 use shoal_storage::Engine;
@@ -11,22 +12,38 @@ use shoal_storage::Engine;
 use crate::failpoints;
 use crate::types::TypeConfig;
 
-/// Hands appends' callbacks to the syncing thread. Dropping every handle stops it.
+/// Hands appends' callbacks to the syncing thread. [`WalSyncer::stop`] (or dropping
+/// every handle) stops it.
 #[derive(Debug, Clone)]
 pub struct WalSyncer {
-    tx: mpsc::Sender<IOFlushed<TypeConfig>>,
+    tx: mpsc::Sender<Msg>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+enum Msg {
+    Flushed(IOFlushed<TypeConfig>),
+    Stop,
 }
 
 impl WalSyncer {
     /// Starts the syncing thread of `engine`.
     pub fn start(engine: Engine) -> io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        std::thread::Builder::new()
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
             .name("shoal-wal-sync".into())
             .spawn(move || {
+                let mut stopping = false;
                 while let Ok(first) = rx.recv() {
-                    let mut waiting = vec![first];
-                    waiting.extend(rx.try_iter());
+                    let mut waiting = Vec::new();
+                    for m in std::iter::once(first).chain(rx.try_iter()) {
+                        match m {
+                            Msg::Flushed(cb) => waiting.push(cb),
+                            Msg::Stop => stopping = true,
+                        }
+                    }
+                    if waiting.is_empty() {
+                        break;
+                    }
                     let res = failpoints::hit("log-before-fsync")
                         .and_then(|()| engine.sync_wal().map_err(io::Error::other))
                         .and_then(|()| failpoints::hit("log-after-fsync"));
@@ -41,14 +58,34 @@ impl WalSyncer {
                     if let Err(e) = &res {
                         tracing::error!(error = %e, "syncing the write-ahead log");
                     }
+                    if stopping {
+                        break;
+                    }
                 }
             })?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Syncs what is queued, stops the thread and waits for it: its handle on the
+    /// store is then released, so the store closes where the node lets go of it
+    /// (never on this thread while the process exits). Later appends are reported
+    /// failed.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            if t.join().is_err() {
+                tracing::error!("the write-ahead log syncer panicked");
+            }
+        }
     }
 
     /// Reports `callback` flushed once everything written before this call is durable.
     pub fn after_sync(&self, callback: IOFlushed<TypeConfig>) {
-        if let Err(mpsc::SendError(cb)) = self.tx.send(callback) {
+        if let Err(mpsc::SendError(Msg::Flushed(cb))) = self.tx.send(Msg::Flushed(callback)) {
             cb.io_completed(Err(io::Error::other(
                 "the write-ahead log syncer has stopped",
             )));

@@ -725,6 +725,9 @@ impl Node {
         if let Err(e) = self.engine.flush() {
             tracing::error!(error = %e, "flushing the store");
         }
+        // The syncer thread holds the store: stopped and joined here, it cannot be
+        // the one that closes it while the process exits (RocksDB aborts then).
+        self.env.syncer.stop();
     }
 }
 
