@@ -14,6 +14,7 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
 source scripts/env.sh
+source bench/cluster.sh
 if ! command -v etcd >/dev/null 2>&1; then
   echo "installing etcd-server (Debian package)" >&2
   apt-get update -qq >&2
@@ -26,9 +27,9 @@ work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/bench-run}"
 rm -rf "$work"
 mkdir -p "$work"
 results="$work/results.jsonl"
-pids=()
+pids=(); shoal_pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" "${shoal_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -46,23 +47,7 @@ done
 etcd_eps="127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793"
 
 # --- shoal: 3 nodes on loopback --------------------------------------------------
-for i in 1 2 3; do
-  join=""
-  for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:2707$j"; done
-  "$bin/shoal" start --data-dir "$work/shoal-$i" --listen-addr "127.0.0.1:2707$i" \
-    --advertise-addr "127.0.0.1:2707$i" --http-addr "127.0.0.1:2708$i" --join "$join" \
-    >"$work/shoal-$i.log" 2>&1 &
-  pids+=($!)
-done
-shoal_eps="127.0.0.1:27071,127.0.0.1:27072,127.0.0.1:27073"
-for _ in $(seq 1 60); do
-  "$bin/shoal" init --host 127.0.0.1:27071 --timeout 5 >/dev/null 2>&1 && break
-  sleep 1
-done
-for _ in $(seq 1 60); do
-  SHOAL_HOST="$shoal_eps" "$bin/shoal" kv put bench-ready 1 >/dev/null 2>&1 && break
-  sleep 1
-done
+shoal_cluster shoal "$work" "$bin" 27070
 for _ in $(seq 1 60); do
   ETCDCTL_API=3 etcdctl --endpoints "$etcd_eps" put bench-ready 1 >/dev/null 2>&1 && break
   sleep 1
@@ -102,5 +87,8 @@ for r in $(seq 1 "$rounds"); do
 done
 
 out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
+# The section bench/ranges.sh wrote stays.
+python3 bench/section.py get "$out" ranges >"$work/ranges.md"
 python3 bench/report.py "$results" "$work/fsync.json" "$0 $*" >"$out"
+[ -s "$work/ranges.md" ] && python3 bench/section.py put "$out" ranges "$work/ranges.md"
 echo "wrote $out"

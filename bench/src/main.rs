@@ -76,6 +76,10 @@ struct Args {
     /// Keys per scan (workload E).
     #[arg(long, default_value_t = 10)]
     scan_length: u32,
+    /// shoal only: before loading, split the records' key space into this many ranges
+    /// of equal key counts (ranges already starting at a split key are kept).
+    #[arg(long, default_value_t = 1)]
+    split_into: u64,
     /// Label of the run in the outputs.
     #[arg(long, default_value = "")]
     label: String,
@@ -205,6 +209,30 @@ async fn run_tasks(
     Ok((total, elapsed, ops))
 }
 
+/// Splits the key space of `records` records into `ranges` ranges of equal key
+/// counts; returns the number of splits made (a range already starting at a split
+/// key needs none).
+async fn split_evenly(
+    client: &shoal_client::Client,
+    records: u64,
+    ranges: u64,
+) -> anyhow::Result<u64> {
+    let mut made = 0;
+    for i in 1..ranges {
+        let at = key(records * i / ranges);
+        let d = client.range_lookup(&at).await?.descriptor;
+        if d.is_some_and(|d| d.start == at) {
+            continue;
+        }
+        client
+            .split_range(&at)
+            .await
+            .with_context(|| format!("splitting at {}", String::from_utf8_lossy(&at)))?;
+        made += 1;
+    }
+    Ok(made)
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -219,6 +247,20 @@ async fn main() -> anyhow::Result<()> {
         "--clients and --connections must be at least 1"
     );
     anyhow::ensure!(args.records > 0, "--records must be at least 1");
+    if args.split_into > 1 {
+        anyhow::ensure!(
+            args.target == TargetKind::Shoal,
+            "--split-into applies to --target shoal only"
+        );
+        let client = shoal_client::Client::new(args.endpoints.iter().cloned())?;
+        let start = Instant::now();
+        let made = split_evenly(&client, args.records, args.split_into).await?;
+        eprintln!(
+            "split into {} ranges ({made} new) in {:.1}s",
+            args.split_into,
+            start.elapsed().as_secs_f64()
+        );
+    }
     let mut targets = Vec::new();
     for _ in 0..args.connections {
         targets.push(Target::connect(args.target, &args.endpoints).await?);

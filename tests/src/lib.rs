@@ -145,7 +145,12 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes that list each other in `--join`, with `extra` flags.
     pub fn start(n: usize, extra: &[&str]) -> anyhow::Result<Self> {
-        let root = tempfile::Builder::new().prefix("shoal-test-").tempdir()?;
+        let mut root = tempfile::Builder::new().prefix("shoal-test-").tempdir()?;
+        // SHOAL_TEST_KEEP=1 keeps the nodes' data and logs for a post-mortem.
+        if std::env::var_os("SHOAL_TEST_KEEP").is_some() {
+            root.disable_cleanup(true);
+            eprintln!("keeping {}", root.path().display());
+        }
         let addrs: Vec<(String, String)> = (0..n)
             .map(|_| {
                 (
@@ -199,8 +204,16 @@ impl TestCluster {
 
     /// A client that enters the cluster through node `i` only.
     pub fn client_via(&self, i: usize) -> Client {
-        Client::with_options([self.nodes[i].grpc.clone()], ClientOptions::default())
-            .expect("client")
+        self.client_of([i])
+    }
+
+    /// A client seeded with nodes `nodes` only (say, those still running).
+    pub fn client_of(&self, nodes: impl IntoIterator<Item = usize>) -> Client {
+        let seeds: Vec<String> = nodes
+            .into_iter()
+            .map(|i| self.nodes[i].grpc.clone())
+            .collect();
+        Client::with_options(seeds, ClientOptions::default()).expect("client")
     }
 
     /// Founds the cluster through node 0, waiting for its gRPC port to answer.
@@ -380,13 +393,28 @@ impl TestCluster {
 
     /// A gauge of `/metrics` on node `i` (`shoal_raft{metric="<name>",range="1"}`).
     pub fn raft_gauge(&self, i: usize, name: &str) -> anyhow::Result<u64> {
+        self.raft_gauges(i, name)?
+            .get(&1)
+            .copied()
+            .with_context(|| format!("gauge {name} of range 1 not in /metrics"))
+    }
+
+    /// A Raft gauge of `/metrics` on node `i` for every range it holds: range id ->
+    /// value.
+    pub fn raft_gauges(
+        &self,
+        i: usize,
+        name: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<u64, u64>> {
         let (_, body) = self.http_get(i, "/metrics")?;
-        let needle = format!("shoal_raft{{metric=\"{name}\",range=\"1\"}} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&needle))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
-            .with_context(|| format!("gauge {name} not in /metrics"))
+        let prefix = format!("shoal_raft{{metric=\"{name}\",range=\"");
+        Ok(body
+            .lines()
+            .filter_map(|l| {
+                let (range, v) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                Some((range.parse().ok()?, v.trim().parse::<f64>().ok()? as u64))
+            })
+            .collect())
     }
 }
 

@@ -204,10 +204,21 @@ async fn a_snapshot_stream_cut_short_is_refused_and_sent_again() {
         restart_with(&mut c, i, "snapshot-send=3*return->off");
     }
     c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    let last = c.raft_gauge(2, "last_log_index").unwrap();
     c.kill9(2);
     let client = c.client();
-    for i in 0..600 {
-        client.put(format!("pre-{i:04}"), "x").await.unwrap();
+    // Node 2 can only come back through a snapshot once both others purged the log
+    // past what it holds.
+    let mut i = 0;
+    while [0, 1]
+        .iter()
+        .any(|&n| c.raft_gauge(n, "purged_index").unwrap_or(0) <= last)
+    {
+        assert!(i < 20_000, "the log was never purged past index {last}");
+        for _ in 0..100 {
+            client.put(format!("pre-{i:05}"), "x").await.unwrap();
+            i += 1;
+        }
     }
     let w = Workload::start(Endpoints::new(c.addrs()), 6);
     c.restart(2).unwrap();

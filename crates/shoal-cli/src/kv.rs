@@ -181,11 +181,34 @@ pub async fn node_remove(args: &ClientArgs, node_id: u64) -> anyhow::Result<()> 
 
 pub async fn node_decommission(args: &ClientArgs, node_id: u64) -> anyhow::Result<()> {
     let client = args.client()?;
-    eprintln!("decommissioning node {node_id}: removing its replicas from the membership");
+    eprintln!("decommissioning node {node_id}: its replicas move to other nodes");
+    // Progress as the routing table shows it; patience runs from the last progress, so
+    // a long drain of many replicas is fine while one that is stuck fails.
+    let patience = std::time::Duration::from_secs_f64(args.timeout.max(60.0));
+    let mut last = u64::MAX;
+    let mut since = std::time::Instant::now();
+    loop {
+        let left = client.decommission(node_id).await?;
+        if left == 0 {
+            break;
+        }
+        if left != last {
+            eprintln!("node {node_id}: {left} replicas left");
+            last = left;
+            since = std::time::Instant::now();
+        }
+        if since.elapsed() > patience {
+            bail!(
+                "node {node_id} still holds {left} replicas and none moved for {:.0} s: \
+                 are enough other live nodes there to take them?",
+                patience.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // It holds no replica of any range but the meta range: out of the cluster.
     client.remove_node(node_id).await?;
-    // Done when the cluster no longer lists it.
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(args.timeout.max(10.0));
+    let deadline = std::time::Instant::now() + patience;
     loop {
         let nodes = client.nodes().await?;
         if nodes.nodes.iter().all(|n| n.node_id != node_id) {
@@ -277,7 +300,10 @@ pub async fn print_nodes(
                 .iter()
                 .map(|n| {
                     serde_json::json!({"node_id": n.node_id, "name": n.name, "addr": n.addr, "role": n.role,
-                        "leader": n.is_leader, "live": n.live, "applied_index": n.applied_index})
+                        "leader": n.is_leader, "live": n.live, "liveness": n.liveness, "replicas": n.replicas,
+                        "leaders": n.leaders, "decommissioning": n.decommissioning,
+                        "capacity_bytes": n.capacity_bytes, "available_bytes": n.available_bytes,
+                        "applied_index": n.applied_index})
                 })
                 .collect();
             writeln!(
@@ -287,23 +313,43 @@ pub async fn print_nodes(
             )?;
         }
         Format::Plain => {
-            writeln!(out, "ID\tNAME\tADDRESS\tROLE\tLEADER\tLIVE\tAPPLIED")?;
+            writeln!(
+                out,
+                "ID\tNAME\tADDRESS\tROLE\tLEADER\tLIVENESS\tREPLICAS\tLEADERS\tDISK FREE\tAPPLIED"
+            )?;
             for n in &r.nodes {
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}{}\t{}\t{}\t{}\t{}",
                     n.node_id,
                     n.name,
                     n.addr,
                     n.role,
                     if n.is_leader { "*" } else { "" },
-                    if n.live { "yes" } else { "no" },
+                    n.liveness,
+                    if n.decommissioning {
+                        " (decommissioning)"
+                    } else {
+                        ""
+                    },
+                    n.replicas,
+                    n.leaders,
+                    disk_free(n.available_bytes, n.capacity_bytes),
                     n.applied_index
                 )?;
             }
         }
     }
     Ok(())
+}
+
+/// Free space of a disk, as `12.3 of 100.0 GiB` (`-` when unknown).
+fn disk_free(available: u64, capacity: u64) -> String {
+    if capacity == 0 {
+        return "-".into();
+    }
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    format!("{:.1} of {:.1} GiB", gib(available), gib(capacity))
 }
 
 /// `[start, end)` of a range, with the unbounded ends shown as such.

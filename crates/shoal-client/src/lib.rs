@@ -1027,6 +1027,20 @@ impl Client {
         .await
     }
 
+    /// Marks a node decommissioning: its replicas move to other live nodes. Idempotent;
+    /// answers how many replicas (the meta range's aside) it still holds, so calling
+    /// it again reports progress.
+    pub async fn decommission(&self, node_id: u64) -> Result<u64> {
+        self.run(Route::Any, Retry::Always, |ch, _| async move {
+            Ok(Self::admin(ch)
+                .decommission(pb::DecommissionRequest { node_id })
+                .await?
+                .into_inner()
+                .replicas)
+        })
+        .await
+    }
+
     /// Drains the node at `addr` (no redirect): it turns unready, refuses new requests
     /// and hands its leaderships to other nodes. Returns the ranges it still leads.
     pub async fn drain(&self, addr: &str) -> Result<Vec<u64>> {

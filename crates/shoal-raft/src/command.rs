@@ -21,6 +21,9 @@ pub enum Command {
     /// Records descriptors in the meta range's routing table, each only if it is newer
     /// than the one recorded (meta range only).
     PutDescriptors(Vec<crate::RangeDescriptor>),
+    /// Marks node `node_id` as decommissioning (`on`), or no longer (meta range only):
+    /// the placement driver moves its replicas away.
+    SetDecommissioning { node_id: u64, on: bool },
     /// Splits the range at `key`: it keeps `[start, key)` and the new range
     /// `new_range_id` takes `[key, end)` on the same replicas. Refused unless the range
     /// is still at epoch version `expected_version` and `key` falls strictly inside it.
@@ -58,6 +61,9 @@ impl std::fmt::Display for Command {
             Command::AllocNodeId => write!(f, "alloc-node-id"),
             Command::AllocRangeId => write!(f, "alloc-range-id"),
             Command::PutDescriptors(d) => write!(f, "put-descriptors({})", d.len()),
+            Command::SetDecommissioning { node_id, on } => {
+                write!(f, "set-decommissioning({node_id}, {on})")
+            }
             Command::Split { new_range_id, .. } => write!(f, "split(right: {new_range_id})"),
             Command::Once {
                 client_id,
@@ -208,6 +214,7 @@ impl Command {
             Command::AllocNodeId
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
+            | Command::SetDecommissioning { .. }
             | Command::Split { .. } => None,
         }
     }
@@ -225,7 +232,10 @@ impl Command {
     /// Whether the command is kept by the meta range alone.
     pub fn is_meta_only(&self) -> bool {
         match self {
-            Command::AllocNodeId | Command::AllocRangeId | Command::PutDescriptors(_) => true,
+            Command::AllocNodeId
+            | Command::AllocRangeId
+            | Command::PutDescriptors(_)
+            | Command::SetDecommissioning { .. } => true,
             Command::Once { cmd, .. } => cmd.is_meta_only(),
             _ => false,
         }
@@ -441,6 +451,14 @@ pub fn apply(
                     })?;
                     batch.put_system(engine, &key, &bytes);
                 }
+            }
+        }
+        Command::SetDecommissioning { node_id, on } => {
+            let key = shoal_storage::keys::decommissioning_key(*node_id);
+            if *on {
+                batch.put_system(engine, &key, &[1]);
+            } else {
+                batch.delete_system(engine, &key);
             }
         }
         Command::Split { .. } => {

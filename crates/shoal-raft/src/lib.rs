@@ -14,6 +14,8 @@
 //!   through the [`Router`].
 //! - [`failpoints`]: crash and error injection points (`failpoints` feature only).
 //! - [`range`]: [`RangeDescriptor`]s (span, epoch, replicas), kept in the meta range.
+//! - [`quiesce`]: idle ranges stop their Raft timers; one beat per node pair keeps
+//!   their followers from electing while the leader's node lives.
 //! - [`replica`]: [`Replica`], one range's Raft instance with its stores, and its
 //!   configuration.
 //!
@@ -26,6 +28,7 @@ pub mod command;
 pub mod failpoints;
 pub mod log_store;
 pub mod network;
+pub mod quiesce;
 pub mod range;
 pub mod replica;
 pub mod service;
@@ -39,7 +42,11 @@ pub use command::{
 };
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
-pub use range::{RangeDescriptor, RangeEpoch, RangeIndex, ReplicaDescriptor};
+pub use quiesce::{Beat, QuiesceOptions, Quiescer};
+pub use range::{
+    ChangeReplicas, NodeReport, RangeDescriptor, RangeEpoch, RangeIndex, ReplicaChange,
+    ReplicaDescriptor,
+};
 pub use replica::{RaftOptions, ReadError, Replica, ReplicaEnv, Router};
 pub use service::{read_error, NodeHooks, RaftService};
 pub use state_machine::{RangeEvent, SnapshotFile, StateMachine};

@@ -144,6 +144,40 @@ impl RangeDescriptor {
     }
 }
 
+/// A node's heartbeat to the meta range's leader, once a second: it is alive, and
+/// what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub node_id: u64,
+    /// The ranges it holds a replica of, and those it leads.
+    pub ranges: Vec<u64>,
+    pub leading: Vec<u64>,
+    /// Its data disk (zero: unknown).
+    pub capacity_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// What the placement driver asks of a range's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaChange {
+    /// Adds a replica on `node`: created empty, filled as a learner, and made a voter
+    /// once caught up, in the same joint change that removes `replacing` (if any).
+    Add { node: u64, replacing: Option<u64> },
+    /// Removes the replica on `node`.
+    Remove { node: u64 },
+    /// Moves the range's leadership to `to`.
+    TransferLeader { to: u64 },
+}
+
+/// A [`ReplicaChange`] of range `range_id`, planned at its `conf_ver`: refused if the
+/// range's replicas changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeReplicas {
+    pub range_id: u64,
+    pub conf_ver: u64,
+    pub change: ReplicaChange,
+}
+
 /// A node's ranges by span: which of its replicas holds a key. Kept up to date by the
 /// state machines as their descriptors change.
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,11 @@ pub struct Replica {
     opened: Instant,
     /// Milliseconds after `opened` of the last append accepted from a leader (0: none).
     leader_contact_ms: AtomicU64,
+    /// Whether the range's ticker is stopped (see `quiesce.rs`).
+    quiesced: AtomicBool,
+    /// The longest a leader waking from quiescence waits for its lease (the longest
+    /// election timeout).
+    wake_patience: Duration,
 }
 
 impl std::fmt::Debug for Replica {
@@ -180,7 +185,56 @@ impl Replica {
             lease_reads: env.opts.lease_reads,
             opened: Instant::now(),
             leader_contact_ms: AtomicU64::new(0),
+            quiesced: AtomicBool::new(false),
+            wake_patience: Duration::from_millis(env.opts.election_timeout_max_ms),
         }))
+    }
+
+    /// How long since this replica was opened (in this process).
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Whether this replica's ticker is stopped: its range is idle (see `quiesce.rs`).
+    pub fn is_quiesced(&self) -> bool {
+        self.quiesced.load(Ordering::Relaxed)
+    }
+
+    /// Stops (`true`) or restarts this replica's ticker: no heartbeats sent, no
+    /// election timer while stopped.
+    pub(crate) fn set_quiesced(&self, on: bool) {
+        if self.quiesced.swap(on, Ordering::Relaxed) != on {
+            tracing::debug!(range_id = self.range_id, quiesced = on, "range ticker");
+            self.raft.runtime_config().tick(!on);
+        }
+    }
+
+    /// Readies this replica for a write or a membership change. While its range was
+    /// quiesced, its leader sent no heartbeats, so the lease openraft requires of a
+    /// leader taking writes has lapsed: the ticker starts again, a heartbeat round goes
+    /// out at once, and this returns once a quorum acknowledged it (or after the longest
+    /// election timeout; the write then fails as it would have, and is retried).
+    pub async fn wake(&self) {
+        if !self.is_quiesced() {
+            return;
+        }
+        self.set_quiesced(false);
+        if self.metrics().current_leader != Some(self.node_id) {
+            return;
+        }
+        let sent = Instant::now();
+        if self.raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+        while sent.elapsed() < self.wake_patience {
+            if self
+                .leader_contact_age()
+                .is_some_and(|age| age < sent.elapsed())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Records that a leader's append was accepted now.
@@ -309,6 +363,8 @@ impl Replica {
 pub struct Router {
     replicas: RwLock<HashMap<u64, Arc<Replica>>>,
     pub index: Arc<crate::RangeIndex>,
+    /// The latest quiescence beat of each peer node.
+    pub beats: crate::quiesce::Beats,
 }
 
 impl Router {
@@ -334,6 +390,27 @@ impl Router {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(replica.range_id, replica);
+    }
+
+    /// Forgets a replica (destroyed, or never to serve again): no longer routed to.
+    pub fn remove(&self, range_id: u64) -> Option<Arc<Replica>> {
+        let r = self
+            .replicas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&range_id);
+        self.index.set(range_id, None);
+        r
+    }
+
+    /// This node's id, as its replicas know it (`None` before the first opens).
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.replicas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .next()
+            .map(|r| r.node_id)
     }
 
     pub fn all(&self) -> Vec<Arc<Replica>> {

@@ -36,6 +36,10 @@ pub trait NodeHooks: Send + Sync + 'static {
         target_node_id: u64,
         d: crate::RangeDescriptor,
     ) -> Result<(), Status>;
+    /// On the meta range's leader: a node's heartbeat.
+    async fn node_heartbeat(&self, report: crate::NodeReport) -> Result<(), Status>;
+    /// On a range's leader: a replica change asked by the placement driver.
+    async fn change_replicas(&self, change: crate::ChangeReplicas) -> Result<(), Status>;
 }
 
 /// The `Raft` gRPC service.
@@ -313,6 +317,56 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             ));
         }
         self.hooks.create_replica(m.target_node_id, d).await?;
+        reply(m.range_id, &())
+    }
+
+    async fn node_heartbeat(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        self.replica(m.range_id, m.target_node_id)?;
+        let report: crate::NodeReport = decode(&m.payload).map_err(bad_payload)?;
+        self.hooks.node_heartbeat(report).await?;
+        reply(m.range_id, &())
+    }
+
+    async fn change_replicas(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let change: crate::ChangeReplicas = decode(&m.payload).map_err(bad_payload)?;
+        if change.range_id != m.range_id {
+            return Err(status(
+                Code::InvalidArgument,
+                codes::INVALID_ARGUMENT,
+                "the change names another range than the message",
+                None,
+            ));
+        }
+        self.replica(m.range_id, m.target_node_id)?;
+        self.hooks.change_replicas(change).await?;
+        reply(m.range_id, &())
+    }
+
+    async fn quiesce_beat(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let beat: crate::quiesce::Beat = decode(&m.payload).map_err(bad_payload)?;
+        if let Some(me) = self.router.node_id() {
+            if m.target_node_id != 0 && m.target_node_id != me {
+                return Err(status(
+                    Code::FailedPrecondition,
+                    codes::WRONG_NODE,
+                    format!("message for node {} reached node {me}", m.target_node_id),
+                    None,
+                ));
+            }
+        }
+        self.router.beats.record(beat);
         reply(m.range_id, &())
     }
 }

@@ -70,6 +70,11 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// The directory of `range_id`'s snapshots under `snapshot_root`.
+    pub fn snapshot_dir(snapshot_root: &Path, range_id: u64) -> PathBuf {
+        snapshot_root.join(format!("range-{range_id}"))
+    }
+
     /// Opens the state machine of `range_id`, keeping snapshots under `snapshot_root`.
     /// Finishes a snapshot install a crash interrupted.
     pub fn open(engine: Engine, range_id: u64, snapshot_root: &Path) -> io::Result<Self> {
@@ -85,7 +90,7 @@ impl StateMachine {
         index: Option<Arc<RangeIndex>>,
         events: Option<tokio::sync::mpsc::UnboundedSender<RangeEvent>>,
     ) -> io::Result<Self> {
-        let dir = snapshot_root.join(format!("range-{range_id}"));
+        let dir = Self::snapshot_dir(snapshot_root, range_id);
         std::fs::create_dir_all(dir.join("incoming"))?;
         let sm = Self {
             engine,

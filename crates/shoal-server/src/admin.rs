@@ -1,17 +1,14 @@
 //! The `Admin` gRPC service: status, node list, `init`, and the ranges (descriptors
 //! from the meta range, converted to their wire form here).
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use openraft::Instant;
 use shoal_proto::error::{codes, status};
 use shoal_proto::v1::{self as pb, admin_server::Admin};
-use shoal_raft::{read_error, RangeDescriptor, Replica};
-use shoal_storage::{keys, KeySpan};
+use shoal_raft::{RangeDescriptor, Replica};
+use shoal_storage::KeySpan;
 use tonic::{Code, Request, Response, Status};
 
 use crate::node::Node;
@@ -25,74 +22,20 @@ impl AdminService {
         Self { node }
     }
 
-    /// Every range descriptor, read from the meta range (`linearizable`: after a read
-    /// barrier); the replica they were read through.
-    async fn descriptors(
-        &self,
-        linearizable: bool,
-    ) -> Result<(Arc<Replica>, Vec<RangeDescriptor>), Status> {
-        let r = self.node.replica()?;
-        if linearizable {
-            r.linearize(Duration::from_secs(3))
-                .await
-                .map_err(|e| read_error(r.range_id, e))?;
-        }
-        let mut by_id: HashMap<u64, RangeDescriptor> = HashMap::new();
-        let stored = self
-            .node
-            .engine
-            .scan_system(keys::RANGE_DESCRIPTOR_PREFIX)
-            .map_err(|e| Status::internal(format!("reading range descriptors: {e}")))?;
-        for (key, value) in stored {
-            let d: RangeDescriptor = shoal_raft::codec::decode(&value).map_err(|e| {
-                Status::internal(format!("range descriptor {key:?} does not decode: {e}"))
-            })?;
-            by_id.insert(d.range_id, d);
-        }
-        // Ranges whose leaders have not reported yet (a split a moment ago, a cluster
-        // just founded): this node's own descriptors fill the gaps.
-        for rep in self.node.router.all() {
-            let Some(d) = rep.descriptor() else { continue };
-            match by_id.get(&d.range_id) {
-                Some(o) if !d.supersedes(o) => {}
-                _ => {
-                    by_id.insert(d.range_id, d);
-                }
+    /// The leader of range `range_id`, as this node's replica of it knows or, on the
+    /// meta range's leader, as `reported` (from the heartbeats, asked only then) says.
+    fn leader_of(&self, range_id: u64, reported: impl FnOnce() -> Option<u64>) -> (u64, String) {
+        if let Some(r) = self.node.router.get(range_id) {
+            let (id, addr) = r.leader();
+            if let Some(id) = id {
+                return (id, addr.unwrap_or_default());
             }
         }
-        // Newest first, each kept unless a newer one of another range overlaps it (the
-        // left half of a split reported before the right): kept spans never overlap.
-        let mut all: Vec<RangeDescriptor> = by_id.into_values().collect();
-        all.sort_by(|a, b| b.epoch.cmp(&a.epoch).then(a.range_id.cmp(&b.range_id)));
-        let mut kept: BTreeMap<Vec<u8>, RangeDescriptor> = BTreeMap::new();
-        for d in all {
-            // Among disjoint spans, only the last one starting before `d`'s end can
-            // overlap it.
-            let upto = if d.end.is_empty() {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded(d.end.as_slice())
-            };
-            let overlapped = kept
-                .range::<[u8], _>((Bound::Unbounded, upto))
-                .next_back()
-                .is_some_and(|(_, o)| o.overlaps(&d.start, &d.end));
-            if !overlapped {
-                kept.insert(d.start.clone(), d);
-            }
-        }
-        Ok((r, kept.into_values().collect()))
-    }
-
-    /// The leader of range `range_id`, as this node's replica of it knows.
-    fn leader_of(&self, range_id: u64) -> (u64, String) {
-        match self.node.router.get(range_id) {
-            Some(r) => {
-                let (id, addr) = r.leader();
-                (id.unwrap_or(0), addr.unwrap_or_default())
-            }
-            None => (0, String::new()),
-        }
+        let Some(id) = reported() else {
+            return (0, String::new());
+        };
+        let addr = self.node.member(id).map(|n| n.addr).unwrap_or_default();
+        (id, addr)
     }
 }
 
@@ -174,10 +117,10 @@ impl Admin for AdminService {
         }
         let mem = m.membership_config.membership();
         let voters: Vec<u64> = mem.voter_ids().collect();
-        let dead_after =
-            std::time::Duration::from_millis((self.node.cfg.election_timeout_ms * 3).max(3000));
         // The leader knows how far each follower has replicated; elsewhere only our own.
         let matched = m.replication.clone().unwrap_or_default();
+        // The placement driver's records (heartbeats, replicas, leaders): on the leader.
+        let records = self.node.node_records();
         let nodes = mem
             .nodes()
             .map(|(id, n)| {
@@ -186,15 +129,7 @@ impl Admin for AdminService {
                 } else {
                     matched.get(id).cloned().flatten().map_or(0, |l| l.index)
                 };
-                // On the leader: whether the node acknowledged a heartbeat lately.
-                let live = match &m.heartbeat {
-                    Some(hb) if *id != r.node_id => hb
-                        .get(id)
-                        .cloned()
-                        .flatten()
-                        .is_some_and(|t| t.elapsed() < dead_after),
-                    _ => true,
-                };
+                let rec = records.get(id).cloned().unwrap_or_default();
                 pb::NodeInfo {
                     node_id: *id,
                     addr: n.addr.clone(),
@@ -206,8 +141,20 @@ impl Admin for AdminService {
                     }
                     .to_string(),
                     is_leader: m.current_leader == Some(*id),
-                    live,
+                    // True unless the leader counts it suspect or dead.
+                    live: !matches!(rec.liveness, "suspect" | "dead"),
                     applied_index: applied,
+                    liveness: if rec.liveness.is_empty() {
+                        "unknown"
+                    } else {
+                        rec.liveness
+                    }
+                    .to_string(),
+                    replicas: rec.replicas,
+                    leaders: rec.leaders,
+                    decommissioning: rec.decommissioning,
+                    capacity_bytes: rec.capacity_bytes,
+                    available_bytes: rec.available_bytes,
                 }
             })
             .collect();
@@ -242,12 +189,16 @@ impl Admin for AdminService {
         &self,
         _req: Request<pb::RangesRequest>,
     ) -> Result<Response<pb::RangesResponse>, Status> {
-        let (r, descriptors) = self.descriptors(true).await?;
+        let descriptors = self.node.routing_table(true).await?;
+        let r = self.node.replica()?;
+        let reported = self.node.reported_leaders();
         let ranges = descriptors
             .iter()
             .map(|d| pb::RangeInfo {
                 descriptor: Some(descriptor_pb(&r, d)),
-                leader_id: self.leader_of(d.range_id).0,
+                leader_id: self
+                    .leader_of(d.range_id, || reported.get(&d.range_id).copied())
+                    .0,
                 approximate_bytes: self.node.engine.approximate_size(&KeySpan {
                     start: d.start.clone(),
                     end: d.end.clone(),
@@ -267,7 +218,8 @@ impl Admin for AdminService {
         // Routing needs no read barrier: a client routed with a stale descriptor is
         // refused with the current one (its epoch is checked), and a node cut off from
         // the meta range's leader still routes its clients' stale reads.
-        let (r, descriptors) = self.descriptors(false).await?;
+        let descriptors = self.node.routing_table(false).await?;
+        let r = self.node.replica()?;
         let d = descriptors
             .iter()
             .find(|d| {
@@ -287,12 +239,22 @@ impl Admin for AdminService {
                     None,
                 )
             })?;
-        let (leader_id, leader_addr) = self.leader_of(d.range_id);
+        let (leader_id, leader_addr) = self.leader_of(d.range_id, || {
+            self.node.reported_leaders().get(&d.range_id).copied()
+        });
         Ok(Response::new(pb::RangeLookupResponse {
             descriptor: Some(descriptor_pb(&r, d)),
             leader_id,
             leader_addr,
         }))
+    }
+
+    async fn decommission(
+        &self,
+        req: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::DecommissionResponse>, Status> {
+        let replicas = self.node.decommission(req.into_inner().node_id).await?;
+        Ok(Response::new(pb::DecommissionResponse { replicas }))
     }
 
     async fn split_range(

@@ -103,6 +103,41 @@ pub struct NodeConfig {
     /// middle of its data).
     #[arg(long, env = "SHOAL_RANGE_MAX_BYTES", default_value_t = 64 << 20)]
     pub range_max_bytes: u64,
+
+    /// Replicas of each range (the meta range has one on every node).
+    #[arg(long, env = "SHOAL_REPLICATION_FACTOR", default_value_t = 3)]
+    pub replication_factor: usize,
+
+    /// How long a node may go without a heartbeat before it is counted dead and its
+    /// replicas are made again on live nodes (`90s`, `5m`, `1h`; bare numbers are
+    /// seconds).
+    #[arg(long, env = "SHOAL_TIME_UNTIL_DEAD", default_value = "5m", value_parser = parse_duration)]
+    pub time_until_dead: std::time::Duration,
+
+    /// Keep every range's Raft timers and heartbeats running while it is idle (by
+    /// default idle ranges quiesce: no heartbeats, no wakeups). For measurements.
+    #[arg(long)]
+    pub disable_quiescence: bool,
+}
+
+/// A duration: a number with an optional unit, `s`, `m` or `h` (seconds without).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 5m, 1h)"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m or h)")),
+    };
+    secs.map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 impl NodeConfig {
@@ -128,6 +163,12 @@ impl NodeConfig {
                 "--election-timeout-ms must be greater than --heartbeat-ms (and both above 0)"
                     .into(),
             );
+        }
+        if self.replication_factor == 0 {
+            return Err("--replication-factor must be at least 1".into());
+        }
+        if self.time_until_dead < std::time::Duration::from_secs(5) {
+            return Err("--time-until-dead must be at least 5s".into());
         }
         if self.snapshot_logs == 0 {
             return Err("--snapshot-logs must be at least 1".into());
@@ -296,5 +337,27 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("--election-timeout-ms"));
+    }
+
+    #[test]
+    fn durations_take_a_unit_and_refuse_what_is_not_one() {
+        let d = |s| parse_duration(s);
+        assert_eq!(d("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(d("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(d("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert_eq!(d("1h"), Ok(std::time::Duration::from_secs(3600)));
+        for bad in ["", "m", "5d", "-1s", "1.5m", "99999999999999999999h"] {
+            assert!(d(bad).is_err(), "{bad:?}");
+        }
+        let c = Cli::try_parse_from(["x", "--data-dir", "/d"]).unwrap().cfg;
+        assert_eq!(c.time_until_dead, std::time::Duration::from_secs(300));
+        assert_eq!(c.replication_factor, 3);
+        let short = Cli::try_parse_from(["x", "--data-dir", "/d", "--time-until-dead", "2s"])
+            .unwrap()
+            .cfg;
+        assert!(short.validate().unwrap_err().contains("--time-until-dead"));
+        assert!(
+            Cli::try_parse_from(["x", "--data-dir", "/d", "--time-until-dead", "soon"]).is_err()
+        );
     }
 }

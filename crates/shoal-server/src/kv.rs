@@ -262,6 +262,7 @@ impl KvService {
                 None,
             ));
         }
+        r.wake().await;
         let resp = match r.raft.client_write(cmd).await {
             Ok(resp) => resp.data,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

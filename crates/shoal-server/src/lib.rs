@@ -23,6 +23,7 @@ pub mod http;
 pub mod kv;
 pub mod metrics;
 pub mod node;
+pub mod placement;
 pub mod ranges;
 pub mod validate;
 

@@ -47,7 +47,7 @@ impl Metrics {
         let raft = GaugeVec::new(
             Opts::new(
                 "shoal_raft",
-                "Raft state per range: term, leader, commit/applied/last log index, is_leader",
+                "Raft state per range: term, leader, commit/applied/last log index, is_leader, quiesced",
             ),
             &["range", "metric"],
         )
@@ -76,6 +76,8 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, router: &Router) -> String {
+        // Only the ranges held now: a replica moved away leaves no stale gauges.
+        self.raft.reset();
         for r in router.all() {
             let m = r.metrics();
             let range = r.range_id.to_string();
@@ -98,6 +100,7 @@ impl Metrics {
             set("last_log_index", m.last_log_index.unwrap_or(0));
             set("snapshot_index", m.snapshot.as_ref().map_or(0, |l| l.index));
             set("purged_index", m.purged.as_ref().map_or(0, |l| l.index));
+            set("quiesced", r.is_quiesced() as u64);
         }
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {

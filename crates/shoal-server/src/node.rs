@@ -52,6 +52,8 @@ pub struct Node {
     pub(crate) events: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<RangeEvent>>>,
     /// Range bookkeeping of the leader's loops (see `ranges.rs`).
     pub(crate) ranges: crate::ranges::RangeState,
+    /// The placement driver's bookkeeping (see `placement.rs`).
+    pub(crate) placement: crate::placement::PlacementState,
     /// Why a replica stopped for good (a storage error): the node then exits, so its
     /// supervisor restarts it from what is durable.
     fatal: std::sync::OnceLock<String>,
@@ -89,6 +91,7 @@ impl Node {
             env,
             events: std::sync::Mutex::new(Some(events_rx)),
             ranges: Default::default(),
+            placement: Default::default(),
             advertise: cfg.advertise(),
             name: cfg.name(),
             cfg,
@@ -808,6 +811,16 @@ impl NodeHooks for Hooks {
     ) -> Result<(), Status> {
         self.0.create_replica(target_node_id, d).await
     }
+
+    async fn node_heartbeat(&self, report: shoal_raft::NodeReport) -> Result<(), Status> {
+        self.0.leads_meta()?;
+        self.0.heartbeat_here(report);
+        Ok(())
+    }
+
+    async fn change_replicas(&self, change: shoal_raft::ChangeReplicas) -> Result<(), Status> {
+        self.0.change_replicas_here(change).await
+    }
 }
 
 /// Runs a node until SIGTERM or SIGINT (or `node.shutdown` is cancelled).
@@ -845,6 +858,50 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     // SIGTERM: unready at once, leaderships moved away, then the servers stop taking
     // requests and finish those in flight, all within the drain deadline.
+    // Heartbeats to the placement driver, the driver itself (on the meta range's
+    // leader) and the collection of removed replicas: apart from the loop above, so a
+    // slow round of range upkeep never delays a heartbeat.
+    let placement = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut round = 0u64;
+            loop {
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(crate::placement::HEARTBEAT_INTERVAL) => {
+                        node.send_heartbeat().await;
+                        node.run_placement().await;
+                        if round % 5 == 4 {
+                            node.collect_garbage().await;
+                        }
+                        round += 1;
+                    }
+                }
+            }
+        })
+    };
+    // Idle ranges stop their Raft timers; one beat per peer node stands in for their
+    // heartbeats (see shoal_raft::quiesce).
+    let quiescence = {
+        let node = node.clone();
+        let mut q = shoal_raft::Quiescer::new(
+            node.router.clone(),
+            node.pool.clone(),
+            shoal_raft::QuiesceOptions::from_raft(&node.env.opts),
+        );
+        let enabled = !node.cfg.disable_quiescence;
+        tokio::spawn(async move {
+            if !enabled {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(q.options().beat_interval) => q.round(),
+                }
+            }
+        })
+    };
     let drain_timeout = Duration::from_secs(node.cfg.drain_timeout_secs);
     let signals = {
         let node = node.clone();
@@ -896,6 +953,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     node.stop().await;
     signals.abort();
     housekeeping.abort();
+    placement.abort();
+    quiescence.abort();
     range_events.abort();
     g.context("gRPC server")?;
     h.context("HTTP server")?;

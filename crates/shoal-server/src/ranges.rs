@@ -1,23 +1,24 @@
 //! A node's ranges beyond the first: opening replicas, splits (on demand and when a
 //! range outgrows `--range-max-bytes`), the descriptors each range's leader reports to
-//! the meta range's routing table, and keeping every range replicated on the nodes of
-//! the cluster.
+//! the meta range's routing table (also read here), and members that skipped a split.
+//! Where replicas live is decided in `placement.rs`.
 //!
 //! Every loop here runs on the leader of the range it looks after, once a second
 //! (`Node::maintain_ranges`), so a range's upkeep moves with its leadership.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::ChangeMembers;
 use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::RaftMessage;
 use shoal_raft::codec::{decode, encode};
+use shoal_raft::read_error;
 use shoal_raft::{
     Command, Node as RaftNode, OpResult, RangeDescriptor, RangeEvent, Replica, FIRST_RANGE_ID,
 };
-use shoal_storage::StateKey;
+use shoal_storage::{keys, StateKey};
 use tonic::{Code, Status};
 
 use crate::node::{write_error, Node};
@@ -37,14 +38,14 @@ pub(crate) struct RangeState {
     /// Since when a member of a range has replicated nothing, per (range, node).
     unmatched: Mutex<HashMap<(u64, u64), Instant>>,
     /// Held while a replica is opened, so one range is never opened twice.
-    open_lock: tokio::sync::Mutex<()>,
+    pub(crate) open_lock: tokio::sync::Mutex<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Status {
     status(
         Code::Internal,
         codes::INTERNAL,
@@ -65,6 +66,61 @@ impl Node {
         Ok(r)
     }
 
+    /// The routing table: every range's descriptor, read from this node's replica of
+    /// the meta range (`linearizable`: after a read barrier), in key order.
+    pub async fn routing_table(&self, linearizable: bool) -> Result<Vec<RangeDescriptor>, Status> {
+        let r = self.replica()?;
+        if linearizable {
+            r.linearize(Duration::from_secs(3))
+                .await
+                .map_err(|e| read_error(r.range_id, e))?;
+        }
+        let mut by_id: HashMap<u64, RangeDescriptor> = HashMap::new();
+        let stored = self
+            .engine
+            .scan_system(keys::RANGE_DESCRIPTOR_PREFIX)
+            .map_err(|e| Status::internal(format!("reading range descriptors: {e}")))?;
+        for (key, value) in stored {
+            let d: RangeDescriptor = shoal_raft::codec::decode(&value).map_err(|e| {
+                Status::internal(format!("range descriptor {key:?} does not decode: {e}"))
+            })?;
+            by_id.insert(d.range_id, d);
+        }
+        // Ranges whose leaders have not reported yet (a split a moment ago, a cluster
+        // just founded): this node's own descriptors fill the gaps.
+        for rep in self.router.all() {
+            let Some(d) = rep.descriptor() else { continue };
+            match by_id.get(&d.range_id) {
+                Some(o) if !d.supersedes(o) => {}
+                _ => {
+                    by_id.insert(d.range_id, d);
+                }
+            }
+        }
+        // Newest first, each kept unless a newer one of another range overlaps it (the
+        // left half of a split reported before the right): kept spans never overlap.
+        let mut all: Vec<RangeDescriptor> = by_id.into_values().collect();
+        all.sort_by(|a, b| b.epoch.cmp(&a.epoch).then(a.range_id.cmp(&b.range_id)));
+        let mut kept: BTreeMap<Vec<u8>, RangeDescriptor> = BTreeMap::new();
+        for d in all {
+            // Among disjoint spans, only the last one starting before `d`'s end can
+            // overlap it.
+            let upto = if d.end.is_empty() {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(d.end.as_slice())
+            };
+            let overlapped = kept
+                .range::<[u8], _>((Bound::Unbounded, upto))
+                .next_back()
+                .is_some_and(|(_, o)| o.overlaps(&d.start, &d.end));
+            if !overlapped {
+                kept.insert(d.start.clone(), d);
+            }
+        }
+        Ok(kept.into_values().collect())
+    }
+
     /// Opens the right half of every split a state machine of this node applies.
     pub(crate) async fn handle_range_events(self: Arc<Self>) {
         let Some(mut rx) = lock(&self.events).take() else {
@@ -75,6 +131,14 @@ impl Node {
                 RangeEvent::Split { left, right } => {
                     if let Err(e) = self.open_range(right.range_id).await {
                         tracing::error!(left, right = right.range_id, error = %format!("{e:#}"), "opening the right half of a split");
+                    }
+                    // The left half's snapshot still covers the right half's keys: a
+                    // node given it (a new replica) holding the right half would refuse
+                    // it as overlapping. A fresh one covers the left half alone.
+                    if let Some(l) = self.router.get(left) {
+                        if let Err(e) = l.raft.trigger().snapshot().await {
+                            tracing::warn!(range_id = left, error = %e, "snapshot after a split");
+                        }
                     }
                 }
             }
@@ -137,13 +201,32 @@ impl Node {
     }
 
     /// The meta range's leader: `None` when it is this node; else its id and address.
-    fn meta_leader(&self) -> Result<Option<(u64, String)>, Status> {
+    pub(crate) fn meta_leader(&self) -> Result<Option<(u64, String)>, Status> {
         let meta = self.replica()?;
         match meta.leader() {
             (Some(id), _) if id == self.node_id() => Ok(None),
             (Some(id), Some(addr)) => Ok(Some((id, addr))),
             _ => Err(not_leader(FIRST_RANGE_ID, None, None)),
         }
+    }
+
+    /// `NOT_LEADER` (with the leader, if known) unless this node leads the meta range.
+    pub(crate) fn leads_meta(&self) -> Result<(), Status> {
+        match self.meta_leader()? {
+            None => Ok(()),
+            Some((id, addr)) => Err(not_leader(FIRST_RANGE_ID, Some(id), Some(addr))),
+        }
+    }
+
+    /// A node of the cluster (a member of the meta range), as this node knows it.
+    pub(crate) fn member(&self, node_id: u64) -> Option<RaftNode> {
+        self.replica()
+            .ok()?
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .cloned()
     }
 
     /// On the meta range's leader: allocates a range id.
@@ -192,7 +275,7 @@ impl Node {
     }
 
     /// Reports descriptors to the meta range's leader.
-    async fn report_descriptors(&self, ds: Vec<RangeDescriptor>) -> Result<(), Status> {
+    pub(crate) async fn report_descriptors(&self, ds: Vec<RangeDescriptor>) -> Result<(), Status> {
         let Some((id, addr)) = self.meta_leader()? else {
             return self.record_descriptors_here(ds).await;
         };
@@ -250,6 +333,7 @@ impl Node {
             ));
         }
         let new_range_id = self.alloc_range_id().await?;
+        r.wake().await;
         let resp = r
             .raft
             .client_write(Command::Split {
@@ -291,34 +375,20 @@ impl Node {
         Ok((left, right))
     }
 
-    /// Upkeep of the ranges this node leads: catch-up promotions, replicas on every
-    /// node of the cluster, the routing table, and splits of ranges grown too large.
+    /// Upkeep of the ranges this node leads: members that skipped a split, the
+    /// routing table, and splits of ranges grown too large. (Where replicas go is the
+    /// placement driver's: `placement.rs`.)
     pub(crate) async fn maintain_ranges(&self) {
         let me = self.node_id();
         if me == 0 {
             return;
         }
-        // The cluster's nodes: the meta range's members, read once per round.
-        let cluster: BTreeMap<u64, RaftNode> = match self.replica() {
-            Ok(meta) => meta
-                .metrics()
-                .membership_config
-                .membership()
-                .nodes()
-                .map(|(id, n)| (*id, n.clone()))
-                .collect(),
-            Err(_) => BTreeMap::new(),
-        };
         let mut to_report = Vec::new();
         for r in self.router.all() {
             if r.metrics().current_leader != Some(me) {
                 lock(&self.ranges.reported).remove(&r.range_id);
                 lock(&self.ranges.unmeasured).remove(&r.range_id);
                 continue;
-            }
-            if r.range_id != FIRST_RANGE_ID {
-                self.promote_learners(&r).await;
-                self.follow_cluster_membership(&r, &cluster).await;
             }
             self.create_missing_replicas(&r).await;
             let Some(d) = r.descriptor() else {
@@ -389,71 +459,6 @@ impl Node {
         }
     }
 
-    /// Keeps range `r` on the nodes of the cluster (the meta range's members): adds
-    /// the missing ones as learners (promoted once caught up) and removes the nodes
-    /// that left. One change at a time.
-    async fn follow_cluster_membership(&self, r: &Replica, cluster: &BTreeMap<u64, RaftNode>) {
-        if cluster.is_empty() {
-            return;
-        }
-        let m = r.metrics();
-        let mem = m.membership_config.membership();
-        if mem.get_joint_config().len() > 1 {
-            return;
-        }
-        let voters: BTreeSet<u64> = mem.voter_ids().collect();
-        let gone_voters: BTreeSet<u64> = voters
-            .iter()
-            .copied()
-            .filter(|id| !cluster.contains_key(id))
-            .collect();
-        let gone_learners: BTreeSet<u64> = mem
-            .learner_ids()
-            .filter(|id| !cluster.contains_key(id))
-            .collect();
-        let change = if !gone_voters.is_empty() && gone_voters.len() < voters.len() {
-            Some(ChangeMembers::RemoveVoters(gone_voters))
-        } else if !gone_learners.is_empty() {
-            Some(ChangeMembers::RemoveNodes(gone_learners))
-        } else {
-            None
-        };
-        if let Some(change) = change {
-            match r.raft.change_membership(change.clone(), false).await {
-                Ok(_) => tracing::info!(
-                    range_id = r.range_id,
-                    ?change,
-                    "removed nodes that left the cluster"
-                ),
-                Err(e) => tracing::debug!(range_id = r.range_id, error = %e, "removing nodes"),
-            }
-            return;
-        }
-        let Some(d) = r.descriptor() else {
-            return;
-        };
-        for (&id, node) in cluster {
-            if mem.get_node(&id).is_some() {
-                continue;
-            }
-            if let Err(e) = self.create_replica_on(id, &node.addr, &d).await {
-                tracing::debug!(range_id = r.range_id, node = id, error = %e.message(), "creating a replica");
-                continue;
-            }
-            match r.raft.add_learner(id, node.clone(), false).await {
-                Ok(_) => tracing::info!(
-                    range_id = r.range_id,
-                    node = id,
-                    "added a replica as a learner"
-                ),
-                Err(e) => {
-                    tracing::debug!(range_id = r.range_id, node = id, error = %e, "adding a learner")
-                }
-            }
-            return;
-        }
-    }
-
     /// Asks the nodes of members that have replicated nothing for a while to create
     /// the replica (they skipped the split that made it).
     async fn create_missing_replicas(&self, r: &Replica) {
@@ -497,7 +502,7 @@ impl Node {
         }
     }
 
-    async fn create_replica_on(
+    pub(crate) async fn create_replica_on(
         &self,
         node_id: u64,
         addr: &str,

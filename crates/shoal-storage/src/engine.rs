@@ -372,31 +372,28 @@ impl Engine {
     /// it (found by a second pass, only then).
     pub fn span_stats(&self, span: &KeySpan, split_above: u64) -> Result<SpanStats> {
         let (lo, hi) = keys::user_span(&span.start, &span.end);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(hi.clone());
-        ro.fill_cache(false);
+        // A pass over the span's data, around the block cache (a size, not a read).
+        let pass = || {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(hi.clone());
+            ro.fill_cache(false);
+            self.db.iterator_cf_opt(
+                self.cf(keys::CF_DATA),
+                ro,
+                IteratorMode::From(&lo, Direction::Forward),
+            )
+        };
         let mut bytes = 0u64;
         let mut count = 0u64;
-        for item in self.db.iterator_cf_opt(
-            self.cf(keys::CF_DATA),
-            ro,
-            IteratorMode::From(&lo, Direction::Forward),
-        ) {
+        for item in pass() {
             let (k, v) = item?;
             bytes += (k.len() + v.len()) as u64;
             count += 1;
         }
         let mut middle = None;
         if count >= 2 && bytes > split_above {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(hi);
-            ro.fill_cache(false);
             let mut seen = 0u64;
-            for item in self.db.iterator_cf_opt(
-                self.cf(keys::CF_DATA),
-                ro,
-                IteratorMode::From(&lo, Direction::Forward),
-            ) {
+            for item in pass() {
                 let (k, v) = item?;
                 seen += (k.len() + v.len()) as u64;
                 if seen * 2 >= bytes {
@@ -464,8 +461,9 @@ impl Engine {
     }
 
     /// Removes everything of a replica from this node: its log, its Raft state, its
-    /// replicated keys and the user keys of `span`, in one synced batch.
-    pub fn destroy_range(&self, range_id: u64, span: &KeySpan) -> Result<()> {
+    /// replicated keys and the user keys of `span` (none for a replica that never had
+    /// a descriptor), in one synced batch.
+    pub fn destroy_range(&self, range_id: u64, span: Option<&KeySpan>) -> Result<()> {
         let mut b = WriteBatch::default();
         b.delete_range_cf(
             self.cf(keys::CF_RAFT_LOG),
@@ -487,8 +485,10 @@ impl Engine {
         );
         let (lo, hi) = keys::range_local_bounds(range_id);
         b.delete_range_cf(self.cf(keys::CF_DATA), lo, hi);
-        let (lo, hi) = keys::user_span(&span.start, &span.end);
-        b.delete_range_cf(self.cf(keys::CF_DATA), lo, hi);
+        if let Some(span) = span {
+            let (lo, hi) = keys::user_span(&span.start, &span.end);
+            b.delete_range_cf(self.cf(keys::CF_DATA), lo, hi);
+        }
         self.db.write_opt(b, &synced())?;
         Ok(())
     }
@@ -685,6 +685,42 @@ mod tests {
             end: Vec::new(),
         };
         assert_eq!(e.span_stats(&part, 0).unwrap().middle, Some(b"c".to_vec()));
+    }
+
+    #[test]
+    fn destroying_a_replica_removes_its_log_state_and_keys_and_nothing_else() {
+        let (_dir, e) = engine();
+        for range in [5, 6] {
+            e.log_append_unsynced(range, [(1, &b"a"[..]), (2, b"b")])
+                .unwrap();
+            e.state_put(range, StateKey::Applied, b"2", false).unwrap();
+            let mut b = e.batch(range);
+            b.put_range_local(&e, range, b"desc", b"d");
+            e.commit(b).unwrap();
+        }
+        let mut b = e.batch(5);
+        for k in [b"a", b"m", b"z"] {
+            b.put(&e, k, 1, b"v");
+        }
+        e.commit(b).unwrap();
+        let span = KeySpan {
+            start: b"b".to_vec(),
+            end: b"y".to_vec(),
+        };
+        e.destroy_range(5, Some(&span)).unwrap();
+        assert_eq!(e.log_last(5).unwrap(), None);
+        assert_eq!(e.state_get(5, StateKey::Applied).unwrap(), None);
+        assert_eq!(e.get_range_local(5, b"desc").unwrap(), None);
+        assert_eq!(
+            e.keys_in(&KeySpan::all()).unwrap(),
+            vec![b"a".to_vec(), b"z".to_vec()]
+        );
+        // Range 6 untouched; without a span, no user key goes.
+        assert_eq!(e.log_last(6).unwrap(), Some((2, b"b".to_vec())));
+        e.destroy_range(6, None).unwrap();
+        assert_eq!(e.state_get(6, StateKey::Applied).unwrap(), None);
+        assert_eq!(e.get_range_local(6, b"desc").unwrap(), None);
+        assert_eq!(e.keys_in(&KeySpan::all()).unwrap().len(), 2);
     }
 
     #[test]

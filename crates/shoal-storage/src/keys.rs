@@ -120,6 +120,16 @@ pub fn range_descriptor_key(range_id: u64) -> Vec<u8> {
     k
 }
 
+/// Prefix of the system keys marking decommissioning nodes (kept in the meta range).
+pub const DECOMMISSIONING_PREFIX: &[u8] = b"decommissioning/";
+
+/// System key (without the system prefix) marking node `node_id` as decommissioning.
+pub fn decommissioning_key(node_id: u64) -> Vec<u8> {
+    let mut k = DECOMMISSIONING_PREFIX.to_vec();
+    k.extend_from_slice(&node_id.to_be_bytes());
+    k
+}
+
 /// Data key of a range's replicated key `suffix`.
 pub fn range_local_key(range_id: u64, suffix: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + suffix.len());

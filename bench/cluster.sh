@@ -1,0 +1,49 @@
+# Sourced by the bench scripts: a 3-node shoal cluster on loopback.
+#   shoal_cluster NAME WORK BIN PORT [flags...]
+#       starts (or restarts, on the same data) nodes on PORT+1..3 (gRPC) and
+#       PORT+11..13 (HTTP), data and logs in WORK/NAME-i; returns once the cluster
+#       takes writes. Sets NAME_eps (comma-separated endpoints) and NAME_pids.
+#   shoal_stop NAME       SIGTERM to the nodes, then waits for them.
+#   shoal_cpu NAME SECS   each node's CPU over SECS seconds, in % of one core.
+shoal_cluster() {
+  local name=$1 work=$2 bin=$3 port=$4
+  shift 4
+  local i j join eps="" pids=()
+  for i in 1 2 3; do
+    join=""
+    for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
+    "$bin/shoal" start --data-dir "$work/$name-$i" --listen-addr "127.0.0.1:$((port + i))" \
+      --advertise-addr "127.0.0.1:$((port + i))" --http-addr "127.0.0.1:$((port + 10 + i))" \
+      --join "$join" "$@" >>"$work/$name-$i.log" 2>&1 &
+    pids+=($!)
+    eps="$eps${eps:+,}127.0.0.1:$((port + i))"
+  done
+  eval "${name}_eps=$eps"
+  eval "${name}_pids=(${pids[*]})"
+  for _ in $(seq 1 90); do
+    SHOAL_HOST="$eps" "$bin/shoal" kv put bench-ready 1 --timeout 5 >/dev/null 2>&1 && return 0
+    "$bin/shoal" init --host "127.0.0.1:$((port + 1))" --timeout 5 >/dev/null 2>&1 || true
+    sleep 1
+  done
+  echo "cluster $name did not take writes within 90 s (logs: $work/$name-*.log)" >&2
+  return 1
+}
+
+shoal_stop() {
+  local -n _pids="${1}_pids"
+  kill "${_pids[@]}" 2>/dev/null || true
+  wait "${_pids[@]}" 2>/dev/null || true
+}
+
+shoal_cpu() {
+  local -n _pids="${1}_pids"
+  local secs=$2 hz p before=() out=() i=0
+  hz=$(getconf CLK_TCK)
+  for p in "${_pids[@]}"; do before+=("$(awk '{print $14 + $15}' "/proc/$p/stat")"); done
+  sleep "$secs"
+  for p in "${_pids[@]}"; do
+    out+=("$(awk -v b="${before[$i]}" -v s="$secs" -v hz="$hz" '{printf "%.1f", ($14 + $15 - b) / hz / s * 100}' "/proc/$p/stat")")
+    i=$((i + 1))
+  done
+  echo "${out[*]}"
+}

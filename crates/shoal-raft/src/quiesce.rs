@@ -1,0 +1,282 @@
+//! Quiescence: a range without traffic costs no Raft messages and no timer wakeups.
+//!
+//! openraft drives every range with its own ticker (election timers, heartbeats every
+//! `--heartbeat-ms`): a node holding a thousand ranges would wake tens of thousands of
+//! times a second and send a heartbeat per range per follower. Instead:
+//!
+//! - A range's leader stops the range's ticker once no entry was appended for
+//!   [`QuiesceOptions::idle_after`] and every replica holds and has applied the whole
+//!   log (so followers learned the last commit index from the heartbeats meanwhile).
+//!   The meta range never quiesces (readiness watches it).
+//! - Every node sends each peer one *beat* per [`QuiesceOptions::beat_interval`],
+//!   whatever the number of ranges: the ranges it leads and has quiesced, with their
+//!   terms, among those the peer holds.
+//! - A follower stops its ticker (so it calls no election) while a beat heard within
+//!   [`QuiesceOptions::beat_timeout`] lists its range at its current term: that is the
+//!   leader of its term saying it is alive and idle. When the leader's beats stop (its
+//!   node died or is cut off) or stop listing the range (the range woke up, the leader
+//!   lost its leadership or restarted), the follower ticks again and elects as usual.
+//! - A leader ticks again at the first new entry (a write, a membership change); the
+//!   entry itself reaches the followers without waiting for a tick.
+//!
+//! Linearizable reads on a quiesced range still confirm the leadership with a
+//! heartbeat round of their own (openraft sends it on demand), so they need no ticker.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shoal_proto::v1::RaftMessage;
+
+use crate::codec::encode;
+use crate::replica::{RaftOptions, Router};
+use crate::types::{NodeId, RaftMetrics};
+use crate::FIRST_RANGE_ID;
+
+/// What a node's beat tells a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub from: NodeId,
+    /// `(range_id, term)` of the ranges `from` leads and has quiesced, among those the
+    /// peer holds a replica of.
+    pub quiesced: Vec<(u64, u64)>,
+}
+
+/// Quiescence timing, derived from the Raft timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuiesceOptions {
+    /// How often a node beats each peer.
+    pub beat_interval: Duration,
+    /// How long a beat keeps a follower quiet: past it, the follower ticks again (and
+    /// elects after its usual election timeout if its leader stays silent).
+    pub beat_timeout: Duration,
+    /// How long a leader waits without a new entry before quiescing its range.
+    pub idle_after: Duration,
+}
+
+impl QuiesceOptions {
+    pub fn from_raft(o: &RaftOptions) -> Self {
+        let election = Duration::from_millis(o.election_timeout_min_ms);
+        Self {
+            beat_interval: election / 4,
+            beat_timeout: election * 2,
+            idle_after: Duration::from_millis(o.heartbeat_ms * 10).max(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// The latest beat heard from each peer node.
+#[derive(Debug, Default)]
+pub struct Beats {
+    latest: Mutex<HashMap<NodeId, (Instant, Beat)>>,
+}
+
+impl Beats {
+    pub fn record(&self, beat: Beat) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(beat.from, (Instant::now(), beat));
+    }
+
+    /// `range_id -> (leader, term)` of the quiesced ranges listed by the beats heard
+    /// within `fresh`.
+    fn quiet(&self, fresh: Duration) -> HashMap<u64, (NodeId, u64)> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = HashMap::new();
+        for (at, beat) in latest.values() {
+            if at.elapsed() <= fresh {
+                for &(range, term) in &beat.quiesced {
+                    out.insert(range, (beat.from, term));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether a leader's range may quiesce: the meta range never does; otherwise the
+/// membership is uniform and every member (learners too) holds the whole log, which
+/// this leader has applied.
+fn caught_up(m: &RaftMetrics, me: NodeId) -> bool {
+    let Some(last) = m.last_log_index else {
+        return false;
+    };
+    let membership = m.membership_config.membership();
+    if membership.get_joint_config().len() != 1
+        || m.last_applied.as_ref().map(|l| l.index) != Some(last)
+    {
+        return false;
+    }
+    let Some(matched) = m.replication.as_ref() else {
+        return false;
+    };
+    membership.nodes().all(|(id, _)| {
+        *id == me || matched.get(id).cloned().flatten().map(|l| l.index) == Some(last)
+    })
+}
+
+/// A leader's view of its range's activity.
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    term: u64,
+    last_log: u64,
+    since: Instant,
+}
+
+/// Runs quiescence for a node: [`Quiescer::round`] once per beat interval.
+pub struct Quiescer {
+    router: Arc<Router>,
+    pool: Arc<crate::PeerPool>,
+    opts: QuiesceOptions,
+    activity: HashMap<u64, Activity>,
+    /// Peers with a beat in flight: one at a time each, so beats arrive in order.
+    sending: HashMap<NodeId, Arc<AtomicBool>>,
+}
+
+impl Quiescer {
+    pub fn new(router: Arc<Router>, pool: Arc<crate::PeerPool>, opts: QuiesceOptions) -> Self {
+        Self {
+            router,
+            pool,
+            opts,
+            activity: HashMap::new(),
+            sending: HashMap::new(),
+        }
+    }
+
+    pub fn options(&self) -> QuiesceOptions {
+        self.opts
+    }
+
+    /// Quiesces or wakes every replica of this node, then beats every peer.
+    pub fn round(&mut self) {
+        let now = Instant::now();
+        let quiet = self.router.beats.quiet(self.opts.beat_timeout);
+        let mut beats: HashMap<NodeId, (String, Beat)> = HashMap::new();
+        let mut held = HashSet::new();
+        for r in self.router.all() {
+            held.insert(r.range_id);
+            let me = r.node_id;
+            let m = r.metrics();
+            let members = m.membership_config.membership();
+            for (id, n) in members.nodes() {
+                if *id != me {
+                    beats.entry(*id).or_insert_with(|| {
+                        (
+                            n.addr.clone(),
+                            Beat {
+                                from: me,
+                                quiesced: Vec::new(),
+                            },
+                        )
+                    });
+                }
+            }
+            let quiesce = if m.current_leader == Some(me) {
+                let last_log = m.last_log_index.unwrap_or(0);
+                let a = self.activity.entry(r.range_id).or_insert(Activity {
+                    term: m.current_term,
+                    last_log,
+                    since: now,
+                });
+                if a.term != m.current_term || a.last_log != last_log {
+                    *a = Activity {
+                        term: m.current_term,
+                        last_log,
+                        since: now,
+                    };
+                }
+                let q = r.range_id != FIRST_RANGE_ID
+                    && now.duration_since(a.since) >= self.opts.idle_after
+                    && caught_up(&m, me);
+                if q {
+                    for (id, _) in members.nodes() {
+                        if let Some((_, b)) = beats.get_mut(id) {
+                            b.quiesced.push((r.range_id, m.current_term));
+                        }
+                    }
+                }
+                q
+            } else {
+                self.activity.remove(&r.range_id);
+                matches!(quiet.get(&r.range_id),
+                    Some(&(from, term)) if from != me && term == m.current_term)
+            };
+            r.set_quiesced(quiesce);
+        }
+        self.activity.retain(|id, _| held.contains(id));
+        for (peer, (addr, beat)) in beats {
+            self.send(peer, addr, beat);
+        }
+    }
+
+    fn send(&mut self, peer: NodeId, addr: String, beat: Beat) {
+        let busy = self.sending.entry(peer).or_default().clone();
+        if busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, timeout) = (self.pool.clone(), self.opts.beat_timeout);
+        tokio::spawn(async move {
+            let sent = async {
+                let payload = encode(&beat).map_err(|e| e.to_string())?;
+                let mut client = pool.client(&addr).map_err(|e| e.to_string())?;
+                let msg = RaftMessage {
+                    range_id: 0,
+                    payload,
+                    target_node_id: peer,
+                };
+                match tokio::time::timeout(timeout, client.quiesce_beat(msg)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(s)) => Err(s.message().to_string()),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            };
+            if let Err(e) = sent.await {
+                tracing::debug!(peer, addr, error = %e, "beat not delivered");
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_go_stale_and_later_beats_replace_earlier_ones() {
+        let beats = Beats::default();
+        beats.record(Beat {
+            from: 2,
+            quiesced: vec![(5, 3), (6, 3)],
+        });
+        beats.record(Beat {
+            from: 3,
+            quiesced: vec![(7, 9)],
+        });
+        let q = beats.quiet(Duration::from_secs(60));
+        assert_eq!(q.get(&5), Some(&(2, 3)));
+        assert_eq!(q.get(&7), Some(&(3, 9)));
+        // A later beat no longer listing range 6 wakes it.
+        beats.record(Beat {
+            from: 2,
+            quiesced: vec![(5, 3)],
+        });
+        let q = beats.quiet(Duration::from_secs(60));
+        assert_eq!(q.get(&6), None);
+        assert_eq!(q.len(), 2);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(beats.quiet(Duration::from_millis(1)).is_empty());
+    }
+
+    #[test]
+    fn timing_follows_the_raft_options() {
+        let o = QuiesceOptions::from_raft(&RaftOptions::default());
+        assert!(o.beat_interval * 3 < o.beat_timeout);
+        assert!(o.beat_timeout >= Duration::from_millis(1000));
+        assert!(o.idle_after >= Duration::from_secs(2));
+    }
+}
