@@ -162,11 +162,8 @@ async fn crash_while_building_a_snapshot() {
 /// finishes the install and catches up.
 async fn crash_installing_a_snapshot_at(point: &str) {
     let mut c = TestCluster::start_initialized(3, &flags()).await.unwrap();
-    c.kill9(2);
+    let written = stop_node_2_behind_a_purged_log(&mut c).await;
     let client = c.client();
-    for i in 0..600 {
-        client.put(format!("pre-{i:04}"), "x").await.unwrap();
-    }
     let w = Workload::start(Endpoints::new(c.addrs()), 6);
     c.nodes[2].env = vec![("FAILPOINTS".into(), format!("{point}=return(crash)"))];
     c.restart(2).unwrap();
@@ -179,10 +176,36 @@ async fn crash_installing_a_snapshot_at(point: &str) {
             || point == "snapshot-install-before-data",
         "the restarted node did not finish the interrupted install"
     );
-    for i in (0..600).step_by(37) {
-        let kv = client.get(format!("pre-{i:04}")).await.unwrap();
-        assert!(kv.is_some(), "pre-{i:04} lost");
+    for i in (0..written).step_by(37) {
+        let kv = client.get(pre(i)).await.unwrap();
+        assert!(kv.is_some(), "{} lost", pre(i));
     }
+}
+
+fn pre(i: usize) -> String {
+    format!("pre-{i:05}")
+}
+
+/// Stops node 2 and writes until both other nodes purged their log past what node 2
+/// holds: back, it can only catch up through a snapshot. Returns the keys written
+/// (`pre(0..n)`).
+async fn stop_node_2_behind_a_purged_log(c: &mut TestCluster) -> usize {
+    let last = c.raft_gauge(2, "last_log_index").unwrap();
+    c.kill9(2);
+    let client = c.client();
+    let mut i = 0;
+    while [0, 1]
+        .iter()
+        .any(|&n| c.raft_gauge(n, "purged_index").unwrap_or(0) <= last)
+    {
+        assert!(i < 20_000, "the log was never purged past index {last}");
+        for _ in 0..100 {
+            client.put(pre(i), "x").await.unwrap();
+            i += 1;
+        }
+    }
+    eprintln!("node 2 stopped at index {last}; both others purged past it after {i} writes");
+    i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,22 +227,7 @@ async fn a_snapshot_stream_cut_short_is_refused_and_sent_again() {
         restart_with(&mut c, i, "snapshot-send=3*return->off");
     }
     c.wait_leader(Duration::from_secs(20)).await.unwrap();
-    let last = c.raft_gauge(2, "last_log_index").unwrap();
-    c.kill9(2);
-    let client = c.client();
-    // Node 2 can only come back through a snapshot once both others purged the log
-    // past what it holds.
-    let mut i = 0;
-    while [0, 1]
-        .iter()
-        .any(|&n| c.raft_gauge(n, "purged_index").unwrap_or(0) <= last)
-    {
-        assert!(i < 20_000, "the log was never purged past index {last}");
-        for _ in 0..100 {
-            client.put(format!("pre-{i:05}"), "x").await.unwrap();
-            i += 1;
-        }
-    }
+    stop_node_2_behind_a_purged_log(&mut c).await;
     let w = Workload::start(Endpoints::new(c.addrs()), 6);
     c.restart(2).unwrap();
     let deaths = supervise(&mut c, w, 10).await;

@@ -413,7 +413,8 @@ impl Node {
     }
 
     /// Splits `r` at its middle key once its data passes `--range-max-bytes`. The size
-    /// is measured again only after an eighth of that limit was written.
+    /// is measured again after an eighth of that limit was written, or at once after a
+    /// split.
     async fn split_if_large(&self, r: &Replica, d: &RangeDescriptor) {
         let max = self.cfg.range_max_bytes;
         let written = r.state_machine.take_written();
@@ -446,6 +447,10 @@ impl Node {
         let Some(key) = stats.middle.filter(|k| d.splits_at(k)) else {
             return;
         };
+        // Measured again next round, whatever this attempt does: the left half may
+        // still be over the limit (or the split may fail), and no further write
+        // need come to make it due.
+        lock(&self.ranges.unmeasured).insert(r.range_id, u64::MAX);
         match self.split_at(r, &key).await {
             Ok((l, rt)) => tracing::info!(
                 range_id = l.range_id,
