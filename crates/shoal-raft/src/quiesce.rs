@@ -97,9 +97,8 @@ impl Beats {
     }
 }
 
-/// Whether a leader's range may quiesce: the meta range never does; otherwise the
-/// membership is uniform and every member (learners too) holds the whole log, which
-/// this leader has applied.
+/// Whether a leader's range is caught up enough to quiesce: its membership is uniform
+/// and every member (learners too) holds the whole log, which this leader has applied.
 fn caught_up(m: &RaftMetrics, me: NodeId) -> bool {
     let Some(last) = m.last_log_index else {
         return false;

@@ -64,16 +64,35 @@ impl<H> RaftService<H> {
                 None,
             )
         })?;
-        if target != 0 && target != r.node_id {
-            return Err(status(
-                Code::FailedPrecondition,
-                codes::WRONG_NODE,
-                format!("message for node {target} reached node {}", r.node_id),
-                None,
-            ));
-        }
+        addressed_to(target, r.node_id)?;
         Ok(r)
     }
+}
+
+/// Refuses a message addressed to another node id than `me` (0: any).
+fn addressed_to(target: u64, me: NodeId) -> Result<(), Status> {
+    if target != 0 && target != me {
+        return Err(status(
+            Code::FailedPrecondition,
+            codes::WRONG_NODE,
+            format!("message for node {target} reached node {me}"),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a payload naming another range than the message carrying it.
+fn same_range(named: u64, message: u64, what: &str) -> Result<(), Status> {
+    if named != message {
+        return Err(status(
+            Code::InvalidArgument,
+            codes::INVALID_ARGUMENT,
+            format!("the {what} names another range than the message"),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 fn bad_payload(e: std::io::Error) -> Status {
@@ -308,14 +327,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let d: crate::RangeDescriptor = decode(&m.payload).map_err(bad_payload)?;
-        if d.range_id != m.range_id {
-            return Err(status(
-                Code::InvalidArgument,
-                codes::INVALID_ARGUMENT,
-                "the descriptor names another range than the message",
-                None,
-            ));
-        }
+        same_range(d.range_id, m.range_id, "descriptor")?;
         self.hooks.create_replica(m.target_node_id, d).await?;
         reply(m.range_id, &())
     }
@@ -337,14 +349,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let change: crate::ChangeReplicas = decode(&m.payload).map_err(bad_payload)?;
-        if change.range_id != m.range_id {
-            return Err(status(
-                Code::InvalidArgument,
-                codes::INVALID_ARGUMENT,
-                "the change names another range than the message",
-                None,
-            ));
-        }
+        same_range(change.range_id, m.range_id, "change")?;
         self.replica(m.range_id, m.target_node_id)?;
         self.hooks.change_replicas(change).await?;
         reply(m.range_id, &())
@@ -357,14 +362,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         let m = req.into_inner();
         let beat: crate::quiesce::Beat = decode(&m.payload).map_err(bad_payload)?;
         if let Some(me) = self.router.node_id() {
-            if m.target_node_id != 0 && m.target_node_id != me {
-                return Err(status(
-                    Code::FailedPrecondition,
-                    codes::WRONG_NODE,
-                    format!("message for node {} reached node {me}", m.target_node_id),
-                    None,
-                ));
-            }
+            addressed_to(m.target_node_id, me)?;
         }
         self.router.beats.record(beat);
         reply(m.range_id, &())

@@ -116,7 +116,7 @@ pub struct NodeConfig {
 
     /// Keep every range's Raft timers and heartbeats running while it is idle (by
     /// default idle ranges quiesce: no heartbeats, no wakeups). For measurements.
-    #[arg(long)]
+    #[arg(long, env = "SHOAL_DISABLE_QUIESCENCE")]
     pub disable_quiescence: bool,
 }
 
@@ -318,6 +318,11 @@ mod tests {
         assert_eq!(c.join, vec!["a:1", "b:2"]);
         assert_eq!(c.advertise(), "127.0.0.1:9");
         assert!(c.validate().is_ok());
+        assert!(!c.disable_quiescence);
+        let c = Cli::try_parse_from(["x", "--data-dir", "/d", "--disable-quiescence"])
+            .unwrap()
+            .cfg;
+        assert!(c.disable_quiescence);
         let bad = Cli::try_parse_from(["x", "--data-dir", "/d", "--join", "nohost"])
             .unwrap()
             .cfg;

@@ -14,6 +14,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     raft: GaugeVec,
+    /// Held while rendering: a concurrent scrape's reset must not empty the Raft
+    /// gauges between another's setting and gathering them.
+    rendering: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Default for Metrics {
@@ -64,6 +67,7 @@ impl Metrics {
             requests,
             latency,
             raft,
+            rendering: Default::default(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, router: &Router) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         // Only the ranges held now: a replica moved away leaves no stale gauges.
         self.raft.reset();
         for r in router.all() {
