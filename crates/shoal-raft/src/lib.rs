@@ -10,6 +10,8 @@
 //! - [`network`]: the client side of the peer transport: one gRPC channel per peer
 //!   node shared by every range, `range_id` on every message, snapshots streamed in
 //!   chunks.
+//! - [`mux`]: the Raft messages of every range to a peer, in batches on one
+//!   long-lived stream per peer.
 //! - [`service`]: the server side: the `Raft` gRPC service, dispatching by `range_id`
 //!   through the [`Router`].
 //! - [`failpoints`]: crash and error injection points (`failpoints` feature only).
@@ -27,6 +29,7 @@ pub mod codec;
 pub mod command;
 pub mod failpoints;
 pub mod log_store;
+pub mod mux;
 pub mod network;
 pub mod quiesce;
 pub mod range;

@@ -17,11 +17,12 @@ use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::v1::raft_client::RaftClient;
-use shoal_proto::v1::{RaftMessage, SnapshotChunk};
+use shoal_proto::v1::{MuxKind, RaftMessage, SnapshotChunk};
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode};
+use crate::mux::Mux;
 use crate::state_machine::SnapshotFile;
 use crate::types::*;
 
@@ -32,6 +33,8 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct PeerPool {
     channels: Mutex<HashMap<String, Channel>>,
+    /// The Raft message stream to each address (see `mux.rs`).
+    muxes: Mutex<HashMap<String, Arc<Mux>>>,
 }
 
 impl PeerPool {
@@ -54,6 +57,14 @@ impl PeerPool {
             .connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
+    }
+
+    /// The Raft message stream to `addr`, opened on first use.
+    pub(crate) fn mux(&self, addr: &str) -> Arc<Mux> {
+        let mut map = self.muxes.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(addr.to_string())
+            .or_insert_with(|| Arc::new(Mux::new(addr)))
+            .clone()
     }
 
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
@@ -119,26 +130,26 @@ struct RpcTimeout {
 }
 
 impl Connection {
-    async fn call<Req, Resp, F, Fut>(
+    /// Sends `req` as the call `kind` on the peer's message stream, bounded by the
+    /// option's time to live.
+    async fn call<Req, Resp>(
         &self,
+        kind: MuxKind,
         req: &Req,
         option: &RPCOption,
-        f: F,
     ) -> Result<Resp, RPCError>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        F: FnOnce(RaftClient<Channel>, RaftMessage) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
-        let client = self.pool.client(&self.addr).map_err(|e| unreachable(&e))?;
         let msg = RaftMessage {
             range_id: self.range_id,
             payload: encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?,
             target_node_id: self.target,
         };
         let ttl = option.hard_ttl();
-        let resp = match tokio::time::timeout(ttl, f(client, msg)).await {
+        let mux = self.pool.mux(&self.addr);
+        let resp = match tokio::time::timeout(ttl, mux.call(&self.pool, kind, msg)).await {
             Ok(r) => r.map_err(status_error)?,
             Err(_) => {
                 return Err(unreachable(&RpcTimeout {
@@ -147,7 +158,7 @@ impl Connection {
                 }))
             }
         };
-        decode(&resp.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        decode(&resp.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }
 
@@ -159,10 +170,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError> {
-        self.call(&rpc, &option, |mut c, m| async move {
-            c.append_entries(m).await
-        })
-        .await
+        self.call(MuxKind::AppendEntries, &rpc, &option).await
     }
 
     async fn vote(
@@ -170,8 +178,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RPCError> {
-        self.call(&rpc, &option, |mut c, m| async move { c.vote(m).await })
-            .await
+        self.call(MuxKind::Vote, &rpc, &option).await
     }
 
     async fn pre_vote(
@@ -179,8 +186,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RPCError> {
-        self.call(&rpc, &option, |mut c, m| async move { c.pre_vote(m).await })
-            .await
+        self.call(MuxKind::PreVote, &rpc, &option).await
     }
 
     async fn transfer_leader(
@@ -188,10 +194,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         req: TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse, RPCError> {
-        self.call(&req, &option, |mut c, m| async move {
-            c.transfer_leader(m).await
-        })
-        .await
+        self.call(MuxKind::TransferLeader, &req, &option).await
     }
 
     async fn full_snapshot(

@@ -365,6 +365,8 @@ pub struct Router {
     pub index: Arc<crate::RangeIndex>,
     /// The latest quiescence beat of each peer node.
     pub beats: crate::quiesce::Beats,
+    /// Woken whenever a replica is inserted.
+    inserted: tokio::sync::Notify,
 }
 
 impl Router {
@@ -390,6 +392,24 @@ impl Router {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(replica.range_id, replica);
+        self.inserted.notify_waiters();
+    }
+
+    /// The replica of `range_id`, waiting up to `patience` for it to be opened: the
+    /// right half of a split is opened as each node applies the split, and its new
+    /// leader's first messages may arrive before a follower got that far.
+    pub async fn get_soon(&self, range_id: u64, patience: Duration) -> Option<Arc<Replica>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Created before the check, so an insert between the two still wakes it.
+            let inserted = self.inserted.notified();
+            if let Some(r) = self.get(range_id) {
+                return Some(r);
+            }
+            if tokio::time::timeout_at(deadline, inserted).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Forgets a replica (destroyed, or never to serve again): no longer routed to.

@@ -7,7 +7,7 @@ use shoal_proto::error::{codes, not_leader, status};
 use shoal_proto::v1::raft_server;
 use shoal_proto::v1::{
     BootstrapRequest, BootstrapResponse, HelloRequest, HelloResponse, JoinRequest, JoinResponse,
-    RaftMessage, SnapshotChunk,
+    MuxBatch, RaftMessage, SnapshotChunk,
 };
 use tokio::io::AsyncWriteExt;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -53,20 +53,82 @@ impl<H> RaftService<H> {
         Self { router, hooks }
     }
 
-    /// The replica a message is for, if this node holds it under the id the sender
-    /// addressed (0: any).
     fn replica(&self, range_id: u64, target: u64) -> Result<Arc<Replica>, Status> {
-        let r = self.router.get(range_id).ok_or_else(|| {
-            status(
-                Code::NotFound,
-                codes::RANGE_NOT_FOUND,
-                format!("range {range_id} has no replica on this node"),
-                None,
-            )
-        })?;
-        addressed_to(target, r.node_id)?;
-        Ok(r)
+        replica(&self.router, range_id, target)
     }
+}
+
+/// The replica a message is for, if this node holds it under the id the sender
+/// addressed (0: any).
+fn replica(router: &Router, range_id: u64, target: u64) -> Result<Arc<Replica>, Status> {
+    let r = router.get(range_id).ok_or_else(|| no_replica(range_id))?;
+    addressed_to(target, r.node_id)?;
+    Ok(r)
+}
+
+/// [`replica`] for Raft's own messages (votes, appends), which may come from the new
+/// leader of a split's right half before this node applied the split: they wait a
+/// moment for the replica to open, instead of failing an election that would then
+/// wait a whole election timeout to start again.
+async fn replica_soon(router: &Router, range_id: u64, target: u64) -> Result<Arc<Replica>, Status> {
+    let r = router
+        .get_soon(range_id, SPLIT_PATIENCE)
+        .await
+        .ok_or_else(|| no_replica(range_id))?;
+    addressed_to(target, r.node_id)?;
+    Ok(r)
+}
+
+/// How long a Raft message for a range this node does not hold waits for it to open.
+const SPLIT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn no_replica(range_id: u64) -> Status {
+    status(
+        Code::NotFound,
+        codes::RANGE_NOT_FOUND,
+        format!("range {range_id} has no replica on this node"),
+        None,
+    )
+}
+
+/// The Raft messages openraft sends a peer: answered alike whether they came as a
+/// unary call or in a frame of the peer's [`Mux`](crate::mux) stream.
+pub(crate) async fn append_entries(router: &Router, m: RaftMessage) -> Result<RaftMessage, Status> {
+    let r = replica_soon(router, m.range_id, m.target_node_id).await?;
+    let rpc: AppendEntriesRequest = decode(&m.payload).map_err(bad_payload)?;
+    let resp = r.raft.append_entries(rpc).await.map_err(raft_failed)?;
+    if resp.is_success() {
+        r.note_leader_contact();
+    }
+    reply(m.range_id, &resp)
+}
+
+pub(crate) async fn vote(router: &Router, m: RaftMessage) -> Result<RaftMessage, Status> {
+    let r = replica_soon(router, m.range_id, m.target_node_id).await?;
+    let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
+    let resp = r.raft.vote(rpc).await.map_err(raft_failed)?;
+    reply(m.range_id, &resp)
+}
+
+pub(crate) async fn pre_vote(router: &Router, m: RaftMessage) -> Result<RaftMessage, Status> {
+    let r = replica_soon(router, m.range_id, m.target_node_id).await?;
+    let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
+    let resp = r.raft.pre_vote(rpc).await.map_err(raft_failed)?;
+    reply(m.range_id, &resp)
+}
+
+pub(crate) async fn transfer_leader(
+    router: &Router,
+    m: RaftMessage,
+) -> Result<RaftMessage, Status> {
+    let r = replica(router, m.range_id, m.target_node_id)?;
+    let rpc: TransferLeaderRequest = decode(&m.payload).map_err(bad_payload)?;
+    let resp = r
+        .raft
+        .handle_transfer_leader(rpc)
+        .await
+        .map_err(raft_failed)?;
+    reply(m.range_id, &resp)
 }
 
 /// Refuses a message addressed to another node id than `me` (0: any).
@@ -104,13 +166,13 @@ fn bad_payload(e: std::io::Error) -> Status {
     )
 }
 
-fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<Response<RaftMessage>, Status> {
+fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<RaftMessage, Status> {
     let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftMessage {
+    Ok(RaftMessage {
         range_id,
         payload,
         target_node_id: 0,
-    }))
+    })
 }
 
 /// The status a client or a follower gets for a read that cannot be linearized here.
@@ -140,45 +202,42 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let m = req.into_inner();
-        let r = self.replica(m.range_id, m.target_node_id)?;
-        let rpc: AppendEntriesRequest = decode(&m.payload).map_err(bad_payload)?;
-        let resp = r.raft.append_entries(rpc).await.map_err(raft_failed)?;
-        if resp.is_success() {
-            r.note_leader_contact();
-        }
-        reply(m.range_id, &resp)
+        append_entries(&self.router, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let m = req.into_inner();
-        let r = self.replica(m.range_id, m.target_node_id)?;
-        let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
-        let resp = r.raft.vote(rpc).await.map_err(raft_failed)?;
-        reply(m.range_id, &resp)
+        vote(&self.router, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let m = req.into_inner();
-        let r = self.replica(m.range_id, m.target_node_id)?;
-        let rpc: VoteRequest = decode(&m.payload).map_err(bad_payload)?;
-        let resp = r.raft.pre_vote(rpc).await.map_err(raft_failed)?;
-        reply(m.range_id, &resp)
+        pre_vote(&self.router, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn transfer_leader(
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let m = req.into_inner();
-        let r = self.replica(m.range_id, m.target_node_id)?;
-        let rpc: TransferLeaderRequest = decode(&m.payload).map_err(bad_payload)?;
-        let resp = r
-            .raft
-            .handle_transfer_leader(rpc)
+        transfer_leader(&self.router, req.into_inner())
             .await
-            .map_err(raft_failed)?;
-        reply(m.range_id, &resp)
+            .map(Response::new)
+    }
+
+    type MuxStream = crate::mux::Answers;
+
+    async fn mux(
+        &self,
+        req: Request<Streaming<MuxBatch>>,
+    ) -> Result<Response<Self::MuxStream>, Status> {
+        Ok(Response::new(crate::mux::serve(
+            self.router.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn read_index(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -188,7 +247,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             .read_index()
             .await
             .map_err(|e| read_error(m.range_id, e))?;
-        reply(m.range_id, &id)
+        reply(m.range_id, &id).map(Response::new)
     }
 
     async fn install_snapshot(
@@ -283,7 +342,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(raft_failed)?;
-        reply(range_id, &resp)
+        reply(range_id, &resp).map(Response::new)
     }
 
     async fn hello(&self, _req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
@@ -308,7 +367,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let id = self.hooks.alloc_range_id().await?;
-        reply(m.range_id, &id)
+        reply(m.range_id, &id).map(Response::new)
     }
 
     async fn report_ranges(
@@ -318,7 +377,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         let m = req.into_inner();
         let descriptors: Vec<crate::RangeDescriptor> = decode(&m.payload).map_err(bad_payload)?;
         self.hooks.report_ranges(descriptors).await?;
-        reply(m.range_id, &())
+        reply(m.range_id, &()).map(Response::new)
     }
 
     async fn create_replica(
@@ -329,7 +388,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         let d: crate::RangeDescriptor = decode(&m.payload).map_err(bad_payload)?;
         same_range(d.range_id, m.range_id, "descriptor")?;
         self.hooks.create_replica(m.target_node_id, d).await?;
-        reply(m.range_id, &())
+        reply(m.range_id, &()).map(Response::new)
     }
 
     async fn node_heartbeat(
@@ -340,7 +399,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         self.replica(m.range_id, m.target_node_id)?;
         let report: crate::NodeReport = decode(&m.payload).map_err(bad_payload)?;
         self.hooks.node_heartbeat(report).await?;
-        reply(m.range_id, &())
+        reply(m.range_id, &()).map(Response::new)
     }
 
     async fn change_replicas(
@@ -352,7 +411,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
         same_range(change.range_id, m.range_id, "change")?;
         self.replica(m.range_id, m.target_node_id)?;
         self.hooks.change_replicas(change).await?;
-        reply(m.range_id, &())
+        reply(m.range_id, &()).map(Response::new)
     }
 
     async fn quiesce_beat(
@@ -365,6 +424,6 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
             addressed_to(m.target_node_id, me)?;
         }
         self.router.beats.record(beat);
-        reply(m.range_id, &())
+        reply(m.range_id, &()).map(Response::new)
     }
 }

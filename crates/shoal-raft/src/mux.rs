@@ -1,0 +1,431 @@
+//! The Raft messages of every range to one peer, multiplexed on one long-lived gRPC
+//! stream (`Raft.Mux`) in batches.
+//!
+//! A unary call per message costs an HTTP/2 stream, headers and trailers, and a task
+//! on each side; with many ranges each leader sends its own appends and heartbeats,
+//! so that cost grows with the number of ranges rather than with the work done.
+//! Here a message is a frame of a batch: whatever was queued while the stream was
+//! busy leaves in the next batch, and answers come back the same way, each frame
+//! naming the request it answers. There is no added delay: an idle stream sends a
+//! lone frame at once.
+//!
+//! A peer that does not know the stream (an older node, mid rolling upgrade) answers
+//! UNIMPLEMENTED; it is then sent unary calls.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use shoal_proto::v1::{MuxBatch, MuxError, MuxFrame, MuxKind, RaftMessage};
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Code, Status, Streaming};
+
+use crate::network::PeerPool;
+use crate::replica::Router;
+
+/// Frames per batch at most: a batch is one gRPC message, and appends carry entries.
+const MAX_FRAMES: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Batches of whatever a channel holds: waits for one item, then takes those already
+/// queued behind it (up to [`MAX_FRAMES`]). Ends when every sender is gone.
+fn batches(rx: mpsc::UnboundedReceiver<MuxFrame>) -> impl Stream<Item = MuxBatch> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        let first = rx.recv().await?;
+        let mut frames = vec![first];
+        while frames.len() < MAX_FRAMES {
+            match rx.try_recv() {
+                Ok(f) => frames.push(f),
+                Err(_) => break,
+            }
+        }
+        Some((MuxBatch { frames }, rx))
+    })
+}
+
+/// The client side: one per peer address, held by the [`PeerPool`].
+#[derive(Debug)]
+pub struct Mux {
+    addr: String,
+    current: Mutex<Option<Arc<Session>>>,
+    /// The peer answered UNIMPLEMENTED: unary calls only.
+    unsupported: AtomicBool,
+}
+
+/// One stream to the peer, and the requests sent on it awaiting their answers.
+#[derive(Debug)]
+struct Session {
+    tx: mpsc::UnboundedSender<MuxFrame>,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Set once the stream ended: nothing more is registered.
+    closed: bool,
+    next_id: u64,
+    by_id: HashMap<u64, oneshot::Sender<Result<RaftMessage, Status>>>,
+}
+
+impl Session {
+    /// Fails every request still waiting with `why`, and refuses new ones.
+    fn close(&self, why: &Status) {
+        let waiting = {
+            let mut w = lock(&self.waiting);
+            w.closed = true;
+            std::mem::take(&mut w.by_id)
+        };
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(why.clone()));
+        }
+    }
+
+    fn answer(&self, f: MuxFrame) {
+        let Some(tx) = lock(&self.waiting).by_id.remove(&f.id) else {
+            return; // Its caller gave up (timed out).
+        };
+        let answer = match (f.message, f.error) {
+            (_, Some(e)) => Err(Status::with_details(
+                Code::from(e.code),
+                e.message,
+                e.details.into(),
+            )),
+            (Some(m), None) => Ok(m),
+            (None, None) => Err(Status::internal("a mux answer carried nothing")),
+        };
+        let _ = tx.send(answer);
+    }
+}
+
+/// Forgets a request whose caller stopped waiting (a timeout), so that an answer
+/// that never comes leaves nothing behind.
+struct Registered<'a> {
+    session: &'a Session,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.session.waiting).by_id.remove(&self.id);
+    }
+}
+
+impl Mux {
+    pub(crate) fn new(addr: &str) -> Self {
+        Self {
+            addr: addr.to_string(),
+            current: Mutex::new(None),
+            unsupported: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends `msg` as the call `kind` and returns the peer's answer, as the unary
+    /// call would. The caller bounds the wait.
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        pool: &PeerPool,
+        kind: MuxKind,
+        msg: RaftMessage,
+    ) -> Result<RaftMessage, Status> {
+        if self.unsupported.load(Ordering::Relaxed) {
+            return unary(pool, &self.addr, kind, msg).await;
+        }
+        let session = self.session(pool)?;
+        let (id, rx) = {
+            let mut w = lock(&session.waiting);
+            if w.closed {
+                return Err(Status::unavailable(format!(
+                    "the stream to {} closed",
+                    self.addr
+                )));
+            }
+            w.next_id += 1;
+            let id = w.next_id;
+            let (tx, rx) = oneshot::channel();
+            w.by_id.insert(id, tx);
+            (id, rx)
+        };
+        let _registered = Registered {
+            session: &session,
+            id,
+        };
+        let frame = MuxFrame {
+            id,
+            kind: kind as i32,
+            message: Some(msg),
+            error: None,
+        };
+        if session.tx.send(frame).is_err() {
+            return Err(Status::unavailable(format!(
+                "the stream to {} closed",
+                self.addr
+            )));
+        }
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(Status::unavailable(format!(
+                "the stream to {} closed",
+                self.addr
+            ))),
+        }
+    }
+
+    /// The open stream to the peer, opened if there is none.
+    fn session(self: &Arc<Self>, pool: &PeerPool) -> Result<Arc<Session>, Status> {
+        let mut cur = lock(&self.current);
+        if let Some(s) = cur.as_ref() {
+            if !lock(&s.waiting).closed {
+                return Ok(s.clone());
+            }
+        }
+        let mut client = pool
+            .client(&self.addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = Arc::new(Session {
+            tx,
+            waiting: Mutex::new(Waiting::default()),
+        });
+        *cur = Some(session.clone());
+        let (mux, s) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            let why = match client.mux(batches(rx)).await {
+                Ok(resp) => {
+                    let mut inbound = resp.into_inner();
+                    loop {
+                        match inbound.message().await {
+                            Ok(Some(batch)) => batch.frames.into_iter().for_each(|f| s.answer(f)),
+                            Ok(None) => break Status::unavailable("the peer ended the stream"),
+                            Err(e) => break e,
+                        }
+                    }
+                }
+                Err(e) => e,
+            };
+            let why = if why.code() == Code::Unimplemented {
+                tracing::info!(addr = %mux.addr, "peer has no mux stream; sending it unary calls");
+                mux.unsupported.store(true, Ordering::Relaxed);
+                Status::unavailable(format!("{} has no mux stream", mux.addr))
+            } else {
+                tracing::debug!(addr = %mux.addr, error = %why.message(), "mux stream ended");
+                // Whatever ended it, the callers see the peer as unreachable: openraft
+                // backs off and retries.
+                Status::unavailable(format!(
+                    "the stream to {} ended: {}",
+                    mux.addr,
+                    why.message()
+                ))
+            };
+            s.close(&why);
+            let mut cur = lock(&mux.current);
+            if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, &s)) {
+                *cur = None;
+            }
+        });
+        Ok(session)
+    }
+}
+
+/// The unary call `kind` names.
+async fn unary(
+    pool: &PeerPool,
+    addr: &str,
+    kind: MuxKind,
+    msg: RaftMessage,
+) -> Result<RaftMessage, Status> {
+    let mut c = pool
+        .client(addr)
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let resp = match kind {
+        MuxKind::AppendEntries => c.append_entries(msg).await,
+        MuxKind::Vote => c.vote(msg).await,
+        MuxKind::PreVote => c.pre_vote(msg).await,
+        MuxKind::TransferLeader => c.transfer_leader(msg).await,
+        MuxKind::Unspecified => return Err(Status::internal("no call kind")),
+    }?;
+    Ok(resp.into_inner())
+}
+
+/// The server side's answer stream.
+pub type Answers = Pin<Box<dyn Stream<Item = Result<MuxBatch, Status>> + Send>>;
+
+/// Answers a peer's stream: each request frame is handled on its own task (as a
+/// unary call would be), and answers leave in batches as they complete.
+pub(crate) fn serve(router: Arc<Router>, mut inbound: Streaming<MuxBatch>) -> Answers {
+    let (tx, rx) = mpsc::unbounded_channel::<MuxFrame>();
+    tokio::spawn(async move {
+        while let Ok(Some(batch)) = inbound.message().await {
+            for f in batch.frames {
+                let (router, tx) = (router.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let answer = handle(&router, f.kind, f.message.unwrap_or_default()).await;
+                    let (message, error) = match answer {
+                        Ok(m) => (Some(m), None),
+                        Err(s) => (
+                            None,
+                            Some(MuxError {
+                                code: s.code() as i32,
+                                message: s.message().to_string(),
+                                details: s.details().to_vec(),
+                            }),
+                        ),
+                    };
+                    let _ = tx.send(MuxFrame {
+                        id: f.id,
+                        kind: 0,
+                        message,
+                        error,
+                    });
+                });
+            }
+        }
+    });
+    Box::pin(batches(rx).map(Ok))
+}
+
+async fn handle(router: &Router, kind: i32, m: RaftMessage) -> Result<RaftMessage, Status> {
+    use crate::service as s;
+    match MuxKind::try_from(kind) {
+        Ok(MuxKind::AppendEntries) => s::append_entries(router, m).await,
+        Ok(MuxKind::Vote) => s::vote(router, m).await,
+        Ok(MuxKind::PreVote) => s::pre_vote(router, m).await,
+        Ok(MuxKind::TransferLeader) => s::transfer_leader(router, m).await,
+        Ok(MuxKind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "unknown mux call kind {kind}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{NodeHooks, RaftService};
+    use shoal_proto::v1::raft_server::RaftServer;
+    use shoal_proto::v1::{BootstrapRequest, HelloResponse, JoinRequest, JoinResponse};
+
+    /// A node that holds no replica: every Raft message is answered RANGE_NOT_FOUND.
+    struct NoNode;
+
+    #[tonic::async_trait]
+    impl NodeHooks for NoNode {
+        async fn hello(&self) -> HelloResponse {
+            HelloResponse::default()
+        }
+        async fn bootstrap(&self, _: BootstrapRequest) -> Result<(), Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn join(&self, _: JoinRequest) -> Result<JoinResponse, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn alloc_range_id(&self) -> Result<u64, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn report_ranges(&self, _: Vec<crate::RangeDescriptor>) -> Result<(), Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn create_replica(&self, _: u64, _: crate::RangeDescriptor) -> Result<(), Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn node_heartbeat(&self, _: crate::NodeReport) -> Result<(), Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn change_replicas(&self, _: crate::ChangeReplicas) -> Result<(), Status> {
+            Err(Status::unimplemented("test"))
+        }
+    }
+
+    /// Serves the peer service (`with_raft`) or no service at all (a peer that knows
+    /// no `Raft` call) on `listener` until `stop` fires.
+    fn serve_on(
+        listener: std::net::TcpListener,
+        with_raft: bool,
+        stop: oneshot::Receiver<()>,
+    ) -> tokio::task::JoinHandle<()> {
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let raft = RaftServer::new(RaftService::new(Router::new(), Arc::new(NoNode)));
+        tokio::spawn(async move {
+            let mut b = tonic::transport::Server::builder();
+            let stop = async {
+                let _ = stop.await;
+            };
+            if with_raft {
+                b.add_service(raft)
+                    .serve_with_incoming_shutdown(incoming, stop)
+                    .await
+                    .unwrap();
+            } else {
+                b.add_routes(tonic::service::Routes::default())
+                    .serve_with_incoming_shutdown(incoming, stop)
+                    .await
+                    .unwrap();
+            }
+        })
+    }
+
+    fn msg(range_id: u64) -> RaftMessage {
+        RaftMessage {
+            range_id,
+            payload: vec![],
+            target_node_id: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_each_get_their_own_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (_stop, stopped) = oneshot::channel();
+        let _server = serve_on(listener, true, stopped);
+        let pool = PeerPool::new();
+        let mux = pool.mux(&addr);
+
+        // 200 calls at once, for 200 different ranges: every answer names the range
+        // its own request named, so answers are matched to their requests.
+        let calls = (1..=200u64).map(|range| {
+            let (pool, mux) = (pool.clone(), mux.clone());
+            let kind = if range % 2 == 0 {
+                MuxKind::Vote
+            } else {
+                MuxKind::AppendEntries
+            };
+            async move { (range, mux.call(&pool, kind, msg(range)).await) }
+        });
+        for (range, answer) in futures::future::join_all(calls).await {
+            let e = answer.expect_err("no node holds the range");
+            assert_eq!(e.code(), Code::NotFound);
+            assert_eq!(
+                shoal_proto::error::code_of(&e),
+                shoal_proto::error::codes::RANGE_NOT_FOUND
+            );
+            assert!(
+                e.message().contains(&format!("range {range} ")),
+                "answer for range {range}: {}",
+                e.message()
+            );
+        }
+        assert!(!mux.unsupported.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_without_the_stream_is_sent_unary_calls() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (_stop, stopped) = oneshot::channel();
+        let _server = serve_on(listener, false, stopped);
+        let pool = PeerPool::new();
+        let mux = pool.mux(&addr);
+        let first = mux.call(&pool, MuxKind::Vote, msg(1)).await;
+        assert_eq!(first.expect_err("no stream").code(), Code::Unavailable);
+        assert!(mux.unsupported.load(Ordering::Relaxed));
+        // The unary call reaches the peer (which knows no Raft calls at all here).
+        let second = mux.call(&pool, MuxKind::Vote, msg(1)).await;
+        assert_eq!(second.expect_err("no raft").code(), Code::Unimplemented);
+    }
+}
