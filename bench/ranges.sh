@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Ranges at scale, on this machine:
-#   bench/ranges.sh            64 ranges vs 1; 1,000 idle ranges (about 30 minutes: each
-#                              split waits about a second for its new half's leader)
-#   bench/ranges.sh --quick    about 250 idle ranges, shorter runs (about 10 minutes)
+#   bench/ranges.sh            64 ranges vs 1; 1,000 idle ranges (about 10 minutes)
+#   bench/ranges.sh --quick    about 250 idle ranges, shorter runs (about 5 minutes)
 # writes its section of bench/RESULTS.md (--quick: bench/results-quick.md).
 #
 # 1. Throughput with 1 range and with 64 ranges under the same load: two 3-node

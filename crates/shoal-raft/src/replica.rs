@@ -170,7 +170,8 @@ impl Replica {
         let raft = Raft::new(
             node_id,
             config,
-            NetworkFactory::new(pool.clone(), range_id),
+            NetworkFactory::new(pool.clone(), range_id)
+                .with_min_ttl(Duration::from_millis(env.opts.election_timeout_min_ms)),
             log,
             sm.clone(),
         )

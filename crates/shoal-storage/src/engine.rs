@@ -353,16 +353,36 @@ impl Engine {
     /// its value, in key order.
     pub fn scan_system(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let lo = keys::system_key(prefix);
+        self.scan_prefix(&lo, &lo, 1, usize::MAX)
+    }
+
+    /// The keys under `base` from `lo` on (at most `limit`), each without its first
+    /// `head` bytes, with their values. The iterator is bounded by the end of `base`:
+    /// unbounded, it would step over every deleted key past the prefix before finding
+    /// out there is nothing more to read (the kept answers of other clients, deleted
+    /// one by one: a scan per write went through all of them).
+    fn scan_prefix(
+        &self,
+        lo: &[u8],
+        base: &[u8],
+        head: usize,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = prefix_end(base) {
+            ro.set_iterate_upper_bound(end);
+        }
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
+        for item in self.db.iterator_cf_opt(
             self.cf(keys::CF_DATA),
-            IteratorMode::From(&lo, Direction::Forward),
+            ro,
+            IteratorMode::From(lo, Direction::Forward),
         ) {
             let (k, v) = item?;
-            if !k.starts_with(&lo) {
+            if !k.starts_with(base) || out.len() >= limit {
                 break;
             }
-            out.push((k[1..].to_vec(), v.to_vec()));
+            out.push((k[head..].to_vec(), v.to_vec()));
         }
         Ok(out)
     }
@@ -429,18 +449,7 @@ impl Engine {
         let lo = keys::range_local_key(range_id, from.unwrap_or(prefix));
         let base = keys::range_local_key(range_id, prefix);
         let head = keys::range_local_key(range_id, b"").len();
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(keys::CF_DATA),
-            IteratorMode::From(&lo, Direction::Forward),
-        ) {
-            let (k, v) = item?;
-            if !k.starts_with(&base) || out.len() >= limit {
-                break;
-            }
-            out.push((k[head..].to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.scan_prefix(&lo, &base, head, limit)
     }
 
     /// The ranges with a `key` state value on this node, in id order.
@@ -634,6 +643,18 @@ impl DataBatch {
     }
 }
 
+/// The least key above every key starting with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +663,37 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let e = Engine::open(dir.path(), &EngineOptions::default()).expect("open");
         (dir, e)
+    }
+
+    #[test]
+    fn prefix_end_is_the_least_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn a_prefix_scan_stops_at_the_prefix_past_deleted_keys() {
+        let (_dir, e) = engine();
+        let mut b = e.batch(1);
+        b.put_range_local(&e, 1, b"ra", b"1");
+        b.put_range_local(&e, 1, b"rb", b"2");
+        b.put_range_local(&e, 1, b"s", b"3");
+        for i in 0..1000u32 {
+            b.put_range_local(&e, 1, &[b"t".as_slice(), &i.to_be_bytes()].concat(), b"x");
+        }
+        e.commit(b).unwrap();
+        let mut b = e.batch(1);
+        for i in 0..999u32 {
+            b.delete_range_local(&e, 1, &[b"t".as_slice(), &i.to_be_bytes()].concat());
+        }
+        e.commit(b).unwrap();
+        let got = e.scan_range_local(1, b"r", Some(b"rb"), 10).unwrap();
+        assert_eq!(got, vec![(b"rb".to_vec(), b"2".to_vec())]);
+        let t = e.scan_range_local(1, b"t", None, 10).unwrap();
+        assert_eq!(t.len(), 1, "only the key not deleted");
+        assert!(e.scan_range_local(2, b"r", None, 10).unwrap().is_empty());
     }
 
     #[test]
