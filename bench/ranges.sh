@@ -82,6 +82,7 @@ python3 - "$results" "$ranges_total" "$q" "$settle" "$cpu_quiet" "$cpu_busy" "$r
 import json, os, statistics, subprocess, sys
 from collections import defaultdict
 results, total, q, settle, quiet, busy, rss, command, secs = sys.argv[1:]
+command = command.strip()
 runs = [json.loads(l) for l in open(results) if l.strip()]
 g = defaultdict(list)
 for r in runs:
