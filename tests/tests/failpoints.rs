@@ -47,11 +47,16 @@ fn restart_with(c: &mut TestCluster, i: usize, failpoints: &str) {
 }
 
 /// Runs the workload for `secs`, restarting (without failpoints) every node that
-/// dies; then checks. Returns how the nodes died.
-async fn supervise(c: &mut TestCluster, w: Workload, secs: u64) -> Vec<Death> {
-    let until = Instant::now() + Duration::from_secs(secs);
+/// dies; with `until_fired`, also until every node armed with failpoints has died (at
+/// most a minute: how soon a failpoint fires after N hits depends on how the writes
+/// were batched). Then checks. Returns how the nodes died.
+async fn supervise(c: &mut TestCluster, w: Workload, secs: u64, until_fired: bool) -> Vec<Death> {
+    let start = Instant::now();
+    let until = start + Duration::from_secs(secs);
+    let patience = start + Duration::from_secs(60);
     let mut deaths = Vec::new();
-    while Instant::now() < until {
+    let armed = |c: &TestCluster| c.nodes.iter().any(|n| !n.env.is_empty());
+    while Instant::now() < until || (until_fired && armed(c) && Instant::now() < patience) {
         for i in 0..c.nodes.len() {
             if let Some(st) = c.exited(i) {
                 eprintln!("node {i} died: {st:?}\n{}", c.nodes[i].log_tail(5));
@@ -101,7 +106,7 @@ async fn each_node_fails_once_at(point: &str, action: &str, after: [u32; 3]) -> 
     }
     c.wait_leader(Duration::from_secs(20)).await.unwrap();
     let w = Workload::start(Endpoints::new(c.addrs()), 6);
-    supervise(&mut c, w, 12).await
+    supervise(&mut c, w, 12, true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,7 +172,7 @@ async fn crash_installing_a_snapshot_at(point: &str) {
     let w = Workload::start(Endpoints::new(c.addrs()), 6);
     c.nodes[2].env = vec![("FAILPOINTS".into(), format!("{point}=return(crash)"))];
     c.restart(2).unwrap();
-    let deaths = supervise(&mut c, w, 10).await;
+    let deaths = supervise(&mut c, w, 10, false).await;
     assert_eq!(deaths, [Death::Crash], "node 2 never crashed at {point}");
     assert!(
         std::fs::read_to_string(&c.nodes[2].log)
@@ -230,7 +235,7 @@ async fn a_snapshot_stream_cut_short_is_refused_and_sent_again() {
     stop_node_2_behind_a_purged_log(&mut c).await;
     let w = Workload::start(Endpoints::new(c.addrs()), 6);
     c.restart(2).unwrap();
-    let deaths = supervise(&mut c, w, 10).await;
+    let deaths = supervise(&mut c, w, 10, false).await;
     assert!(deaths.is_empty(), "{deaths:?}");
     let log = std::fs::read_to_string(&c.nodes[0].log).unwrap()
         + &std::fs::read_to_string(&c.nodes[1].log).unwrap();
