@@ -18,6 +18,7 @@ def sh(cmd):
 
 def main():
     results, fsync_path, command = sys.argv[1], sys.argv[2], sys.argv[3]
+    command = command.strip()
     runs = [json.loads(l) for l in open(results) if l.strip()]
     fsync = json.load(open(fsync_path))["fdatasync_ms"]
     groups = defaultdict(list)
