@@ -139,10 +139,7 @@ impl Mux {
         let (id, rx) = {
             let mut w = lock(&session.waiting);
             if w.closed {
-                return Err(Status::unavailable(format!(
-                    "the stream to {} closed",
-                    self.addr
-                )));
+                return Err(self.closed());
             }
             w.next_id += 1;
             let id = w.next_id;
@@ -161,18 +158,16 @@ impl Mux {
             error: None,
         };
         if session.tx.send(frame).is_err() {
-            return Err(Status::unavailable(format!(
-                "the stream to {} closed",
-                self.addr
-            )));
+            return Err(self.closed());
         }
         match rx.await {
             Ok(answer) => answer,
-            Err(_) => Err(Status::unavailable(format!(
-                "the stream to {} closed",
-                self.addr
-            ))),
+            Err(_) => Err(self.closed()),
         }
+    }
+
+    fn closed(&self) -> Status {
+        Status::unavailable(format!("the stream to {} closed", self.addr))
     }
 
     /// The open stream to the peer, opened if there is none.

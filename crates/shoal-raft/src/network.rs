@@ -112,6 +112,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             range_id: self.range_id,
             target,
             addr: node.addr.clone(),
+            mux: self.pool.mux(&node.addr),
             min_ttl: self.min_ttl,
         }
     }
@@ -123,6 +124,8 @@ pub struct Connection {
     range_id: u64,
     target: NodeId,
     addr: String,
+    /// The peer's message stream, looked up once per connection.
+    mux: Arc<Mux>,
     /// See [`NetworkFactory::with_min_ttl`]; appends only.
     min_ttl: Duration,
 }
@@ -170,8 +173,7 @@ impl Connection {
             MuxKind::AppendEntries => option.hard_ttl().max(self.min_ttl),
             _ => option.hard_ttl(),
         };
-        let mux = self.pool.mux(&self.addr);
-        let resp = match tokio::time::timeout(ttl, mux.call(&self.pool, kind, msg)).await {
+        let resp = match tokio::time::timeout(ttl, self.mux.call(&self.pool, kind, msg)).await {
             Ok(r) => r.map_err(status_error)?,
             Err(_) => {
                 return Err(unreachable(&RpcTimeout {

@@ -132,7 +132,7 @@ pub(crate) async fn transfer_leader(
 }
 
 /// Refuses a message addressed to another node id than `me` (0: any).
-fn addressed_to(target: u64, me: NodeId) -> Result<(), Status> {
+pub fn addressed_to(target: u64, me: NodeId) -> Result<(), Status> {
     if target != 0 && target != me {
         return Err(status(
             Code::FailedPrecondition,

@@ -185,14 +185,7 @@ impl Node {
                 None,
             ));
         }
-        if target_node_id != 0 && target_node_id != me {
-            return Err(status(
-                Code::FailedPrecondition,
-                codes::WRONG_NODE,
-                format!("replica for node {target_node_id} asked of node {me}"),
-                None,
-            ));
-        }
+        shoal_raft::service::addressed_to(target_node_id, me)?;
         if self.router.get(d.range_id).is_some() {
             return Ok(());
         }
