@@ -215,9 +215,17 @@ async fn scale_out_spreads_replicas_and_leaders_and_decommission_moves_them_back
                 && per.len() == 5
                 && per.values().all(|c| (*c as f64 - mean).abs() <= 0.2 * mean)
                 && leaders.iter().all(|l| *l >= 2)
+                // Every range's leader and size are known, though no node holds them all.
+                && r.ranges.iter().all(|x| x.leader_id != 0 && x.approximate_bytes > 0)
         },
     )
     .await;
+    // The sizes count the data: at least each key and its value.
+    let bytes: u64 = ranges.ranges.iter().map(|r| r.approximate_bytes).sum();
+    let least = (0..KEYS)
+        .map(|i| key(i).len() + format!("v{i}").len())
+        .sum::<usize>();
+    assert!(bytes >= least as u64, "{bytes} bytes in all, under {least}");
     println!(
         "spread over 5 nodes in {:?}: replicas {:?}, leaders {:?}",
         started.elapsed(),

@@ -58,9 +58,9 @@ async fn the_first_range_covers_every_key_and_its_epoch_follows_its_membership()
             .descriptor
             .clone()
             .unwrap();
-        // Through a follower the read is linearizable too: never an older descriptor
-        // (a later one when the joint change that promoted the node was still being
-        // made uniform), with the four voters.
+        // Asked through any node (redirected to the meta range's leader), the read is
+        // linearizable: never an older descriptor (a later one when the joint change
+        // that promoted the node was still being made uniform), with the four voters.
         assert!(
             seen.epoch.unwrap().conf_ver >= d.epoch.unwrap().conf_ver,
             "node {i}: {seen:?} after {d:?}"

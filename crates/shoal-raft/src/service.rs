@@ -397,7 +397,7 @@ impl<H: NodeHooks> raft_server::Raft for RaftService<H> {
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         self.replica(m.range_id, m.target_node_id)?;
-        let report: crate::NodeReport = decode(&m.payload).map_err(bad_payload)?;
+        let report = crate::NodeReport::decode(&m.payload).map_err(bad_payload)?;
         self.hooks.node_heartbeat(report).await?;
         reply(m.range_id, &()).map(Response::new)
     }

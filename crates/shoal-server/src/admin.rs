@@ -8,7 +8,6 @@ use std::time::Duration;
 use shoal_proto::error::{codes, status};
 use shoal_proto::v1::{self as pb, admin_server::Admin};
 use shoal_raft::{RangeDescriptor, Replica};
-use shoal_storage::KeySpan;
 use tonic::{Code, Request, Response, Status};
 
 use crate::node::Node;
@@ -189,20 +188,28 @@ impl Admin for AdminService {
         &self,
         _req: Request<pb::RangesRequest>,
     ) -> Result<Response<pb::RangesResponse>, Status> {
+        // Served by the meta range's leader: every range's leader reports to it
+        // (leader and size), where another node knows only the ranges it holds.
+        self.node.leads_meta()?;
         let descriptors = self.node.routing_table(true).await?;
         let r = self.node.replica()?;
-        let reported = self.node.reported_leaders();
+        let reported = self.node.reported_ranges();
         let ranges = descriptors
             .iter()
-            .map(|d| pb::RangeInfo {
-                descriptor: Some(descriptor_pb(&r, d)),
-                leader_id: self
-                    .leader_of(d.range_id, || reported.get(&d.range_id).copied())
-                    .0,
-                approximate_bytes: self.node.engine.approximate_size(&KeySpan {
-                    start: d.start.clone(),
-                    end: d.end.clone(),
-                }),
+            .map(|d| {
+                let (leader, bytes) = reported.get(&d.range_id).copied().unzip();
+                let leader_id = self.leader_of(d.range_id, || leader).0;
+                let approximate_bytes = match self.node.router.get(d.range_id) {
+                    Some(local) if leader_id == self.node.node_id() => {
+                        self.node.range_bytes(&local)
+                    }
+                    _ => bytes.unwrap_or(0),
+                };
+                pb::RangeInfo {
+                    descriptor: Some(descriptor_pb(&r, d)),
+                    leader_id,
+                    approximate_bytes,
+                }
             })
             .collect();
         Ok(Response::new(pb::RangesResponse { ranges }))

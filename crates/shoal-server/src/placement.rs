@@ -361,6 +361,7 @@ impl Node {
             report.ranges.push(r.range_id);
             if r.metrics().current_leader == Some(me) {
                 report.leading.push(r.range_id);
+                report.leading_bytes.push(self.range_bytes(&r));
             }
         }
         report
@@ -474,17 +475,29 @@ impl Node {
     /// On the meta range's leader: the leader of each range, as the node that said so
     /// last in its heartbeat.
     pub fn reported_leaders(&self) -> HashMap<u64, u64> {
+        self.reported_ranges()
+            .into_iter()
+            .map(|(range, (leader, _))| (range, leader))
+            .collect()
+    }
+
+    /// On the meta range's leader: the leader of each range and the range's size in
+    /// bytes, as the node that said it led the range last reported them.
+    pub fn reported_ranges(&self) -> HashMap<u64, (u64, u64)> {
         let d = lock(&self.placement.inner);
-        let mut by_range: HashMap<u64, (Instant, u64)> = HashMap::new();
+        let mut by_range: HashMap<u64, (Instant, u64, u64)> = HashMap::new();
         for (at, r) in d.heard.values() {
-            for id in &r.leading {
-                let e = by_range.entry(*id).or_insert((*at, r.node_id));
+            for (id, bytes) in r.led() {
+                let e = by_range.entry(id).or_insert((*at, r.node_id, bytes));
                 if *at > e.0 {
-                    *e = (*at, r.node_id);
+                    *e = (*at, r.node_id, bytes);
                 }
             }
         }
-        by_range.into_iter().map(|(r, (_, n))| (r, n)).collect()
+        by_range
+            .into_iter()
+            .map(|(range, (_, leader, bytes))| (range, (leader, bytes)))
+            .collect()
     }
 
     /// On the meta range's leader: marks `node_id` decommissioning (idempotent) and

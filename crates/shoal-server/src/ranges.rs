@@ -35,6 +35,8 @@ pub(crate) struct RangeState {
     reported: Mutex<HashMap<u64, RangeDescriptor>>,
     /// Bytes applied to a range since its size was last measured; absent: never.
     unmeasured: Mutex<HashMap<u64, u64>>,
+    /// The size in bytes of each range this node leads, when last measured.
+    measured: Mutex<HashMap<u64, u64>>,
     /// Since when a member of a range has replicated nothing, per (range, node).
     unmatched: Mutex<HashMap<(u64, u64), Instant>>,
     /// Held while a replica is opened, so one range is never opened twice.
@@ -403,6 +405,7 @@ impl Node {
             if r.metrics().current_leader != Some(me) {
                 lock(&self.ranges.reported).remove(&r.range_id);
                 lock(&self.ranges.unmeasured).remove(&r.range_id);
+                lock(&self.ranges.measured).remove(&r.range_id);
                 continue;
             }
             self.create_missing_replicas(&r).await;
@@ -425,6 +428,16 @@ impl Node {
                 Err(e) => tracing::debug!(error = %e.message(), "reporting descriptors"),
             }
         }
+    }
+
+    /// The size in bytes of `r`'s data: as last measured while this node led it, or
+    /// else RocksDB's estimate of it in the store's files.
+    pub(crate) fn range_bytes(&self, r: &Replica) -> u64 {
+        if let Some(b) = lock(&self.ranges.measured).get(&r.range_id) {
+            return *b;
+        }
+        r.descriptor()
+            .map_or(0, |d| self.engine.approximate_size(&d.span()))
     }
 
     /// Splits `r` at its middle key once its data passes `--range-max-bytes`. The size
@@ -456,6 +469,7 @@ impl Node {
             }
             Err(_) => return,
         };
+        lock(&self.ranges.measured).insert(r.range_id, stats.bytes);
         if stats.bytes <= max {
             return;
         }
