@@ -189,7 +189,8 @@ impl Admin for AdminService {
         _req: Request<pb::RangesRequest>,
     ) -> Result<Response<pb::RangesResponse>, Status> {
         // Served by the meta range's leader: every range's leader reports to it
-        // (leader and size), where another node knows only the ranges it holds.
+        // (leader and size; this node too, through its own heartbeat), where another
+        // node knows only the ranges it holds.
         self.node.leads_meta()?;
         let descriptors = self.node.routing_table(true).await?;
         let r = self.node.replica()?;
@@ -198,17 +199,10 @@ impl Admin for AdminService {
             .iter()
             .map(|d| {
                 let (leader, bytes) = reported.get(&d.range_id).copied().unzip();
-                let leader_id = self.leader_of(d.range_id, || leader).0;
-                let approximate_bytes = match self.node.router.get(d.range_id) {
-                    Some(local) if leader_id == self.node.node_id() => {
-                        self.node.range_bytes(&local)
-                    }
-                    _ => bytes.unwrap_or(0),
-                };
                 pb::RangeInfo {
                     descriptor: Some(descriptor_pb(&r, d)),
-                    leader_id,
-                    approximate_bytes,
+                    leader_id: self.leader_of(d.range_id, || leader).0,
+                    approximate_bytes: bytes.unwrap_or(0),
                 }
             })
             .collect();
