@@ -358,3 +358,180 @@ async fn a_node_dead_past_time_until_dead_has_its_replicas_made_again() {
         assert_eq!(kv.map(|kv| kv.value), Some(format!("v{i}").into_bytes()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_meta_range_keeps_five_voters_and_replaces_a_dead_one_with_a_learner() {
+    let mut flags = FAST_ELECTIONS.to_vec();
+    flags.extend(["--time-until-dead", "6s"]);
+    let mut c = TestCluster::start_initialized(3, &flags).await.unwrap();
+    for _ in 0..4 {
+        c.add_node(&flags).unwrap();
+    }
+    let client = c.client();
+    let roles = |n: &shoal_proto::v1::NodesResponse, role: &str| -> BTreeSet<u64> {
+        n.nodes
+            .iter()
+            .filter(|x| x.role == role)
+            .map(|x| x.node_id)
+            .collect()
+    };
+    // Seven nodes: every one holds the meta range, five of them as voters.
+    let (_, nodes) = wait_for(
+        &client,
+        Duration::from_secs(60),
+        "seven live nodes, five of them voters",
+        |_, n| {
+            n.nodes.len() == 7
+                && n.nodes.iter().all(|x| x.live)
+                && roles(n, "voter").len() == 5
+                && roles(n, "learner").len() == 2
+        },
+    )
+    .await;
+    let voters = roles(&nodes, "voter");
+
+    // A voter other than the leader dies for good.
+    let leader = c.wait_leader(Duration::from_secs(5)).await.unwrap();
+    let mut victim = None;
+    for i in 0..c.nodes.len() {
+        if i != leader && voters.contains(&node_id(&c, i).await) {
+            victim = Some(i);
+            break;
+        }
+    }
+    let victim = victim.expect("a voter that does not lead");
+    let dead = node_id(&c, victim).await;
+    c.kill9(victim);
+    let client = c.client_of((0..c.nodes.len()).filter(|i| *i != victim));
+    let (_, nodes) = wait_for(
+        &client,
+        Duration::from_secs(60),
+        "the dead voter replaced by a learner",
+        |_, n| {
+            let v = roles(n, "voter");
+            v.len() == 5
+                && !v.contains(&dead)
+                && n.nodes.iter().all(|x| !v.contains(&x.node_id) || x.live)
+        },
+    )
+    .await;
+    // The dead node stays a member (as a learner) until it is removed.
+    assert!(roles(&nodes, "learner").contains(&dead));
+    client.put("after", "the swap").await.unwrap();
+    let kv = client.get("after").await.unwrap();
+    assert_eq!(kv.map(|kv| kv.value), Some(b"the swap".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_grpc_client_is_served_through_a_node_holding_none_of_the_range() {
+    use shoal_proto::v1 as pb;
+    const RANGES: usize = 6;
+    let c = TestCluster::start_initialized(4, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    let client = c.client();
+    fill_and_split(&client, RANGES).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(node_id(&c, i).await);
+    }
+    let all: BTreeSet<u64> = ids.iter().copied().collect();
+    let (ranges, _) = wait_for(
+        &client,
+        Duration::from_secs(60),
+        "three voters per range",
+        |r, _| r.ranges.len() == RANGES && three_voters_on(r, &all),
+    )
+    .await;
+    // A data range (with keys after it) and the node holding no replica of it.
+    let (d, outsider) = ranges
+        .ranges
+        .iter()
+        .filter_map(|r| r.descriptor.clone())
+        .filter(|d| d.range_id != 1 && !d.end.is_empty())
+        .find_map(|d| {
+            let holders: BTreeSet<u64> = d.replicas.iter().map(|x| x.node_id).collect();
+            (0..4).find(|i| !holders.contains(&ids[*i])).map(|i| (d, i))
+        })
+        .expect("with four nodes and three replicas, a node misses each range");
+    // A replica moved off the outsider earlier is destroyed there in the background.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c
+        .raft_gauges(outsider, "term")
+        .unwrap()
+        .contains_key(&d.range_id)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a removed replica was never destroyed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // No range cache and no routing: every request goes to the outsider.
+    let mut kv = pb::kv_client::KvClient::connect(format!("http://{}", c.nodes[outsider].grpc))
+        .await
+        .unwrap();
+    let key = [d.start.clone(), b"/plain".to_vec()].concat();
+    kv.put(pb::PutRequest {
+        key: key.clone(),
+        value: b"one".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let got = kv
+        .get(pb::GetRequest {
+            key: key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.kv.map(|kv| kv.value), Some(b"one".to_vec()));
+    let served_by = got.header.unwrap();
+    assert_eq!(served_by.range_id, d.range_id);
+    assert_ne!(served_by.node_id, ids[outsider]);
+
+    // Scans both ways, a batch and a delete, the same way.
+    let scan = |limit, reverse| pb::ScanRequest {
+        start: d.start.clone(),
+        end: d.end.clone(),
+        limit,
+        reverse,
+        ..Default::default()
+    };
+    let page = kv.scan(scan(2, false)).await.unwrap().into_inner();
+    let keys: Vec<Vec<u8>> = page.kvs.iter().map(|kv| kv.key.clone()).collect();
+    assert_eq!(keys, vec![d.start.clone(), key.clone()]);
+    let back = kv.scan(scan(1, true)).await.unwrap().into_inner();
+    assert_eq!(back.kvs.len(), 1);
+    assert!(back.kvs[0].key < d.end && back.kvs[0].key > key);
+    let put = |k: &[u8], v: &[u8]| pb::WriteOp {
+        op: Some(pb::write_op::Op::Put(pb::PutOp {
+            key: k.to_vec(),
+            value: v.to_vec(),
+        })),
+    };
+    let second = [key.clone(), b"2".to_vec()].concat();
+    kv.batch(pb::BatchRequest {
+        ops: vec![put(&key, b"two"), put(&second, b"three")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let deleted = kv
+        .delete(pb::DeleteRequest {
+            key: second.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.deleted);
+
+    // The SDK, routing by itself, sees the same.
+    let kv = client.get(key).await.unwrap();
+    assert_eq!(kv.map(|kv| kv.value), Some(b"two".to_vec()));
+    assert_eq!(client.get(second).await.unwrap(), None);
+}

@@ -177,6 +177,65 @@ async fn a_node_down_while_the_log_is_purged_catches_up_by_streamed_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_range_is_not_snapshotted_again_until_enough_of_it_was_written() {
+    let mut flags = FAST_ELECTIONS.to_vec();
+    flags.extend(["--snapshot-logs", "50", "--keep-logs", "5"]);
+    let c = TestCluster::start_initialized(1, &flags).await.unwrap();
+    let client = c.client();
+    // 2 MiB of data, overwritten until a snapshot after it holds all of it: little
+    // is then applied since the snapshot.
+    let value = vec![b'x'; 8 << 10];
+    let mut after_load = None;
+    let mut i = 0;
+    let first = loop {
+        client
+            .put(format!("big-{:04}", i % 256), value.clone())
+            .await
+            .unwrap();
+        i += 1;
+        let snap = c.raft_gauge(0, "snapshot_index").unwrap();
+        match after_load {
+            None if i == 256 => after_load = Some(snap),
+            Some(before) if snap > before => break snap,
+            _ => {}
+        }
+        assert!(
+            i < 2_000,
+            "no snapshot after {i} entries of 8 KiB with --snapshot-logs 50"
+        );
+    };
+
+    // 200 small writes: four times --snapshot-logs, but a few KiB against a 2 MiB
+    // snapshot. Rewriting the range for them is not worth it.
+    for i in 0..200 {
+        client.put("small", format!("{i}")).await.unwrap();
+    }
+    let applied = c.applied(0).await.unwrap();
+    assert!(applied >= first + 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        c.raft_gauge(0, "snapshot_index").unwrap(),
+        first,
+        "a 2 MiB range snapshotted again for 200 small writes"
+    );
+
+    // Over half the range written again: the next snapshot comes, and the log behind
+    // it is purged.
+    for i in 0..160 {
+        client
+            .put(format!("big-{i:04}"), value.clone())
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.raft_gauge(0, "snapshot_index").unwrap() <= applied {
+        assert!(Instant::now() < deadline, "no snapshot after 1.25 MiB more");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(c.raft_gauge(0, "purged_index").unwrap() > first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_forwards_writes_to_the_leader() {
     let c = TestCluster::start_initialized(3, FAST_ELECTIONS)
         .await

@@ -24,7 +24,8 @@ pub struct RaftOptions {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot once this many entries were applied since the last one.
+    /// Build a snapshot once this many entries were applied since the last one (and
+    /// enough bytes: see [`snapshot_due`]).
     pub snapshot_logs: u64,
     /// Entries kept in the log behind a snapshot, for slow followers.
     pub keep_logs: u64,
@@ -53,7 +54,9 @@ impl RaftOptions {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            // Snapshots are taken by `Replica::snapshot_if_due`, which weighs bytes
+            // as well as entries.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.keep_logs,
             purge_batch_size: 256,
             install_snapshot_timeout: 60_000,
@@ -65,6 +68,22 @@ impl RaftOptions {
         }
         .validate()
     }
+}
+
+/// Past this many bytes applied since the last snapshot, a snapshot is due whatever the
+/// entry count: a log of large values stays bounded.
+pub const SNAPSHOT_LOG_BYTES: u64 = 16 << 20;
+
+/// Whether a replica should build a snapshot, `entries` and `bytes` having been applied
+/// since its last one, whose file holds `snapshot_bytes`.
+///
+/// A snapshot writes the whole range, so building one after a fixed number of entries
+/// costs a range near its split size many times what the entries wrote (64 MiB per 10,000
+/// small writes). One is due only once the log since the last holds at least half the
+/// last snapshot's bytes, which bounds that cost to about twice the bytes written, and
+/// once it holds `snapshot_logs` entries or [`SNAPSHOT_LOG_BYTES`] (the log's own bound).
+pub fn snapshot_due(entries: u64, bytes: u64, snapshot_bytes: u64, snapshot_logs: u64) -> bool {
+    bytes >= snapshot_bytes / 2 && (entries >= snapshot_logs || bytes >= SNAPSHOT_LOG_BYTES)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +137,7 @@ pub struct Replica {
     pub engine: Engine,
     pool: Arc<PeerPool>,
     lease_reads: bool,
+    snapshot_logs: u64,
     /// When the replica opened: the base of `leader_contact_ms`.
     opened: Instant,
     /// Milliseconds after `opened` of the last append accepted from a leader (0: none).
@@ -184,11 +204,34 @@ impl Replica {
             engine,
             pool,
             lease_reads: env.opts.lease_reads,
+            snapshot_logs: env.opts.snapshot_logs,
             opened: Instant::now(),
             leader_contact_ms: AtomicU64::new(0),
             quiesced: AtomicBool::new(false),
             wake_patience: Duration::from_millis(env.opts.election_timeout_max_ms),
         }))
+    }
+
+    /// Starts building a snapshot if one is due (see [`snapshot_due`]). Returns whether
+    /// it asked for one. A build already under way makes the request a no-op.
+    pub async fn snapshot_if_due(&self) -> bool {
+        let m = self.metrics();
+        let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+        let snapshot = m.snapshot.as_ref().map_or(0, |l| l.index);
+        let (bytes, snapshot_bytes) = self.state_machine.snapshot_progress();
+        if !snapshot_due(
+            applied.saturating_sub(snapshot),
+            bytes,
+            snapshot_bytes,
+            self.snapshot_logs,
+        ) {
+            return false;
+        }
+        if let Err(e) = self.raft.trigger().snapshot().await {
+            tracing::warn!(range_id = self.range_id, error = %e, "asking for a snapshot");
+            return false;
+        }
+        true
     }
 
     /// How long since this replica was opened (in this process).
@@ -444,5 +487,26 @@ impl Router {
             .collect();
         v.sort_by_key(|r| r.range_id);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_due_after_enough_entries_and_half_the_last_snapshot_in_bytes() {
+        // No snapshot yet: the entry count alone decides.
+        assert!(!snapshot_due(9_999, 1 << 20, 0, 10_000));
+        assert!(snapshot_due(10_000, 10, 0, 10_000));
+        // A 64 MiB range: 10,000 small writes are not worth rewriting it ...
+        let range = 64 << 20;
+        assert!(!snapshot_due(10_000, 1 << 20, range, 10_000));
+        // ... half of it written again is.
+        assert!(snapshot_due(300_000, 32 << 20, range, 10_000));
+        // Few large entries: the log's byte bound decides, past half the snapshot.
+        assert!(!snapshot_due(100, (16 << 20) - 1, 1 << 20, 10_000));
+        assert!(snapshot_due(100, 16 << 20, 1 << 20, 10_000));
+        assert!(!snapshot_due(100, 16 << 20, range, 10_000));
     }
 }

@@ -65,6 +65,10 @@ pub struct StateMachine {
     desc: Arc<RwLock<Option<RangeDescriptor>>>,
     /// Bytes of data applied since the size of the range was last measured.
     written: Arc<AtomicU64>,
+    /// Bytes applied since the last snapshot was built or installed, and the size of
+    /// that snapshot's file: what [`crate::replica::snapshot_due`] weighs.
+    since_snapshot: Arc<AtomicU64>,
+    snapshot_bytes: Arc<AtomicU64>,
     index: Option<Arc<RangeIndex>>,
     events: Option<tokio::sync::mpsc::UnboundedSender<RangeEvent>>,
 }
@@ -99,6 +103,8 @@ impl StateMachine {
             dir,
             desc: Arc::new(RwLock::new(None)),
             written: Arc::new(AtomicU64::new(0)),
+            since_snapshot: Arc::new(AtomicU64::new(0)),
+            snapshot_bytes: Arc::new(AtomicU64::new(0)),
             index,
             events,
         };
@@ -118,6 +124,14 @@ impl StateMachine {
             None => sm.legacy_meta_descriptor()?,
         };
         sm.set_descriptor(stored);
+        // What was applied since the snapshot before this process is not known: it
+        // counts as enough, and the entry count alone decides the next snapshot.
+        let snap_bytes = match sm.current()? {
+            Some(s) => std::fs::metadata(sm.dir.join(&s.file)).map_or(0, |m| m.len()),
+            None => 0,
+        };
+        sm.snapshot_bytes.store(snap_bytes, Ordering::Relaxed);
+        sm.since_snapshot.store(snap_bytes, Ordering::Relaxed);
         Ok(sm)
     }
 
@@ -154,6 +168,19 @@ impl StateMachine {
     /// Bytes of data applied since the last call.
     pub fn take_written(&self) -> u64 {
         self.written.swap(0, Ordering::Relaxed)
+    }
+
+    /// Bytes applied since the last snapshot, and the size of that snapshot's file.
+    pub fn snapshot_progress(&self) -> (u64, u64) {
+        (
+            self.since_snapshot.load(Ordering::Relaxed),
+            self.snapshot_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records a new current snapshot of `bytes`.
+    fn snapshot_taken(&self, bytes: u64) {
+        self.snapshot_bytes.store(bytes, Ordering::Relaxed);
     }
 
     fn set_descriptor(&self, d: Option<RangeDescriptor>) {
@@ -389,7 +416,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let sm = self.sm.clone();
-        tokio::task::spawn_blocking(move || {
+        // Counted from the RocksDB snapshot the file is written from, near enough: what
+        // applies meanwhile counts towards the next one.
+        let since = sm.since_snapshot.swap(0, Ordering::Relaxed);
+        let built = tokio::task::spawn_blocking(move || {
             let tmp = sm.dir.join(format!("building-{:08x}.snap", rand::random::<u32>()));
             let stats = sm
                 .engine
@@ -422,16 +452,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .state_put(sm.range_id, StateKey::SnapshotMeta, &encode(&stored)?, true)
                 .map_err(io_err)?;
             sm.remove_files_except(Some(&file), false)?;
-            tracing::info!(range_id = sm.range_id, records = stats.records, bytes = stats.bytes, file = %file, "snapshot built");
+            let path = sm.dir.join(file);
+            sm.snapshot_taken(std::fs::metadata(&path)?.len());
+            tracing::info!(range_id = sm.range_id, records = stats.records, bytes = stats.bytes, file = %path.display(), "snapshot built");
             Ok(Snapshot {
                 meta,
-                snapshot: SnapshotFile {
-                    path: sm.dir.join(file),
-                },
+                snapshot: SnapshotFile { path },
             })
         })
         .await
-        .map_err(io::Error::other)?
+        .map_err(io::Error::other)
+        .and_then(|r| r);
+        if built.is_err() {
+            self.sm.since_snapshot.fetch_add(since, Ordering::Relaxed);
+        }
+        built
     }
 }
 
@@ -525,6 +560,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.engine.commit(batch).map_err(io_err)?;
             failpoints::hit("apply-after-commit")?;
             self.written.fetch_add(size, Ordering::Relaxed);
+            self.since_snapshot.fetch_add(size, Ordering::Relaxed);
             if new_desc.is_some() {
                 self.set_descriptor(new_desc);
             }
@@ -576,6 +612,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             failpoints::hit("snapshot-install-before-data")?;
             sm.install_stored(&stored)?;
             sm.remove_files_except(Some(&stored.file), false)?;
+            sm.snapshot_taken(std::fs::metadata(sm.dir.join(&stored.file))?.len());
+            sm.since_snapshot.store(0, Ordering::Relaxed);
             tracing::info!(range_id = sm.range_id, file = %stored.file, "snapshot installed");
             Ok(())
         })

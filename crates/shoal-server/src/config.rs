@@ -91,7 +91,9 @@ pub struct NodeConfig {
     )]
     pub read_policy: ReadPolicy,
 
-    /// Build a range snapshot (and purge its log) after this many log entries.
+    /// Build a range snapshot (and purge its log) after at least this many log entries,
+    /// once the log since the last snapshot also holds half that snapshot's bytes (or
+    /// 16 MiB).
     #[arg(long, env = "SHOAL_SNAPSHOT_LOGS", default_value_t = 10_000)]
     pub snapshot_logs: u64,
 

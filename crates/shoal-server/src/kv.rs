@@ -7,7 +7,9 @@
 //!
 //! Routing: a request naming its range (`RangeTarget`) is checked against that
 //! replica's descriptor; one that does not is served by this node's replica holding
-//! its keys. Either way the keys are checked again where it matters: a read after
+//! its keys. A request naming no range whose keys this node holds no replica of is
+//! passed on, once, to a node that does (clients need no range cache to use any node).
+//! Either way the keys are checked again where it matters: a read after
 //! its read barrier (a split may have applied meanwhile), a write when it applies.
 //! A refusal carries the descriptors this node knows, for the client's range cache.
 
@@ -31,8 +33,12 @@ use crate::validate::{invalid, Limits};
 /// apply up to the read index.
 const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Metadata key marking a write forwarded by a follower to its leader.
+/// Metadata key marking a write forwarded by a follower to its leader, or a request
+/// passed on by a node holding none of its keys ([`ROUTED`]).
 const FORWARDED: &str = "x-shoal-forwarded";
+/// The value of [`FORWARDED`] on a request passed on to a node holding its keys: that
+/// node may still forward a write to the range's leader, once.
+const ROUTED: &str = "routed";
 /// How long a follower waits for the leader's answer to a forwarded write.
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -194,7 +200,7 @@ impl KvService {
     /// the request was not forwarded here already). Writes may enter through any
     /// node: clients outside the cluster cannot always reach the leader's address.
     fn forward_target(&self, meta: &tonic::metadata::MetadataMap, r: &Replica) -> Option<String> {
-        if meta.contains_key(FORWARDED) {
+        if meta.get(FORWARDED).is_some_and(|v| v != ROUTED) {
             return None;
         }
         match r.leader() {
@@ -203,11 +209,62 @@ impl KvService {
         }
     }
 
-    /// Sends a write to the leader and relays its answer (errors included, so a
-    /// client still sees the leader's structured details).
+    /// For a request naming no range whose key no replica of this node holds (the
+    /// keys just before it, with `before`): a node holding that key's range, from
+    /// this node's copy of the routing table. Clients with no range cache (any gRPC
+    /// client) may send any request to any node; it is passed on once, to a voter of
+    /// the range, which serves it or forwards a write to its leader.
+    async fn holder(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        target: Option<&pb::RangeTarget>,
+        key: &[u8],
+        before: bool,
+    ) -> Option<String> {
+        if target.is_some() || meta.contains_key(FORWARDED) || self.node.routing_ready().is_err() {
+            return None;
+        }
+        let index = &self.node.router.index;
+        let local = if before {
+            index.lookup_before(key)
+        } else {
+            index.lookup(key)
+        };
+        // A replica removed from its range (not destroyed yet) does not count.
+        let me = self.node.node_id();
+        let counts_me = |d: Option<&RangeDescriptor>| {
+            d.is_some_and(|d| d.replicas.iter().any(|r| r.node_id == me))
+        };
+        if local
+            .and_then(|id| self.node.router.get(id))
+            .is_some_and(|r| r.state_machine.with_descriptor(counts_me))
+        {
+            return None;
+        }
+        let table = self.node.routing_table(false).await.ok()?;
+        let d = table.iter().find(|d| {
+            if !before {
+                d.contains(key)
+            } else if key.is_empty() {
+                d.end.is_empty()
+            } else {
+                d.start.as_slice() < key && (d.end.is_empty() || key <= d.end.as_slice())
+            }
+        })?;
+        d.replicas
+            .iter()
+            .filter(|r| r.voter && r.node_id != me)
+            .find_map(|r| self.node.member(r.node_id))
+            .map(|n| n.addr)
+    }
+
+    /// Sends a request to `addr` (the range's leader, or with `routed` a node holding
+    /// the range) and relays its answer, errors included, so a client still sees the
+    /// structured details of where it was served.
     async fn forward<Req, Resp, F, Fut>(
         &self,
         addr: String,
+        routed: bool,
         req: Request<Req>,
         call: F,
     ) -> Result<Response<Resp>, Status>
@@ -215,11 +272,20 @@ impl KvService {
         F: FnOnce(KvClient<Channel>, Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
     {
+        let who = if routed {
+            "the range's node"
+        } else {
+            "the leader"
+        };
         let ch = self.node.pool.channel(&addr).map_err(|e| {
             status(
                 Code::Unavailable,
-                codes::NOT_LEADER,
-                format!("leader {addr}: {e}"),
+                if routed {
+                    codes::RANGE_NOT_FOUND
+                } else {
+                    codes::NOT_LEADER
+                },
+                format!("{who} at {addr}: {e}"),
                 None,
             )
         })?;
@@ -227,14 +293,17 @@ impl KvService {
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let mut fwd = Request::new(req.into_inner());
+        let mark = if routed { ROUTED } else { "1" };
         fwd.metadata_mut()
-            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static(mark));
         match tokio::time::timeout(FORWARD_TIMEOUT, call(client, fwd)).await {
             Ok(r) => r,
             Err(_) => Err(status(
                 Code::Unavailable,
                 codes::OUTCOME_UNKNOWN,
-                format!("the leader at {addr} did not answer a forwarded write within {FORWARD_TIMEOUT:?}"),
+                format!(
+                    "{who} at {addr} did not answer a forwarded request within {FORWARD_TIMEOUT:?}"
+                ),
                 None,
             )),
         }
@@ -409,7 +478,31 @@ macro_rules! forward_if_follower {
     ($self:ident, $req:ident, $r:ident, $method:ident) => {
         if let Some(addr) = $self.forward_target($req.metadata(), &$r) {
             return $self
-                .forward(addr, $req, |mut c, r| async move { c.$method(r).await })
+                .forward(
+                    addr,
+                    false,
+                    $req,
+                    |mut c, r| async move { c.$method(r).await },
+                )
+                .await;
+        }
+    };
+}
+
+/// Passes a request on to a node holding its range when this node holds none of its
+/// keys (see `KvService::holder`): `$key` is its first key, or with `before` the end
+/// before which a reverse scan reads.
+macro_rules! pass_to_holder {
+    ($self:ident, $req:ident, $key:expr, $before:expr, $method:ident) => {
+        let target = $req.get_ref().target.as_ref();
+        if let Some(addr) = $self.holder($req.metadata(), target, $key, $before).await {
+            return $self
+                .forward(
+                    addr,
+                    true,
+                    $req,
+                    |mut c, r| async move { c.$method(r).await },
+                )
                 .await;
         }
     };
@@ -419,6 +512,7 @@ macro_rules! forward_if_follower {
 impl Kv for KvService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         self.observe("Get", async {
+            pass_to_holder!(self, req, &req.get_ref().key, false, get);
             let req = req.into_inner();
             self.limits().check_key("key", &req.key, false)?;
             let consistency = Self::consistency(req.consistency)?;
@@ -437,6 +531,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.observe("Put", async {
             self.limits().check_key("key", &req.get_ref().key, false)?;
+            pass_to_holder!(self, req, &req.get_ref().key, false, put);
             let r = self.route(
                 req.get_ref().target.as_ref(),
                 &[Touch::Key(&req.get_ref().key)],
@@ -466,6 +561,7 @@ impl Kv for KvService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         self.observe("Delete", async {
             self.limits().check_key("key", &req.get_ref().key, false)?;
+            pass_to_holder!(self, req, &req.get_ref().key, false, delete);
             let r = self.route(
                 req.get_ref().target.as_ref(),
                 &[Touch::Key(&req.get_ref().key)],
@@ -493,6 +589,13 @@ impl Kv for KvService {
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         self.observe("Scan", async {
+            let reverse = req.get_ref().reverse;
+            let first = if reverse {
+                &req.get_ref().end
+            } else {
+                &req.get_ref().start
+            };
+            pass_to_holder!(self, req, first, reverse, scan);
             let req = req.into_inner();
             self.limits().check_span(&req.start, &req.end)?;
             let consistency = Self::consistency(req.consistency)?;
@@ -579,6 +682,7 @@ impl Kv for KvService {
         self.observe("DeleteRange", async {
             self.limits()
                 .check_span(&req.get_ref().start, &req.get_ref().end)?;
+            pass_to_holder!(self, req, &req.get_ref().start, false, delete_range);
             let r = self.route(
                 req.get_ref().target.as_ref(),
                 &[Touch::Span(&req.get_ref().start, &req.get_ref().end)],
@@ -621,6 +725,8 @@ impl Kv for KvService {
             }
             let ops = self.limits().batch(req.get_ref().ops.clone())?;
             let touches: Vec<Touch<'_>> = ops.iter().map(WriteOp::touch).collect();
+            let first = touches.first().map_or(&b""[..], Touch::first_key);
+            pass_to_holder!(self, req, first, false, batch);
             let r = self.route(req.get_ref().target.as_ref(), &touches)?;
             forward_if_follower!(self, req, r, batch);
             let rid = req.get_ref().request_id;
@@ -647,7 +753,10 @@ impl Kv for KvService {
                 success,
                 failure,
             };
-            let r = self.route(req.get_ref().target.as_ref(), &cmd.touches())?;
+            let touches = cmd.touches();
+            let first = touches.first().map_or(&b""[..], Touch::first_key);
+            pass_to_holder!(self, req, first, false, txn);
+            let r = self.route(req.get_ref().target.as_ref(), &touches)?;
             forward_if_follower!(self, req, r, txn);
             let rid = req.get_ref().request_id;
             let resp = self.propose(&r, Self::once(rid, cmd)).await?;

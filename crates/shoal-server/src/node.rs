@@ -475,51 +475,11 @@ impl Node {
         }
     }
 
-    /// Leader housekeeping of the meta range, run every second: promotes learners that
-    /// have caught up.
+    /// Leader housekeeping of the meta range, run every second: learners that caught
+    /// up become voters, up to five (see `placement::meta_voters`).
     pub(crate) async fn maintain(&self) {
-        let Some(r) = self.router.get(FIRST_RANGE_ID) else {
-            return;
-        };
-        self.promote_learners(&r).await;
-    }
-
-    /// On a range's leader: promotes its learners that have caught up.
-    pub(crate) async fn promote_learners(&self, r: &Replica) {
-        let m = r.metrics();
-        if m.current_leader != Some(r.node_id) {
-            return;
-        }
-        let last = m.last_log_index.unwrap_or(0);
-        let matched = m.replication.clone().unwrap_or_default();
-        let ready: BTreeSet<u64> = m
-            .membership_config
-            .membership()
-            .learner_ids()
-            .filter(|id| {
-                matched
-                    .get(id)
-                    .cloned()
-                    .flatten()
-                    .is_some_and(|l| l.index + PROMOTE_LAG >= last)
-            })
-            .collect();
-        if ready.is_empty() {
-            return;
-        }
-        match r
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false)
-            .await
-        {
-            Ok(_) => tracing::info!(
-                range_id = r.range_id,
-                ?ready,
-                "promoted caught-up learners to voters"
-            ),
-            Err(e) => {
-                tracing::warn!(range_id = r.range_id, ?ready, error = %e, "promoting learners")
-            }
+        if let Some(r) = self.router.get(FIRST_RANGE_ID) {
+            self.maintain_meta_voters(&r).await;
         }
     }
 
@@ -740,9 +700,6 @@ const READY_LAG: u64 = 100;
 /// How long a membership change waits for one already under way.
 const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(10);
 
-/// A learner within this many entries of the leader's log is promoted to voter.
-const PROMOTE_LAG: u64 = 20;
-
 /// The StatefulSet ordinal of an address: the number after the last '-' of its first
 /// DNS label (`shoal-2.shoal.ns.svc:7070` -> 2).
 fn ordinal(addr: &str) -> Option<u64> {
@@ -848,6 +805,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                     _ = node.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {
                         node.check_fatal();
+                        for r in node.router.all() {
+                            r.snapshot_if_due().await;
+                        }
                         node.maintain().await;
                         node.maintain_ranges().await;
                     }

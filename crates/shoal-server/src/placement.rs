@@ -14,7 +14,7 @@
 //! - Every node destroys its replicas of ranges that no longer count it as a member
 //!   (garbage collection), once the change that removed it is committed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,57 @@ impl NodeView {
     fn takes(&self) -> bool {
         self.live && self.keeps()
     }
+}
+
+/// The most voters the meta range has. Every node holds a copy of it (its members are
+/// the cluster's nodes), but past five voters a larger quorum only makes its writes
+/// wait for more nodes: the others follow it as learners.
+pub(crate) const META_VOTERS: usize = 5;
+
+/// The meta range's voters as the driver wants them, from the current `voters`, the
+/// learners `ready` to vote (caught up) and what it knows of the nodes; `me`, its
+/// leader, stays a voter. A dead or decommissioning voter is swapped for a ready
+/// learner, never dropped for none; learners are promoted up to [`META_VOTERS`], and
+/// past it voters step down to learners, those leaving first.
+pub(crate) fn meta_voters(
+    voters: &BTreeSet<u64>,
+    ready: &BTreeSet<u64>,
+    nodes: &BTreeMap<u64, NodeView>,
+    me: u64,
+) -> BTreeSet<u64> {
+    let keeps = |id: &u64| *id == me || nodes.get(id).is_none_or(NodeView::keeps);
+    let mut spare = ready
+        .iter()
+        .filter(|id| !voters.contains(id) && nodes.get(id).is_some_and(NodeView::keeps))
+        .copied();
+    let mut goal = voters.clone();
+    for leaving in voters.iter().filter(|v| !keeps(v)) {
+        let Some(s) = spare.next() else { break };
+        goal.remove(leaving);
+        goal.insert(s);
+    }
+    while goal.len() < META_VOTERS {
+        let Some(s) = spare.next() else { break };
+        goal.insert(s);
+    }
+    // Dead nodes step down first, then decommissioning ones, then the newest.
+    let leaving = |id: &u64| {
+        nodes
+            .get(id)
+            .map_or((false, false), |n| (n.dead, !keeps(id)))
+    };
+    while goal.len() > META_VOTERS {
+        let Some(out) = goal
+            .iter()
+            .filter(|v| **v != me)
+            .max_by_key(|v| (leaving(v), **v))
+            .copied()
+        else {
+            break;
+        };
+        goal.remove(&out);
+    }
+    goal
 }
 
 /// A change the driver plans, for the range's leader `leader`.
@@ -421,6 +472,48 @@ impl Node {
                 (*id, view)
             })
             .collect()
+    }
+
+    /// On the meta range's leader: brings its voters to what [`meta_voters`] wants,
+    /// those removed staying on as learners (the cluster's nodes are its members).
+    pub(crate) async fn maintain_meta_voters(&self, meta: &Replica) {
+        let m = meta.metrics();
+        let me = meta.node_id;
+        if m.current_leader != Some(me) {
+            return;
+        }
+        let mem = m.membership_config.membership();
+        if mem.get_joint_config().len() > 1 {
+            return;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        let ready: BTreeSet<u64> = mem
+            .learner_ids()
+            .filter(|id| {
+                matched
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .is_some_and(|l| l.index + CAUGHT_UP_LAG >= last)
+            })
+            .collect();
+        let voters: BTreeSet<u64> = mem.voter_ids().collect();
+        let members: Vec<u64> = mem.nodes().map(|(id, _)| *id).collect();
+        let goal = meta_voters(&voters, &ready, &self.node_views(&members), me);
+        if goal == voters {
+            return;
+        }
+        match meta
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(goal.clone()), true)
+            .await
+        {
+            Ok(_) => tracing::info!(?voters, ?goal, "meta range voters changed"),
+            Err(e) => {
+                tracing::warn!(?voters, ?goal, error = %e, "changing the meta range's voters")
+            }
+        }
     }
 
     /// The cluster's nodes: the meta range's members.
@@ -1149,5 +1242,44 @@ mod tests {
             on.sort();
             assert_eq!(on, vec![1, 2, 3], "{d:?}");
         }
+    }
+
+    #[test]
+    fn the_meta_range_keeps_five_voters_swapping_leaving_ones_for_caught_up_learners() {
+        let set = |ids: &[u64]| ids.iter().copied().collect::<BTreeSet<u64>>();
+        let mut nodes = live(&[1, 2, 3, 4, 5, 6, 7]);
+        // Learners are promoted up to five voters.
+        assert_eq!(
+            meta_voters(&set(&[1, 2, 3]), &set(&[4, 5, 6, 7]), &nodes, 1),
+            set(&[1, 2, 3, 4, 5])
+        );
+        // Seven voters (a cluster founded with seven): two step down, never the leader.
+        assert_eq!(
+            meta_voters(&set(&[1, 2, 3, 4, 5, 6, 7]), &set(&[]), &nodes, 7),
+            set(&[1, 2, 3, 4, 7])
+        );
+        // A dead voter and a decommissioning one are swapped for ready learners ...
+        nodes.get_mut(&2).unwrap().dead = true;
+        nodes.get_mut(&3).unwrap().decommissioning = true;
+        let five = set(&[1, 2, 3, 4, 5]);
+        assert_eq!(
+            meta_voters(&five, &set(&[6, 7]), &nodes, 1),
+            set(&[1, 4, 5, 6, 7])
+        );
+        // ... one at a time as learners catch up, and never dropped for none: the
+        // quorum does not shrink.
+        assert_eq!(
+            meta_voters(&five, &set(&[6]), &nodes, 1),
+            set(&[1, 3, 4, 5, 6])
+        );
+        assert_eq!(meta_voters(&five, &set(&[]), &nodes, 1), five);
+        // A learner that is itself leaving is no replacement.
+        nodes.get_mut(&6).unwrap().dead = true;
+        assert_eq!(meta_voters(&five, &set(&[6]), &nodes, 1), five);
+        // Past five, the leaving voters step down first, the dead before the rest.
+        assert_eq!(
+            meta_voters(&set(&[1, 2, 3, 4, 5, 7]), &set(&[]), &nodes, 1),
+            set(&[1, 3, 4, 5, 7])
+        );
     }
 }
