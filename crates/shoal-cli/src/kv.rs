@@ -200,8 +200,9 @@ pub async fn node_decommission(args: &ClientArgs, node_id: u64) -> anyhow::Resul
         if since.elapsed() > patience {
             bail!(
                 "node {node_id} still holds {left} replicas and none moved for {:.0} s: \
-                 are enough other live nodes there to take them?",
-                patience.as_secs_f64()
+                 are enough other live nodes there to take them?{}",
+                patience.as_secs_f64(),
+                held_ranges(&client, node_id).await
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -377,6 +378,36 @@ fn descriptor_json(d: &shoal_proto::v1::RangeDescriptor) -> serde_json::Value {
     serde_json::json!({"range_id": d.range_id, "start": String::from_utf8_lossy(&d.start),
         "end": String::from_utf8_lossy(&d.end),
         "epoch": {"version": epoch.version, "conf_ver": epoch.conf_ver}, "replicas": replicas})
+}
+
+/// The data ranges with a replica on `node_id`, one line each (id, replicas, leader), for
+/// an error: empty if the table cannot be read.
+async fn held_ranges(client: &Client, node_id: u64) -> String {
+    let Ok(r) = client.ranges().await else {
+        return String::new();
+    };
+    let mut text = String::new();
+    for i in &r.ranges {
+        let Some(d) = &i.descriptor else { continue };
+        // The meta range (id 1) is on every node until it leaves: not counted.
+        if d.range_id != 1 && d.replicas.iter().any(|r| r.node_id == node_id) {
+            let replicas: Vec<String> = d
+                .replicas
+                .iter()
+                .map(|r| format!("{}:{}", r.node_id, r.role))
+                .collect();
+            let epoch = d.epoch.unwrap_or_default();
+            text.push_str(&format!(
+                "\n  range {} (epoch {}.{}): replicas {}, leader {}",
+                d.range_id,
+                epoch.version,
+                epoch.conf_ver,
+                replicas.join(","),
+                i.leader_id
+            ));
+        }
+    }
+    text
 }
 
 pub async fn range_ls(args: &ClientArgs) -> anyhow::Result<()> {

@@ -51,6 +51,10 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// A learner within this many entries of the leader's log is caught up.
 const CAUGHT_UP_LAG: u64 = 20;
 
+/// A learner whose log has not moved for this long is asked for again (its replica
+/// may have been destroyed).
+const STALLED_LEARNER: Duration = Duration::from_secs(5);
+
 /// An empty replica (created for a snapshot) left this long without one, of a range
 /// that does not count this node, is destroyed.
 const ORPHAN_AFTER: Duration = Duration::from_secs(10);
@@ -838,8 +842,12 @@ impl Node {
             Status::failed_precondition(format!("node {node} is not in the cluster"))
         })?;
         let mem = r.metrics().membership_config.membership().clone();
+        // Asked again for a learner already added: its replica may have been destroyed
+        // meanwhile, as left from an earlier membership, before the routing table
+        // counted it again.
+        let addr = info.addr.clone();
+        self.create_replica_on(node, &addr, d).await?;
         if mem.get_node(&node).is_none() {
-            self.create_replica_on(node, &info.addr, d).await?;
             r.raft
                 .add_learner(node, info, false)
                 .await
@@ -848,6 +856,7 @@ impl Node {
         }
         // Caught up: within a few entries of the leader's log.
         let deadline = Instant::now() + CHANGE_PATIENCE;
+        let mut progress = (0, Instant::now());
         loop {
             let m = r.metrics();
             let last = m.last_log_index.unwrap_or(0);
@@ -858,6 +867,15 @@ impl Node {
                 .map_or(0, |l| l.index);
             if matched > 0 && matched + CAUGHT_UP_LAG >= last {
                 break;
+            }
+            if matched != progress.0 {
+                progress = (matched, Instant::now());
+            } else if progress.1.elapsed() >= STALLED_LEARNER {
+                // No progress: its replica may be gone; asking again recreates it.
+                if let Err(e) = self.create_replica_on(node, &addr, d).await {
+                    tracing::info!(range_id = r.range_id, node, error = %e.message(), "asking again for a stalled learner's replica");
+                }
+                progress.1 = Instant::now();
             }
             if m.current_leader != Some(self.node_id()) {
                 return Err(not_leader(r.range_id, m.current_leader, None));
@@ -927,7 +945,16 @@ impl Node {
             Ok(t) => t.into_iter().map(|d| (d.range_id, d)).collect(),
             Err(_) => return,
         };
+        let wanted: HashSet<u64> = {
+            let mut w = lock(&self.ranges.wanted);
+            w.retain(|_, at| at.elapsed() < ORPHAN_AFTER);
+            w.keys().copied().collect()
+        };
         for r in candidates {
+            if wanted.contains(&r.range_id) {
+                // Asked for by its leader: the routing table may not count it yet.
+                continue;
+            }
             let Some(cur) = table.get(&r.range_id) else {
                 continue;
             };

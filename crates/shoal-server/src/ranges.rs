@@ -39,6 +39,9 @@ pub(crate) struct RangeState {
     measured: Mutex<HashMap<u64, u64>>,
     /// Since when a member of a range has replicated nothing, per (range, node).
     unmatched: Mutex<HashMap<(u64, u64), Instant>>,
+    /// When a range's leader last asked for this node's replica of it (to add it as a
+    /// learner): the replica is kept that long even before the routing table counts it.
+    pub(crate) wanted: Mutex<HashMap<u64, Instant>>,
     /// Held while a replica is opened, so one range is never opened twice.
     pub(crate) open_lock: tokio::sync::Mutex<()>,
 }
@@ -188,6 +191,9 @@ impl Node {
             ));
         }
         shoal_raft::service::addressed_to(target_node_id, me)?;
+        // A replica left from an earlier membership is kept too: the new learner's
+        // leader brings its log up to date.
+        lock(&self.ranges.wanted).insert(d.range_id, Instant::now());
         if self.router.get(d.range_id).is_some() {
             return Ok(());
         }
