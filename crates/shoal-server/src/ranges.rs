@@ -418,7 +418,19 @@ impl Node {
             let Some(d) = r.descriptor() else {
                 continue;
             };
-            if lock(&self.ranges.reported).get(&r.range_id) != Some(&d) {
+            let reported = lock(&self.ranges.reported).get(&r.range_id).cloned();
+            if reported.as_ref() != Some(&d) {
+                // A split not reported yet (its leader's report failed, or another
+                // node leads the left half now): the right half goes with the left,
+                // in the same write, or the table would have a hole until the right
+                // half's own leader reported it. This node holds the right half too
+                // (every member of the left opens it); the meta range keeps only
+                // the newer of two descriptors of a range.
+                if reported.is_none_or(|p| p.epoch.version != d.epoch.version) {
+                    if let Some(rd) = self.split_right_half(&d) {
+                        to_report.push(rd);
+                    }
+                }
                 to_report.push(d.clone());
             }
             self.split_if_large(&r, &d).await;
@@ -434,6 +446,18 @@ impl Node {
                 Err(e) => tracing::debug!(error = %e.message(), "reporting descriptors"),
             }
         }
+    }
+
+    /// This node's descriptor of the range that starts where `d` ends, if it came from
+    /// the same split as `d` or a later one.
+    fn split_right_half(&self, d: &RangeDescriptor) -> Option<RangeDescriptor> {
+        if d.end.is_empty() {
+            return None;
+        }
+        self.router
+            .lookup(&d.end)?
+            .descriptor()
+            .filter(|rd| rd.start == d.end && rd.epoch.version >= d.epoch.version)
     }
 
     /// The size in bytes of `r`'s data: as last measured while this node led it, or
