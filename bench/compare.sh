@@ -87,8 +87,12 @@ for r in $(seq 1 "$rounds"); do
 done
 
 out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
-# The section bench/ranges.sh wrote stays.
-python3 bench/section.py get "$out" ranges >"$work/ranges.md"
+# The sections written elsewhere stay: bench/ranges.sh's, and the hand-written reasons
+# for the goals missed.
+kept=(why ranges)
+for s in "${kept[@]}"; do python3 bench/section.py get "$out" "$s" >"$work/$s.md"; done
 python3 bench/report.py "$results" "$work/fsync.json" "$0 $*" >"$out"
-[ -s "$work/ranges.md" ] && python3 bench/section.py put "$out" ranges "$work/ranges.md"
+for s in "${kept[@]}"; do
+  [ -s "$work/$s.md" ] && python3 bench/section.py put "$out" "$s" "$work/$s.md"
+done
 echo "wrote $out"

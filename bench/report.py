@@ -86,7 +86,7 @@ def main():
               f"{fsync['p50']:.3f} + {0 if rtt is None else rtt:.3f} ms = {floor:.3f} ms: "
               f"{single / floor:.2f}x, {'met' if single <= 1.3 * floor else 'missed'}")
         print("  (the round trip is the p50 of a single-client stale read of one node: a gRPC request and a point read)")
-    print("\nWhy a goal is missed, and what each tuning change bought: `bench/TUNING.md`.")
+    print("\nWhy a goal is missed: the section below; what each tuning change bought: `bench/TUNING.md`.")
     print("Scans (workload E): etcd 3.4 counts every key of a range request even with a limit;")
     print("shoal reads only the page, so that ratio reflects the difference in work done.")
 
