@@ -219,19 +219,11 @@ impl Admin for AdminService {
         // Routing needs no read barrier: a client routed with a stale descriptor is
         // refused with the current one (its epoch is checked), and a node cut off from
         // the meta range's leader still routes its clients' stale reads.
-        let descriptors = self.node.routing_table(false).await?;
         let r = self.node.replica()?;
-        let d = descriptors
-            .iter()
-            .find(|d| {
-                if !req.before {
-                    d.contains(&key)
-                } else if key.is_empty() {
-                    d.end.is_empty()
-                } else {
-                    d.start < key && (d.end.is_empty() || key <= d.end)
-                }
-            })
+        let d = self
+            .node
+            .range_for(&key, req.before)
+            .await?
             .ok_or_else(|| {
                 status(
                     Code::NotFound,
@@ -244,7 +236,7 @@ impl Admin for AdminService {
             self.node.reported_leaders().get(&d.range_id).copied()
         });
         Ok(Response::new(pb::RangeLookupResponse {
-            descriptor: Some(descriptor_pb(&r, d)),
+            descriptor: Some(descriptor_pb(&r, &d)),
             leader_id,
             leader_addr,
         }))

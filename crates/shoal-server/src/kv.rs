@@ -241,16 +241,7 @@ impl KvService {
         {
             return None;
         }
-        let table = self.node.routing_table(false).await.ok()?;
-        let d = table.iter().find(|d| {
-            if !before {
-                d.contains(key)
-            } else if key.is_empty() {
-                d.end.is_empty()
-            } else {
-                d.start.as_slice() < key && (d.end.is_empty() || key <= d.end.as_slice())
-            }
-        })?;
+        let d = self.node.range_for(key, before).await.ok()??;
         d.replicas
             .iter()
             .filter(|r| r.voter && r.node_id != me)

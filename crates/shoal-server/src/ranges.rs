@@ -126,6 +126,25 @@ impl Node {
         Ok(kept.into_values().collect())
     }
 
+    /// The range of this node's routing table (no read barrier) holding `key`, or with
+    /// `before` the keys just before it (an empty `key`: the last range), as a reverse
+    /// scan ending at `key` reads.
+    pub(crate) async fn range_for(
+        &self,
+        key: &[u8],
+        before: bool,
+    ) -> Result<Option<RangeDescriptor>, Status> {
+        Ok(self.routing_table(false).await?.into_iter().find(|d| {
+            if !before {
+                d.contains(key)
+            } else if key.is_empty() {
+                d.end.is_empty()
+            } else {
+                d.start.as_slice() < key && (d.end.is_empty() || key <= d.end.as_slice())
+            }
+        }))
+    }
+
     /// Opens the right half of every split a state machine of this node applies.
     pub(crate) async fn handle_range_events(self: Arc<Self>) {
         let Some(mut rx) = lock(&self.events).take() else {
