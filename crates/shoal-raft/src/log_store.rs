@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::time::{Duration, Instant};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -13,12 +14,20 @@ use crate::codec::{decode, encode, io_err};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use crate::wal_sync::WalSyncer;
 
+/// A commit index is saved at most this often per range: any commit index it saved is
+/// a correct (older) one to re-apply up to on restart, and the rest is learned from
+/// the leader. Saving every advance wrote once per entry per range under load spread
+/// over many ranges.
+const SAVE_COMMITTED_EVERY: Duration = Duration::from_secs(1);
+
 /// A range's log store. Clones share the store.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     engine: Engine,
     range_id: u64,
     syncer: WalSyncer,
+    /// When the commit index was last saved.
+    committed_saved: Option<Instant>,
 }
 
 impl LogStore {
@@ -27,6 +36,7 @@ impl LogStore {
             engine,
             range_id,
             syncer,
+            committed_saved: None,
         }
     }
 
@@ -114,8 +124,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Not synced: the next synced log write carries it; losing it only means
-        // re-learning the commit index from the leader.
+        // Not synced, and not every time (SAVE_COMMITTED_EVERY): an older commit index
+        // only means re-learning the rest from the leader.
+        if self
+            .committed_saved
+            .is_some_and(|at| at.elapsed() < SAVE_COMMITTED_EVERY)
+        {
+            return Ok(());
+        }
+        self.committed_saved = Some(Instant::now());
         let bytes = encode(&committed)?;
         self.engine
             .state_put(self.range_id, StateKey::Committed, &bytes, false)
