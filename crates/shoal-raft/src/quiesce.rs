@@ -159,51 +159,52 @@ impl Quiescer {
         for r in self.router.all() {
             held.insert(r.range_id);
             let me = r.node_id;
-            let m = r.metrics();
-            let members = m.membership_config.membership();
-            for (id, n) in members.nodes() {
-                if *id != me {
-                    beats.entry(*id).or_insert_with(|| {
-                        (
-                            n.addr.clone(),
-                            Beat {
-                                from: me,
-                                quiesced: Vec::new(),
-                            },
-                        )
-                    });
+            let quiesce = r.with_metrics(|m| {
+                let members = m.membership_config.membership();
+                for (id, n) in members.nodes() {
+                    if *id != me {
+                        beats.entry(*id).or_insert_with(|| {
+                            (
+                                n.addr.clone(),
+                                Beat {
+                                    from: me,
+                                    quiesced: Vec::new(),
+                                },
+                            )
+                        });
+                    }
                 }
-            }
-            let quiesce = if m.current_leader == Some(me) {
-                let last_log = m.last_log_index.unwrap_or(0);
-                let a = self.activity.entry(r.range_id).or_insert(Activity {
-                    term: m.current_term,
-                    last_log,
-                    since: now,
-                });
-                if a.term != m.current_term || a.last_log != last_log {
-                    *a = Activity {
+                if m.current_leader == Some(me) {
+                    let last_log = m.last_log_index.unwrap_or(0);
+                    let a = self.activity.entry(r.range_id).or_insert(Activity {
                         term: m.current_term,
                         last_log,
                         since: now,
-                    };
-                }
-                let q = r.range_id != FIRST_RANGE_ID
-                    && now.duration_since(a.since) >= self.opts.idle_after
-                    && caught_up(&m, me);
-                if q {
-                    for (id, _) in members.nodes() {
-                        if let Some((_, b)) = beats.get_mut(id) {
-                            b.quiesced.push((r.range_id, m.current_term));
+                    });
+                    if a.term != m.current_term || a.last_log != last_log {
+                        *a = Activity {
+                            term: m.current_term,
+                            last_log,
+                            since: now,
+                        };
+                    }
+                    let q = r.range_id != FIRST_RANGE_ID
+                        && now.duration_since(a.since) >= self.opts.idle_after
+                        && caught_up(m, me);
+                    if q {
+                        for (id, _) in members.nodes() {
+                            if let Some((_, b)) = beats.get_mut(id) {
+                                b.quiesced.push((r.range_id, m.current_term));
+                            }
                         }
                     }
-                }
-                q
-            } else {
-                self.activity.remove(&r.range_id);
-                matches!(quiet.get(&r.range_id),
+                    q
+                } else {
+                    self.activity.remove(&r.range_id);
+                    matches!(quiet.get(&r.range_id),
                     Some(&(from, term)) if from != me && term == m.current_term)
-            };
+                }
+            });
             r.set_quiesced(quiesce);
         }
         self.activity.retain(|id, _| held.contains(id));

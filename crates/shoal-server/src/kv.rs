@@ -415,7 +415,7 @@ impl KvService {
     }
 
     fn header(&self, r: &Replica) -> Option<pb::ResponseHeader> {
-        let applied = r.metrics().last_applied.as_ref().map_or(0, |l| l.index);
+        let applied = r.applied_index();
         Some(pb::ResponseHeader {
             node_id: r.node_id,
             range_id: r.range_id,

@@ -465,7 +465,7 @@ impl Node {
             return;
         }
         for r in self.router.all() {
-            if let Err(e) = &r.metrics().running_state {
+            if let Some(e) = r.with_metrics(|m| m.running_state.as_ref().err().cloned()) {
                 let why = format!("range {} stopped: {e}", r.range_id);
                 tracing::error!(range_id = r.range_id, error = %e, "a replica stopped; exiting so the node restarts from its store");
                 let _ = self.fatal.set(why);

@@ -414,7 +414,7 @@ impl Node {
         };
         for r in self.router.all() {
             report.ranges.push(r.range_id);
-            if r.metrics().current_leader == Some(me) {
+            if r.current_leader() == Some(me) {
                 report.leading.push(r.range_id);
                 report.leading_bytes.push(self.range_bytes(&r));
             }
@@ -936,7 +936,7 @@ impl Node {
             .router
             .all()
             .into_iter()
-            .filter(|r| r.range_id != FIRST_RANGE_ID && r.metrics().current_leader != Some(me))
+            .filter(|r| r.range_id != FIRST_RANGE_ID && r.current_leader() != Some(me))
             .collect();
         if candidates.is_empty() {
             return;

@@ -427,7 +427,7 @@ impl Node {
         }
         let mut to_report = Vec::new();
         for r in self.router.all() {
-            if r.metrics().current_leader != Some(me) {
+            if r.current_leader() != Some(me) {
                 lock(&self.ranges.reported).remove(&r.range_id);
                 lock(&self.ranges.unmeasured).remove(&r.range_id);
                 lock(&self.ranges.measured).remove(&r.range_id);
@@ -545,8 +545,7 @@ impl Node {
     /// Asks the nodes of members that have replicated nothing for a while to create
     /// the replica (they skipped the split that made it).
     async fn create_missing_replicas(&self, r: &Replica) {
-        let m = r.metrics();
-        let Some(matched) = m.replication.clone() else {
+        let Some(matched) = r.with_metrics(|m| m.replication.clone()) else {
             return;
         };
         let Some(d) = r.descriptor() else {
@@ -564,12 +563,12 @@ impl Node {
                 continue;
             }
             lock(&self.ranges.unmatched).insert(key, now);
-            let Some(addr) = m
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map(|n| n.addr.clone())
-            else {
+            let Some(addr) = r.with_metrics(|m| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            }) else {
                 continue;
             };
             match self.create_replica_on(id, &addr, &d).await {
