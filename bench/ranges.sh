@@ -2,6 +2,7 @@
 # Ranges at scale, on this machine:
 #   bench/ranges.sh            64 ranges vs 1; 1,000 idle ranges (about 10 minutes)
 #   bench/ranges.sh --quick    about 250 idle ranges, shorter runs (about 5 minutes)
+#   bench/ranges.sh --stretch  also 10,000 idle ranges (about 25 minutes)
 # writes its section of bench/RESULTS.md (--quick: bench/results-quick.md).
 #
 # 1. Throughput with 1 range and with 64 ranges under the same load: two 3-node
@@ -11,10 +12,13 @@
 #    until its ranges quiesce; each node's CPU over 30 s. Then the same cluster
 #    restarted with --disable-quiescence (every range's timers and heartbeats running),
 #    for comparison.
+# 3. With --stretch: the same cluster, quiesced again, split on to 10,000 ranges; each
+#    node's CPU and memory once they quiesce.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=0
+quick=0; stretch=0
 [ "${1:-}" = "--quick" ] && quick=1
+[ "${1:-}" = "--stretch" ] && stretch=1
 source scripts/env.sh
 source bench/cluster.sh
 cargo build --release --quiet -p shoal-cli -p shoal-bench
@@ -48,8 +52,13 @@ done
 shoal_stop one
 
 # --- idle ranges ------------------------------------------------------------------
+# Resident memory of each node, in MiB; ranges in the routing table.
+rss() { for p in "${many_pids[@]}"; do awk '/VmRSS/ {printf "%d ", $2 / 1024}' "/proc/$p/status"; done; }
+count_ranges() {
+  SHOAL_HOST="$many_eps" "$bin/shoal" range ls --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["ranges"]))'
+}
 "$bin/shoal-bench" --endpoints "$many_eps" --split-into "$idle" --operations 0 --records "$records" --target shoal >/dev/null
-ranges_total=$(SHOAL_HOST="$many_eps" "$bin/shoal" range ls --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["ranges"]))')
+ranges_total=$(count_ranges)
 # Waits until every range but the meta range is quiesced on the three nodes.
 quiesced() {
   python3 - "$@" <<'PY'
@@ -61,27 +70,47 @@ for port in sys.argv[1:]:
 print(n)
 PY
 }
-start=$(date +%s)
-while :; do
-  q=$(quiesced 27211 27212 27213)
-  [ "$q" -ge $(( (ranges_total - 1) * 3 )) ] && break
-  if [ $(( $(date +%s) - start )) -gt 300 ]; then echo "only $q replicas quiesced after 300 s" >&2; break; fi
-  sleep 2
-done
-settle=$(( $(date +%s) - start ))
+# Waits (up to $1 s) until every range but the meta range is quiesced on the three
+# nodes; sets q (replicas quiesced) and settle (seconds waited).
+await_quiesced() {
+  local start
+  start=$(date +%s)
+  while :; do
+    q=$(quiesced 27211 27212 27213)
+    [ "$q" -ge $(( (ranges_total - 1) * 3 )) ] && break
+    if [ $(( $(date +%s) - start )) -gt "$1" ]; then echo "only $q replicas quiesced after $1 s" >&2; break; fi
+    sleep 2
+  done
+  settle=$(( $(date +%s) - start ))
+}
+await_quiesced 300
 cpu_quiet=$(shoal_cpu many "$cpu_secs")
-rss_quiet=$(for p in "${many_pids[@]}"; do awk '/VmRSS/ {printf "%d ", $2 / 1024}' "/proc/$p/status"; done)
+rss_quiet=$(rss)
 shoal_stop many
 shoal_cluster many "$work" "$bin" 27200 --disable-quiescence
 sleep 15
 cpu_busy=$(shoal_cpu many "$cpu_secs")
 shoal_stop many
+idle_total=$ranges_total; idle_q=$q; idle_settle=$settle
+stretch_line=""
+if [ "$stretch" = 1 ]; then
+  shoal_cluster many "$work" "$bin" 27200
+  t0=$(date +%s)
+  "$bin/shoal-bench" --endpoints "$many_eps" --split-into 10000 --operations 0 --records "$records" --target shoal >/dev/null \
+    || echo "splitting into 10,000 ranges failed" >&2
+  split_secs=$(( $(date +%s) - t0 ))
+  ranges_total=$(count_ranges)
+  await_quiesced 900
+  cpu_stretch=$(shoal_cpu many "$cpu_secs")
+  stretch_line="$ranges_total|$split_secs|$q|$settle|$cpu_stretch|$(rss)"
+  shoal_stop many
+fi
 
 out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
-python3 - "$results" "$ranges_total" "$q" "$settle" "$cpu_quiet" "$cpu_busy" "$rss_quiet" "$0 $*" "$cpu_secs" >"$work/section.md" <<'PY'
+python3 - "$results" "$idle_total" "$idle_q" "$idle_settle" "$cpu_quiet" "$cpu_busy" "$rss_quiet" "$0 $*" "$cpu_secs" "$stretch_line" >"$work/section.md" <<'PY'
 import json, os, statistics, subprocess, sys
 from collections import defaultdict
-results, total, q, settle, quiet, busy, rss, command, secs = sys.argv[1:]
+results, total, q, settle, quiet, busy, rss, command, secs, stretch = sys.argv[1:]
 command = command.strip()
 runs = [json.loads(l) for l in open(results) if l.strip()]
 g = defaultdict(list)
@@ -106,6 +135,11 @@ print(f"\n{total} ranges (3 replicas each, on every node), idle: {q} of {3 * (in
 print(f"quiesced {settle} s after the last split. CPU per node over {secs} s, in % of one core:\n")
 print(f"- quiesced (default): {fmt(quiet)} (resident memory per node: {', '.join(v + ' MiB' for v in rss.split())})")
 print(f"- with `--disable-quiescence` (every range's timers and heartbeats running): {fmt(busy)}")
+if stretch:
+    total, split_secs, q, settle, cpu, rss = stretch.split("|")
+    print(f"\nStretch: the same cluster split on to {total} ranges ({split_secs} s of splits); {q} of")
+    print(f"{3 * (int(total) - 1)} non-meta replicas quiesced {settle} s after the last split. CPU per node over")
+    print(f"{secs} s: {fmt(cpu)} (resident memory per node: {', '.join(v + ' MiB' for v in rss.split())}).")
 PY
 python3 bench/section.py put "$out" ranges "$work/section.md"
 echo "wrote the ranges section of $out"
