@@ -202,7 +202,7 @@ impl Quiescer {
                 } else {
                     self.activity.remove(&r.range_id);
                     matches!(quiet.get(&r.range_id),
-                    Some(&(from, term)) if from != me && term == m.current_term)
+                        Some(&(from, term)) if from != me && term == m.current_term)
                 }
             });
             r.set_quiesced(quiesce);

@@ -658,7 +658,7 @@ impl Node {
             };
             tracing::info!(range_id = r.range_id, to, "moving leadership away");
             let moved = loop {
-                if r.metrics().current_leader != Some(r.node_id) {
+                if r.current_leader() != Some(r.node_id) {
                     break true;
                 }
                 if Instant::now() >= deadline {

@@ -819,7 +819,7 @@ impl Node {
             .await
             .map_err(|e| internal("leadership transfer", e))?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while r.metrics().current_leader == Some(self.node_id()) {
+        while r.current_leader() == Some(self.node_id()) {
             if Instant::now() >= deadline {
                 return Err(Status::unavailable("the leadership did not move"));
             }

@@ -182,8 +182,8 @@ impl Node {
         let leads_left = self
             .router
             .get(left)
-            .is_some_and(|l| l.metrics().current_leader == Some(me));
-        if !leads_left || right.metrics().current_leader.is_some() {
+            .is_some_and(|l| l.current_leader() == Some(me));
+        if !leads_left || right.current_leader().is_some() {
             return;
         }
         if let Err(e) = right.raft.trigger().elect(false).await {
