@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "shoal/v1/kv.proto",
         "shoal/v1/admin.proto",
         "shoal/v1/raft.proto",
+        "shoal/v1/peer.proto",
         "shoal/v1/range.proto",
     ];
     for f in &files {

@@ -1,7 +1,7 @@
 //! Bad input gets a clear error with a stable code, never a panic, never a partial
 //! write; the node keeps serving afterwards. One table per surface: the SDK's
-//! requests, raw bytes on the gRPC and HTTP ports, the internal Raft service, flags
-//! and env values.
+//! requests, raw bytes on the gRPC and HTTP ports, the internal Raft and Peer
+//! services, request ids a node will not apply, flags and env values.
 
 use shoal_client::{ops, Client, ClientOptions, Error};
 use shoal_tests::{shoal, TestCluster, FAST_ELECTIONS};
@@ -297,6 +297,15 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         }
         .encode_to_vec()
     };
+    // Node-level calls carry the same envelope, as a `PeerMessage`.
+    let peer = |range_id: u64, target_node_id: u64, payload: &[u8]| {
+        pb::PeerMessage {
+            range_id,
+            payload: payload.to_vec(),
+            target_node_id,
+        }
+        .encode_to_vec()
+    };
     // A range 42 over every key: it overlaps range 1 on every node.
     let create_42 = shoal_raft::codec::encode(&shoal_raft::RangeDescriptor::new(
         42,
@@ -321,7 +330,7 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         ),
         (
             "invalid UTF-8 in a string field",
-            "/shoal.v1.Raft/Join",
+            "/shoal.v1.Peer/Join",
             join_not_utf8,
             Code::Internal,
             "not UTF-8",
@@ -384,33 +393,48 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         ),
         (
             "undecodable replica to create",
-            "/shoal.v1.Raft/CreateReplica",
-            raft(42, node_id, &[0xff; 3]),
+            "/shoal.v1.Peer/CreateReplica",
+            peer(42, node_id, &[0xff; 3]),
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
         ),
         (
             "replica to create for another node id",
-            "/shoal.v1.Raft/CreateReplica",
-            raft(42, node_id + 1000, &create_42),
+            "/shoal.v1.Peer/CreateReplica",
+            peer(42, node_id + 1000, &create_42),
             Code::FailedPrecondition,
             "WRONG_NODE",
         ),
         (
             "replica to create overlapping one the node holds",
-            "/shoal.v1.Raft/CreateReplica",
-            raft(42, node_id, &create_42),
+            "/shoal.v1.Peer/CreateReplica",
+            peer(42, node_id, &create_42),
             Code::Unavailable,
             "RANGE_OVERLAP",
         ),
         (
             "undecodable range report",
-            "/shoal.v1.Raft/ReportRanges",
-            raft(1, 0, &[0xff; 3]),
+            "/shoal.v1.Peer/ReportRanges",
+            peer(1, 0, &[0xff; 3]),
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
         ),
     ];
+    // Requests a node will not apply must never be answered OK: a request id whose
+    // seq is below its own acked_below (it says its answer came before it was sent).
+    let stale_id = Some(pb::RequestId {
+        client_id: 78,
+        seq: 3,
+        acked_below: 9,
+    });
+    let mut table = table;
+    table.extend(
+        stale_writes(stale_id, "stale")
+            .into_iter()
+            .map(|(what, path, body)| {
+                (what, path, body, Code::InvalidArgument, "INVALID_ARGUMENT")
+            }),
+    );
     for (what, path, body, want_code, want) in table {
         let s = raw_call(&addr, path, body).await;
         assert_eq!(s.code(), want_code, "{what}: {s:?}");
@@ -524,7 +548,43 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
     kv_leader.put(put(target(1, 1))).await.unwrap();
     client.delete("routed").await.unwrap();
 
+    // A request id at or below an answer already dropped (the client said it had
+    // every answer below 10): refused with its code, and nothing is written.
+    let first = pb::PutRequest {
+        key: b"dup-first".to_vec(),
+        value: b"v".to_vec(),
+        request_id: Some(pb::RequestId {
+            client_id: 79,
+            seq: 10,
+            acked_below: 10,
+        }),
+        target: None,
+    };
+    kv_leader.put(first).await.unwrap();
+    for seq in [9, 5] {
+        let dropped = Some(pb::RequestId {
+            client_id: 79,
+            seq,
+            acked_below: seq,
+        });
+        for (what, path, body) in stale_writes(dropped, "dup") {
+            let s = raw_call(&addr, path, body).await;
+            assert_eq!(
+                s.code(),
+                Code::FailedPrecondition,
+                "{what} (seq {seq}): {s:?}"
+            );
+            assert_eq!(
+                shoal_proto::error::code_of(&s),
+                "STALE_REQUEST_ID",
+                "{what} (seq {seq}): {s:?}"
+            );
+        }
+    }
+    assert_eq!(client.scan("dup-", "dup.", 0).await.unwrap().len(), 1);
+
     // Nothing was written, and every node serves.
+    assert!(client.scan("stale-", "stale.", 0).await.unwrap().is_empty());
     assert_eq!(client.get("k").await.unwrap(), None);
     for i in 0..3 {
         c.client_via(i)
@@ -533,6 +593,73 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             .unwrap();
         assert!(c.http_get(i, "/readyz").unwrap().0 == 200);
     }
+}
+
+/// A write of each kind carrying `request_id`, on keys under `prefix-`: (what, method,
+/// body).
+fn stale_writes(
+    request_id: Option<shoal_proto::v1::RequestId>,
+    prefix: &str,
+) -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    use prost::Message;
+    use shoal_proto::v1 as pb;
+    let key = |k: &str| format!("{prefix}-{k}").into_bytes();
+    vec![
+        (
+            "put with a stale request id",
+            "/shoal.v1.Kv/Put",
+            pb::PutRequest {
+                key: key("put"),
+                value: b"v".to_vec(),
+                request_id,
+                target: None,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "delete with a stale request id",
+            "/shoal.v1.Kv/Delete",
+            pb::DeleteRequest {
+                key: key("first"),
+                request_id,
+                target: None,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "delete-range with a stale request id",
+            "/shoal.v1.Kv/DeleteRange",
+            pb::DeleteRangeRequest {
+                start: key(""),
+                end: key("~"),
+                request_id,
+                target: None,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "batch with a stale request id",
+            "/shoal.v1.Kv/Batch",
+            pb::BatchRequest {
+                ops: vec![ops::write_put(key("batch"), "v")],
+                request_id,
+                target: None,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "txn with a stale request id",
+            "/shoal.v1.Kv/Txn",
+            pb::TxnRequest {
+                compares: vec![],
+                success: vec![ops::put(key("txn"), "v")],
+                failure: vec![],
+                request_id,
+                target: None,
+            }
+            .encode_to_vec(),
+        ),
+    ]
 }
 
 #[test]

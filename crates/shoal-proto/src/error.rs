@@ -1,70 +1,131 @@
-//! Stable error codes and the `ErrorDetail` carried in gRPC status details.
+//! The stable error codes and the `ErrorDetail` a refused call carries in its gRPC
+//! status details.
+//!
+//! This module is the vocabulary only: the node builds its statuses in one place
+//! (`shoal-server`'s `error.rs`), and a client reads them back here ([`ErrorCode::of`],
+//! [`detail`]), never from message text.
 
 use prost::Message;
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::v1::{error_detail, ErrorDetail, NotLeader};
+use crate::v1::ErrorDetail;
 
-/// Stable, machine-readable error codes. Clients and scripts may match on these.
-pub mod codes {
-    pub const NOT_LEADER: &str = "NOT_LEADER";
-    pub const NOT_INITIALIZED: &str = "NOT_INITIALIZED";
-    pub const RANGE_NOT_FOUND: &str = "RANGE_NOT_FOUND";
-    /// The request named an older (or newer) epoch version of its range: re-route
-    /// with the descriptor in the details.
-    pub const EPOCH_MISMATCH: &str = "EPOCH_MISMATCH";
-    /// A key of the request is outside the range it named.
-    pub const KEY_NOT_IN_RANGE: &str = "KEY_NOT_IN_RANGE";
-    pub const WRONG_NODE: &str = "WRONG_NODE";
-    /// A batch or transaction whose keys fall in more than one range (cross-range
-    /// transactions are not supported yet).
-    pub const CROSS_RANGE: &str = "CROSS_RANGE";
+/// Stable, machine-readable error codes: clients and scripts may match on them. Each
+/// is carried by name in [`ErrorDetail::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorCode {
+    /// Not the leader of the range: the details name the leader when it is known.
+    NotLeader,
+    /// The node does not belong to a cluster yet, or has not applied its first
+    /// configuration.
+    NotInitialized,
+    /// The node holds no (usable) replica of the range the request names or needs.
+    RangeNotFound,
+    /// The request named another epoch version of its range: re-route with the
+    /// descriptors in the details.
+    EpochMismatch,
+    /// A key of the request is outside the range it was routed to.
+    KeyNotInRange,
+    /// An internal message addressed to another node id.
+    WrongNode,
+    /// A batch or transaction whose keys fall in more than one range.
+    CrossRange,
     /// A replica cannot be created or filled here yet: the node still holds a replica
-    /// whose span overlaps it (it catches up or is removed, and the sender retries).
-    pub const RANGE_OVERLAP: &str = "RANGE_OVERLAP";
-    pub const NO_QUORUM: &str = "NO_QUORUM";
-    pub const EMPTY_KEY: &str = "EMPTY_KEY";
-    pub const KEY_TOO_LARGE: &str = "KEY_TOO_LARGE";
-    pub const VALUE_TOO_LARGE: &str = "VALUE_TOO_LARGE";
-    pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
-    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
-    pub const ALREADY_INITIALIZED: &str = "ALREADY_INITIALIZED";
-    pub const PEER_UNREACHABLE: &str = "PEER_UNREACHABLE";
-    pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
-    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
-    pub const INTERNAL: &str = "INTERNAL";
+    /// whose span overlaps it.
+    RangeOverlap,
+    /// Leadership could not be confirmed with a quorum.
+    NoQuorum,
+    EmptyKey,
+    KeyTooLarge,
+    ValueTooLarge,
+    RequestTooLarge,
+    /// Any other malformed or contradictory request.
+    InvalidArgument,
+    AlreadyInitialized,
+    PeerUnreachable,
+    /// A write may or may not have been applied (its leader changed, or the node it
+    /// was forwarded to stopped answering, while it was in flight).
+    OutcomeUnknown,
+    /// The node (or its replica) is stopping.
+    ShuttingDown,
+    /// A request id below the client's own acknowledged mark: its answer was already
+    /// dropped, so the request is not applied.
+    StaleRequestId,
+    /// The node could not complete the call now (a peer it needed did not answer in
+    /// time); it may be retried.
+    Unavailable,
+    /// A failure of the node itself (its storage, a bug).
+    Internal,
 }
 
-/// Builds a status whose details carry `code` (and `detail`, when given).
-pub fn status(
-    grpc: Code,
-    code: &str,
-    message: impl Into<String>,
-    detail: Option<error_detail::Detail>,
-) -> Status {
-    let d = ErrorDetail {
-        code: code.to_string(),
-        detail,
-    };
-    Status::with_details(grpc, message, d.encode_to_vec().into())
+impl ErrorCode {
+    /// Every code, for tables and tests.
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::NotLeader,
+        ErrorCode::NotInitialized,
+        ErrorCode::RangeNotFound,
+        ErrorCode::EpochMismatch,
+        ErrorCode::KeyNotInRange,
+        ErrorCode::WrongNode,
+        ErrorCode::CrossRange,
+        ErrorCode::RangeOverlap,
+        ErrorCode::NoQuorum,
+        ErrorCode::EmptyKey,
+        ErrorCode::KeyTooLarge,
+        ErrorCode::ValueTooLarge,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::InvalidArgument,
+        ErrorCode::AlreadyInitialized,
+        ErrorCode::PeerUnreachable,
+        ErrorCode::OutcomeUnknown,
+        ErrorCode::ShuttingDown,
+        ErrorCode::StaleRequestId,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The code's name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotLeader => "NOT_LEADER",
+            ErrorCode::NotInitialized => "NOT_INITIALIZED",
+            ErrorCode::RangeNotFound => "RANGE_NOT_FOUND",
+            ErrorCode::EpochMismatch => "EPOCH_MISMATCH",
+            ErrorCode::KeyNotInRange => "KEY_NOT_IN_RANGE",
+            ErrorCode::WrongNode => "WRONG_NODE",
+            ErrorCode::CrossRange => "CROSS_RANGE",
+            ErrorCode::RangeOverlap => "RANGE_OVERLAP",
+            ErrorCode::NoQuorum => "NO_QUORUM",
+            ErrorCode::EmptyKey => "EMPTY_KEY",
+            ErrorCode::KeyTooLarge => "KEY_TOO_LARGE",
+            ErrorCode::ValueTooLarge => "VALUE_TOO_LARGE",
+            ErrorCode::RequestTooLarge => "REQUEST_TOO_LARGE",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::AlreadyInitialized => "ALREADY_INITIALIZED",
+            ErrorCode::PeerUnreachable => "PEER_UNREACHABLE",
+            ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::StaleRequestId => "STALE_REQUEST_ID",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// The code named `name` (`None` for a name this version does not know).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The code a status carries in its `ErrorDetail`, if any.
+    pub fn of(status: &Status) -> Option<Self> {
+        detail(status).and_then(|d| Self::parse(&d.code))
+    }
 }
 
-/// The `NOT_LEADER` status: the client should retry on `leader_addr` when known.
-pub fn not_leader(range_id: u64, leader_id: Option<u64>, leader_addr: Option<String>) -> Status {
-    let msg = match &leader_addr {
-        Some(a) => format!("not the leader of range {range_id}; the leader is at {a}"),
-        None => format!("not the leader of range {range_id}; no leader is known yet"),
-    };
-    status(
-        Code::Unavailable,
-        codes::NOT_LEADER,
-        msg,
-        Some(error_detail::Detail::NotLeader(NotLeader {
-            range_id,
-            leader_id: leader_id.unwrap_or(0),
-            leader_addr: leader_addr.unwrap_or_default(),
-        })),
-    )
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Decodes the `ErrorDetail` of a status, if it carries one.
@@ -75,7 +136,8 @@ pub fn detail(status: &Status) -> Option<ErrorDetail> {
     ErrorDetail::decode(status.details()).ok()
 }
 
-/// The stable code of a status: its `ErrorDetail` code, or empty.
+/// The stable code of a status by name (as sent, even one this version does not
+/// know), or empty.
 pub fn code_of(status: &Status) -> String {
     detail(status).map(|d| d.code).unwrap_or_default()
 }
@@ -85,24 +147,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn not_leader_round_trips_through_status_details() {
-        let s = not_leader(7, Some(3), Some("n3:7070".into()));
-        assert_eq!(s.code(), Code::Unavailable);
-        let d = detail(&s).expect("detail");
-        assert_eq!(d.code, codes::NOT_LEADER);
-        match d.detail {
-            Some(error_detail::Detail::NotLeader(nl)) => {
-                assert_eq!(
-                    (nl.range_id, nl.leader_id, nl.leader_addr.as_str()),
-                    (7, 3, "n3:7070")
-                )
-            }
-            other => panic!("unexpected detail {other:?}"),
+    fn every_code_parses_back_from_its_name_and_names_are_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+            assert!(names.insert(c.as_str()), "{c} twice");
         }
+        assert_eq!(ErrorCode::parse("NOPE"), None);
     }
 
     #[test]
     fn a_status_without_details_has_no_code() {
-        assert_eq!(code_of(&Status::internal("x")), "");
+        let s = Status::internal("x");
+        assert_eq!(code_of(&s), "");
+        assert_eq!(ErrorCode::of(&s), None);
+    }
+
+    #[test]
+    fn a_code_travels_in_the_status_details() {
+        let d = ErrorDetail {
+            code: ErrorCode::NotLeader.as_str().into(),
+            detail: None,
+        };
+        let s = Status::with_details(tonic::Code::Unavailable, "m", d.encode_to_vec().into());
+        assert_eq!(ErrorCode::of(&s), Some(ErrorCode::NotLeader));
+        assert_eq!(code_of(&s), "NOT_LEADER");
     }
 }

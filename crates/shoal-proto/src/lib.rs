@@ -1,14 +1,18 @@
-//! shoal's wire types.
+//! shoal's wire types, and the vocabulary the node and the SDK share.
 //!
-//! - [`v1`]: code generated from `proto/shoal/v1/*.proto` (the public `Kv` and `Admin`
-//!   services and the internal `Raft` transport).
-//! - [`error`]: the stable error codes and the structured `ErrorDetail` a non-OK
-//!   status carries, so clients redirect on `NOT_LEADER` without string matching.
+//! - [`v1`]: code generated from `proto/shoal/v1/*.proto`: the public `Kv` and `Admin`
+//!   services, the internal `Raft` transport and the node-level `Peer` service.
+//! - [`error`]: the stable error codes ([`error::ErrorCode`]) and the structured
+//!   `ErrorDetail` a refused call carries, so clients redirect on `NOT_LEADER` and
+//!   decide retries without reading message text.
+//! - [`span`]: key-span arithmetic (`[start, end)`, an empty end unbounded), written
+//!   once for the node's descriptors and reads and the SDK's range cache.
 //!
-//! Conversions between these types and the node's domain types live at the edge of
-//! the crates that own the domain types (`shoal-server`, `shoal-client`).
+//! Conversions between these wire types and the node's domain types live in
+//! `shoal-server`'s `convert` module; the SDK speaks the wire types directly.
 
 pub mod error;
+pub mod span;
 
 #[allow(clippy::all, missing_docs, rust_2018_idioms)]
 pub mod v1 {

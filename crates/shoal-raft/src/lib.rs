@@ -1,61 +1,74 @@
 //! shoal's replication layer: every range is one openraft group.
 //!
-//! - [`types`]: the openraft type configuration and aliases.
+//! Storage side, bottom up:
+//! - [`types`]: the openraft type configuration and aliases; [`codec`]: how what the
+//!   layer stores and sends is encoded (postcard).
+//! - [`range`]: [`RangeDescriptor`]s (span, epoch, replicas); [`index`]: a node's
+//!   ranges by span ([`RangeIndex`]).
 //! - [`command`]: what a range's log carries ([`Command`]) and what applying it
-//!   returns ([`CommandResponse`]); the data-level meaning of each op.
+//!   returns ([`CommandResponse`]).
+//! - [`apply`]: how a command applies (checked against the range, then its own
+//!   function): [`writes`] (data writes and transactions), [`once`] (exactly-once
+//!   request ids), [`meta`] (the meta range's system keys, written and read there
+//!   alone), [`split`].
 //! - [`log_store`]: [`LogStore`], a range's log and vote in the node's store; an
-//!   append is reported flushed only after its one synced write batch.
-//! - [`state_machine`]: [`StateMachine`], which applies commands (data and applied
+//!   append is an unsynced write batch, reported flushed once [`wal_sync`]'s shared
+//!   fsync of the write-ahead log covers it.
+//! - [`state_machine`]: [`StateMachine`], which applies entries (data and applied
 //!   index in one batch) and builds / installs snapshots as checksummed files.
-//! - [`network`]: the client side of the peer transport: one gRPC channel per peer
-//!   node shared by every range, `range_id` on every message, snapshots streamed in
-//!   chunks.
-//! - [`mux`]: the Raft messages of every range to a peer, in batches on one
-//!   long-lived stream per peer.
-//! - [`service`]: the server side: the `Raft` gRPC service, dispatching by `range_id`
-//!   through the [`Router`].
-//! - [`failpoints`]: crash and error injection points (`failpoints` feature only).
-//! - [`range`]: [`RangeDescriptor`]s (span, epoch, replicas), kept in the meta range.
+//!
+//! Node side:
+//! - [`options`]: [`RaftOptions`] (timing, log compaction, when to snapshot).
+//! - [`replica`]: [`Replica`], one range's Raft instance and every call the node
+//!   makes of it; [`view`]: [`RangeView`], reads bounded by the range.
+//! - [`router`]: [`Router`], the node's replicas by range id and by key.
+//! - [`transport`]: the peer transport, both sides, in one place.
 //! - [`quiesce`]: idle ranges stop their Raft timers; one beat per node pair keeps
 //!   their followers from electing while the leader's node lives.
-//! - [`replica`]: [`Replica`], one range's Raft instance with its stores, and its
-//!   configuration.
+//! - [`error`]: [`Error`], what this layer fails with (openraft's errors mapped here).
+//! - [`failpoints`]: crash and error injection points (`failpoints` feature only).
 //!
-//! Flow: the node's KV service proposes a [`Command`] to a [`Replica`]; openraft
-//! appends it through [`LogStore`], replicates it via [`network`], and once committed
-//! applies it in [`StateMachine`], whose response goes back to the proposer.
+//! Flow: the node proposes a [`Command`] to a [`Replica`]; openraft appends it through
+//! [`LogStore`], replicates it via [`transport`], and once committed applies it in
+//! [`StateMachine`] (through [`apply`]), whose response goes back to the proposer.
 
+pub mod apply;
 pub mod codec;
 pub mod command;
+pub mod error;
 pub mod failpoints;
+pub mod index;
 pub mod log_store;
-pub mod mux;
-pub mod network;
+pub mod meta;
+pub mod once;
+pub mod options;
 pub mod quiesce;
 pub mod range;
 pub mod replica;
-pub mod service;
+pub mod router;
+pub mod split;
 pub mod state_machine;
+pub mod transport;
 pub mod types;
+pub mod view;
 pub mod wal_sync;
+pub mod writes;
 
 pub use command::{
-    Command, CommandResponse, Compare, CompareOp, CompareTarget, Found, OpResult, Touch, TxnOp,
-    WriteOp,
+    Command, CommandResponse, Compare, CompareOp, CompareTarget, Found, OpResult, Refusal, Touch,
+    TxnOp, WriteOp,
 };
+pub use error::Error;
+pub use index::RangeIndex;
 pub use log_store::LogStore;
-pub use network::{NetworkFactory, PeerPool};
-pub use quiesce::{Beat, QuiesceOptions, Quiescer};
-pub use range::{
-    ChangeReplicas, NodeReport, RangeDescriptor, RangeEpoch, RangeIndex, ReplicaChange,
-    ReplicaDescriptor,
-};
-pub use replica::{RaftOptions, ReadError, Replica, ReplicaEnv, Router};
-pub use service::{read_error, NodeHooks, RaftService};
-pub use state_machine::{RangeEvent, SnapshotFile, StateMachine};
+pub use options::RaftOptions;
+pub use quiesce::{Beat, Beats, QuiesceOptions, Quiescer};
+pub use range::{RangeDescriptor, RangeEpoch, ReplicaDescriptor, FIRST_RANGE_ID};
+pub use replica::{Replica, ReplicaEnv};
+pub use router::Router;
+pub use state_machine::{RangeEvent, StateMachine};
+pub use transport::pool::PeerPool;
+pub use transport::service::{RaftService, StatusOf};
 pub use types::*;
+pub use view::{RangeView, ScanPage};
 pub use wal_sync::WalSyncer;
-
-/// The first range ("meta"): it covers the start of the key space and keeps the
-/// cluster's system keys (the routing table of range descriptors, id counters).
-pub const FIRST_RANGE_ID: u64 = 1;

@@ -31,9 +31,11 @@ use serde::{Deserialize, Serialize};
 use shoal_proto::v1::RaftMessage;
 
 use crate::codec::encode;
-use crate::replica::{RaftOptions, Router};
+use crate::options::RaftOptions;
+use crate::range::FIRST_RANGE_ID;
+use crate::router::Router;
+use crate::transport::pool::PeerPool;
 use crate::types::{NodeId, RaftMetrics};
-use crate::FIRST_RANGE_ID;
 
 /// What a node's beat tells a peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +130,9 @@ struct Activity {
 /// Runs quiescence for a node: [`Quiescer::round`] once per beat interval.
 pub struct Quiescer {
     router: Arc<Router>,
-    pool: Arc<crate::PeerPool>,
+    pool: Arc<PeerPool>,
+    /// The latest beat of each peer, recorded by the Raft service.
+    beats: Arc<Beats>,
     opts: QuiesceOptions,
     activity: HashMap<u64, Activity>,
     /// Peers with a beat in flight: one at a time each, so beats arrive in order.
@@ -136,10 +140,11 @@ pub struct Quiescer {
 }
 
 impl Quiescer {
-    pub fn new(router: Arc<Router>, pool: Arc<crate::PeerPool>, opts: QuiesceOptions) -> Self {
+    pub fn new(router: Arc<Router>, pool: Arc<PeerPool>, opts: QuiesceOptions) -> Self {
         Self {
             router,
             pool,
+            beats: Arc::default(),
             opts,
             activity: HashMap::new(),
             sending: HashMap::new(),
@@ -150,10 +155,15 @@ impl Quiescer {
         self.opts
     }
 
+    /// Where the beats heard from peers go (the Raft service records them).
+    pub fn beats(&self) -> Arc<Beats> {
+        self.beats.clone()
+    }
+
     /// Quiesces or wakes every replica of this node, then beats every peer.
     pub fn round(&mut self) {
         let now = Instant::now();
-        let quiet = self.router.beats.quiet(self.opts.beat_timeout);
+        let quiet = self.beats.quiet(self.opts.beat_timeout);
         let mut beats: HashMap<NodeId, (String, Beat)> = HashMap::new();
         let mut held = HashSet::new();
         for r in self.router.all() {

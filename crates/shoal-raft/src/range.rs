@@ -1,22 +1,23 @@
-//! Range descriptors: what a range covers, which nodes replicate it, and its epoch;
-//! and [`RangeIndex`], a node's map from keys to the ranges it holds.
+//! Range descriptors: what a range covers, which nodes replicate it, and its epoch.
 //!
 //! A range's descriptor is one of its own replicated keys
 //! ([`shoal_storage::keys::DESCRIPTOR_SUFFIX`]): it changes only through the range's
 //! log, so every replica holds the same one at the same index. The state machine
 //! rewrites it in the batch of the entry itself: a membership entry bumps `conf_ver`,
 //! a split bumps `version` on both halves. The meta range keeps a copy of every
-//! descriptor as the cluster's routing table ([`shoal_storage::keys::range_descriptor_key`]),
-//! reported by each range's leader and only ever replaced by a newer epoch. A request
-//! that names an older epoch than the range's current one was routed with stale
-//! knowledge.
+//! descriptor as the cluster's routing table (see [`crate::meta`]), reported by each
+//! range's leader and only ever replaced by a newer epoch. A request that names an
+//! older epoch than the range's current one was routed with stale knowledge.
 
-use std::ops::Bound;
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use shoal_proto::span;
 use shoal_storage::KeySpan;
 
-use crate::types::StoredMembership;
+/// The first range ("meta"): it covers the start of the key space and keeps the
+/// cluster's system keys (the routing table of range descriptors, id counters).
+pub const FIRST_RANGE_ID: u64 = 1;
 
 /// Changes of a range's span (`version`) and of its replicas (`conf_ver`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -60,18 +61,28 @@ impl RangeDescriptor {
 
     /// Whether `key` falls in the range.
     pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+        span::contains(&self.start, &self.end, key)
     }
 
     /// Whether the span `[start, end)` (an empty `end` is unbounded) falls in the range.
     pub fn contains_span(&self, start: &[u8], end: &[u8]) -> bool {
-        start >= self.start.as_slice()
-            && (self.end.is_empty() || (!end.is_empty() && end <= self.end.as_slice()))
+        span::contains_span(&self.start, &self.end, start, end)
+    }
+
+    /// Whether the range holds the keys just before `key` (an empty `key`: the last
+    /// keys), as a scan in descending order ending at `key` reads them.
+    pub fn holds_before(&self, key: &[u8]) -> bool {
+        span::holds_before(&self.start, &self.end, key)
     }
 
     /// Whether `key` falls strictly inside the range: a key the range can split at.
     pub fn splits_at(&self, key: &[u8]) -> bool {
-        key > self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+        span::splits_at(&self.start, &self.end, key)
+    }
+
+    /// Whether `[start, end)` (empty `end`: unbounded) overlaps the range.
+    pub fn overlaps(&self, start: &[u8], end: &[u8]) -> bool {
+        span::overlaps(&self.start, &self.end, start, end)
     }
 
     /// The span the range covers.
@@ -88,6 +99,11 @@ impl RangeDescriptor {
         self.epoch.version >= other.epoch.version
             && self.epoch.conf_ver >= other.epoch.conf_ver
             && self != other
+    }
+
+    /// Whether `node_id` holds a replica of the range (a voter or a learner).
+    pub fn has_replica_on(&self, node_id: u64) -> bool {
+        self.replicas.iter().any(|r| r.node_id == node_id)
     }
 
     /// The two halves of a split at `key`: this range keeps `[start, key)`, the new
@@ -113,23 +129,18 @@ impl RangeDescriptor {
         (left, right)
     }
 
-    /// Whether `[start, end)` (empty `end`: unbounded) overlaps the range.
-    pub fn overlaps(&self, start: &[u8], end: &[u8]) -> bool {
-        let starts_before_our_end = self.end.is_empty() || start < self.end.as_slice();
-        let ends_after_our_start = end.is_empty() || end > self.start.as_slice();
-        starts_before_our_end && ends_after_our_start
-    }
-
-    /// The descriptor once `membership` is applied: its voters and learners, and the
-    /// next `conf_ver`.
-    pub fn with_membership(&self, membership: &StoredMembership) -> Self {
-        let m = membership.membership();
-        let voters: std::collections::BTreeSet<u64> = m.voter_ids().collect();
-        let mut replicas: Vec<ReplicaDescriptor> = m
-            .nodes()
-            .map(|(id, _)| ReplicaDescriptor {
-                node_id: *id,
-                voter: voters.contains(id),
+    /// The descriptor with `members` as its replicas, those in `voters` as voters (a
+    /// membership applied): the next `conf_ver`.
+    pub fn with_replicas(
+        &self,
+        voters: &BTreeSet<u64>,
+        members: impl IntoIterator<Item = u64>,
+    ) -> Self {
+        let mut replicas: Vec<ReplicaDescriptor> = members
+            .into_iter()
+            .map(|node_id| ReplicaDescriptor {
+                node_id,
+                voter: voters.contains(&node_id),
             })
             .collect();
         replicas.sort_by_key(|r| r.node_id);
@@ -144,196 +155,9 @@ impl RangeDescriptor {
     }
 }
 
-/// A node's heartbeat to the meta range's leader, once a second: it is alive, and
-/// what it holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeReport {
-    pub node_id: u64,
-    /// The ranges it holds a replica of, and those it leads.
-    pub ranges: Vec<u64>,
-    pub leading: Vec<u64>,
-    /// Its data disk (zero: unknown).
-    pub capacity_bytes: u64,
-    pub available_bytes: u64,
-    /// The size in bytes of each range of `leading`, in the same order, as its leader
-    /// last measured it. Last on the wire: a node of an earlier version sends a
-    /// report without it (see [`NodeReport::decode`]).
-    pub leading_bytes: Vec<u64>,
-}
-
-/// [`NodeReport`] as nodes sent it before `leading_bytes`.
-#[derive(Deserialize)]
-struct NodeReportV1 {
-    node_id: u64,
-    ranges: Vec<u64>,
-    leading: Vec<u64>,
-    capacity_bytes: u64,
-    available_bytes: u64,
-}
-
-impl NodeReport {
-    /// Decodes a report of this version or of the one before it (a node not yet
-    /// upgraded, during a rolling upgrade, still counts as alive).
-    pub fn decode(bytes: &[u8]) -> std::io::Result<Self> {
-        crate::codec::decode::<Self>(bytes).or_else(|e| {
-            let v1: NodeReportV1 = crate::codec::decode(bytes).map_err(|_| e)?;
-            Ok(Self {
-                node_id: v1.node_id,
-                ranges: v1.ranges,
-                leading: v1.leading,
-                capacity_bytes: v1.capacity_bytes,
-                available_bytes: v1.available_bytes,
-                leading_bytes: Vec::new(),
-            })
-        })
-    }
-
-    /// The ranges it leads, each with its size (zero where the report has none).
-    pub fn led(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.leading
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, self.leading_bytes.get(i).copied().unwrap_or(0)))
-    }
-}
-
-/// What the placement driver asks of a range's leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReplicaChange {
-    /// Adds a replica on `node`: created empty, filled as a learner, and made a voter
-    /// once caught up, in the same joint change that removes `replacing` (if any).
-    Add { node: u64, replacing: Option<u64> },
-    /// Removes the replica on `node`.
-    Remove { node: u64 },
-    /// Moves the range's leadership to `to`.
-    TransferLeader { to: u64 },
-}
-
-/// A [`ReplicaChange`] of range `range_id`, planned at its `conf_ver`: refused if the
-/// range's replicas changed since.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeReplicas {
-    pub range_id: u64,
-    pub conf_ver: u64,
-    pub change: ReplicaChange,
-}
-
-/// A node's ranges by span: which of its replicas holds a key. Kept up to date by the
-/// state machines as their descriptors change.
-#[derive(Debug, Default)]
-pub struct RangeIndex {
-    inner: std::sync::RwLock<IndexInner>,
-}
-
-#[derive(Debug, Default)]
-struct IndexInner {
-    /// start -> (end, range id)
-    by_start: std::collections::BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
-    /// range id -> start
-    starts: std::collections::HashMap<u64, Vec<u8>>,
-}
-
-impl RangeIndex {
-    pub fn new() -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self::default())
-    }
-
-    /// Records (or, with `None`, forgets) the span of `range_id`.
-    pub fn set(&self, range_id: u64, d: Option<&RangeDescriptor>) {
-        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(start) = g.starts.remove(&range_id) {
-            if g.by_start
-                .get(&start)
-                .is_some_and(|(_, id)| *id == range_id)
-            {
-                g.by_start.remove(&start);
-            }
-        }
-        if let Some(d) = d {
-            g.starts.insert(range_id, d.start.clone());
-            g.by_start
-                .insert(d.start.clone(), (d.end.clone(), range_id));
-        }
-    }
-
-    /// The range holding `key`, if this node holds one.
-    pub fn lookup(&self, key: &[u8]) -> Option<u64> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let (_, (end, id)) = g
-            .by_start
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()?;
-        (end.is_empty() || key < end.as_slice()).then_some(*id)
-    }
-
-    /// The range holding the keys just before `end` (an empty `end`: the last keys),
-    /// if this node holds it: for scans in descending order.
-    pub fn lookup_before(&self, end: &[u8]) -> Option<u64> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let (_, (range_end, id)) = if end.is_empty() {
-            g.by_start.iter().next_back()?
-        } else {
-            g.by_start
-                .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(end)))
-                .next_back()?
-        };
-        let holds = if end.is_empty() {
-            range_end.is_empty()
-        } else {
-            range_end.is_empty() || end <= range_end.as_slice()
-        };
-        holds.then_some(*id)
-    }
-
-    /// The ranges whose spans overlap `[start, end)`, in key order.
-    pub fn overlapping(&self, start: &[u8], end: &[u8]) -> Vec<u64> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        g.by_start
-            .iter()
-            .filter(|(s, (e, _))| {
-                (e.is_empty() || start < e.as_slice()) && (end.is_empty() || end > s.as_slice())
-            })
-            .map(|(_, (_, id))| *id)
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_report_of_the_version_before_sizes_still_decodes() {
-        #[derive(Serialize)]
-        struct V1 {
-            node_id: u64,
-            ranges: Vec<u64>,
-            leading: Vec<u64>,
-            capacity_bytes: u64,
-            available_bytes: u64,
-        }
-        let old = crate::codec::encode(&V1 {
-            node_id: 4,
-            ranges: vec![1, 2, 3],
-            leading: vec![2, 3],
-            capacity_bytes: 100,
-            available_bytes: 60,
-        })
-        .unwrap();
-        let r = NodeReport::decode(&old).unwrap();
-        assert_eq!((r.node_id, r.ranges.clone()), (4, vec![1, 2, 3]));
-        assert_eq!(r.led().collect::<Vec<_>>(), vec![(2, 0), (3, 0)]);
-        assert_eq!((r.capacity_bytes, r.available_bytes), (100, 60));
-
-        let now = NodeReport {
-            leading_bytes: vec![512, 9],
-            ..r
-        };
-        let back = NodeReport::decode(&crate::codec::encode(&now).unwrap()).unwrap();
-        assert_eq!(back, now);
-        assert_eq!(back.led().collect::<Vec<_>>(), vec![(2, 512), (3, 9)]);
-        assert!(NodeReport::decode(&old[..old.len() - 1]).is_err());
-    }
 
     #[test]
     fn an_empty_end_is_unbounded() {
@@ -372,20 +196,7 @@ mod tests {
         assert_eq!(l.epoch.version, 2);
         assert_eq!(l.epoch, r.epoch);
         assert!(l.supersedes(&d) && !d.supersedes(&l) && !l.supersedes(&l));
-        let idx = RangeIndex::new();
-        idx.set(1, Some(&l));
-        idx.set(7, Some(&r));
-        assert_eq!(idx.lookup(b"a"), Some(1));
-        assert_eq!(idx.lookup(b"m"), Some(7));
-        assert_eq!(idx.lookup(b"\xff"), Some(7));
-        assert_eq!(idx.overlapping(b"l", b"n"), vec![1, 7]);
-        assert_eq!(idx.overlapping(b"m", b""), vec![7]);
-        assert_eq!(idx.lookup_before(b"m"), Some(1));
-        assert_eq!(idx.lookup_before(b"m\0"), Some(7));
-        assert_eq!(idx.lookup_before(b""), Some(7));
-        assert_eq!(idx.lookup_before(b"a"), Some(1));
-        idx.set(7, None);
-        assert_eq!(idx.lookup(b"z"), None);
+        assert!(l.holds_before(b"m") && !r.holds_before(b"m") && r.holds_before(b""));
         assert!(r.overlaps(b"a", b"") && !r.overlaps(b"a", b"m") && r.overlaps(b"l", b"n"));
     }
 }

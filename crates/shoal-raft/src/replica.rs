@@ -1,99 +1,45 @@
-//! [`Replica`]: one range's Raft instance and its stores; [`Router`]: the node's
-//! replicas by range id.
+//! [`Replica`]: one range's Raft instance on this node, with its stores. Every call
+//! the node makes of a range goes through it, and answers [`crate::Error`]s: writes
+//! ([`Replica::propose`]), membership changes, leadership transfers, linearizable
+//! reads ([`Replica::linearize`], then a [`RangeView`] of its data), quiescence.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
-use openraft::{Config, ReadPolicy, SnapshotPolicy};
-use shoal_proto::error::{codes, detail};
+use openraft::{ChangeMembers, ReadPolicy};
+use shoal_proto::error::{detail, ErrorCode};
 use shoal_proto::v1::{error_detail, RaftMessage};
 use shoal_storage::Engine;
 
+use crate::command::{Command, CommandResponse};
+use crate::error::{Error, Result};
+use crate::index::RangeIndex;
 use crate::log_store::LogStore;
-use crate::network::{NetworkFactory, PeerPool};
-use crate::state_machine::StateMachine;
-use crate::types::{LinearizableReadError, NodeId, Raft, RaftError, TypeConfig};
+use crate::options::{snapshot_due, RaftOptions};
+use crate::range::RangeDescriptor;
+use crate::state_machine::{RangeEvent, StateMachine};
+use crate::transport::network::NetworkFactory;
+use crate::transport::pool::PeerPool;
+use crate::types::{Node, NodeId, RaftMetrics, TypeConfig};
+use crate::view::RangeView;
+use crate::wal_sync::WalSyncer;
 
-/// Raft timing and log compaction of a node's replicas.
-#[derive(Debug, Clone)]
-pub struct RaftOptions {
-    pub heartbeat_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    /// Build a snapshot once this many entries were applied since the last one (and
-    /// enough bytes: see [`snapshot_due`]).
-    pub snapshot_logs: u64,
-    /// Entries kept in the log behind a snapshot, for slow followers.
-    pub keep_logs: u64,
-    /// How the leader confirms a linearizable read: a read-index round to a quorum,
-    /// or its lease (no round trip while the quorum's last acknowledgement is recent).
-    pub lease_reads: bool,
-}
+/// openraft's instance of one range.
+type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
-impl Default for RaftOptions {
-    fn default() -> Self {
-        Self {
-            heartbeat_ms: 150,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
-            snapshot_logs: 10_000,
-            keep_logs: 1_000,
-            lease_reads: false,
-        }
-    }
-}
-
-impl RaftOptions {
-    fn config(&self) -> Result<Config, openraft::ConfigError> {
-        Config {
-            cluster_name: "shoal".to_string(),
-            heartbeat_interval: self.heartbeat_ms,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
-            // Snapshots are taken by `Replica::snapshot_if_due`, which weighs bytes
-            // as well as entries.
-            snapshot_policy: SnapshotPolicy::Never,
-            max_in_snapshot_log_to_keep: self.keep_logs,
-            purge_batch_size: 256,
-            install_snapshot_timeout: 60_000,
-            enable_pre_vote: Some(true),
-            // Replicate entries as soon as they are written, while the local fsync runs:
-            // the leader's and the followers' fsyncs overlap instead of adding up.
-            broadcast_submitted_on_append: Some(true),
-            ..Default::default()
-        }
-        .validate()
-    }
-}
-
-/// Past this many bytes applied since the last snapshot, a snapshot is due whatever the
-/// entry count: a log of large values stays bounded.
-pub const SNAPSHOT_LOG_BYTES: u64 = 16 << 20;
-
-/// Whether a replica should build a snapshot, `entries` and `bytes` having been applied
-/// since its last one, whose file holds `snapshot_bytes`.
-///
-/// A snapshot writes the whole range, so building one after a fixed number of entries
-/// costs a range near its split size many times what the entries wrote (64 MiB per 10,000
-/// small writes). One is due only once the log since the last holds at least half the
-/// last snapshot's bytes, which bounds that cost to about twice the bytes written, and
-/// once it holds `snapshot_logs` entries or [`SNAPSHOT_LOG_BYTES`] (the log's own bound).
-pub fn snapshot_due(entries: u64, bytes: u64, snapshot_bytes: u64, snapshot_logs: u64) -> bool {
-    bytes >= snapshot_bytes / 2 && (entries >= snapshot_logs || bytes >= SNAPSHOT_LOG_BYTES)
-}
-
+/// Why a replica could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum ReplicaError {
+pub enum OpenError {
     #[error("invalid raft configuration: {0}")]
     Config(#[from] openraft::ConfigError),
     #[error("opening the range's state: {0}")]
     Io(#[from] std::io::Error),
     #[error("starting raft: {0}")]
-    Fatal(#[from] openraft::errors::Fatal<crate::TypeConfig>),
+    Fatal(#[from] openraft::errors::Fatal<TypeConfig>),
 }
 
 /// What every replica of a node shares: the store and its log syncer, the peer
@@ -101,40 +47,23 @@ pub enum ReplicaError {
 #[derive(Debug, Clone)]
 pub struct ReplicaEnv {
     pub engine: Engine,
-    pub syncer: crate::WalSyncer,
+    pub syncer: WalSyncer,
     pub pool: Arc<PeerPool>,
     pub snapshot_root: PathBuf,
     pub opts: RaftOptions,
     /// The node's ranges by span, kept up to date by the state machines.
-    pub index: Arc<crate::RangeIndex>,
+    pub index: Arc<RangeIndex>,
     /// Where state machines report new ranges (splits).
-    pub events: tokio::sync::mpsc::UnboundedSender<crate::RangeEvent>,
-}
-
-/// Why a linearizable read cannot be served here now.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ReadError {
-    /// This node cannot confirm the read; the leader (when known) can.
-    #[error("not the leader")]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader_addr: Option<String>,
-    },
-    /// Leadership cannot be confirmed with a quorum (or the leader is unreachable).
-    #[error("{0}")]
-    NoQuorum(String),
-    /// Raft has stopped on this node.
-    #[error("raft stopped: {0}")]
-    Stopped(String),
+    pub events: tokio::sync::mpsc::UnboundedSender<RangeEvent>,
 }
 
 /// One range replica on this node.
 pub struct Replica {
     pub range_id: u64,
     pub node_id: NodeId,
-    pub raft: Raft,
-    pub state_machine: StateMachine,
-    pub engine: Engine,
+    raft: Raft,
+    state_machine: StateMachine,
+    engine: Engine,
     pool: Arc<PeerPool>,
     lease_reads: bool,
     snapshot_logs: u64,
@@ -149,7 +78,7 @@ pub struct Replica {
     wake_patience: Duration,
     /// The Raft instance's metrics, held (one receiver per call was a clone and a drop
     /// of shared counters for each replica on each quiescence round).
-    metrics_rx: openraft::type_config::alias::WatchReceiverOf<TypeConfig, crate::RaftMetrics>,
+    metrics_rx: openraft::type_config::alias::WatchReceiverOf<TypeConfig, RaftMetrics>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -162,42 +91,12 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    /// This replica's descriptor of its range, once it has one (an empty replica
-    /// waiting for its first snapshot has none).
-    pub fn descriptor(&self) -> Option<crate::RangeDescriptor> {
-        self.state_machine.descriptor()
-    }
-
-    /// A copy of the replica's current Raft metrics. Loops over every replica read
-    /// them with [`Replica::with_metrics`] instead: a copy clones the membership and
-    /// replication maps, which on 10,000 ranges cost a node a fifth of a core.
-    pub fn metrics(&self) -> crate::RaftMetrics {
-        self.with_metrics(Clone::clone)
-    }
-
-    /// `f` of the replica's current Raft metrics, read in place. `f` must be quick:
-    /// the replica's Raft task waits to publish new metrics while it runs.
-    pub fn with_metrics<T>(&self, f: impl FnOnce(&crate::RaftMetrics) -> T) -> T {
-        use openraft::async_runtime::WatchReceiver;
-        f(&self.metrics_rx.borrow_watched())
-    }
-
-    /// The leader this replica knows of.
-    pub fn current_leader(&self) -> Option<NodeId> {
-        self.with_metrics(|m| m.current_leader)
-    }
-
-    /// The index of the last entry applied here (0 if none).
-    pub fn applied_index(&self) -> u64 {
-        self.with_metrics(|m| m.last_applied.as_ref().map_or(0, |l| l.index))
-    }
-
     /// Opens the replica of `range_id` on this node and starts its Raft instance.
     pub async fn open(
         env: &ReplicaEnv,
         node_id: NodeId,
         range_id: u64,
-    ) -> Result<Arc<Self>, ReplicaError> {
+    ) -> std::result::Result<Arc<Self>, OpenError> {
         let (engine, pool) = (env.engine.clone(), env.pool.clone());
         let config = Arc::new(env.opts.config()?);
         let log = LogStore::new(engine.clone(), range_id, env.syncer.clone());
@@ -234,6 +133,181 @@ impl Replica {
         }))
     }
 
+    // ---- state -------------------------------------------------------------------
+
+    /// This replica's descriptor of its range, once it has one (an empty replica
+    /// waiting for its first snapshot has none).
+    pub fn descriptor(&self) -> Option<RangeDescriptor> {
+        self.state_machine.descriptor()
+    }
+
+    /// `f` of the range's applied descriptor, read in place (no copy).
+    pub fn with_descriptor<T>(&self, f: impl FnOnce(Option<&RangeDescriptor>) -> T) -> T {
+        self.state_machine.with_descriptor(f)
+    }
+
+    /// The descriptor, or [`Error::NotReady`] while the replica waits for its first
+    /// snapshot.
+    pub fn ready_descriptor(&self) -> Result<RangeDescriptor> {
+        self.descriptor().ok_or(Error::NotReady {
+            range_id: self.range_id,
+        })
+    }
+
+    /// The replica's data, bounded by its range as it is now. Take it after the read
+    /// barrier: a split applied meanwhile then shows as keys outside the view.
+    pub fn view(&self) -> Result<RangeView> {
+        Ok(RangeView::new(
+            self.engine.clone(),
+            self.ready_descriptor()?,
+        ))
+    }
+
+    /// Bytes of data applied since the last call (for the range's size upkeep).
+    pub fn take_written(&self) -> u64 {
+        self.state_machine.take_written()
+    }
+
+    /// A copy of the replica's current Raft metrics. Loops over every replica read
+    /// them with [`Replica::with_metrics`] instead: a copy clones the membership and
+    /// replication maps, which on 10,000 ranges cost a node a fifth of a core.
+    pub fn metrics(&self) -> RaftMetrics {
+        self.with_metrics(Clone::clone)
+    }
+
+    /// `f` of the replica's current Raft metrics, read in place. `f` must be quick:
+    /// the replica's Raft task waits to publish new metrics while it runs.
+    pub fn with_metrics<T>(&self, f: impl FnOnce(&RaftMetrics) -> T) -> T {
+        use openraft::async_runtime::WatchReceiver;
+        f(&self.metrics_rx.borrow_watched())
+    }
+
+    /// The leader this replica knows of.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.with_metrics(|m| m.current_leader)
+    }
+
+    /// Whether this replica leads its range.
+    pub fn is_leader(&self) -> bool {
+        self.current_leader() == Some(self.node_id)
+    }
+
+    /// The index of the last entry applied here (0 if none).
+    pub fn applied_index(&self) -> u64 {
+        self.with_metrics(|m| m.last_applied.as_ref().map_or(0, |l| l.index))
+    }
+
+    /// The leader's id and address, as this replica knows them.
+    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        self.with_metrics(|m| {
+            let addr = m.current_leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            });
+            (m.current_leader, addr)
+        })
+    }
+
+    /// [`Error::NotLeader`] (naming the leader, when known) unless this replica leads.
+    pub fn check_leader(&self) -> Result<()> {
+        match self.leader() {
+            (Some(l), _) if l == self.node_id => Ok(()),
+            (leader_id, leader_addr) => Err(Error::NotLeader {
+                range_id: self.range_id,
+                leader_id,
+                leader_addr,
+            }),
+        }
+    }
+
+    /// How long since this replica was opened (in this process).
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Why the replica's Raft stopped on its own (a storage error), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.with_metrics(|m| m.running_state.as_ref().err().map(|e| e.to_string()))
+    }
+
+    // ---- proposals ---------------------------------------------------------------
+
+    /// Proposes `cmd` and returns once it is committed and applied here (the leader
+    /// only; a quiesced range is woken first).
+    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id, cmd = %cmd))]
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResponse> {
+        self.wake().await;
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(r.data),
+            Err(e) => Err(Error::from_write(self.range_id, e)),
+        }
+    }
+
+    /// Founds the range (the meta range of a new cluster) with `voters`.
+    pub async fn initialize(&self, voters: BTreeMap<NodeId, Node>) -> Result<()> {
+        self.raft.initialize(voters).await.map_err(|e| match e {
+            openraft::errors::RaftError::Fatal(f) => Error::from_fatal(self.range_id, f),
+            openraft::errors::RaftError::APIError(e) => Error::Membership {
+                range_id: self.range_id,
+                why: e.to_string(),
+            },
+        })
+    }
+
+    /// Adds `id` at `node` as a learner (the leader only).
+    pub async fn add_learner(&self, id: NodeId, node: Node) -> Result<()> {
+        self.wake().await;
+        self.raft
+            .add_learner(id, node, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_write(self.range_id, e))
+    }
+
+    /// Changes the range's membership (the leader only); with `retain`, removed voters
+    /// stay on as learners.
+    pub async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, Node>,
+        retain: bool,
+    ) -> Result<()> {
+        self.wake().await;
+        self.raft
+            .change_membership(change, retain)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_write(self.range_id, e))
+    }
+
+    /// Asks the leadership to move to `to`.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<()> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| Error::from_fatal(self.range_id, e))
+    }
+
+    /// Starts an election here now.
+    pub async fn elect(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect(false)
+            .await
+            .map_err(|e| Error::from_fatal(self.range_id, e))
+    }
+
+    /// Starts building a snapshot now.
+    pub async fn snapshot(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Error::from_fatal(self.range_id, e))
+    }
+
     /// Starts building a snapshot if one is due (see [`snapshot_due`]). Returns whether
     /// it asked for one. A build already under way makes the request a no-op.
     pub async fn snapshot_if_due(&self) -> bool {
@@ -252,17 +326,22 @@ impl Replica {
         ) {
             return false;
         }
-        if let Err(e) = self.raft.trigger().snapshot().await {
+        if let Err(e) = self.snapshot().await {
             tracing::warn!(range_id = self.range_id, error = %e, "asking for a snapshot");
             return false;
         }
         true
     }
 
-    /// How long since this replica was opened (in this process).
-    pub fn age(&self) -> Duration {
-        self.opened.elapsed()
+    /// Stops the replica's Raft instance.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| Error::from_fatal(self.range_id, e))
     }
+
+    // ---- quiescence --------------------------------------------------------------
 
     /// Whether this replica's ticker is stopped: its range is idle (see `quiesce.rs`).
     pub fn is_quiesced(&self) -> bool {
@@ -288,7 +367,7 @@ impl Replica {
             return;
         }
         self.set_quiesced(false);
-        if self.current_leader() != Some(self.node_id) {
+        if !self.is_leader() {
             return;
         }
         let sent = Instant::now();
@@ -307,7 +386,7 @@ impl Replica {
     }
 
     /// Records that a leader's append was accepted now.
-    pub fn note_leader_contact(&self) {
+    pub(crate) fn note_leader_contact(&self) {
         let ms = self.opened.elapsed().as_millis().max(1) as u64;
         self.leader_contact_ms.store(ms, Ordering::Relaxed);
     }
@@ -331,22 +410,22 @@ impl Replica {
         }
     }
 
-    /// The leader's id and address, as this replica knows them.
-    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
-        self.with_metrics(|m| {
-            let addr = m.current_leader.and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone())
-            });
-            (m.current_leader, addr)
-        })
+    // ---- Raft messages from peers ------------------------------------------------
+
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.raft
     }
 
-    /// On the leader: confirms leadership with a quorum (read index) and returns the log
-    /// id a replica must have applied before serving a linearizable read.
-    pub async fn read_index(&self) -> Result<ReadLogId<TypeConfig>, ReadError> {
+    pub(crate) fn state_machine(&self) -> &StateMachine {
+        &self.state_machine
+    }
+
+    // ---- linearizable reads ------------------------------------------------------
+
+    /// On the leader: confirms leadership with a quorum (read index, or its lease with
+    /// `--read-policy lease`) and returns the log id a replica must have applied before
+    /// serving a linearizable read.
+    pub async fn read_index(&self) -> Result<ReadLogId<TypeConfig>> {
         let policy = if self.lease_reads {
             ReadPolicy::LeaseRead
         } else {
@@ -354,186 +433,91 @@ impl Replica {
         };
         match self.raft.get_read_linearizer(policy).await {
             Ok(l) => Ok(*l.read_log_id()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Err(ReadError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => Err(
-                ReadError::NoQuorum(format!("cannot confirm leadership with a quorum: {e}")),
-            ),
-            Err(RaftError::Fatal(e)) => Err(ReadError::Stopped(e.to_string())),
+            Err(e) => Err(Error::from_read(self.range_id, e)),
         }
     }
 
     /// Returns once a read of this replica's state is linearizable: on the leader by
     /// read index; on a follower by asking the leader for the read index and waiting
     /// until the local state machine has applied it (so followers serve reads too).
-    pub async fn linearize(&self, patience: Duration) -> Result<(), ReadError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id))]
+    pub async fn linearize(&self, patience: Duration) -> Result<()> {
         let (leader_id, leader_addr) = self.leader();
         let read_log_id = if leader_id == Some(self.node_id) {
             self.read_index().await?
         } else {
             let (Some(leader), Some(addr)) = (leader_id, leader_addr.clone()) else {
-                return Err(ReadError::NotLeader {
+                return Err(Error::NotLeader {
+                    range_id: self.range_id,
                     leader_id,
                     leader_addr,
                 });
             };
-            let unreachable = |e: String| {
-                ReadError::NoQuorum(format!("leader {leader} at {addr} unreachable: {e}"))
-            };
-            let mut client = self
-                .pool
-                .client(&addr)
-                .map_err(|e| unreachable(e.to_string()))?;
-            let req = RaftMessage {
-                range_id: self.range_id,
-                payload: Vec::new(),
-                target_node_id: leader,
-            };
-            let resp = match tokio::time::timeout(patience, client.read_index(req)).await {
-                Err(_) => return Err(unreachable(format!("no answer within {patience:?}"))),
-                Ok(Err(s)) => {
-                    let d = detail(&s);
-                    return Err(match d.as_ref().map(|d| d.code.as_str()) {
-                        Some(codes::NOT_LEADER) => match d.and_then(|d| d.detail) {
-                            Some(error_detail::Detail::NotLeader(nl)) => ReadError::NotLeader {
-                                leader_id: (nl.leader_id != 0).then_some(nl.leader_id),
-                                leader_addr: (!nl.leader_addr.is_empty()).then_some(nl.leader_addr),
-                            },
-                            _ => ReadError::NotLeader {
-                                leader_id: None,
-                                leader_addr: None,
-                            },
-                        },
-                        Some(codes::NO_QUORUM) => ReadError::NoQuorum(s.message().to_string()),
-                        _ => unreachable(s.message().to_string()),
-                    });
-                }
-                Ok(Ok(r)) => r.into_inner(),
-            };
-            crate::codec::decode(&resp.payload).map_err(|e| unreachable(e.to_string()))?
+            self.read_index_of(leader, &addr, patience).await?
         };
         let lin = Linearizer::<TypeConfig>::new(self.node_id, read_log_id, None);
         match lin.try_await_ready(&self.raft, Some(patience)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(state)) => Err(ReadError::NoQuorum(format!(
-                "this replica did not apply up to the read index {} within {patience:?} (applied: {:?})",
-                state.read_log_id().index(),
-                state.applied().map(|l| l.index)
-            ))),
-            Err(e) => Err(ReadError::Stopped(e.to_string())),
-        }
-    }
-}
-
-/// The node's replicas, by range id, and by span through [`Router::index`].
-#[derive(Debug, Default)]
-pub struct Router {
-    replicas: RwLock<HashMap<u64, Arc<Replica>>>,
-    pub index: Arc<crate::RangeIndex>,
-    /// The latest quiescence beat of each peer node.
-    pub beats: crate::quiesce::Beats,
-    /// Woken whenever a replica is inserted.
-    inserted: tokio::sync::Notify,
-}
-
-impl Router {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// The replica holding `key`, if this node holds one.
-    pub fn lookup(&self, key: &[u8]) -> Option<Arc<Replica>> {
-        self.get(self.index.lookup(key)?)
-    }
-
-    pub fn get(&self, range_id: u64) -> Option<Arc<Replica>> {
-        self.replicas
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&range_id)
-            .cloned()
-    }
-
-    pub fn insert(&self, replica: Arc<Replica>) {
-        self.replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(replica.range_id, replica);
-        self.inserted.notify_waiters();
-    }
-
-    /// The replica of `range_id`, waiting up to `patience` for it to be opened: the
-    /// right half of a split is opened as each node applies the split, and its new
-    /// leader's first messages may arrive before a follower got that far.
-    pub async fn get_soon(&self, range_id: u64, patience: Duration) -> Option<Arc<Replica>> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            // Created before the check, so an insert between the two still wakes it.
-            let inserted = self.inserted.notified();
-            if let Some(r) = self.get(range_id) {
-                return Some(r);
-            }
-            if tokio::time::timeout_at(deadline, inserted).await.is_err() {
-                return None;
-            }
+            Ok(Err(state)) => Err(Error::NoQuorum {
+                range_id: self.range_id,
+                why: format!(
+                    "this replica did not apply up to the read index {} within {patience:?} (applied: {:?})",
+                    state.read_log_id().index(),
+                    state.applied().map(|l| l.index)
+                ),
+            }),
+            Err(e) => Err(Error::from_fatal(self.range_id, e)),
         }
     }
 
-    /// Forgets a replica (destroyed, or never to serve again): no longer routed to.
-    pub fn remove(&self, range_id: u64) -> Option<Arc<Replica>> {
-        let r = self
-            .replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&range_id);
-        self.index.set(range_id, None);
-        r
-    }
-
-    /// This node's id, as its replicas know it (`None` before the first opens).
-    pub fn node_id(&self) -> Option<NodeId> {
-        self.replicas
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .next()
-            .map(|r| r.node_id)
-    }
-
-    pub fn all(&self) -> Vec<Arc<Replica>> {
-        let mut v: Vec<_> = self
-            .replicas
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        v.sort_by_key(|r| r.range_id);
-        v
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_snapshot_is_due_after_enough_entries_and_half_the_last_snapshot_in_bytes() {
-        // No snapshot yet: the entry count alone decides.
-        assert!(!snapshot_due(9_999, 1 << 20, 0, 10_000));
-        assert!(snapshot_due(10_000, 10, 0, 10_000));
-        // A 64 MiB range: 10,000 small writes are not worth rewriting it ...
-        let range = 64 << 20;
-        assert!(!snapshot_due(10_000, 1 << 20, range, 10_000));
-        // ... half of it written again is.
-        assert!(snapshot_due(300_000, 32 << 20, range, 10_000));
-        // Few large entries: the log's byte bound decides, past half the snapshot.
-        assert!(!snapshot_due(100, (16 << 20) - 1, 1 << 20, 10_000));
-        assert!(snapshot_due(100, 16 << 20, 1 << 20, 10_000));
-        assert!(!snapshot_due(100, 16 << 20, range, 10_000));
+    /// The read index, asked of the leader `leader` at `addr`.
+    async fn read_index_of(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        patience: Duration,
+    ) -> Result<ReadLogId<TypeConfig>> {
+        let range_id = self.range_id;
+        let unreachable = |e: String| Error::NoQuorum {
+            range_id,
+            why: format!("leader {leader} at {addr} unreachable: {e}"),
+        };
+        let mut client = self
+            .pool
+            .client(addr)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let req = RaftMessage {
+            range_id,
+            payload: Vec::new(),
+            target_node_id: leader,
+        };
+        let resp = match tokio::time::timeout(patience, client.read_index(req)).await {
+            Err(_) => return Err(unreachable(format!("no answer within {patience:?}"))),
+            Ok(Err(s)) => {
+                return Err(match ErrorCode::of(&s) {
+                    Some(ErrorCode::NotLeader) => {
+                        let (leader_id, leader_addr) = match detail(&s).and_then(|d| d.detail) {
+                            Some(error_detail::Detail::NotLeader(nl)) => (
+                                (nl.leader_id != 0).then_some(nl.leader_id),
+                                (!nl.leader_addr.is_empty()).then_some(nl.leader_addr),
+                            ),
+                            _ => (None, None),
+                        };
+                        Error::NotLeader {
+                            range_id,
+                            leader_id,
+                            leader_addr,
+                        }
+                    }
+                    Some(ErrorCode::NoQuorum) => Error::NoQuorum {
+                        range_id,
+                        why: s.message().to_string(),
+                    },
+                    _ => unreachable(s.message().to_string()),
+                });
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        crate::codec::decode(&resp.payload).map_err(|e| unreachable(e.to_string()))
     }
 }

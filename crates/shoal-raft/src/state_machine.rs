@@ -23,23 +23,19 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use shoal_storage::{keys, Engine, KeySpan, StateKey};
 
+use crate::apply::{Apply, Effect};
 use crate::codec::{decode, encode, io_err};
-use crate::command::{self, Command, CommandResponse, OpResult};
+use crate::command::CommandResponse;
 use crate::failpoints;
-use crate::range::{RangeDescriptor, RangeIndex};
-use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote};
+use crate::index::RangeIndex;
+use crate::range::{RangeDescriptor, FIRST_RANGE_ID};
+use crate::types::{LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What a state machine tells its node about ranges that appear.
 #[derive(Debug, Clone)]
 pub enum RangeEvent {
     /// A split applied here created the right half's replica on this node.
     Split { left: u64, right: RangeDescriptor },
-}
-
-/// A snapshot's data: a file written by the storage engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotFile {
-    pub path: PathBuf,
 }
 
 /// What the range's Raft state records of its current snapshot.
@@ -99,7 +95,7 @@ impl StateMachine {
         let sm = Self {
             engine,
             range_id,
-            with_system: range_id == crate::FIRST_RANGE_ID,
+            with_system: range_id == FIRST_RANGE_ID,
             dir,
             desc: Arc::new(RwLock::new(None)),
             written: Arc::new(AtomicU64::new(0)),
@@ -146,9 +142,10 @@ impl StateMachine {
         if applied.is_none() || membership.log_id().is_none() {
             return Ok(None);
         }
-        Ok(Some(
-            RangeDescriptor::new(self.range_id, &KeySpan::all()).with_membership(&membership),
-        ))
+        Ok(Some(with_membership(
+            &RangeDescriptor::new(self.range_id, &KeySpan::all()),
+            &membership,
+        )))
     }
 
     pub fn range_id(&self) -> u64 {
@@ -199,19 +196,6 @@ impl StateMachine {
             Some(b) => Ok(Some(decode(&b)?)),
             None => Ok(None),
         }
-    }
-
-    /// The first key of `cmd` the range does not hold. Without a descriptor, the meta
-    /// range (a store being founded, before its first membership entry) holds every
-    /// key and any other range none.
-    fn key_outside(&self, cmd: &Command) -> Option<Vec<u8>> {
-        self.with_descriptor(|d| {
-            cmd.find_touch(|t| match d {
-                Some(d) => !t.inside(d),
-                None => self.range_id != crate::FIRST_RANGE_ID,
-            })
-            .map(|t| t.first_key().to_vec())
-        })
     }
 
     fn applied(&self) -> io::Result<Applied> {
@@ -283,7 +267,7 @@ impl StateMachine {
         let current = self
             .descriptor()
             .unwrap_or_else(|| RangeDescriptor::new(self.range_id, &KeySpan::all()));
-        let next = current.with_membership(membership);
+        let next = with_membership(&current, membership);
         batch.put_range_local(
             &self.engine,
             self.range_id,
@@ -291,63 +275,6 @@ impl StateMachine {
             &encode(&next)?,
         );
         Ok(next)
-    }
-
-    /// Applies a split at `key` (entry `log_id`) into `batch`: both descriptors, the
-    /// kept request answers copied to the right half (a retry re-routed there must
-    /// find them), and the right half's Raft state, so that its replica starts on
-    /// every node at the same point: log purged up to the split, applied up to it,
-    /// with the range's membership, and a vote of the split's term (a new leader of
-    /// the right half is then elected in a later term, as log ids require).
-    /// Returns the two descriptors, or why the split does not apply.
-    fn apply_split(
-        &self,
-        batch: &mut shoal_storage::DataBatch,
-        log_id: &LogId,
-        membership: &StoredMembership,
-        key: &[u8],
-        new_range_id: u64,
-        expected_version: u64,
-    ) -> io::Result<Result<(RangeDescriptor, RangeDescriptor), String>> {
-        let Some(cur) = self.descriptor() else {
-            return Ok(Err("the range has no descriptor yet".into()));
-        };
-        if cur.epoch.version != expected_version {
-            return Ok(Err(format!(
-                "the range is at epoch version {}, the split expected {expected_version}",
-                cur.epoch.version
-            )));
-        }
-        if !cur.splits_at(key) {
-            return Ok(Err("the split key is not strictly inside the range".into()));
-        }
-        if new_range_id <= crate::FIRST_RANGE_ID || new_range_id == self.range_id {
-            return Ok(Err(format!("{new_range_id} is not a new range id")));
-        }
-        if membership.membership().get_joint_config().len() > 1 {
-            return Ok(Err("a membership change is under way".into()));
-        }
-        let (left, right) = cur.split(key, new_range_id);
-        let e = &self.engine;
-        batch.put_range_local(e, self.range_id, keys::DESCRIPTOR_SUFFIX, &encode(&left)?);
-        batch.put_range_local(e, new_range_id, keys::DESCRIPTOR_SUFFIX, &encode(&right)?);
-        for prefix in [keys::REQUEST_PREFIX, keys::REQUEST_LOW_PREFIX] {
-            for (suffix, value) in e
-                .scan_range_local(self.range_id, prefix, None, usize::MAX)
-                .map_err(io_err)?
-            {
-                batch.put_range_local(e, new_range_id, &suffix, &value);
-            }
-        }
-        let child_membership =
-            StoredMembership::new(Some(*log_id), membership.membership().clone());
-        let applied: Applied = (Some(*log_id), child_membership);
-        batch.put_state_of(e, new_range_id, StateKey::Applied, &encode(&applied)?);
-        batch.put_state_of(e, new_range_id, StateKey::LastPurged, &encode(log_id)?);
-        let vote = Vote::new(log_id.leader_id.term, log_id.leader_id.node_id);
-        batch.put_state_of(e, new_range_id, StateKey::Vote, &encode(&vote)?);
-        batch.put_state_of(e, new_range_id, StateKey::Created, &encode(&right)?);
-        Ok(Ok((left, right)))
     }
 
     /// The descriptor a snapshot file of `range_id` carries.
@@ -396,13 +323,10 @@ impl StateMachine {
     }
 }
 
-/// The answer to a command that changed nothing.
-fn refused(index: u64, reason: String, key: Option<Vec<u8>>) -> CommandResponse {
-    CommandResponse {
-        index,
-        succeeded: false,
-        results: vec![OpResult::Refused { reason, key }],
-    }
+/// `d` once `membership` is applied: its voters and learners, and the next `conf_ver`.
+fn with_membership(d: &RangeDescriptor, membership: &StoredMembership) -> RangeDescriptor {
+    let m = membership.membership();
+    d.with_replicas(&m.voter_ids().collect(), m.nodes().map(|(id, _)| *id))
 }
 
 /// Builds a snapshot from a RocksDB snapshot of the range.
@@ -493,56 +417,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     index,
                     ..Default::default()
                 },
-                EntryPayload::Normal(Command::Split {
-                    key,
-                    new_range_id,
-                    expected_version,
-                }) => {
-                    let r = self.apply_split(
-                        &mut batch,
-                        &entry.log_id,
-                        &membership,
-                        key,
-                        *new_range_id,
-                        *expected_version,
-                    )?;
-                    match r {
-                        Ok((left, right)) => {
-                            new_desc = Some(left.clone());
-                            split = Some((left, right));
-                            CommandResponse {
-                                index,
-                                succeeded: true,
-                                results: vec![OpResult::RangeId(*new_range_id)],
-                            }
-                        }
-                        Err(why) => refused(index, why, None),
-                    }
-                }
                 EntryPayload::Normal(cmd) => {
-                    if cmd.is_meta_only() && !self.with_system {
-                        refused(
-                            index,
-                            format!("range {} is not the meta range", self.range_id),
-                            None,
-                        )
-                    } else if let Some(key) = self.key_outside(cmd) {
-                        let why = format!(
-                            "key {:?} is outside range {}",
-                            String::from_utf8_lossy(&key),
-                            self.range_id
-                        );
-                        refused(index, why, Some(key))
-                    } else {
-                        let max_member = membership
-                            .membership()
-                            .nodes()
-                            .map(|(id, _)| *id)
-                            .max()
-                            .unwrap_or(0);
-                        command::apply(&self.engine, &mut batch, index, cmd, max_member)
-                            .map_err(io_err)?
+                    let (resp, effect) = self.with_descriptor(|descriptor| {
+                        let mut a = Apply {
+                            engine: &self.engine,
+                            batch: &mut batch,
+                            range_id: self.range_id,
+                            log_id: entry.log_id,
+                            membership: &membership,
+                            descriptor,
+                        };
+                        crate::apply::apply(&mut a, cmd)
+                    })?;
+                    if let Effect::Split { left, right } = effect {
+                        new_desc = Some(left.clone());
+                        split = Some((left, right));
                     }
+                    resp
                 }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(entry.log_id), m.clone());

@@ -1,9 +1,16 @@
 //! openraft type configuration.
 
+use std::path::PathBuf;
+
 use crate::command::{Command, CommandResponse};
-use crate::state_machine::SnapshotFile;
 
 pub type NodeId = u64;
+
+/// A snapshot's data: a file written by the storage engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
 
 /// A node as the membership records it: the address peers and clients reach it at,
 /// and its name (the pod's hostname, or in a DaemonSet the Kubernetes node's name).
@@ -22,7 +29,6 @@ openraft::declare_raft_types!(
         Node = Node,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, crate::StateMachine>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = <TypeConfig as openraft::RaftTypeConfig>::Vote;
 pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;

@@ -1,6 +1,7 @@
 //! HTTP endpoints (hyper, HTTP/1): `/healthz` (liveness: the process and its store
-//! answer; never depends on quorum), `/readyz` (initialised and joined; `?verbose`
-//! lists each check), `/metrics` (Prometheus text format).
+//! answer, and no replica stopped for good; never depends on quorum), `/readyz` (the
+//! checks of [`crate::lifecycle::readiness`]: initialised, not draining, joined, caught
+//! up; `?verbose` lists each), `/metrics` (Prometheus text format).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::lifecycle;
 use crate::node::Node;
 
 /// Serves until the node's shutdown token is cancelled.
@@ -76,7 +78,7 @@ fn handle(node: &Node, req: Request<Incoming>) -> Response<Full<Bytes>> {
             ),
         },
         "/readyz" => {
-            let checks = node.readiness();
+            let checks = lifecycle::readiness(node);
             let ready = checks.iter().all(|(_, r)| r.is_ok());
             let code = if ready {
                 StatusCode::OK

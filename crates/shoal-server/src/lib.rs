@@ -1,31 +1,62 @@
 //! The shoal node.
 //!
+//! Foundations:
 //! - [`config`]: [`NodeConfig`], the `shoal start` flags (each also a `SHOAL_*` env
 //!   var) and their validation.
-//! - [`node`]: [`Node`], which owns the store, the replicas and the peer pool; it
-//!   answers bootstrap (`init`) and serves until shutdown ([`run`]).
-//! - [`kv`]: the public `Kv` gRPC service: requests checked by [`validate`],
-//!   proposals through Raft, linearizable or stale reads.
-//! - [`validate`]: requests checked whole against the size limits and turned into
-//!   domain ops, before anything is proposed.
-//! - [`ranges`]: splits, the routing-table reports to the meta range, and replicas
-//!   kept on the cluster's nodes, run by each range's leader.
-//! - [`admin`]: the `Admin` gRPC service: status, node list, `init`, ranges.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
+//! - [`error`]: [`error::Error`], everything a node's operation fails with; it becomes a
+//!   gRPC status in one place, in [`convert`].
+//! - [`convert`]: the gRPC edge: wire <-> domain conversions, both ways, and the
+//!   error-to-status conversion. [`validate`]: the size limits requests are checked
+//!   against. [`request`]: a key-value request in its domain form.
+//! - [`located`]: a range's descriptor with its replicas' addresses, as clients see it.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
-//! Requests flow: gRPC -> `kv` (validate, build a `shoal_raft::Command`) -> the
-//! range's `Replica` -> Raft commit and apply -> response with the applied index.
+//! The node and its drivers:
+//! - [`node`]: [`Node`]: identity, the replicas it holds, the cluster's membership,
+//!   and the shared parts (store, router, peer pool) every driver and service uses.
+//! - [`routing`]: the routing table (the meta range's descriptors, completed with this
+//!   node's own) and the calls to the meta range's leader that keep it.
+//! - [`bootstrap`]: founding (`init`, `--bootstrap-expect`) and joining a cluster.
+//! - [`keeper`]: the range keeper: splits, reports to the routing table, members that
+//!   skipped a split, garbage collection of removed replicas.
+//! - [`placement`]: the placement driver on the meta range's leader (a pure planner,
+//!   the driver and its heartbeats, changes carried out by ranges' leaders).
+//! - [`lifecycle`]: readiness, a replica's fatal failure, drain.
+//! - [`tasks`]: the guard that owns every background loop.
+//!
+//! Serving:
+//! - [`kv`]: the public `Kv` service, one pipeline for every request; [`route`]: where
+//!   a request is served; [`forward`]: passing it on (with retries where safe).
+//! - [`admin`]: the public `Admin` service. [`peer`]: the internal `Peer` service
+//!   (node-level calls). The internal `Raft` service is `shoal_raft`'s.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
+//! - [`serve`]: [`run`]: wiring, serving, and shutdown.
+//!
+//! A write flows: gRPC -> `kv` (validate via `convert`, route, maybe forward) -> the
+//! range's `Replica` -> Raft commit and apply -> reply with the applied index.
 
 pub mod admin;
+pub mod bootstrap;
 pub mod config;
+pub mod convert;
+pub mod error;
+pub mod forward;
 pub mod http;
+pub mod keeper;
 pub mod kv;
+pub mod lifecycle;
+pub mod located;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod placement;
-pub mod ranges;
+pub mod request;
+pub mod route;
+pub mod routing;
+pub mod serve;
+pub mod tasks;
 pub mod validate;
 
 pub use config::NodeConfig;
-pub use node::{run, Node};
+pub use node::Node;
+pub use serve::run;

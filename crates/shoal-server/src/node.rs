@@ -1,28 +1,32 @@
-//! [`Node`]: the store, the replicas, bootstrap, and the servers' lifetime.
+//! [`Node`]: who this node is (its identity on disk), what it holds (its store, its
+//! replicas and their lifecycle), who its peers are (the cluster's membership, which
+//! is the meta range's), and the shared parts every driver and service uses.
+//!
+//! The drivers that work on a node (the range keeper, the placement driver, the
+//! bootstrap) are types of their own that hold an `Arc<Node>`; `serve.rs` wires them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use openraft::errors::ChangeMembershipError;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
-use shoal_proto::error::{codes, not_leader, status};
-use shoal_proto::v1::{admin_server::AdminServer, kv_server::KvServer, raft_server::RaftServer};
-use shoal_proto::v1::{
-    BootstrapRequest, HelloRequest, HelloResponse, JoinRequest, JoinResponse, NodeInfo,
-};
+use shoal_proto::error::ErrorCode;
+use shoal_proto::v1::peer_client::PeerClient;
+use shoal_proto::v1::{HelloResponse, JoinResponse};
 use shoal_raft::{
-    ClientWriteError, Command, Node as RaftNode, NodeHooks, OpResult, PeerPool, RaftError,
-    RaftService, RangeEvent, Replica, ReplicaEnv, Router, WalSyncer, FIRST_RANGE_ID,
+    Command, Node as RaftNode, OpResult, PeerPool, RangeDescriptor, RangeEvent, Replica,
+    ReplicaEnv, Router, WalSyncer, FIRST_RANGE_ID,
 };
-use shoal_storage::{Engine, EngineOptions};
+use shoal_storage::{Engine, EngineOptions, StateKey};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status};
+use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::located::LocatedRange;
 use crate::metrics::Metrics;
 
 /// Who this store belongs to; written once, durably, when the node joins a cluster.
@@ -31,6 +35,16 @@ pub struct StoreIdent {
     pub cluster_id: String,
     pub node_id: u64,
 }
+
+/// Splits reported by this node's state machines, for the range keeper.
+pub type RangeEvents = tokio::sync::mpsc::UnboundedReceiver<RangeEvent>;
+
+/// How long a membership change waits for one already under way.
+const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A replica asked for by its range's leader is kept this long even before the
+/// routing table counts it (see [`Node::wanted`]).
+pub(crate) const WANTED_FOR: Duration = Duration::from_secs(10);
 
 /// A running node.
 pub struct Node {
@@ -41,28 +55,31 @@ pub struct Node {
     pub pool: Arc<PeerPool>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
-    ident: RwLock<Option<StoreIdent>>,
-    bootstrap_lock: tokio::sync::Mutex<()>,
-    /// Held while founding a cluster, so two `init`s on one node do not interleave.
-    init_lock: tokio::sync::Mutex<()>,
-    draining: AtomicBool,
+    /// Cancelled when the node stops: every loop and server ends with it.
+    pub shutdown: CancellationToken,
     /// What every replica of this node shares.
-    pub(crate) env: ReplicaEnv,
-    /// Splits reported by the state machines, until `run` takes them.
-    pub(crate) events: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<RangeEvent>>>,
-    /// Range bookkeeping of the leader's loops (see `ranges.rs`).
-    pub(crate) ranges: crate::ranges::RangeState,
-    /// The placement driver's bookkeeping (see `placement.rs`).
-    pub(crate) placement: crate::placement::PlacementState,
+    env: ReplicaEnv,
+    ident: RwLock<Option<StoreIdent>>,
+    /// Held while taking an identity, so two bootstraps do not interleave.
+    bootstrap_lock: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
     /// Why a replica stopped for good (a storage error): the node then exits, so its
     /// supervisor restarts it from what is durable.
-    fatal: std::sync::OnceLock<String>,
-    pub shutdown: CancellationToken,
+    fatal: OnceLock<String>,
+    /// Held while a replica is opened or destroyed, so a range is never opened twice.
+    open_lock: tokio::sync::Mutex<()>,
+    /// When a range's leader last asked for this node's replica of it (to add it as a
+    /// learner): the replica is kept a while even before the routing table counts it.
+    wanted: Mutex<HashMap<u64, Instant>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Node {
     /// Opens the store and, if this node already belongs to a cluster, its replicas.
-    pub async fn open(cfg: NodeConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn open(cfg: NodeConfig) -> anyhow::Result<(Arc<Self>, RangeEvents)> {
         cfg.validate().map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
@@ -89,9 +106,6 @@ impl Node {
         };
         let node = Arc::new(Self {
             env,
-            events: std::sync::Mutex::new(Some(events_rx)),
-            ranges: Default::default(),
-            placement: Default::default(),
             advertise: cfg.advertise(),
             name: cfg.name(),
             cfg,
@@ -99,12 +113,13 @@ impl Node {
             pool,
             router,
             metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
             ident: RwLock::new(ident.clone()),
             bootstrap_lock: tokio::sync::Mutex::new(()),
-            init_lock: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
-            fatal: std::sync::OnceLock::new(),
-            shutdown: CancellationToken::new(),
+            fatal: OnceLock::new(),
+            open_lock: tokio::sync::Mutex::new(()),
+            wanted: Mutex::new(HashMap::new()),
         });
         if let Some(id) = ident {
             tracing::info!(node_id = id.node_id, cluster_id = %id.cluster_id, "restarting with the identity on disk");
@@ -112,13 +127,16 @@ impl Node {
         } else {
             tracing::info!("empty store: waiting for `shoal init` or a join");
         }
-        Ok(node)
+        Ok((node, events_rx))
     }
+
+    // ---- identity ----------------------------------------------------------------
 
     pub fn ident(&self) -> Option<StoreIdent> {
         self.ident.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// This node's id (0 before it belongs to a cluster).
     pub fn node_id(&self) -> u64 {
         self.ident().map_or(0, |i| i.node_id)
     }
@@ -127,225 +145,67 @@ impl Node {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Opens the meta range's replica and every other replica this node's store holds.
-    async fn open_replicas(&self) -> anyhow::Result<()> {
-        let mut ids = vec![FIRST_RANGE_ID];
-        ids.extend(
-            self.engine
-                .ranges_with(shoal_storage::StateKey::Created)
-                .context("listing the ranges of the store")?
-                .into_iter()
-                .filter(|id| *id != FIRST_RANGE_ID),
-        );
-        for id in ids {
-            self.open_range(id)
-                .await
-                .with_context(|| format!("opening range {id}"))?;
+    /// From now on, readiness is false and new requests are refused.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Refuses (SHUTTING_DOWN) once the node drains.
+    pub fn check_serving(&self) -> Result<()> {
+        if self.is_draining() {
+            return Err(Error::ShuttingDown("node is shutting down".into()));
         }
         Ok(())
     }
 
-    /// The replica of the first range, once this node belongs to a cluster.
-    pub fn replica(&self) -> Result<Arc<Replica>, Status> {
-        self.router.get(FIRST_RANGE_ID).ok_or_else(|| {
-            status(
-                Code::Unavailable,
-                codes::NOT_INITIALIZED,
-                "this node does not belong to a cluster yet: run `shoal init` once the nodes are up",
-                None,
-            )
-        })
+    /// Why the node is failing, if a replica stopped for good.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
     }
 
-    /// Refuses (retryably, NOT_INITIALIZED) while this node cannot route requests by
-    /// key: before it belongs to a cluster, and until its meta replica has applied the
-    /// cluster's first configuration (a node just founded or joined).
-    pub fn routing_ready(&self) -> Result<(), Status> {
-        if self.replica()?.descriptor().is_some() {
-            return Ok(());
-        }
-        Err(status(
-            Code::Unavailable,
-            codes::NOT_INITIALIZED,
-            "this node has not yet applied its cluster's first configuration; retry shortly",
-            None,
-        ))
+    /// Records why the node must stop, and stops it.
+    pub fn set_fatal(&self, why: String) {
+        let _ = self.fatal.set(why);
+        self.shutdown.cancel();
     }
 
-    /// Takes the identity given by the node running `init` (idempotent for the same one).
-    pub async fn accept_bootstrap(&self, cluster_id: &str, node_id: u64) -> Result<(), Status> {
+    /// Takes the identity given by the node running `init`, or by the leader a new
+    /// node joined through (idempotent for the same one).
+    pub async fn accept_bootstrap(&self, cluster_id: &str, node_id: u64) -> Result<()> {
         let _g = self.bootstrap_lock.lock().await;
         if let Some(cur) = self.ident() {
             if cur.cluster_id == cluster_id && cur.node_id == node_id {
                 return Ok(());
             }
-            return Err(already(&format!(
+            return Err(Error::AlreadyInitialized(format!(
                 "node at {} already belongs to cluster {} as node {}",
                 self.advertise, cur.cluster_id, cur.node_id
             )));
         }
         if cluster_id.is_empty() || node_id == 0 {
-            return Err(status(
-                Code::InvalidArgument,
-                codes::INVALID_ARGUMENT,
+            return Err(Error::invalid(
+                ErrorCode::InvalidArgument,
                 "bootstrap needs a cluster id and a node id",
-                None,
             ));
         }
         let ident = StoreIdent {
             cluster_id: cluster_id.to_string(),
             node_id,
         };
-        let bytes = serde_json::to_vec(&ident).map_err(|e| Status::internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&ident).map_err(|e| Error::Internal(e.to_string()))?;
         self.engine
             .set_ident(&bytes)
-            .map_err(|e| Status::internal(format!("writing the store identity: {e}")))?;
+            .map_err(|e| Error::Storage(format!("writing the store identity: {e}")))?;
         *self.ident.write().unwrap_or_else(|p| p.into_inner()) = Some(ident);
         self.open_replicas()
             .await
-            .map_err(|e| Status::internal(format!("{e:#}")))?;
+            .map_err(|e| Error::Storage(format!("{e:#}")))?;
         tracing::info!(node_id, cluster_id, "joined the cluster");
         Ok(())
     }
 
-    /// The peers to contact: `--join`, and what `--join-service` resolves to now.
-    pub async fn peer_addrs(&self) -> Vec<String> {
-        let mut peers: Vec<String> = self.cfg.join.clone();
-        if let Some((host, port)) = self.cfg.join_service_target() {
-            match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(addrs) => peers.extend(addrs.map(|a| a.to_string())),
-                Err(e) => {
-                    tracing::debug!(service = %host, error = %e, "resolving the join service")
-                }
-            }
-        }
-        peers.sort();
-        peers.dedup();
-        peers
-    }
-
-    /// Founds the cluster from this node and its peers (`--join`, `--join-service`),
-    /// once.
-    pub async fn init(&self) -> Result<(String, Vec<NodeInfo>), Status> {
-        let peers = self.peer_addrs().await;
-        self.init_with(&peers).await
-    }
-
-    /// Refused once this node or any peer belongs to a cluster. Two `init`s started at
-    /// the same moment through different nodes race: each bootstraps peers until one
-    /// refuses it (a node takes one identity only), so the loser fails halfway with
-    /// ALREADY_INITIALIZED rather than founding a second cluster silently; its
-    /// bootstrapped peers then need their data directories cleared.
-    async fn init_with(&self, peers: &[String]) -> Result<(String, Vec<NodeInfo>), Status> {
-        let _g = self.init_lock.lock().await;
-        if let Some(cur) = self.ident() {
-            return Err(already(&format!(
-                "the cluster is already initialised (cluster {}); this node is node {}",
-                cur.cluster_id, cur.node_id
-            )));
-        }
-        // Every peer must answer, and none may belong to a cluster.
-        let mut members: BTreeMap<String, String> = BTreeMap::new();
-        members.insert(self.advertise.clone(), self.name.clone());
-        for peer in peers {
-            let hello = self.hello_peer(peer, Duration::from_secs(30)).await?;
-            if !hello.cluster_id.is_empty() {
-                return Err(already(&format!(
-                    "the cluster is already initialised: peer {peer} belongs to cluster {}",
-                    hello.cluster_id
-                )));
-            }
-            members.insert(hello.advertise_addr, hello.node_name);
-        }
-        let cluster_id = uuid::Uuid::new_v4().to_string();
-        let assigned: Vec<(u64, String, String)> = members
-            .into_iter()
-            .enumerate()
-            .map(|(i, (addr, name))| (i as u64 + 1, addr, name))
-            .collect();
-        for (id, addr, _) in &assigned {
-            if *addr == self.advertise {
-                continue;
-            }
-            let mut c = self
-                .pool
-                .client(addr)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            c.bootstrap(BootstrapRequest {
-                cluster_id: cluster_id.clone(),
-                node_id: *id,
-            })
-            .await
-            .map_err(|e| {
-                Status::new(
-                    e.code(),
-                    format!("bootstrapping peer {addr}: {}", e.message()),
-                )
-            })?;
-        }
-        let my_id = assigned
-            .iter()
-            .find(|(_, a, _)| *a == self.advertise)
-            .map(|(id, _, _)| *id)
-            .ok_or_else(|| Status::internal("own address missing from the members"))?;
-        self.accept_bootstrap(&cluster_id, my_id).await?;
-        let voters: BTreeMap<u64, RaftNode> = assigned
-            .iter()
-            .map(|(id, addr, name)| {
-                (
-                    *id,
-                    RaftNode {
-                        addr: addr.clone(),
-                        name: name.clone(),
-                    },
-                )
-            })
-            .collect();
-        self.replica()?
-            .raft
-            .initialize(voters)
-            .await
-            .map_err(|e| Status::internal(format!("initialising raft: {e}")))?;
-        tracing::info!(%cluster_id, nodes = assigned.len(), "cluster initialised");
-        let nodes = assigned
-            .into_iter()
-            .map(|(node_id, addr, name)| NodeInfo {
-                node_id,
-                addr,
-                name,
-                role: "voter".into(),
-                ..Default::default()
-            })
-            .collect();
-        Ok((cluster_id, nodes))
-    }
-
-    async fn hello_peer(&self, peer: &str, patience: Duration) -> Result<HelloResponse, Status> {
-        let deadline = Instant::now() + patience;
-        loop {
-            let res = match self.pool.client(peer) {
-                Ok(mut c) => c.hello(HelloRequest {}).await.map(|r| r.into_inner()),
-                Err(e) => Err(Status::unavailable(e.to_string())),
-            };
-            match res {
-                Ok(h) => return Ok(h),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(status(
-                        Code::FailedPrecondition,
-                        codes::PEER_UNREACHABLE,
-                        format!(
-                            "peer {peer} of --join did not answer within {patience:?}: {}",
-                            e.message()
-                        ),
-                        None,
-                    ))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
-    }
-
-    pub fn hello_response(&self) -> HelloResponse {
+    /// What this node tells a peer that says hello.
+    pub fn hello(&self) -> HelloResponse {
         let ident = self.ident();
         let leader_addr = self
             .router
@@ -365,40 +225,122 @@ impl Node {
         }
     }
 
-    /// On the leader: admits a node with an empty disk under a new id, as a learner;
-    /// [`Node::maintain`] promotes it to voter once it has caught up.
-    pub async fn admit(&self, addr: &str, name: &str) -> Result<JoinResponse, Status> {
+    // ---- the meta range and the cluster's membership -----------------------------
+
+    /// The replica of the meta range, once this node belongs to a cluster.
+    pub fn meta(&self) -> Result<Arc<Replica>> {
+        self.router.get(FIRST_RANGE_ID).ok_or_else(|| {
+            Error::NotInitialized(
+                "this node does not belong to a cluster yet: run `shoal init` once the nodes are up"
+                    .into(),
+            )
+        })
+    }
+
+    /// Refuses (retryably, NOT_INITIALIZED) while this node cannot route requests by
+    /// key: before it belongs to a cluster, and until its meta replica has applied the
+    /// cluster's first configuration (a node just founded or joined).
+    pub fn routing_ready(&self) -> Result<()> {
+        if self.meta()?.with_descriptor(|d| d.is_some()) {
+            return Ok(());
+        }
+        Err(Error::NotInitialized(
+            "this node has not yet applied its cluster's first configuration; retry shortly".into(),
+        ))
+    }
+
+    /// A node of the cluster (a member of the meta range), as this node knows it.
+    pub fn member(&self, node_id: u64) -> Option<RaftNode> {
+        self.meta()
+            .ok()?
+            .with_metrics(|m| m.membership_config.membership().get_node(&node_id).cloned())
+    }
+
+    /// The cluster's nodes: the meta range's members.
+    pub fn members(&self) -> Vec<u64> {
+        match self.meta() {
+            Ok(meta) => meta.with_metrics(|m| {
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect()
+            }),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `d` with the addresses of its replicas' nodes, as the cluster's membership (or,
+    /// before this node has it, `r`'s own membership) knows them.
+    pub fn locate(&self, d: RangeDescriptor, r: Option<&Replica>) -> LocatedRange {
+        let addrs_of = |r: &Replica| -> BTreeMap<u64, String> {
+            r.with_metrics(|m| {
+                let mem = m.membership_config.membership();
+                d.replicas
+                    .iter()
+                    .filter_map(|rep| {
+                        mem.get_node(&rep.node_id)
+                            .map(|n| (rep.node_id, n.addr.clone()))
+                    })
+                    .collect()
+            })
+        };
+        let addrs = match (self.meta(), r) {
+            (Ok(meta), _) => addrs_of(&meta),
+            (Err(_), Some(r)) => addrs_of(r),
+            (Err(_), None) => BTreeMap::new(),
+        };
+        LocatedRange { desc: d, addrs }
+    }
+
+    /// The meta range's leader: `None` when it is this node; else its id and address.
+    pub fn meta_leader(&self) -> Result<Option<(u64, String)>> {
+        let meta = self.meta()?;
+        match meta.leader() {
+            (Some(id), _) if id == self.node_id() => Ok(None),
+            (Some(id), Some(addr)) => Ok(Some((id, addr))),
+            _ => Err(Error::NotLeader {
+                range_id: FIRST_RANGE_ID,
+                leader_id: None,
+                leader_addr: None,
+            }),
+        }
+    }
+
+    /// `NOT_LEADER` (with the leader, if known) unless this node leads the meta range.
+    pub fn leads_meta(&self) -> Result<()> {
+        match self.meta_leader()? {
+            None => Ok(()),
+            Some((id, addr)) => Err(Error::NotLeader {
+                range_id: FIRST_RANGE_ID,
+                leader_id: Some(id),
+                leader_addr: Some(addr),
+            }),
+        }
+    }
+
+    /// On the meta range's leader: admits a node with an empty disk under a new id, as
+    /// a learner (the placement driver makes it a voter once it caught up).
+    pub async fn admit(&self, addr: &str, name: &str) -> Result<JoinResponse> {
         crate::config::check_host_port(addr).map_err(|e| {
-            status(
-                Code::InvalidArgument,
-                codes::INVALID_ARGUMENT,
+            Error::invalid(
+                ErrorCode::InvalidArgument,
                 format!("join address {addr:?}: {e}"),
-                None,
             )
         })?;
-        let r = self.replica()?;
+        let r = self.meta()?;
         let ident = self
             .ident()
-            .ok_or_else(|| Status::internal("a node with a replica has no identity"))?;
-        let resp = r
-            .raft
-            .client_write(Command::AllocNodeId)
-            .await
-            .map_err(|e| write_error(&r, e))?;
-        let Some(OpResult::NodeId(id)) = resp.data.results.first().cloned() else {
-            return Err(Status::internal("node id allocation returned no id"));
+            .ok_or_else(|| Error::Internal("a node with a replica has no identity".into()))?;
+        let resp = r.propose(Command::AllocNodeId).await?;
+        let Some(OpResult::NodeId(id)) = resp.results.first().cloned() else {
+            return Err(Error::Internal("node id allocation returned no id".into()));
         };
-        r.raft
-            .add_learner(
-                id,
-                RaftNode {
-                    addr: addr.to_string(),
-                    name: name.to_string(),
-                },
-                false,
-            )
-            .await
-            .map_err(|e| write_error(&r, e))?;
+        let node = RaftNode {
+            addr: addr.to_string(),
+            name: name.to_string(),
+        };
+        r.add_learner(id, node).await?;
         tracing::info!(node_id = id, %addr, "admitted a new node as a learner");
         Ok(JoinResponse {
             cluster_id: ident.cluster_id,
@@ -406,28 +348,17 @@ impl Node {
         })
     }
 
-    /// On the leader: removes `node_id` from the membership.
-    pub async fn remove_node(&self, node_id: u64) -> Result<(), Status> {
-        let r = self.replica()?;
-        let m = r.metrics();
-        let mem = m.membership_config.membership();
+    /// On the meta range's leader: removes `node_id` from the cluster's membership.
+    pub async fn remove_node(&self, node_id: u64) -> Result<()> {
+        let r = self.meta()?;
+        let mem = r.with_metrics(|m| m.membership_config.membership().clone());
         if mem.get_node(&node_id).is_none() {
-            return Err(status(
-                Code::NotFound,
-                codes::INVALID_ARGUMENT,
-                format!("node {node_id} is not a member of the cluster"),
-                None,
-            ));
+            return Err(Error::UnknownNode(node_id));
         }
         let ids = BTreeSet::from([node_id]);
         let change = if mem.voter_ids().any(|v| v == node_id) {
             if mem.voter_ids().count() <= 1 {
-                return Err(status(
-                    Code::FailedPrecondition,
-                    codes::INVALID_ARGUMENT,
-                    "cannot remove the last voter",
-                    None,
-                ));
+                return Err(Error::Refused("cannot remove the last voter".into()));
             }
             ChangeMembers::RemoveVoters(ids)
         } else {
@@ -435,253 +366,127 @@ impl Node {
         };
         // Another membership change (a learner's promotion, the second half of a
         // joint change) may be under way: wait for it, then make ours.
-        let deadline = std::time::Instant::now() + MEMBERSHIP_PATIENCE;
+        let deadline = Instant::now() + MEMBERSHIP_PATIENCE;
         loop {
-            match r.raft.change_membership(change.clone(), false).await {
-                Ok(_) => break,
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                    ChangeMembershipError::InProgress(_),
-                ))) if std::time::Instant::now() < deadline => {
+            match r.change_membership(change.clone(), false).await {
+                Ok(()) => break,
+                Err(shoal_raft::Error::MembershipInProgress { .. })
+                    if Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => return Err(write_error(&r, e)),
+                Err(e) => return Err(e.into()),
             }
         }
         tracing::info!(node_id, "removed from the cluster");
         Ok(())
     }
 
-    /// Why the node is failing, if a replica stopped for good.
-    pub fn fatal(&self) -> Option<&str> {
-        self.fatal.get().map(String::as_str)
+    // ---- replicas ----------------------------------------------------------------
+
+    /// Opens the meta range's replica and every other replica this node's store holds.
+    async fn open_replicas(&self) -> anyhow::Result<()> {
+        let mut ids = vec![FIRST_RANGE_ID];
+        ids.extend(
+            self.engine
+                .ranges_with(StateKey::Created)
+                .context("listing the ranges of the store")?
+                .into_iter()
+                .filter(|id| *id != FIRST_RANGE_ID),
+        );
+        for id in ids {
+            self.open_range(id)
+                .await
+                .with_context(|| format!("opening range {id}"))?;
+        }
+        Ok(())
     }
 
-    /// Stops the node when a replica's Raft stopped on its own (a storage error: a
-    /// full disk, a failed fsync). Such a replica can neither serve nor recover in
-    /// this process, and what it acknowledged is durable: exiting lets the kubelet (or
-    /// any supervisor) restart the node from its store, as it would a crash.
-    fn check_fatal(&self) {
-        if self.shutdown.is_cancelled() {
-            return;
+    /// Opens this node's replica of `range_id` (once) and starts its Raft instance.
+    pub async fn open_range(&self, range_id: u64) -> anyhow::Result<Arc<Replica>> {
+        let _g = self.open_lock.lock().await;
+        if let Some(r) = self.router.get(range_id) {
+            return Ok(r);
         }
-        for r in self.router.all() {
-            if let Some(e) = r.with_metrics(|m| m.running_state.as_ref().err().cloned()) {
-                let why = format!("range {} stopped: {e}", r.range_id);
-                tracing::error!(range_id = r.range_id, error = %e, "a replica stopped; exiting so the node restarts from its store");
-                let _ = self.fatal.set(why);
-                self.shutdown.cancel();
-                return;
-            }
-        }
+        let r = Replica::open(&self.env, self.node_id(), range_id).await?;
+        self.router.insert(r.clone());
+        Ok(r)
     }
 
-    /// Leader housekeeping of the meta range, run every second: learners that caught
-    /// up become voters, up to five (see `placement::meta_voters`).
-    pub(crate) async fn maintain(&self) {
-        if let Some(r) = self.router.get(FIRST_RANGE_ID) {
-            self.maintain_meta_voters(&r).await;
-        }
-    }
-
-    /// While this node has no identity: finds its peers and either joins the running
-    /// cluster they report or, with `--bootstrap-expect`, founds it.
-    async fn discover(self: Arc<Self>) {
-        let mut failures = 0u32;
-        while self.ident().is_none() && !self.shutdown.is_cancelled() {
-            match self.discover_once().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => {
-                    // Report every tenth failure: peers may take a while to appear.
-                    if failures.is_multiple_of(10) {
-                        tracing::info!(reason = %e.message(), "discovery: not in a cluster yet");
-                    }
-                    failures += 1;
-                }
-            }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
-
-    async fn discover_once(&self) -> Result<bool, Status> {
-        let peers = self.peer_addrs().await;
-        let mut answering = Vec::new();
-        for p in &peers {
-            if let Ok(Ok(h)) =
-                tokio::time::timeout(Duration::from_secs(1), self.hello_peer(p, Duration::ZERO))
-                    .await
-            {
-                if h.advertise_addr != self.advertise {
-                    answering.push((p.clone(), h));
-                }
-            }
-        }
-        // A running cluster: join it through its leader, never found another.
-        if let Some((_, h)) = answering
-            .iter()
-            .find(|(_, h)| !h.cluster_id.is_empty() && !h.leader_addr.is_empty())
-        {
-            let mut c = self
-                .pool
-                .client(&h.leader_addr)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            let resp = c
-                .join(JoinRequest {
-                    addr: self.advertise.clone(),
-                    name: self.name.clone(),
-                })
-                .await?
-                .into_inner();
-            self.accept_bootstrap(&resp.cluster_id, resp.node_id)
-                .await?;
-            tracing::info!(node_id = resp.node_id, cluster_id = %resp.cluster_id, "joined the running cluster as a new node");
-            return Ok(true);
-        }
-        if answering.iter().any(|(_, h)| !h.cluster_id.is_empty()) {
-            return Err(Status::unavailable(
-                "peers belong to a cluster whose leader is not known yet",
+    /// Creates an empty replica of the range `d` describes, for its leader to fill
+    /// with a snapshot. Idempotent; refused while a replica here overlaps its span.
+    /// A request for another node id is refused (`WRONG_NODE`): a node that came back
+    /// under the address of one it replaced must not take that node's replicas.
+    pub async fn create_replica(&self, target_node_id: u64, d: RangeDescriptor) -> Result<()> {
+        let me = self.node_id();
+        if me == 0 {
+            return Err(Error::NotInitialized(
+                "this node does not belong to a cluster yet".into(),
             ));
         }
-        let Some(expect) = self.cfg.bootstrap_expect else {
-            return Ok(false);
-        };
-        if answering.len() + 1 < expect {
-            return Err(Status::unavailable(format!(
-                "{} of the {expect} expected nodes answer",
-                answering.len() + 1
-            )));
+        shoal_raft::transport::service::addressed_to(target_node_id, me)?;
+        // A replica left from an earlier membership is kept too: the new learner's
+        // leader brings its log up to date.
+        lock(&self.wanted).insert(d.range_id, Instant::now());
+        if self.router.get(d.range_id).is_some() {
+            return Ok(());
         }
-        let mut candidates: Vec<&str> = answering
-            .iter()
-            .map(|(_, h)| h.advertise_addr.as_str())
-            .collect();
-        candidates.push(&self.advertise);
-        candidates.sort_by_key(|a| (ordinal(a).unwrap_or(u64::MAX), a.to_string()));
-        if candidates.first() != Some(&self.advertise.as_str()) {
-            // The founder will bootstrap this node.
-            return Ok(false);
+        let overlapping = self.router.index.overlapping(&d.start, &d.end);
+        if !overlapping.is_empty() {
+            return Err(Error::RangeOverlap {
+                range_id: d.range_id,
+                overlapping,
+            });
         }
-        let addrs: Vec<String> = answering.into_iter().map(|(p, _)| p).collect();
-        self.init_with(&addrs).await?;
-        Ok(true)
+        let bytes = shoal_raft::codec::encode(&d).map_err(|e| Error::Internal(e.to_string()))?;
+        self.engine
+            .state_put(d.range_id, StateKey::Created, &bytes, true)
+            .map_err(|e| Error::Storage(format!("recording the replica: {e}")))?;
+        self.open_range(d.range_id)
+            .await
+            .map_err(|e| Error::Storage(format!("opening the replica: {e:#}")))?;
+        tracing::info!(
+            range_id = d.range_id,
+            "created an empty replica for a snapshot"
+        );
+        Ok(())
     }
 
-    /// Whether this node serves: it belongs to a cluster, its replica knows a leader,
-    /// and it is a member of the range.
-    pub fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
-        let mut checks = Vec::new();
-        let ident = self.ident();
-        checks.push((
-            "initialized",
-            if ident.is_some() {
-                Ok(())
-            } else {
-                Err("not part of a cluster yet".into())
-            },
-        ));
-        checks.push((
-            "not_draining",
-            if self.is_draining() {
-                Err("shutting down".into())
-            } else {
-                Ok(())
-            },
-        ));
-        let joined = match self.router.get(FIRST_RANGE_ID) {
-            None => Err("no replica open".to_string()),
-            Some(r) => {
-                let m = r.metrics();
-                let member = m
-                    .membership_config
-                    .membership()
-                    .get_node(&r.node_id)
-                    .is_some();
-                if !member {
-                    Err("not yet a member of range 1".into())
-                } else if m.current_leader.is_none() {
-                    Err("range 1 has no known leader".into())
-                } else {
-                    Ok(())
-                }
-            }
-        };
-        checks.push(("joined", joined));
-        let caught_up = match self.router.get(FIRST_RANGE_ID) {
-            None => Err("no replica open".to_string()),
-            Some(r) => {
-                let window = Duration::from_millis((self.cfg.election_timeout_ms * 3).max(2000));
-                let m = r.metrics();
-                let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
-                let committed = m.local_committed.as_ref().map_or(0, |l| l.index);
-                match r.leader_contact_age() {
-                    None => Err("no contact with a leader yet".to_string()),
-                    Some(age) if age > window => Err(format!(
-                        "no contact with the leader (or, on the leader, with a quorum) for {} ms",
-                        age.as_millis()
-                    )),
-                    Some(_) if committed > applied + READY_LAG => Err(format!(
-                        "applied {applied} of {committed} committed entries"
-                    )),
-                    Some(_) => Ok(()),
-                }
-            }
-        };
-        checks.push(("caught_up", caught_up));
-        checks
+    /// The ranges whose replicas on this node their leaders asked for lately.
+    pub fn wanted(&self) -> HashSet<u64> {
+        let mut w = lock(&self.wanted);
+        w.retain(|_, at| at.elapsed() < WANTED_FOR);
+        w.keys().copied().collect()
     }
 
-    /// Prepares this node to stop: readiness turns false, new requests are refused,
-    /// and its leaderships move to the most caught-up voter. Returns the ranges it
-    /// still leads when `patience` runs out.
-    pub async fn drain(&self, patience: Duration) -> Vec<u64> {
-        self.draining.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + patience;
-        let mut still = Vec::new();
-        for r in self.router.all() {
-            let m = r.metrics();
-            if m.current_leader != Some(r.node_id) {
-                continue;
-            }
-            let matched = m.replication.clone().unwrap_or_default();
-            let target = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .filter(|id| *id != r.node_id)
-                .max_by_key(|id| matched.get(id).cloned().flatten().map_or(0, |l| l.index));
-            let Some(to) = target else {
-                still.push(r.range_id);
-                continue;
-            };
-            tracing::info!(range_id = r.range_id, to, "moving leadership away");
-            let moved = loop {
-                if r.current_leader() != Some(r.node_id) {
-                    break true;
-                }
-                if Instant::now() >= deadline {
-                    break false;
-                }
-                if let Err(e) = r.raft.trigger().transfer_leader(to).await {
-                    tracing::warn!(error = %e, "leadership transfer");
-                    break false;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
-            if !moved {
-                still.push(r.range_id);
+    /// Stops a replica and deletes all of it from this node.
+    pub async fn destroy_replica(&self, r: &Replica) -> anyhow::Result<()> {
+        let _g = self.open_lock.lock().await;
+        let span = r.descriptor().map(|d| d.span());
+        self.router.remove(r.range_id);
+        if let Err(e) = r.shutdown().await {
+            tracing::warn!(range_id = r.range_id, error = %e, "stopping a removed replica");
+        }
+        // Without a descriptor the replica never held data: nothing of the key space.
+        self.engine.destroy_range(r.range_id, span.as_ref())?;
+        let snapshots = shoal_raft::StateMachine::snapshot_dir(&self.env.snapshot_root, r.range_id);
+        if let Err(e) = std::fs::remove_dir_all(&snapshots) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(range_id = r.range_id, error = %e, "removing a destroyed replica's snapshots");
             }
         }
-        still
+        tracing::info!(
+            range_id = r.range_id,
+            "destroyed a replica this node no longer holds"
+        );
+        Ok(())
     }
 
     /// Flushes the store and stops the replicas.
     pub async fn stop(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.set_draining();
         for r in self.router.all() {
-            if let Err(e) = r.raft.shutdown().await {
+            if let Err(e) = r.shutdown().await {
                 tracing::warn!(range_id = r.range_id, error = %e, "stopping raft");
             }
         }
@@ -692,253 +497,17 @@ impl Node {
         // the one that closes it while the process exits (RocksDB aborts then).
         self.env.syncer.stop();
     }
-}
 
-/// A replica more than this many committed entries behind is not ready.
-const READY_LAG: u64 = 100;
+    // ---- peers -------------------------------------------------------------------
 
-/// How long a membership change waits for one already under way.
-const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(10);
-
-/// The StatefulSet ordinal of an address: the number after the last '-' of its first
-/// DNS label (`shoal-2.shoal.ns.svc:7070` -> 2).
-fn ordinal(addr: &str) -> Option<u64> {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let label = host.split('.').next()?;
-    label.rsplit_once('-')?.1.parse().ok()
-}
-
-/// The status of a failed proposal.
-pub(crate) fn write_error(r: &Replica, e: RaftError<ClientWriteError>) -> Status {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            not_leader(r.range_id, f.leader_id, f.leader_node.map(|n| n.addr))
-        }
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => status(
-            Code::Unavailable,
-            codes::OUTCOME_UNKNOWN,
-            "leadership changed while the change was in flight; it may or may not have been applied",
-            None,
-        ),
-        RaftError::APIError(e) => status(Code::FailedPrecondition, codes::INVALID_ARGUMENT, e.to_string(), None),
-        RaftError::Fatal(e) => status(Code::Unavailable, codes::SHUTTING_DOWN, format!("raft stopped: {e}"), None),
-    }
-}
-
-fn already(msg: &str) -> Status {
-    status(
-        Code::FailedPrecondition,
-        codes::ALREADY_INITIALIZED,
-        msg,
-        None,
-    )
-}
-
-struct Hooks(Arc<Node>);
-
-#[tonic::async_trait]
-impl NodeHooks for Hooks {
-    async fn hello(&self) -> HelloResponse {
-        self.0.hello_response()
-    }
-
-    async fn bootstrap(&self, req: BootstrapRequest) -> Result<(), Status> {
-        self.0.accept_bootstrap(&req.cluster_id, req.node_id).await
-    }
-
-    async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
-        self.0.admit(&req.addr, &req.name).await
-    }
-
-    async fn alloc_range_id(&self) -> Result<u64, Status> {
-        self.0.alloc_range_id_here().await
-    }
-
-    async fn report_ranges(
-        &self,
-        descriptors: Vec<shoal_raft::RangeDescriptor>,
-    ) -> Result<(), Status> {
-        self.0.record_descriptors_here(descriptors).await
-    }
-
-    async fn create_replica(
-        &self,
-        target_node_id: u64,
-        d: shoal_raft::RangeDescriptor,
-    ) -> Result<(), Status> {
-        self.0.create_replica(target_node_id, d).await
-    }
-
-    async fn node_heartbeat(&self, report: shoal_raft::NodeReport) -> Result<(), Status> {
-        self.0.leads_meta()?;
-        self.0.heartbeat_here(report);
-        Ok(())
-    }
-
-    async fn change_replicas(&self, change: shoal_raft::ChangeReplicas) -> Result<(), Status> {
-        self.0.change_replicas_here(change).await
-    }
-}
-
-/// Runs a node until SIGTERM or SIGINT (or `node.shutdown` is cancelled).
-pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
-    shoal_raft::failpoints::setup();
-    let listen = cfg.listen_addr;
-    let http_addr = cfg.http_addr;
-    let grpc_listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the gRPC address {listen}"))?;
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP address {http_addr}"))?;
-    let node = Node::open(cfg).await?;
-    tracing::info!(grpc = %listen, http = %http_addr, advertise = %node.advertise, "serving");
-    if node.ident().is_none() {
-        tokio::spawn(node.clone().discover());
-    }
-    let range_events = tokio::spawn(node.clone().handle_range_events());
-    let housekeeping = {
-        let node = node.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = node.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                        node.check_fatal();
-                        for r in node.router.all() {
-                            r.snapshot_if_due().await;
-                        }
-                        node.maintain().await;
-                        node.maintain_ranges().await;
-                    }
-                }
-            }
-        })
-    };
-
-    // SIGTERM: unready at once, leaderships moved away, then the servers stop taking
-    // requests and finish those in flight, all within the drain deadline.
-    // Heartbeats to the placement driver, the driver itself (on the meta range's
-    // leader) and the collection of removed replicas: apart from the loop above, so a
-    // slow round of range upkeep never delays a heartbeat.
-    let placement = {
-        let node = node.clone();
-        tokio::spawn(async move {
-            let mut round = 0u64;
-            loop {
-                tokio::select! {
-                    _ = node.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(crate::placement::HEARTBEAT_INTERVAL) => {
-                        node.send_heartbeat().await;
-                        node.run_placement().await;
-                        if round % 5 == 4 {
-                            node.collect_garbage().await;
-                        }
-                        round += 1;
-                    }
-                }
-            }
-        })
-    };
-    // Idle ranges stop their Raft timers; one beat per peer node stands in for their
-    // heartbeats (see shoal_raft::quiesce).
-    let quiescence = {
-        let node = node.clone();
-        let mut q = shoal_raft::Quiescer::new(
-            node.router.clone(),
-            node.pool.clone(),
-            shoal_raft::QuiesceOptions::from_raft(&node.env.opts),
-        );
-        let enabled = !node.cfg.disable_quiescence;
-        tokio::spawn(async move {
-            if !enabled {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    _ = node.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(q.options().beat_interval) => q.round(),
-                }
-            }
-        })
-    };
-    let drain_timeout = Duration::from_secs(node.cfg.drain_timeout_secs);
-    let signals = {
-        let node = node.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let still = node.drain(drain_timeout / 2).await;
-            if !still.is_empty() {
-                tracing::warn!(ranges = ?still, "still leading after the drain's half-time; stopping anyway");
-            }
-            node.shutdown.cancel();
-        })
-    };
-    let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
-    let kv = KvServer::new(crate::kv::KvService::new(node.clone()))
-        .max_decoding_message_size(max_msg)
-        .max_encoding_message_size(usize::MAX);
-    let admin = AdminServer::new(crate::admin::AdminService::new(node.clone()));
-    let raft = RaftServer::new(RaftService::new(
-        node.router.clone(),
-        Arc::new(Hooks(node.clone())),
-    ))
-    .max_decoding_message_size(usize::MAX)
-    .max_encoding_message_size(usize::MAX);
-    let token = node.shutdown.clone();
-    let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(kv)
-        .add_service(admin)
-        .add_service(raft)
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY on every accepted connection: without it, small responses
-            // wait for the peer's delayed ACK (tens of milliseconds).
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            token.cancelled_owned(),
-        );
-    let http = crate::http::serve(node.clone(), http_listener);
-    let servers = async { tokio::join!(grpc, http) };
-    let deadline = async {
-        node.shutdown.cancelled().await;
-        tokio::time::sleep(drain_timeout / 2).await;
-    };
-    let (g, h) = tokio::select! {
-        r = servers => r,
-        _ = deadline => {
-            tracing::warn!("in-flight requests did not finish within the drain deadline; exiting");
-            (Ok(()), Ok(()))
-        }
-    };
-    node.stop().await;
-    signals.abort();
-    housekeeping.abort();
-    placement.abort();
-    quiescence.abort();
-    range_events.abort();
-    g.context("gRPC server")?;
-    h.context("HTTP server")?;
-    if let Some(why) = node.fatal() {
-        anyhow::bail!("{why}");
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    /// A client of the `Peer` service of the node at `addr`.
+    pub fn peer(&self, addr: &str) -> Result<PeerClient<Channel>> {
+        let ch = self
+            .pool
+            .channel(addr)
+            .map_err(|e| Error::Unavailable(format!("{addr}: {e}")))?;
+        Ok(PeerClient::new(ch)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
     }
 }

@@ -12,6 +12,12 @@
 //!   retried requests), which travel in the range's snapshots and are copied to the
 //!   right half when it splits.
 //!
+//! System keys (meta range): `range/<range_id>` -> a range descriptor (the routing
+//! table), `decommissioning/<node_id>` -> a mark, `next_node_id` and `next_range_id`
+//! -> id counters. A range's own keys: `desc` -> its descriptor,
+//! `req/<client_id><seq>` -> a kept request answer, `req-low/<client_id>` -> the
+//! lowest sequence whose answer may still be kept.
+//!
 //! Big-endian integers keep a range's log entries in index order and ranges apart.
 
 pub const CF_DEFAULT: &str = "default";
@@ -130,6 +136,27 @@ pub fn decommissioning_key(node_id: u64) -> Vec<u8> {
     k
 }
 
+/// The node id of a [`decommissioning_key`], or `None` for another key.
+pub fn parse_decommissioning_key(key: &[u8]) -> Option<u64> {
+    let id = key.strip_prefix(DECOMMISSIONING_PREFIX)?;
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+/// System key (without the system prefix) of the next node id to allocate.
+pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
+/// System key (without the system prefix) of the next range id to allocate.
+pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
+
+/// Encodes a counter or id stored as a value: `u64 BE`.
+pub fn encode_u64(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+/// Decodes a value written by [`encode_u64`]; `None` if it is not 8 bytes.
+pub fn decode_u64(stored: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(stored.try_into().ok()?))
+}
+
 /// Data key of a range's replicated key `suffix`.
 pub fn range_local_key(range_id: u64, suffix: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + suffix.len());
@@ -154,9 +181,24 @@ pub const DESCRIPTOR_SUFFIX: &[u8] = b"desc";
 
 /// Suffix (among a range's replicated keys) of the kept answer of a client's request.
 pub fn request_suffix(client_id: u64, seq: u64) -> Vec<u8> {
+    let mut k = client_requests_prefix(client_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The request sequence of a [`request_suffix`], or `None` for another suffix.
+pub fn parse_request_seq(suffix: &[u8]) -> Option<u64> {
+    let rest = suffix.strip_prefix(REQUEST_PREFIX)?;
+    if rest.len() != 16 {
+        return None;
+    }
+    decode_u64(&rest[8..])
+}
+
+/// Prefix of the suffixes of one client's kept answers, in sequence order.
+pub fn client_requests_prefix(client_id: u64) -> Vec<u8> {
     let mut k = REQUEST_PREFIX.to_vec();
     k.extend_from_slice(&client_id.to_be_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -277,6 +319,17 @@ mod tests {
             let _ = parse_log_key(range, &a);
             let _ = decode_value(&a);
         }
+    }
+
+    #[test]
+    fn system_and_request_keys_parse_back() {
+        assert_eq!(parse_decommissioning_key(&decommissioning_key(7)), Some(7));
+        assert_eq!(parse_decommissioning_key(b"decommissioning/x"), None);
+        assert_eq!(parse_request_seq(&request_suffix(9, 42)), Some(42));
+        assert!(request_suffix(9, 42).starts_with(&client_requests_prefix(9)));
+        assert_eq!(parse_request_seq(&requests_low_suffix(9)), None);
+        assert_eq!(decode_u64(&encode_u64(5)), Some(5));
+        assert_eq!(decode_u64(b"short"), None);
     }
 
     #[test]

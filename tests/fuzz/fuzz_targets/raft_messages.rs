@@ -1,4 +1,5 @@
-//! Every message a node decodes from a peer: the gRPC envelopes, then their payloads.
+//! Every message a node decodes from a peer (Raft and Peer services): the gRPC
+//! envelopes, then their payloads.
 //! Decoding must never panic; what decodes must encode back to what decodes the same.
 #![no_main]
 
@@ -21,6 +22,7 @@ fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debu
 
 fuzz_target!(|data: &[u8]| {
     let _ = pb::RaftMessage::decode(data);
+    let _ = pb::PeerMessage::decode(data);
     let _ = pb::SnapshotChunk::decode(data);
     let _ = pb::JoinRequest::decode(data);
     let _ = pb::BootstrapRequest::decode(data);
@@ -33,4 +35,7 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<SnapshotResponse>(data);
     round_trip::<(Vote, SnapshotMeta)>(data);
     round_trip::<Option<LogId>>(data);
+    round_trip::<shoal_raft::RangeDescriptor>(data);
+    round_trip::<shoal_server::placement::messages::ChangeReplicas>(data);
+    let _ = shoal_server::placement::messages::NodeReport::decode(data);
 });

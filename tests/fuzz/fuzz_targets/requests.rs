@@ -1,11 +1,14 @@
-//! The request validation layer: any bytes decoded as a client's batch or transaction
-//! and checked against small limits. Never a panic; what passes is within the limits.
+//! The request validation layer: any bytes decoded as a client's request of each kind
+//! and validated into its domain form against small limits. Never a panic; what
+//! passes is within the limits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use shoal_proto::v1 as pb;
 use shoal_raft::{TxnOp, WriteOp};
+use shoal_server::convert::KvRpc;
+use shoal_server::request::Op;
 use shoal_server::validate::Limits;
 
 const LIMITS: Limits = Limits {
@@ -26,17 +29,17 @@ fn write_ok(op: &WriteOp) -> bool {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(req) = pb::BatchRequest::decode(data) {
-        if let Ok(ops) = LIMITS.batch(req.ops) {
+fn check(op: &Op) {
+    match op {
+        Op::Batch(ops) => {
             assert!(!ops.is_empty());
             assert!(ops.iter().all(write_ok));
         }
-    }
-    if let Ok(req) = pb::TxnRequest::decode(data) {
-        if let Ok((compares, success, failure)) =
-            LIMITS.txn(req.compares, req.success, req.failure)
-        {
+        Op::Txn {
+            compares,
+            success,
+            failure,
+        } => {
             assert!(compares.iter().all(|c| !c.key.is_empty() && c.key.len() <= 16));
             for op in success.iter().chain(failure.iter()) {
                 match op {
@@ -45,5 +48,36 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        Op::Put { key, value } => assert!(write_ok(&WriteOp::Put {
+            key: key.clone(),
+            value: value.clone()
+        })),
+        Op::Get { key, .. } | Op::Delete { key } => {
+            assert!(!key.is_empty() && key.len() <= 16)
+        }
+        Op::Scan { start, end, .. } | Op::DeleteRange { start, end } => {
+            assert!(start.len() <= 16 && end.len() <= 16 && (end.is_empty() || start <= end))
+        }
     }
+}
+
+fn each<R: KvRpc + Message + Default>(data: &[u8]) {
+    if let Ok(r) = R::decode(data) {
+        if let Ok(req) = r.into_request(&LIMITS) {
+            check(&req.op);
+            if let Some(id) = req.request_id {
+                assert!(id.client_id == 0 || id.seq >= id.acked_below);
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    each::<pb::GetRequest>(data);
+    each::<pb::ScanRequest>(data);
+    each::<pb::PutRequest>(data);
+    each::<pb::DeleteRequest>(data);
+    each::<pb::DeleteRangeRequest>(data);
+    each::<pb::BatchRequest>(data);
+    each::<pb::TxnRequest>(data);
 });

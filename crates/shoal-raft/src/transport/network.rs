@@ -1,13 +1,9 @@
-//! Client side of the peer transport.
-//!
-//! One gRPC channel per peer address, shared by every range ([`PeerPool`]); each
-//! message names its range. Channels connect lazily and reconnect by themselves,
-//! resolving the peer's name again on every connect: a rescheduled pod comes back
-//! under the same name with a new IP.
+//! openraft's network for one range: [`NetworkFactory`] makes a [`Connection`] per
+//! peer, which sends the range's Raft messages on the peer's [`Mux`] stream (each
+//! naming the range) and streams snapshots in chunks.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,63 +12,16 @@ use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shoal_proto::v1::raft_client::RaftClient;
 use shoal_proto::v1::{MuxKind, RaftMessage, SnapshotChunk};
 use tokio::io::AsyncReadExt;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode};
-use crate::mux::Mux;
-use crate::state_machine::SnapshotFile;
+use crate::transport::mux::Mux;
+use crate::transport::pool::PeerPool;
 use crate::types::*;
 
 /// Bytes of snapshot data per streamed chunk.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
-
-/// gRPC channels to peer nodes, one per address.
-#[derive(Debug, Default)]
-pub struct PeerPool {
-    channels: Mutex<HashMap<String, Channel>>,
-    /// The Raft message stream to each address (see `mux.rs`).
-    muxes: Mutex<HashMap<String, Arc<Mux>>>,
-}
-
-impl PeerPool {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// The channel to `addr` (`host:port`), created on first use.
-    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
-        }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        map.insert(addr.to_string(), ch.clone());
-        Ok(ch)
-    }
-
-    /// The Raft message stream to `addr`, opened on first use.
-    pub(crate) fn mux(&self, addr: &str) -> Arc<Mux> {
-        let mut map = self.muxes.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(addr.to_string())
-            .or_insert_with(|| Arc::new(Mux::new(addr)))
-            .clone()
-    }
-
-    pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
-        Ok(RaftClient::new(self.channel(addr)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
-    }
-}
 
 /// Creates the connections of one range's Raft instance to its peers.
 #[derive(Debug, Clone)]
@@ -173,7 +122,7 @@ impl Connection {
             MuxKind::AppendEntries => option.hard_ttl().max(self.min_ttl),
             _ => option.hard_ttl(),
         };
-        let resp = match tokio::time::timeout(ttl, self.mux.call(&self.pool, kind, msg)).await {
+        let resp = match tokio::time::timeout(ttl, self.mux.call(kind, msg)).await {
             Ok(r) => r.map_err(status_error)?,
             Err(_) => {
                 return Err(unreachable(&RpcTimeout {

@@ -17,13 +17,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
+use futures::{Future, Stream, StreamExt};
+use shoal_proto::v1::raft_client::RaftClient;
 use shoal_proto::v1::{MuxBatch, MuxError, MuxFrame, MuxKind, RaftMessage};
 use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
-
-use crate::network::PeerPool;
-use crate::replica::Router;
 
 /// Frames per batch at most: a batch is one gRPC message, and appends carry entries.
 const MAX_FRAMES: usize = 256;
@@ -48,10 +47,12 @@ fn batches(rx: mpsc::UnboundedReceiver<MuxFrame>) -> impl Stream<Item = MuxBatch
     })
 }
 
-/// The client side: one per peer address, held by the [`PeerPool`].
+/// The client side: one per peer address, held by the peer pool.
 #[derive(Debug)]
 pub struct Mux {
     addr: String,
+    /// The peer's channel (an error for an address that is not one).
+    channel: Result<Channel, String>,
     current: Mutex<Option<Arc<Session>>>,
     /// The peer answered UNIMPLEMENTED: unary calls only.
     unsupported: AtomicBool,
@@ -116,9 +117,10 @@ impl Drop for Registered<'_> {
 }
 
 impl Mux {
-    pub(crate) fn new(addr: &str) -> Self {
+    pub(crate) fn new(addr: &str, channel: Result<Channel, String>) -> Self {
         Self {
             addr: addr.to_string(),
+            channel,
             current: Mutex::new(None),
             unsupported: AtomicBool::new(false),
         }
@@ -128,14 +130,13 @@ impl Mux {
     /// call would. The caller bounds the wait.
     pub(crate) async fn call(
         self: &Arc<Self>,
-        pool: &PeerPool,
         kind: MuxKind,
         msg: RaftMessage,
     ) -> Result<RaftMessage, Status> {
         if self.unsupported.load(Ordering::Relaxed) {
-            return unary(pool, &self.addr, kind, msg).await;
+            return unary(self.client()?, kind, msg).await;
         }
-        let session = self.session(pool)?;
+        let session = self.session()?;
         let (id, rx) = {
             let mut w = lock(&session.waiting);
             if w.closed {
@@ -166,21 +167,35 @@ impl Mux {
         }
     }
 
+    /// Whether the peer answered that it has no stream: it is sent unary calls.
+    #[cfg(test)]
+    pub(crate) fn is_unary(&self) -> bool {
+        self.unsupported.load(Ordering::Relaxed)
+    }
+
     fn closed(&self) -> Status {
         Status::unavailable(format!("the stream to {} closed", self.addr))
     }
 
+    fn client(&self) -> Result<RaftClient<Channel>, Status> {
+        let ch = self
+            .channel
+            .as_ref()
+            .map_err(|e| Status::unavailable(format!("{}: {e}", self.addr)))?;
+        Ok(RaftClient::new(ch.clone())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
     /// The open stream to the peer, opened if there is none.
-    fn session(self: &Arc<Self>, pool: &PeerPool) -> Result<Arc<Session>, Status> {
+    fn session(self: &Arc<Self>) -> Result<Arc<Session>, Status> {
         let mut cur = lock(&self.current);
         if let Some(s) = cur.as_ref() {
             if !lock(&s.waiting).closed {
                 return Ok(s.clone());
             }
         }
-        let mut client = pool
-            .client(&self.addr)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut client = self.client()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let session = Arc::new(Session {
             tx,
@@ -228,14 +243,10 @@ impl Mux {
 
 /// The unary call `kind` names.
 async fn unary(
-    pool: &PeerPool,
-    addr: &str,
+    mut c: RaftClient<Channel>,
     kind: MuxKind,
     msg: RaftMessage,
 ) -> Result<RaftMessage, Status> {
-    let mut c = pool
-        .client(addr)
-        .map_err(|e| Status::unavailable(e.to_string()))?;
     let resp = match kind {
         MuxKind::AppendEntries => c.append_entries(msg).await,
         MuxKind::Vote => c.vote(msg).await,
@@ -249,16 +260,26 @@ async fn unary(
 /// The server side's answer stream.
 pub type Answers = Pin<Box<dyn Stream<Item = Result<MuxBatch, Status>> + Send>>;
 
-/// Answers a peer's stream: each request frame is handled on its own task (as a
-/// unary call would be), and answers leave in batches as they complete.
-pub(crate) fn serve(router: Arc<Router>, mut inbound: Streaming<MuxBatch>) -> Answers {
+/// Answers a peer's stream with `handle` (the call's kind and its message): each
+/// request frame is handled on its own task (as a unary call would be), and answers
+/// leave in batches as they complete.
+pub(crate) fn serve<H, F>(mut inbound: Streaming<MuxBatch>, handle: H) -> Answers
+where
+    H: Fn(MuxKind, RaftMessage) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<RaftMessage, Status>> + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel::<MuxFrame>();
     tokio::spawn(async move {
         while let Ok(Some(batch)) = inbound.message().await {
             for f in batch.frames {
-                let (router, tx) = (router.clone(), tx.clone());
+                let (handle, tx) = (handle.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let answer = handle(&router, f.kind, f.message.unwrap_or_default()).await;
+                    let answer = match MuxKind::try_from(f.kind) {
+                        Ok(MuxKind::Unspecified) | Err(_) => Err(Status::invalid_argument(
+                            format!("unknown mux call kind {}", f.kind),
+                        )),
+                        Ok(kind) => handle(kind, f.message.unwrap_or_default()).await,
+                    };
                     let (message, error) = match answer {
                         Ok(m) => (Some(m), None),
                         Err(s) => (
@@ -281,146 +302,4 @@ pub(crate) fn serve(router: Arc<Router>, mut inbound: Streaming<MuxBatch>) -> An
         }
     });
     Box::pin(batches(rx).map(Ok))
-}
-
-async fn handle(router: &Router, kind: i32, m: RaftMessage) -> Result<RaftMessage, Status> {
-    use crate::service as s;
-    match MuxKind::try_from(kind) {
-        Ok(MuxKind::AppendEntries) => s::append_entries(router, m).await,
-        Ok(MuxKind::Vote) => s::vote(router, m).await,
-        Ok(MuxKind::PreVote) => s::pre_vote(router, m).await,
-        Ok(MuxKind::TransferLeader) => s::transfer_leader(router, m).await,
-        Ok(MuxKind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
-            "unknown mux call kind {kind}"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::service::{NodeHooks, RaftService};
-    use shoal_proto::v1::raft_server::RaftServer;
-    use shoal_proto::v1::{BootstrapRequest, HelloResponse, JoinRequest, JoinResponse};
-
-    /// A node that holds no replica: every Raft message is answered RANGE_NOT_FOUND.
-    struct NoNode;
-
-    #[tonic::async_trait]
-    impl NodeHooks for NoNode {
-        async fn hello(&self) -> HelloResponse {
-            HelloResponse::default()
-        }
-        async fn bootstrap(&self, _: BootstrapRequest) -> Result<(), Status> {
-            Err(Status::unimplemented("test"))
-        }
-        async fn join(&self, _: JoinRequest) -> Result<JoinResponse, Status> {
-            Err(Status::unimplemented("test"))
-        }
-        async fn alloc_range_id(&self) -> Result<u64, Status> {
-            Err(Status::unimplemented("test"))
-        }
-        async fn report_ranges(&self, _: Vec<crate::RangeDescriptor>) -> Result<(), Status> {
-            Err(Status::unimplemented("test"))
-        }
-        async fn create_replica(&self, _: u64, _: crate::RangeDescriptor) -> Result<(), Status> {
-            Err(Status::unimplemented("test"))
-        }
-        async fn node_heartbeat(&self, _: crate::NodeReport) -> Result<(), Status> {
-            Err(Status::unimplemented("test"))
-        }
-        async fn change_replicas(&self, _: crate::ChangeReplicas) -> Result<(), Status> {
-            Err(Status::unimplemented("test"))
-        }
-    }
-
-    /// Serves the peer service (`with_raft`) or no service at all (a peer that knows
-    /// no `Raft` call) on `listener` until `stop` fires.
-    fn serve_on(
-        listener: std::net::TcpListener,
-        with_raft: bool,
-        stop: oneshot::Receiver<()>,
-    ) -> tokio::task::JoinHandle<()> {
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let raft = RaftServer::new(RaftService::new(Router::new(), Arc::new(NoNode)));
-        tokio::spawn(async move {
-            let mut b = tonic::transport::Server::builder();
-            let stop = async {
-                let _ = stop.await;
-            };
-            if with_raft {
-                b.add_service(raft)
-                    .serve_with_incoming_shutdown(incoming, stop)
-                    .await
-                    .unwrap();
-            } else {
-                b.add_routes(tonic::service::Routes::default())
-                    .serve_with_incoming_shutdown(incoming, stop)
-                    .await
-                    .unwrap();
-            }
-        })
-    }
-
-    fn msg(range_id: u64) -> RaftMessage {
-        RaftMessage {
-            range_id,
-            payload: vec![],
-            target_node_id: 0,
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_calls_each_get_their_own_answer() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (_stop, stopped) = oneshot::channel();
-        let _server = serve_on(listener, true, stopped);
-        let pool = PeerPool::new();
-        let mux = pool.mux(&addr);
-
-        // 200 calls at once, for 200 different ranges: every answer names the range
-        // its own request named, so answers are matched to their requests.
-        let calls = (1..=200u64).map(|range| {
-            let (pool, mux) = (pool.clone(), mux.clone());
-            let kind = if range % 2 == 0 {
-                MuxKind::Vote
-            } else {
-                MuxKind::AppendEntries
-            };
-            async move { (range, mux.call(&pool, kind, msg(range)).await) }
-        });
-        for (range, answer) in futures::future::join_all(calls).await {
-            let e = answer.expect_err("no node holds the range");
-            assert_eq!(e.code(), Code::NotFound);
-            assert_eq!(
-                shoal_proto::error::code_of(&e),
-                shoal_proto::error::codes::RANGE_NOT_FOUND
-            );
-            assert!(
-                e.message().contains(&format!("range {range} ")),
-                "answer for range {range}: {}",
-                e.message()
-            );
-        }
-        assert!(!mux.unsupported.load(Ordering::Relaxed));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_peer_without_the_stream_is_sent_unary_calls() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (_stop, stopped) = oneshot::channel();
-        let _server = serve_on(listener, false, stopped);
-        let pool = PeerPool::new();
-        let mux = pool.mux(&addr);
-        let first = mux.call(&pool, MuxKind::Vote, msg(1)).await;
-        assert_eq!(first.expect_err("no stream").code(), Code::Unavailable);
-        assert!(mux.unsupported.load(Ordering::Relaxed));
-        // The unary call reaches the peer (which knows no Raft calls at all here).
-        let second = mux.call(&pool, MuxKind::Vote, msg(1)).await;
-        assert_eq!(second.expect_err("no raft").code(), Code::Unimplemented);
-    }
 }

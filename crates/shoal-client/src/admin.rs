@@ -1,0 +1,129 @@
+//! The cluster operations: node status, the nodes and ranges, range lookups and
+//! splits, removal, decommission, drain, and founding the cluster (`init`).
+
+use std::time::Duration;
+
+use shoal_proto::v1 as pb;
+
+use crate::client::{Client, Retry, Route};
+use crate::error::Error;
+use crate::Result;
+
+impl Client {
+    /// The status of the node at `addr` (no redirect).
+    pub async fn status_of(&self, addr: &str) -> Result<pb::StatusResponse> {
+        let mut admin = Self::admin(self.channel(addr)?);
+        Self::direct(
+            addr,
+            self.inner.opts.request_timeout,
+            admin.status(pb::StatusRequest {}),
+        )
+        .await
+    }
+
+    /// The nodes of the cluster.
+    pub async fn nodes(&self) -> Result<pb::NodesResponse> {
+        self.run(Route::Any, Retry::Always, |ch, _| {
+            let req = self.request(pb::NodesRequest {});
+            async move { Ok(Self::admin(ch).nodes(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// Every range: descriptor, leader, approximate size.
+    pub async fn ranges(&self) -> Result<pb::RangesResponse> {
+        self.run(Route::Any, Retry::Always, |ch, _| {
+            let req = self.request(pb::RangesRequest {});
+            async move { Ok(Self::admin(ch).ranges(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// The range holding `key`, and its leader.
+    pub async fn range_lookup(&self, key: impl AsRef<[u8]>) -> Result<pb::RangeLookupResponse> {
+        let req = pb::RangeLookupRequest {
+            key: key.as_ref().to_vec(),
+            before: false,
+        };
+        self.run(Route::Any, Retry::Always, |ch, _| {
+            let req = self.request(req.clone());
+            async move { Ok(Self::admin(ch).range_lookup(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// Splits the range holding `key` at `key`; returns both halves.
+    pub async fn split_range(
+        &self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<(pb::RangeDescriptor, pb::RangeDescriptor)> {
+        let key = key.as_ref().to_vec();
+        let r = self
+            .run(Route::key(&key), Retry::Always, |ch, _| {
+                let req = self.request(pb::SplitRangeRequest { key: key.clone() });
+                async move { Ok(Self::admin(ch).split_range(req).await?.into_inner()) }
+            })
+            .await?;
+        for d in [&r.left, &r.right].into_iter().flatten() {
+            self.inner.cache.insert(d.clone(), None);
+        }
+        match (r.left, r.right) {
+            (Some(l), Some(r)) => Ok((l, r)),
+            _ => Err(Error::Unavailable(
+                "split answered without descriptors".into(),
+            )),
+        }
+    }
+
+    /// Removes a node from the cluster's membership.
+    pub async fn remove_node(&self, node_id: u64) -> Result<()> {
+        self.run(Route::Any, Retry::IfNotApplied, |ch, _| {
+            let req = self.request(pb::RemoveNodeRequest { node_id });
+            async move {
+                Self::admin(ch).remove_node(req).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Marks a node decommissioning: its replicas move to other live nodes. Idempotent;
+    /// answers how many replicas (the meta range's aside) it still holds, so calling
+    /// it again reports progress.
+    pub async fn decommission(&self, node_id: u64) -> Result<u64> {
+        self.run(Route::Any, Retry::Always, |ch, _| {
+            let req = self.request(pb::DecommissionRequest { node_id });
+            async move {
+                Ok(Self::admin(ch)
+                    .decommission(req)
+                    .await?
+                    .into_inner()
+                    .replicas)
+            }
+        })
+        .await
+    }
+
+    /// Drains the node at `addr` (no redirect): it turns unready, refuses new requests
+    /// and hands its leaderships to other nodes. Returns the ranges it still leads.
+    pub async fn drain(&self, addr: &str) -> Result<Vec<u64>> {
+        let mut admin = Self::admin(self.channel(addr)?);
+        let r = Self::direct(
+            addr,
+            Duration::from_secs(60),
+            admin.drain(pb::DrainRequest {}),
+        )
+        .await?;
+        Ok(r.still_leading)
+    }
+
+    /// Founds the cluster through the node at `addr`, from it and the peers of its
+    /// `--join` list. Refused once the cluster exists.
+    pub async fn init(&self, addr: &str) -> Result<pb::InitResponse> {
+        let mut c = Self::admin(self.channel(addr)?);
+        // Bootstrapping waits for every peer to answer: allow it time.
+        let mut req = tonic::Request::new(pb::InitRequest {});
+        req.set_timeout(Duration::from_secs(60));
+        Self::direct(addr, Duration::from_secs(65), c.init(req)).await
+    }
+}

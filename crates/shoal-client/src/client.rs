@@ -1,0 +1,421 @@
+//! [`Client`]: connections to a cluster's nodes, and [`Client::run`], which sends one
+//! call with redirects, retries and timeouts: the machinery under the KV and admin
+//! operations (`kv.rs`, `admin.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::admin_client::AdminClient;
+use shoal_proto::v1::kv_client::KvClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cache::{CachedRange, RangeCache};
+use crate::error::Error;
+use crate::retry::{decide, Backoff, Decision, RequestIds};
+use crate::Result;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time limit of one attempt (also sent to the node as the call's deadline).
+    pub request_timeout: Duration,
+    /// Time limit of a call, retries included.
+    pub retry_deadline: Duration,
+    /// First backoff between attempts; it doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Time limit to open a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(5),
+            retry_deadline: Duration::from_secs(20),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a call may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads and writes with a request id: any transient failure.
+    Always,
+    /// Only when the attempt certainly did not apply.
+    IfNotApplied,
+}
+
+/// Where a request goes: any node (cluster-wide calls), or the range holding a key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Route<'a> {
+    Any,
+    /// The range holding the key (`before`: the keys just before it). With
+    /// `any_replica` (a stale read) the node the client reaches first is asked before
+    /// the range's leader: it serves from its own replica, even cut off from the rest.
+    Key {
+        key: &'a [u8],
+        before: bool,
+        any_replica: bool,
+    },
+}
+
+impl<'a> Route<'a> {
+    pub(crate) fn key(key: &'a [u8]) -> Self {
+        Route::Key {
+            key,
+            before: false,
+            any_replica: false,
+        }
+    }
+}
+
+/// How an attempt failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The node's (or the transport's) status.
+    Status(tonic::Status),
+    /// The client's own refusal, before sending (final).
+    Refused(Error),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        Failure::Status(s)
+    }
+}
+
+/// Redirects taken at once before the client backs off (the hints may be stale).
+const MAX_QUICK_REDIRECTS: u32 = 3;
+/// Re-routes with fresh descriptors taken at once before the client backs off.
+const MAX_QUICK_REROUTES: u32 = 5;
+/// How long a node address that refused a connection is routed around.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
+
+pub(crate) struct Inner {
+    seeds: Vec<String>,
+    pub(crate) opts: ClientOptions,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// The address believed to lead, learned from `NOT_LEADER` details.
+    leader: Mutex<Option<String>>,
+    next_seed: Mutex<usize>,
+    pub(crate) ids: Arc<RequestIds>,
+    pub(crate) cache: RangeCache,
+    /// Node addresses a connection to which failed lately, and when: a client outside
+    /// the cluster (through a Service or published ports) cannot reach the addresses
+    /// the nodes advertise, and goes through its seeds instead.
+    unreachable: Mutex<HashMap<String, Instant>>,
+}
+
+/// A connection to a shoal cluster. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("seeds", &self.inner.seeds)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(uri)
+        .map(|e| {
+            e.connect_timeout(opts.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+        })
+        .map_err(|e| Error::InvalidArgument {
+            code: "BAD_ADDRESS".into(),
+            message: format!("bad node address {addr:?}: {e}"),
+        })
+}
+
+impl Client {
+    /// A client of the cluster reachable through `addrs` (`host:port`). Connections
+    /// open lazily: this fails only on malformed addresses.
+    pub fn new<I, S>(addrs: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_options(addrs, ClientOptions::default())
+    }
+
+    pub fn with_options<I, S>(addrs: I, opts: ClientOptions) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let seeds: Vec<String> = addrs
+            .into_iter()
+            .map(Into::into)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if seeds.is_empty() {
+            return Err(Error::InvalidArgument {
+                code: "NO_ADDRESS".into(),
+                message: "no node address given".into(),
+            });
+        }
+        for s in &seeds {
+            endpoint(s, &opts)?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                seeds,
+                opts,
+                channels: Mutex::new(HashMap::new()),
+                leader: Mutex::new(None),
+                next_seed: Mutex::new(0),
+                ids: RequestIds::new(),
+                cache: RangeCache::default(),
+                unreachable: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut map = lock(&self.inner.channels);
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = endpoint(addr, &self.inner.opts)?.connect_lazy();
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub(crate) fn kv(ch: Channel) -> KvClient<Channel> {
+        KvClient::new(ch)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    pub(crate) fn admin(ch: Channel) -> AdminClient<Channel> {
+        AdminClient::new(ch)
+    }
+
+    /// `msg` as a request with this client's attempt deadline, so the node answers
+    /// (with a code) before the client gives up on the attempt.
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.inner.opts.request_timeout);
+        r
+    }
+
+    /// The address to try next: the known leader, else the seeds in turn.
+    fn target(&self) -> String {
+        if let Some(l) = lock(&self.inner.leader).clone() {
+            return l;
+        }
+        let mut i = lock(&self.inner.next_seed);
+        let a = self.inner.seeds[*i % self.inner.seeds.len()].clone();
+        *i += 1;
+        a
+    }
+
+    fn set_leader(&self, addr: Option<String>) {
+        *lock(&self.inner.leader) = addr;
+    }
+
+    /// The range for `key` (`before`: the keys just before it), from the cache or
+    /// looked up.
+    pub(crate) async fn locate(&self, key: &[u8], before: bool) -> Result<CachedRange> {
+        if let Some(c) = self.inner.cache.get(key, before) {
+            return Ok(c);
+        }
+        let req = pb::RangeLookupRequest {
+            key: key.to_vec(),
+            before,
+        };
+        let r = self
+            .run(Route::Any, Retry::Always, |ch, _| {
+                let req = self.request(req.clone());
+                async move { Ok(Self::admin(ch).range_lookup(req).await?.into_inner()) }
+            })
+            .await?;
+        let desc = r.descriptor.ok_or_else(|| {
+            Error::Unavailable("range lookup answered without a descriptor".into())
+        })?;
+        let leader = (!r.leader_addr.is_empty()).then_some(r.leader_addr);
+        Ok(self.inner.cache.insert(desc, leader))
+    }
+
+    /// The address to send a request for range `c` to: its leader, else a replica.
+    /// Addresses that failed to connect lately are skipped; with none left, a seed
+    /// (whose node forwards writes to the leader and serves reads itself).
+    fn range_addr(&self, c: &CachedRange) -> String {
+        let unreachable = lock(&self.inner.unreachable);
+        let reachable = |a: &str| {
+            unreachable
+                .get(a)
+                .is_none_or(|t| t.elapsed() >= UNREACHABLE_FOR)
+        };
+        if let Some(l) = c.leader.as_deref().filter(|l| reachable(l)) {
+            return l.to_string();
+        }
+        let addrs: Vec<&String> = c
+            .desc
+            .replicas
+            .iter()
+            .map(|r| &r.addr)
+            .filter(|a| !a.is_empty() && reachable(a))
+            .collect();
+        drop(unreachable);
+        if addrs.is_empty() {
+            return self.target();
+        }
+        addrs[rand::random::<u32>() as usize % addrs.len()].clone()
+    }
+
+    /// Runs `call` against the cluster with redirects, retries and timeouts. With a
+    /// keyed route, `call` gets the range it is sent to, to name it in the request.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        route: Route<'_>,
+        retry: Retry,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Channel, Option<CachedRange>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let opts = &self.inner.opts;
+        let deadline = Instant::now() + opts.retry_deadline;
+        let mut backoff = Backoff::new(opts.initial_backoff, opts.max_backoff);
+        let mut last: Option<Error> = None;
+        let (mut redirects, mut reroutes) = (0, 0);
+        // A stale read goes to the node reached first until a node says it does not
+        // hold the range.
+        let mut seed_first = matches!(
+            route,
+            Route::Key {
+                any_replica: true,
+                ..
+            }
+        );
+        while Instant::now() < deadline || last.is_none() {
+            let (addr, range) = match route {
+                Route::Any => (self.target(), None),
+                Route::Key { key, before, .. } => match Box::pin(self.locate(key, before)).await {
+                    Ok(c) if seed_first => (self.target(), Some(c)),
+                    Ok(c) => (self.range_addr(&c), Some(c)),
+                    Err(e @ Error::InvalidArgument { .. }) => return Err(e),
+                    Err(e) => {
+                        last = Some(e);
+                        tokio::time::sleep(backoff.pause(deadline)).await;
+                        continue;
+                    }
+                },
+            };
+            let range_id = range.as_ref().map(|c| c.desc.range_id);
+            let ch = self.channel(&addr)?;
+            let (status, timed_out) =
+                match tokio::time::timeout(opts.request_timeout, call(ch, range)).await {
+                    Ok(Ok(v)) => return Ok(v),
+                    Ok(Err(Failure::Refused(e))) => return Err(e),
+                    Ok(Err(Failure::Status(s))) => (s, false),
+                    Err(_) => (
+                        tonic::Status::deadline_exceeded(format!(
+                            "no answer from {addr} within {:?}",
+                            opts.request_timeout
+                        )),
+                        true,
+                    ),
+                };
+            let decision = decide(&status, timed_out, range_id.is_some());
+            let forget_leader = || match range_id {
+                Some(id) => self.inner.cache.set_leader(id, None),
+                None => self.set_leader(None),
+            };
+            let err = Error::from_status(&addr, status);
+            match decision {
+                Decision::Fail => return Err(err),
+                Decision::Redirect { leader } => {
+                    let known = leader.is_some() && leader.as_deref() != Some(addr.as_str());
+                    match range_id {
+                        Some(id) => self.inner.cache.set_leader(id, leader),
+                        None => self.set_leader(leader),
+                    }
+                    redirects += 1;
+                    last = Some(err);
+                    if known && redirects <= MAX_QUICK_REDIRECTS {
+                        continue;
+                    }
+                }
+                Decision::Reroute { current } => {
+                    // Stale routing: refresh the cache from the details (or drop the
+                    // range and look it up again), then retry at once a few times.
+                    seed_first = false;
+                    if let Some(id) = range_id {
+                        self.inner.cache.evict(id);
+                    }
+                    for desc in current {
+                        self.inner.cache.insert(desc, None);
+                    }
+                    reroutes += 1;
+                    last = Some(err);
+                    if reroutes <= MAX_QUICK_REROUTES {
+                        continue;
+                    }
+                }
+                Decision::Retry { unreachable } => {
+                    forget_leader();
+                    if unreachable && range_id.is_some() {
+                        lock(&self.inner.unreachable).insert(addr.clone(), Instant::now());
+                    }
+                    last = Some(err);
+                }
+                Decision::RetryIfIdempotent => {
+                    forget_leader();
+                    if retry == Retry::IfNotApplied {
+                        return Err(Error::OutcomeUnknown(err.to_string()));
+                    }
+                    last = Some(err);
+                }
+            }
+            let pause = backoff.pause(deadline);
+            tracing::debug!(%addr, ?pause, "retrying");
+            tokio::time::sleep(pause).await;
+        }
+        Err(Error::Unavailable(format!(
+            "gave up after {:?}: {}",
+            opts.retry_deadline,
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+
+    /// One call to the node at `addr` only: no redirect, no retry.
+    pub(crate) async fn direct<T>(
+        addr: &str,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(Error::from_status(addr, s)),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no answer from {addr} within {limit:?}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The meta range's system keys, written by its commands and read here alone: the
+//! routing table (every range's descriptor, each replaced only by a newer one), the
+//! nodes marked decommissioning, and the node and range id counters. Key layouts are
+//! in [`shoal_storage::keys`].
+
+use std::collections::HashSet;
+use std::io;
+
+use shoal_storage::{keys, Engine};
+
+use crate::apply::Apply;
+use crate::codec::{decode, encode, io_err};
+use crate::range::{RangeDescriptor, FIRST_RANGE_ID};
+
+/// `AllocNodeId`: a node id never given before, above every member's.
+pub fn apply_alloc_node_id(a: &mut Apply<'_>) -> io::Result<u64> {
+    let stored = counter(a.engine, keys::NEXT_NODE_ID_KEY)?.unwrap_or(1);
+    let id = stored.max(a.max_member_id() + 1);
+    a.batch
+        .put_system(a.engine, keys::NEXT_NODE_ID_KEY, &keys::encode_u64(id + 1));
+    Ok(id)
+}
+
+/// `AllocRangeId`: a range id never given before.
+pub fn apply_alloc_range_id(a: &mut Apply<'_>) -> io::Result<u64> {
+    let id = counter(a.engine, keys::NEXT_RANGE_ID_KEY)?.unwrap_or(FIRST_RANGE_ID + 1);
+    a.batch
+        .put_system(a.engine, keys::NEXT_RANGE_ID_KEY, &keys::encode_u64(id + 1));
+    Ok(id)
+}
+
+/// `PutDescriptors`: records each descriptor in the routing table, if it is newer
+/// than the one recorded (an undecodable record counts as older).
+pub fn apply_put_descriptors(a: &mut Apply<'_>, ds: &[RangeDescriptor]) -> io::Result<()> {
+    for d in ds {
+        let key = keys::range_descriptor_key(d.range_id);
+        let newer = match a.engine.get_system(&key).map_err(io_err)? {
+            None => true,
+            Some(b) => decode::<RangeDescriptor>(&b).map_or(true, |cur| d.supersedes(&cur)),
+        };
+        if newer {
+            a.batch.put_system(a.engine, &key, &encode(d)?);
+        }
+    }
+    Ok(())
+}
+
+/// `SetDecommissioning`: marks a node decommissioning, or no longer.
+pub fn apply_set_decommissioning(a: &mut Apply<'_>, node_id: u64, on: bool) {
+    let key = keys::decommissioning_key(node_id);
+    if on {
+        a.batch.put_system(a.engine, &key, &[1]);
+    } else {
+        a.batch.delete_system(a.engine, &key);
+    }
+}
+
+/// The routing table as this node's replica of the meta range holds it: every
+/// recorded descriptor, in range id order.
+pub fn descriptors(engine: &Engine) -> io::Result<Vec<RangeDescriptor>> {
+    engine
+        .scan_system(keys::RANGE_DESCRIPTOR_PREFIX)
+        .map_err(io_err)?
+        .into_iter()
+        .map(|(key, value)| {
+            decode(&value).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("range descriptor {key:?} does not decode: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The nodes marked decommissioning, as this node's replica of the meta range holds
+/// them.
+pub fn decommissioning(engine: &Engine) -> io::Result<HashSet<u64>> {
+    Ok(engine
+        .scan_system(keys::DECOMMISSIONING_PREFIX)
+        .map_err(io_err)?
+        .iter()
+        .filter_map(|(k, _)| keys::parse_decommissioning_key(k))
+        .collect())
+}
+
+fn counter(engine: &Engine, key: &[u8]) -> io::Result<Option<u64>> {
+    Ok(engine
+        .get_system(key)
+        .map_err(io_err)?
+        .and_then(|b| keys::decode_u64(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::testing::Harness;
+    use crate::command::{Command, OpResult};
+    use shoal_storage::KeySpan;
+
+    #[test]
+    fn node_ids_are_never_given_twice() {
+        let mut h = Harness::new();
+        // Members 1..=3 exist: the first id allocated is 4, then 5.
+        assert_eq!(
+            h.run(1, Command::AllocNodeId).results,
+            vec![OpResult::NodeId(4)]
+        );
+        assert_eq!(
+            h.run(2, Command::AllocNodeId).results,
+            vec![OpResult::NodeId(5)]
+        );
+        assert_eq!(
+            h.run(3, Command::AllocRangeId).results,
+            vec![OpResult::RangeId(2)]
+        );
+        assert_eq!(
+            h.run(4, Command::AllocRangeId).results,
+            vec![OpResult::RangeId(3)]
+        );
+    }
+
+    #[test]
+    fn the_routing_table_keeps_the_newest_descriptor_and_marks_read_back() {
+        let mut h = Harness::new();
+        let d = RangeDescriptor::new(2, &KeySpan::all());
+        let (l, _) = d.split(b"m", 3);
+        h.run(1, Command::PutDescriptors(vec![l.clone()]));
+        // An older descriptor of the same range does not replace a newer one.
+        h.run(2, Command::PutDescriptors(vec![d]));
+        assert_eq!(descriptors(&h.engine).unwrap(), vec![l]);
+        h.run(
+            3,
+            Command::SetDecommissioning {
+                node_id: 7,
+                on: true,
+            },
+        );
+        h.run(
+            4,
+            Command::SetDecommissioning {
+                node_id: 8,
+                on: true,
+            },
+        );
+        h.run(
+            5,
+            Command::SetDecommissioning {
+                node_id: 7,
+                on: false,
+            },
+        );
+        assert_eq!(decommissioning(&h.engine).unwrap(), HashSet::from([8]));
+    }
+}

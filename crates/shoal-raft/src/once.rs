@@ -1,0 +1,204 @@
+//! Exactly-once requests: a command wrapped in a request id (`Command::Once`) applies
+//! at most once per (client, seq), and a retry gets the first application's answer.
+//!
+//! A range keeps each answer among its own replicated keys (so splits, snapshots and
+//! replica moves carry them) until the client reports it received: every seq below a
+//! request's `acked_below`. Those answers are dropped, and the client's low mark
+//! remembers how far; a request below it is refused (`StaleRequest`), never applied a
+//! second time.
+
+use std::io;
+
+use shoal_storage::keys;
+
+use crate::apply::Apply;
+use crate::codec::{decode, encode, io_err};
+use crate::command::{CommandResponse, OpResult};
+
+/// Kept answers dropped by one command at most (the rest by the client's next ones).
+const MAX_ANSWER_DROPS: usize = 1024;
+
+/// A request's id, as `Command::Once` carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    pub client_id: u64,
+    pub seq: u64,
+    /// Every seq of the client below this one was answered.
+    pub acked_below: u64,
+}
+
+/// Before a request's command applies: drops the answers the client has received,
+/// and returns the answer the request gets without applying (its kept first answer,
+/// or a refusal of a stale id), or `None` if it is to apply.
+pub fn before(a: &mut Apply<'_>, id: &RequestId) -> io::Result<Option<CommandResponse>> {
+    let index = a.index();
+    let refuse = |low: u64| CommandResponse {
+        index,
+        succeeded: false,
+        results: vec![OpResult::StaleRequest { low }],
+    };
+    if id.seq < id.acked_below {
+        // The request says its own answer was received before it was sent.
+        return Ok(Some(refuse(id.acked_below)));
+    }
+    let low = drop_answered(a, id)?;
+    let key = keys::request_suffix(id.client_id, id.seq);
+    if let Some(kept) = a.engine.get_range_local(a.range_id, &key).map_err(io_err)? {
+        // A retry of a request already applied: its first answer, no effect.
+        return decode(&kept).map(Some);
+    }
+    if id.seq < low {
+        // Below the client's low mark: the client received this request's answer and
+        // its record is gone; this is a late duplicate (an attempt that timed out and
+        // was committed after the one that answered). It must not apply again.
+        return Ok(Some(refuse(low)));
+    }
+    Ok(None)
+}
+
+/// After a request's command applied: keeps its answer for retries.
+pub fn keep(a: &mut Apply<'_>, id: &RequestId, answer: &CommandResponse) -> io::Result<()> {
+    let key = keys::request_suffix(id.client_id, id.seq);
+    a.batch
+        .put_range_local(a.engine, a.range_id, &key, &encode(answer)?);
+    Ok(())
+}
+
+/// Drops the kept answers below `acked_below` (point deletes from the last low mark:
+/// range tombstones, one per write, would slow every read), at most
+/// [`MAX_ANSWER_DROPS`] per command, and returns the client's low mark.
+fn drop_answered(a: &mut Apply<'_>, id: &RequestId) -> io::Result<u64> {
+    let (engine, range_id) = (a.engine, a.range_id);
+    let low_key = keys::requests_low_suffix(id.client_id);
+    let low = engine
+        .get_range_local(range_id, &low_key)
+        .map_err(io_err)?
+        .and_then(|b| keys::decode_u64(&b))
+        .unwrap_or(0);
+    if id.acked_below <= low {
+        return Ok(low);
+    }
+    let from = keys::request_suffix(id.client_id, low);
+    let kept = engine
+        .scan_range_local(
+            range_id,
+            &keys::client_requests_prefix(id.client_id),
+            Some(&from),
+            MAX_ANSWER_DROPS + 1,
+        )
+        .map_err(io_err)?;
+    let mut upto = id.acked_below;
+    for (n, (suffix, _)) in kept.iter().enumerate() {
+        let s = keys::parse_request_seq(suffix).unwrap_or(u64::MAX);
+        if s >= id.acked_below {
+            break;
+        }
+        if n == MAX_ANSWER_DROPS {
+            upto = s;
+            break;
+        }
+        a.batch.delete_range_local(engine, range_id, suffix);
+    }
+    a.batch
+        .put_range_local(engine, range_id, &low_key, &keys::encode_u64(upto));
+    Ok(upto)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::apply::testing::Harness;
+    use crate::command::{Command, OpResult, WriteOp};
+    use shoal_storage::keys;
+
+    /// A put of `v` under "k" by client 9, as request `seq`.
+    fn once(v: &str, seq: u64, acked_below: u64) -> Command {
+        Command::Once {
+            client_id: 9,
+            seq,
+            acked_below,
+            cmd: Box::new(Command::Write(vec![WriteOp::Put {
+                key: b"k".to_vec(),
+                value: v.into(),
+            }])),
+        }
+    }
+
+    fn value(h: &Harness) -> Option<Vec<u8>> {
+        h.engine.get(b"k").unwrap().map(|v| v.value)
+    }
+
+    #[test]
+    fn a_retried_request_applies_once_and_gets_its_first_answer() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run(5, once("first", 1, 1)).results,
+            vec![OpResult::Put(5)]
+        );
+        h.run(
+            6,
+            Command::Write(vec![WriteOp::Put {
+                key: b"k".to_vec(),
+                value: b"other".to_vec(),
+            }]),
+        );
+        // The retry of request 1 answers as the first time and changes nothing.
+        assert_eq!(
+            h.run(7, once("first", 1, 1)).results,
+            vec![OpResult::Put(5)]
+        );
+        assert_eq!(value(&h), Some(b"other".to_vec()));
+        // Once the client reports request 1 answered, its record is dropped.
+        h.run(8, once("second", 2, 2));
+        let kept = |seq| {
+            h.engine
+                .get_range_local(1, &keys::request_suffix(9, seq))
+                .unwrap()
+        };
+        assert_eq!(kept(1), None);
+        assert!(kept(2).is_some());
+    }
+
+    /// Found by the majority-ring nemesis: an attempt of a put that timed out was
+    /// committed after the client had its answer (from another attempt) and had
+    /// reported it received; the late duplicate applied a second time, over a newer
+    /// write.
+    #[test]
+    fn a_late_duplicate_of_an_answered_request_never_applies() {
+        let mut h = Harness::new();
+        h.run(5, once("old", 1, 1));
+        // The client got its answer and writes again, reporting request 1 received.
+        h.run(6, once("new", 2, 2));
+        // The other attempt of request 1 arrives late: refused, no effect.
+        let late = h.run(7, once("old", 1, 1));
+        assert_eq!(late.results, vec![OpResult::StaleRequest { low: 2 }]);
+        assert!(!late.succeeded);
+        assert_eq!(value(&h), Some(b"new".to_vec()));
+    }
+
+    /// Tried as a plain gRPC client would: a request whose seq is below its own
+    /// `acked_below` was answered OK with a version, and nothing was written.
+    #[test]
+    fn a_request_below_its_own_acknowledged_mark_is_refused_and_changes_nothing() {
+        let mut h = Harness::new();
+        let r = h.run(12, {
+            let Command::Once { cmd, .. } = once("v", 3, 9) else {
+                unreachable!()
+            };
+            Command::Once {
+                client_id: 78,
+                seq: 3,
+                acked_below: 9,
+                cmd,
+            }
+        });
+        assert_eq!(r.results, vec![OpResult::StaleRequest { low: 9 }]);
+        assert_eq!(value(&h), None);
+        // Not even the client's low mark moved: a refused request writes nothing.
+        assert_eq!(
+            h.engine
+                .get_range_local(1, &keys::requests_low_suffix(78))
+                .unwrap(),
+            None
+        );
+    }
+}

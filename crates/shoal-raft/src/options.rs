@@ -1,0 +1,93 @@
+//! [`RaftOptions`]: Raft timing and log compaction of a node's replicas, and when a
+//! replica builds a snapshot.
+
+use openraft::{Config, SnapshotPolicy};
+
+/// Raft timing and log compaction of a node's replicas.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot once this many entries were applied since the last one (and
+    /// enough bytes: see [`snapshot_due`]).
+    pub snapshot_logs: u64,
+    /// Entries kept in the log behind a snapshot, for slow followers.
+    pub keep_logs: u64,
+    /// How the leader confirms a linearizable read: a read-index round to a quorum,
+    /// or its lease (no round trip while the quorum's last acknowledgement is recent).
+    pub lease_reads: bool,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_logs: 10_000,
+            keep_logs: 1_000,
+            lease_reads: false,
+        }
+    }
+}
+
+impl RaftOptions {
+    pub(crate) fn config(&self) -> Result<Config, openraft::ConfigError> {
+        Config {
+            cluster_name: "shoal".to_string(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            // Snapshots are taken by `Replica::snapshot_if_due`, which weighs bytes
+            // as well as entries.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            purge_batch_size: 256,
+            install_snapshot_timeout: 60_000,
+            enable_pre_vote: Some(true),
+            // Replicate entries as soon as they are written, while the local fsync runs:
+            // the leader's and the followers' fsyncs overlap instead of adding up.
+            broadcast_submitted_on_append: Some(true),
+            ..Default::default()
+        }
+        .validate()
+    }
+}
+
+/// Past this many bytes applied since the last snapshot, a snapshot is due whatever the
+/// entry count: a log of large values stays bounded.
+pub const SNAPSHOT_LOG_BYTES: u64 = 16 << 20;
+
+/// Whether a replica should build a snapshot, `entries` and `bytes` having been applied
+/// since its last one, whose file holds `snapshot_bytes`.
+///
+/// A snapshot writes the whole range, so building one after a fixed number of entries
+/// costs a range near its split size many times what the entries wrote (64 MiB per 10,000
+/// small writes). One is due only once the log since the last holds at least half the
+/// last snapshot's bytes, which bounds that cost to about twice the bytes written, and
+/// once it holds `snapshot_logs` entries or [`SNAPSHOT_LOG_BYTES`] (the log's own bound).
+pub fn snapshot_due(entries: u64, bytes: u64, snapshot_bytes: u64, snapshot_logs: u64) -> bool {
+    bytes >= snapshot_bytes / 2 && (entries >= snapshot_logs || bytes >= SNAPSHOT_LOG_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_due_after_enough_entries_and_half_the_last_snapshot_in_bytes() {
+        // No snapshot yet: the entry count alone decides.
+        assert!(!snapshot_due(9_999, 1 << 20, 0, 10_000));
+        assert!(snapshot_due(10_000, 10, 0, 10_000));
+        // A 64 MiB range: 10,000 small writes are not worth rewriting it ...
+        let range = 64 << 20;
+        assert!(!snapshot_due(10_000, 1 << 20, range, 10_000));
+        // ... half of it written again is.
+        assert!(snapshot_due(300_000, 32 << 20, range, 10_000));
+        // Few large entries: the log's byte bound decides, past half the snapshot.
+        assert!(!snapshot_due(100, (16 << 20) - 1, 1 << 20, 10_000));
+        assert!(snapshot_due(100, 16 << 20, 1 << 20, 10_000));
+        assert!(!snapshot_due(100, 16 << 20, range, 10_000));
+    }
+}

@@ -1,0 +1,101 @@
+//! [`Router`]: the node's replicas, by range id and (through its [`RangeIndex`]) by
+//! the keys they hold.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::index::RangeIndex;
+use crate::replica::Replica;
+use crate::types::NodeId;
+
+/// The node's replicas, by range id, and by span through [`Router::index`].
+#[derive(Debug, Default)]
+pub struct Router {
+    replicas: RwLock<HashMap<u64, Arc<Replica>>>,
+    pub index: Arc<RangeIndex>,
+    /// Woken whenever a replica is inserted.
+    inserted: tokio::sync::Notify,
+}
+
+impl Router {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The replica holding `key`, if this node holds one.
+    pub fn lookup(&self, key: &[u8]) -> Option<Arc<Replica>> {
+        self.get(self.index.lookup(key)?)
+    }
+
+    /// The replica holding `key` (with `before`: the keys just before it).
+    pub fn locate(&self, key: &[u8], before: bool) -> Option<Arc<Replica>> {
+        self.get(self.index.locate(key, before)?)
+    }
+
+    pub fn get(&self, range_id: u64) -> Option<Arc<Replica>> {
+        self.replicas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&range_id)
+            .cloned()
+    }
+
+    pub fn insert(&self, replica: Arc<Replica>) {
+        self.replicas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(replica.range_id, replica);
+        self.inserted.notify_waiters();
+    }
+
+    /// The replica of `range_id`, waiting up to `patience` for it to be opened: the
+    /// right half of a split is opened as each node applies the split, and its new
+    /// leader's first messages may arrive before a follower got that far.
+    pub async fn get_soon(&self, range_id: u64, patience: Duration) -> Option<Arc<Replica>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Created before the check, so an insert between the two still wakes it.
+            let inserted = self.inserted.notified();
+            if let Some(r) = self.get(range_id) {
+                return Some(r);
+            }
+            if tokio::time::timeout_at(deadline, inserted).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Forgets a replica (destroyed, or never to serve again): no longer routed to.
+    pub fn remove(&self, range_id: u64) -> Option<Arc<Replica>> {
+        let r = self
+            .replicas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&range_id);
+        self.index.set(range_id, None);
+        r
+    }
+
+    /// This node's id, as its replicas know it (`None` before the first opens).
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.replicas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .next()
+            .map(|r| r.node_id)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Replica>> {
+        let mut v: Vec<_> = self
+            .replicas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| r.range_id);
+        v
+    }
+}

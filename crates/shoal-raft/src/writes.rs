@@ -1,0 +1,222 @@
+//! The data commands: writes (`Put`, `Delete`, `DeleteRange`, `Batch`) and etcd-style
+//! transactions. Within one command a later op sees the earlier ops' writes through
+//! an [`Overlay`], so a batch `put k; get k` reads its own write.
+
+use std::io;
+
+use shoal_proto::span;
+use shoal_storage::{Engine, KeySpan, Versioned};
+
+use crate::apply::Apply;
+use crate::codec::io_err;
+use crate::command::{Compare, Found, OpResult, TxnOp, WriteOp};
+
+/// Applies a write command's ops, in order.
+pub fn apply_write(a: &mut Apply<'_>, ops: &[WriteOp]) -> io::Result<Vec<OpResult>> {
+    let mut ov = Overlay::new(a.index());
+    ops.iter().map(|op| ov.write(a, op)).collect()
+}
+
+/// Applies a transaction: its compares against the current state, then the success
+/// or the failure branch. Returns whether the compares held, and each op's result.
+pub fn apply_txn(
+    a: &mut Apply<'_>,
+    compares: &[Compare],
+    success: &[TxnOp],
+    failure: &[TxnOp],
+) -> io::Result<(bool, Vec<OpResult>)> {
+    let mut ok = true;
+    for c in compares {
+        if !c.holds(a.engine.get(&c.key).map_err(io_err)?.as_ref()) {
+            ok = false;
+            break;
+        }
+    }
+    let mut ov = Overlay::new(a.index());
+    let mut results = Vec::new();
+    for op in if ok { success } else { failure } {
+        results.push(match op {
+            TxnOp::Write(w) => ov.write(a, w)?,
+            TxnOp::Get { key } => OpResult::Get(ov.get(a.engine, key)?.map(|v| Found {
+                key: v.key,
+                value: v.value,
+                version: v.version,
+            })),
+        });
+    }
+    Ok((ok, results))
+}
+
+/// Writes of the command being applied, visible to its later ops.
+struct Overlay {
+    /// Log index of the command: the version of what it writes.
+    index: u64,
+    /// key -> Some(value) for a put, None for a delete; in order of application.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Spans deleted by a delete-range, each with the number of writes before it.
+    cleared: Vec<(KeySpan, usize)>,
+}
+
+impl Overlay {
+    fn new(index: u64) -> Self {
+        Self {
+            index,
+            writes: Vec::new(),
+            cleared: Vec::new(),
+        }
+    }
+
+    fn get(&self, engine: &Engine, key: &[u8]) -> io::Result<Option<Versioned>> {
+        // The latest of: a write to this key, or a delete-range covering it.
+        let last_write = self.writes.iter().rposition(|(k, _)| k == key);
+        let last_clear = self
+            .cleared
+            .iter()
+            .rev()
+            .find(|(s, _)| span::contains(&s.start, &s.end, key))
+            .map(|(_, at)| *at);
+        match (last_write, last_clear) {
+            (Some(w), c) if c.is_none_or(|at| w >= at) => {
+                Ok(self.writes[w].1.clone().map(|value| Versioned {
+                    key: key.to_vec(),
+                    value,
+                    version: self.index,
+                }))
+            }
+            (_, Some(_)) => Ok(None),
+            _ => engine.get(key).map_err(io_err),
+        }
+    }
+
+    fn write(&mut self, a: &mut Apply<'_>, op: &WriteOp) -> io::Result<OpResult> {
+        let (engine, index) = (a.engine, self.index);
+        Ok(match op {
+            WriteOp::Put { key, value } => {
+                a.batch.put(engine, key, index, value);
+                self.writes.push((key.clone(), Some(value.clone())));
+                OpResult::Put(index)
+            }
+            WriteOp::Delete { key } => {
+                let existed = self.get(engine, key)?.is_some();
+                a.batch.delete(engine, key);
+                self.writes.push((key.clone(), None));
+                OpResult::Deleted(existed as u64)
+            }
+            WriteOp::DeleteRange { start, end } => {
+                let span = KeySpan {
+                    start: start.clone(),
+                    end: end.clone(),
+                };
+                let mut n = 0u64;
+                for k in engine.keys_in(&span).map_err(io_err)? {
+                    if self.get(engine, &k)?.is_some() {
+                        n += 1;
+                    }
+                }
+                // Keys this command put into the span, not yet in the store.
+                let mut added: Vec<&Vec<u8>> = self
+                    .writes
+                    .iter()
+                    .filter(|(k, _)| span::contains(start, end, k))
+                    .map(|(k, _)| k)
+                    .collect();
+                added.sort();
+                added.dedup();
+                for k in added {
+                    if engine.get(k).map_err(io_err)?.is_none() && self.get(engine, k)?.is_some() {
+                        n += 1;
+                    }
+                }
+                a.batch.delete_span(engine, &span);
+                self.cleared.push((span, self.writes.len()));
+                OpResult::Deleted(n)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::testing::Harness;
+    use crate::command::{Command, CompareOp, CompareTarget};
+
+    pub(crate) fn put(k: &str, v: &str) -> WriteOp {
+        WriteOp::Put {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn txn_compares_version_value_and_existence() {
+        let mut h = Harness::new();
+        h.run(3, Command::Write(vec![put("a", "1")]));
+        let cas = |ver: u64| Command::Txn {
+            compares: vec![Compare {
+                key: b"a".to_vec(),
+                op: CompareOp::Equal,
+                target: CompareTarget::Version(ver),
+            }],
+            success: vec![TxnOp::Write(put("a", "2"))],
+            failure: vec![TxnOp::Get { key: b"a".to_vec() }],
+        };
+        let r = h.run(4, cas(2));
+        assert!(!r.succeeded);
+        assert_eq!(
+            r.results,
+            vec![OpResult::Get(Some(Found {
+                key: b"a".to_vec(),
+                value: b"1".to_vec(),
+                version: 3
+            }))]
+        );
+        let r = h.run(5, cas(3));
+        assert!(r.succeeded);
+        assert_eq!(r.results, vec![OpResult::Put(5)]);
+        let missing = Compare {
+            key: b"zz".to_vec(),
+            op: CompareOp::Equal,
+            target: CompareTarget::Exists(false),
+        };
+        assert!(missing.holds(None));
+        let val = Compare {
+            key: b"a".to_vec(),
+            op: CompareOp::Greater,
+            target: CompareTarget::Value(b"1".to_vec()),
+        };
+        assert!(val.holds(h.engine.get(b"a").unwrap().as_ref()));
+        assert!(!val.holds(None));
+    }
+
+    #[test]
+    fn ops_in_one_command_see_each_other() {
+        let mut h = Harness::new();
+        h.run(1, Command::Write(vec![put("a", "1"), put("b", "1")]));
+        let r = h.run(
+            2,
+            Command::Write(vec![
+                put("c", "1"),
+                WriteOp::DeleteRange {
+                    start: b"a".to_vec(),
+                    end: b"c\0".to_vec(),
+                },
+                put("b", "2"),
+                WriteOp::Delete { key: b"a".to_vec() },
+            ]),
+        );
+        assert_eq!(
+            r.results,
+            vec![
+                OpResult::Put(2),
+                OpResult::Deleted(3),
+                OpResult::Put(2),
+                OpResult::Deleted(0)
+            ]
+        );
+        let e = &h.engine;
+        assert_eq!(e.get(b"a").unwrap(), None);
+        assert_eq!(e.get(b"b").unwrap().map(|v| v.value), Some(b"2".to_vec()));
+        assert_eq!(e.get(b"c").unwrap(), None);
+    }
+}

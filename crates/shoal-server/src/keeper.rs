@@ -1,0 +1,395 @@
+//! [`RangeKeeper`]: the upkeep of a node's ranges beyond the first. It opens the right
+//! half of every split its state machines apply; on the leader of each range, once a
+//! second, it reports the range's descriptor to the routing table, splits the range
+//! once its data passes `--range-max-bytes`, and asks members that skipped a split to
+//! create their replica; and it destroys this node's replicas of ranges that no
+//! longer count it (garbage collection). Where replicas live is the placement
+//! driver's to decide (`placement/`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_raft::{
+    Command, OpResult, RangeDescriptor, RangeEvent, Refusal, Replica, FIRST_RANGE_ID,
+};
+
+use crate::convert::peer_message;
+use crate::error::{Error, Result};
+use crate::node::{lock, Node, RangeEvents};
+use crate::routing;
+
+/// How long a member of a range may go without replicating anything before its
+/// leader asks its node to create the replica (it skipped the split that made the
+/// range, by installing a snapshot of the left half).
+const MISSING_REPLICA_PATIENCE: Duration = Duration::from_secs(5);
+
+/// An empty replica (created for a snapshot) left this long without one, of a range
+/// that does not count this node, is destroyed.
+const ORPHAN_AFTER: Duration = Duration::from_secs(10);
+
+/// The upkeep of a node's ranges, and what it remembers between rounds.
+pub struct RangeKeeper {
+    node: Arc<Node>,
+    /// The descriptor the meta range last recorded from this node, per range.
+    reported: Mutex<HashMap<u64, RangeDescriptor>>,
+    /// Bytes applied to a range since its size was last measured; absent: never.
+    unmeasured: Mutex<HashMap<u64, u64>>,
+    /// The size in bytes of each range this node leads, when last measured.
+    measured: Mutex<HashMap<u64, u64>>,
+    /// Since when a member of a range has replicated nothing, per (range, node).
+    unmatched: Mutex<HashMap<(u64, u64), Instant>>,
+}
+
+impl RangeKeeper {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self {
+            node,
+            reported: Mutex::default(),
+            unmeasured: Mutex::default(),
+            measured: Mutex::default(),
+            unmatched: Mutex::default(),
+        }
+    }
+
+    /// Opens the right half of every split a state machine of this node applies, until
+    /// the node stops.
+    pub async fn follow_splits(self: Arc<Self>, mut events: RangeEvents) {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                RangeEvent::Split { left, right } => {
+                    match self.node.open_range(right.range_id).await {
+                        Ok(r) => self.elect_right_half(left, &r).await,
+                        Err(e) => {
+                            tracing::error!(left, right = right.range_id, error = %format!("{e:#}"), "opening the right half of a split")
+                        }
+                    }
+                    // The left half's snapshot still covers the right half's keys: a
+                    // node given it (a new replica) holding the right half would refuse
+                    // it as overlapping. A fresh one covers the left half alone.
+                    if let Some(l) = self.node.router.get(left) {
+                        if let Err(e) = l.snapshot().await {
+                            tracing::warn!(range_id = left, error = %e, "snapshot after a split");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// On the node leading the left half of a split: starts the right half's election
+    /// at once, rather than leaving the range without a leader for an election timeout
+    /// (splitting a range into 64 took two minutes that way). Every member starts the
+    /// right half with the split's log and the left leader's vote, so this node wins
+    /// unless another was elected meanwhile, which is as good.
+    async fn elect_right_half(&self, left: u64, right: &Replica) {
+        let leads_left = self.node.router.get(left).is_some_and(|l| l.is_leader());
+        if !leads_left || right.current_leader().is_some() {
+            return;
+        }
+        if let Err(e) = right.elect().await {
+            tracing::warn!(range_id = right.range_id, error = %e, "electing the right half of a split");
+        }
+    }
+
+    /// Upkeep of the ranges this node leads: members that skipped a split, the routing
+    /// table, and splits of ranges grown too large.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn maintain(&self) {
+        if self.node.node_id() == 0 {
+            return;
+        }
+        let mut to_report = Vec::new();
+        for r in self.node.router.all() {
+            if !r.is_leader() {
+                lock(&self.reported).remove(&r.range_id);
+                lock(&self.unmeasured).remove(&r.range_id);
+                lock(&self.measured).remove(&r.range_id);
+                continue;
+            }
+            self.create_missing_replicas(&r).await;
+            let Some(d) = r.descriptor() else {
+                continue;
+            };
+            let reported = lock(&self.reported).get(&r.range_id).cloned();
+            if reported.as_ref() != Some(&d) {
+                // A split not reported yet (its leader's report failed, or another node
+                // leads the left half now): the right half goes with the left, in the
+                // same write, or the table would have a hole until the right half's own
+                // leader reported it. This node holds the right half too (every member
+                // of the left opens it); the meta range keeps only the newer of two
+                // descriptors of a range.
+                if reported.is_none_or(|p| p.epoch.version != d.epoch.version) {
+                    if let Some(rd) = self.split_right_half(&d) {
+                        to_report.push(rd);
+                    }
+                }
+                to_report.push(d.clone());
+            }
+            self.split_if_large(&r, &d).await;
+        }
+        if !to_report.is_empty() {
+            match routing::report(&self.node, to_report.clone()).await {
+                Ok(()) => {
+                    let mut rep = lock(&self.reported);
+                    for d in to_report {
+                        rep.insert(d.range_id, d);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "reporting descriptors"),
+            }
+        }
+    }
+
+    /// This node's descriptor of the range that starts where `d` ends, if it came from
+    /// the same split as `d` or a later one.
+    fn split_right_half(&self, d: &RangeDescriptor) -> Option<RangeDescriptor> {
+        if d.end.is_empty() {
+            return None;
+        }
+        self.node
+            .router
+            .lookup(&d.end)?
+            .descriptor()
+            .filter(|rd| rd.start == d.end && rd.epoch.version >= d.epoch.version)
+    }
+
+    /// Reports `r`'s descriptor to the routing table at once (the leader loop would
+    /// within a second).
+    pub async fn report_now(&self, r: &Replica) {
+        if let Some(d) = r.descriptor() {
+            if let Err(e) = routing::report(&self.node, vec![d]).await {
+                tracing::debug!(error = %e, "reporting a descriptor");
+            }
+        }
+    }
+
+    /// The size in bytes of `r`'s data: as last measured while this node led it, or
+    /// else RocksDB's estimate of it in the store's files.
+    pub fn range_bytes(&self, r: &Replica) -> u64 {
+        if let Some(b) = lock(&self.measured).get(&r.range_id) {
+            return *b;
+        }
+        r.descriptor()
+            .map_or(0, |d| self.node.engine.approximate_size(&d.span()))
+    }
+
+    /// Splits `r` at its middle key once its data passes `--range-max-bytes`. The size
+    /// is measured again after an eighth of that limit was written, or at once after a
+    /// split.
+    async fn split_if_large(&self, r: &Replica, d: &RangeDescriptor) {
+        let max = self.node.cfg.range_max_bytes;
+        let written = r.take_written();
+        let due = {
+            let mut m = lock(&self.unmeasured);
+            let pending = m.entry(r.range_id).or_insert(u64::MAX);
+            *pending = pending.saturating_add(written);
+            if *pending >= (max / 8).max(1) {
+                *pending = 0;
+                true
+            } else {
+                false
+            }
+        };
+        if !due {
+            return;
+        }
+        let (engine, span) = (self.node.engine.clone(), d.span());
+        let stats = match tokio::task::spawn_blocking(move || engine.span_stats(&span, max)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(range_id = r.range_id, error = %e, "measuring the range");
+                return;
+            }
+            Err(_) => return,
+        };
+        lock(&self.measured).insert(r.range_id, stats.bytes);
+        if stats.bytes <= max {
+            return;
+        }
+        let Some(key) = stats.middle.filter(|k| d.splits_at(k)) else {
+            return;
+        };
+        // Measured again next round, whatever this attempt does: the left half may still
+        // be over the limit (or the split may fail), and no further write need come to
+        // make it due.
+        lock(&self.unmeasured).insert(r.range_id, u64::MAX);
+        match self.split_at(r, &key).await {
+            Ok((l, rt)) => tracing::info!(
+                range_id = l.range_id,
+                right = rt.range_id,
+                bytes = stats.bytes,
+                "split a range past --range-max-bytes"
+            ),
+            Err(e) => tracing::info!(range_id = r.range_id, error = %e, "splitting a large range"),
+        }
+    }
+
+    /// Splits the range holding `key` at `key`, on its leader. Returns both halves.
+    pub async fn split_range(&self, key: &[u8]) -> Result<(RangeDescriptor, RangeDescriptor)> {
+        let r =
+            self.node.router.lookup(key).ok_or_else(|| {
+                Error::RangeNotFound("no replica of this node holds the key".into())
+            })?;
+        r.check_leader()?;
+        self.split_at(&r, key).await
+    }
+
+    #[tracing::instrument(skip_all, fields(range_id = r.range_id))]
+    async fn split_at(
+        &self,
+        r: &Replica,
+        key: &[u8],
+    ) -> Result<(RangeDescriptor, RangeDescriptor)> {
+        let d = r.ready_descriptor()?;
+        if !d.splits_at(key) {
+            return Err(Error::Refused(format!(
+                "range {} cannot split at this key: it is the range's start or outside it",
+                d.range_id
+            )));
+        }
+        let new_range_id = routing::alloc_range_id(&self.node).await?;
+        let resp = r
+            .propose(Command::Split {
+                key: key.to_vec(),
+                new_range_id,
+                expected_version: d.epoch.version,
+            })
+            .await?;
+        match (resp.refusal(), resp.results.first()) {
+            (None, Some(OpResult::RangeId(_))) => {}
+            (Some(Refusal::Other(why)), _) => {
+                // The range changed since (another split, a membership change under way).
+                tracing::info!(range_id = d.range_id, %why, "split refused");
+                let now = r.ready_descriptor()?;
+                return Err(Error::EpochMismatch {
+                    range_id: d.range_id,
+                    version: now.epoch.version,
+                    named: d.epoch.version,
+                    current: vec![self.node.locate(now, Some(r))],
+                });
+            }
+            other => return Err(Error::Internal(format!("split: {other:?}"))),
+        }
+        let left = r.ready_descriptor()?;
+        let right = RangeDescriptor {
+            range_id: new_range_id,
+            start: key.to_vec(),
+            end: d.end.clone(),
+            epoch: left.epoch,
+            replicas: left.replicas.clone(),
+        };
+        // Tell the routing table at once; the leader loop retries if this fails.
+        if let Err(e) = routing::report(&self.node, vec![left.clone(), right.clone()]).await {
+            tracing::info!(error = %e, "reporting a split to the meta range; will retry");
+        }
+        Ok((left, right))
+    }
+
+    /// Asks the nodes of members that have replicated nothing for a while to create
+    /// the replica (they skipped the split that made it).
+    async fn create_missing_replicas(&self, r: &Replica) {
+        let Some(matched) = r.with_metrics(|m| m.replication.clone()) else {
+            return;
+        };
+        let Some(d) = r.descriptor() else {
+            return;
+        };
+        let now = Instant::now();
+        for (id, log) in matched {
+            let key = (r.range_id, id);
+            if id == r.node_id || log.is_some() {
+                lock(&self.unmatched).remove(&key);
+                continue;
+            }
+            let since = *lock(&self.unmatched).entry(key).or_insert(now);
+            if now.duration_since(since) < MISSING_REPLICA_PATIENCE {
+                continue;
+            }
+            lock(&self.unmatched).insert(key, now);
+            let Some(addr) = r.with_metrics(|m| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            }) else {
+                continue;
+            };
+            match self.create_replica_on(id, &addr, &d).await {
+                Ok(()) => tracing::info!(
+                    range_id = r.range_id,
+                    node = id,
+                    "asked a member to create its missing replica"
+                ),
+                Err(e) => {
+                    tracing::debug!(range_id = r.range_id, node = id, error = %e, "creating a missing replica")
+                }
+            }
+        }
+    }
+
+    /// Asks node `node_id` at `addr` to create an empty replica of the range `d`.
+    pub async fn create_replica_on(
+        &self,
+        node_id: u64,
+        addr: &str,
+        d: &RangeDescriptor,
+    ) -> Result<()> {
+        self.node
+            .peer(addr)?
+            .create_replica(peer_message(d.range_id, node_id, d)?)
+            .await
+            .map_err(Error::Remote)?;
+        Ok(())
+    }
+
+    /// Destroys this node's replicas of ranges that no longer count it as a member:
+    /// the routing table holds a descriptor of the range newer than the replica's own
+    /// (a later `conf_ver`: committed after it) without this node. The change that
+    /// removed it is committed, so no quorum needs this replica. (A replica's own
+    /// membership is no proof: a learner filled from an older snapshot applies a
+    /// membership without itself before the one that added it.)
+    pub async fn collect_garbage(&self) {
+        let me = self.node.node_id();
+        if me == 0 {
+            return;
+        }
+        let candidates: Vec<Arc<Replica>> = self
+            .node
+            .router
+            .all()
+            .into_iter()
+            .filter(|r| r.range_id != FIRST_RANGE_ID && !r.is_leader())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let table: HashMap<u64, RangeDescriptor> = match routing::table(&self.node, false).await {
+            Ok(t) => t.into_iter().map(|d| (d.range_id, d)).collect(),
+            Err(_) => return,
+        };
+        let wanted = self.node.wanted();
+        for r in candidates {
+            if wanted.contains(&r.range_id) {
+                // Asked for by its leader: the routing table may not count it yet.
+                continue;
+            }
+            let Some(cur) = table.get(&r.range_id) else {
+                continue;
+            };
+            if cur.has_replica_on(me) {
+                continue;
+            }
+            let removed = match r.descriptor() {
+                Some(ours) => cur.epoch.conf_ver > ours.epoch.conf_ver,
+                // An empty replica, created for a snapshot that never came.
+                None => r.age() > ORPHAN_AFTER,
+            };
+            if removed {
+                if let Err(e) = self.node.destroy_replica(&r).await {
+                    tracing::warn!(range_id = r.range_id, error = %format!("{e:#}"), "destroying a removed replica");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! [`run`]: a node's life, from its flags to its exit. It opens the [`Node`], wires
+//! its drivers (the range keeper, the placement driver, the bootstrap, quiescence),
+//! starts their loops under one [`Tasks`] guard, serves gRPC (Kv, Admin, Peer, Raft)
+//! and HTTP, and on SIGTERM or SIGINT drains, stops serving within the drain deadline,
+//! stops the loops and the replicas, and flushes the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_proto::v1::{
+    admin_server::AdminServer, kv_server::KvServer, peer_server::PeerServer,
+    raft_server::RaftServer,
+};
+use shoal_raft::{QuiesceOptions, Quiescer, RaftService, StatusOf};
+
+use crate::admin::AdminService;
+use crate::bootstrap::Bootstrap;
+use crate::config::NodeConfig;
+use crate::error::Error;
+use crate::keeper::RangeKeeper;
+use crate::kv::KvService;
+use crate::lifecycle;
+use crate::node::Node;
+use crate::peer::PeerService;
+use crate::placement::driver::{PlacementDriver, HEARTBEAT_INTERVAL};
+use crate::tasks::Tasks;
+
+/// How often the node's own upkeep runs (fatal replicas, snapshots, ranges it leads).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// The placement loop collects removed replicas every this many rounds.
+const GARBAGE_EVERY: u64 = 5;
+
+/// Runs a node until SIGTERM or SIGINT (or its shutdown token is cancelled).
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    shoal_raft::failpoints::setup();
+    let listen = cfg.listen_addr;
+    let http_addr = cfg.http_addr;
+    let grpc_listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the gRPC address {listen}"))?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {http_addr}"))?;
+    let (node, events) = Node::open(cfg).await?;
+    tracing::info!(grpc = %listen, http = %http_addr, advertise = %node.advertise, "serving");
+
+    // The drivers, each with the state it owns.
+    let keeper = Arc::new(RangeKeeper::new(node.clone()));
+    let driver = Arc::new(PlacementDriver::new(node.clone(), keeper.clone()));
+    let bootstrap = Arc::new(Bootstrap::new(node.clone()));
+    let mut quiescer = Quiescer::new(
+        node.router.clone(),
+        node.pool.clone(),
+        QuiesceOptions::from_raft(&node.cfg.raft_options()),
+    );
+    let beats = quiescer.beats();
+
+    // Their loops, stopped together with the node.
+    let mut tasks = Tasks::new(&node.shutdown);
+    if node.ident().is_none() {
+        tasks.spawn("discovery", bootstrap.clone().discover());
+    }
+    tasks.spawn("splits", keeper.clone().follow_splits(events));
+    {
+        let (node, keeper, driver) = (node.clone(), keeper.clone(), driver.clone());
+        tasks.every("upkeep", UPKEEP_INTERVAL, move || {
+            let (node, keeper, driver) = (node.clone(), keeper.clone(), driver.clone());
+            async move {
+                lifecycle::check_fatal(&node);
+                for r in node.router.all() {
+                    r.snapshot_if_due().await;
+                }
+                driver.maintain_meta_voters().await;
+                keeper.maintain().await;
+            }
+        });
+    }
+    // Heartbeats to the placement driver, the driver itself (on the meta range's
+    // leader) and the collection of removed replicas: apart from the upkeep, so a slow
+    // round of range upkeep never delays a heartbeat.
+    {
+        let (keeper, driver) = (keeper.clone(), driver.clone());
+        let mut round = 0u64;
+        tasks.every("placement", HEARTBEAT_INTERVAL, move || {
+            let (keeper, driver) = (keeper.clone(), driver.clone());
+            round += 1;
+            async move {
+                driver.send_heartbeat().await;
+                driver.round().await;
+                if round.is_multiple_of(GARBAGE_EVERY) {
+                    keeper.collect_garbage().await;
+                }
+            }
+        });
+    }
+    // Idle ranges stop their Raft timers; one beat per peer node stands in for their
+    // heartbeats (see shoal_raft::quiesce).
+    if !node.cfg.disable_quiescence {
+        let every = quiescer.options().beat_interval;
+        tasks.every("quiescence", every, move || {
+            quiescer.round();
+            std::future::ready(())
+        });
+    }
+    // SIGTERM: unready at once, leaderships moved away, then the servers stop taking
+    // requests and finish those in flight, all within the drain deadline.
+    let drain_timeout = Duration::from_secs(node.cfg.drain_timeout_secs);
+    {
+        let node = node.clone();
+        tasks.spawn("signals", async move {
+            wait_for_signal().await;
+            let still = lifecycle::drain(&node, drain_timeout / 2).await;
+            if !still.is_empty() {
+                tracing::warn!(ranges = ?still, "still leading after the drain's half-time; stopping anyway");
+            }
+            node.shutdown.cancel();
+        });
+    }
+
+    // The servers.
+    let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
+    let kv = KvServer::new(KvService::new(node.clone()))
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(usize::MAX);
+    let admin = AdminServer::new(AdminService::new(
+        node.clone(),
+        keeper.clone(),
+        driver.clone(),
+        bootstrap,
+    ));
+    let peer = PeerServer::new(PeerService::new(node.clone(), keeper, driver))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let status_of: StatusOf = Arc::new(|e| Error::from(e).into());
+    let raft = RaftServer::new(RaftService::new(node.router.clone(), beats, status_of))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(kv)
+        .add_service(admin)
+        .add_service(peer)
+        .add_service(raft)
+        .serve_with_incoming_shutdown(
+            // TCP_NODELAY on every accepted connection: without it, small responses
+            // wait for the peer's delayed ACK (tens of milliseconds).
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            node.shutdown.clone().cancelled_owned(),
+        );
+    let http = crate::http::serve(node.clone(), http_listener);
+    let servers = async { tokio::join!(grpc, http) };
+    let deadline = async {
+        node.shutdown.cancelled().await;
+        tokio::time::sleep(drain_timeout / 2).await;
+    };
+    let (g, h) = tokio::select! {
+        r = servers => r,
+        _ = deadline => {
+            tracing::warn!("in-flight requests did not finish within the drain deadline; exiting");
+            (Ok(()), Ok(()))
+        }
+    };
+    tasks.stop().await;
+    node.stop().await;
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    if let Some(why) = node.fatal() {
+        anyhow::bail!("{why}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
