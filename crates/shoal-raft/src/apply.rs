@@ -1,14 +1,10 @@
-//! How a range applies a command: [`apply`] checks that the range may take it, then
-//! runs the command's own function (data writes and transactions in
-//! [`crate::writes`], request-id deduplication in [`crate::once`], the meta range's
-//! commands in [`crate::meta`], splits in [`crate::split`]), all into one write batch
-//! that the state machine commits with the applied index.
-
-use std::io;
+//! [`Apply`]: what one command's application sees and writes, handed to each
+//! command's own function by [`crate::dispatch`]; and [`Effect`], what it changes
+//! beyond its writes.
 
 use shoal_storage::{DataBatch, Engine};
 
-use crate::command::{Command, CommandResponse, OpResult};
+use crate::command::CommandResponse;
 use crate::range::{RangeDescriptor, FIRST_RANGE_ID};
 use crate::types::{LogId, StoredMembership};
 
@@ -47,7 +43,8 @@ impl Apply<'_> {
             .unwrap_or(0)
     }
 
-    fn response(&self) -> CommandResponse {
+    /// An empty successful response at this entry.
+    pub fn response(&self) -> CommandResponse {
         CommandResponse {
             index: self.index(),
             succeeded: true,
@@ -65,158 +62,4 @@ pub enum Effect {
         left: RangeDescriptor,
         right: RangeDescriptor,
     },
-}
-
-/// Applies `cmd` into `a.batch`. Reads see the store as of the previous entry (the
-/// state machine commits each entry's batch before applying the next); within a
-/// command, later ops see the earlier ops' writes. A refused command writes nothing.
-pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, Effect)> {
-    if cmd.is_meta_only() && !a.is_meta() {
-        let why = format!("range {} is not the meta range", a.range_id);
-        return Ok((CommandResponse::refused(a.index(), why, None), Effect::None));
-    }
-    if let Some(key) = key_outside(a, cmd) {
-        let why = format!(
-            "key {:?} is outside range {}",
-            String::from_utf8_lossy(&key),
-            a.range_id
-        );
-        return Ok((
-            CommandResponse::refused(a.index(), why, Some(key)),
-            Effect::None,
-        ));
-    }
-    if let Command::Split {
-        key,
-        new_range_id,
-        expected_version,
-    } = cmd
-    {
-        return crate::split::apply_split(a, key, *new_range_id, *expected_version);
-    }
-    Ok((apply_unchecked(a, cmd)?, Effect::None))
-}
-
-/// Applies a command the range may take (see [`apply`]).
-fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandResponse> {
-    let mut resp = a.response();
-    match cmd {
-        Command::Write(ops) => resp.results = crate::writes::apply_write(a, ops)?,
-        Command::Txn {
-            compares,
-            success,
-            failure,
-        } => {
-            let (ok, results) = crate::writes::apply_txn(a, compares, success, failure)?;
-            resp.succeeded = ok;
-            resp.results = results;
-        }
-        Command::Once {
-            client_id,
-            seq,
-            acked_below,
-            cmd,
-        } => {
-            let id = crate::once::RequestId {
-                client_id: *client_id,
-                seq: *seq,
-                acked_below: *acked_below,
-            };
-            if let Some(answer) = crate::once::before(a, &id)? {
-                return Ok(answer);
-            }
-            let inner = apply_unchecked(a, cmd)?;
-            crate::once::keep(a, &id, &inner)?;
-            return Ok(inner);
-        }
-        Command::AllocNodeId => resp
-            .results
-            .push(OpResult::NodeId(crate::meta::apply_alloc_node_id(a)?)),
-        Command::AllocRangeId => resp
-            .results
-            .push(OpResult::RangeId(crate::meta::apply_alloc_range_id(a)?)),
-        Command::PutDescriptors(ds) => crate::meta::apply_put_descriptors(a, ds)?,
-        Command::SetDecommissioning { node_id, on } => {
-            crate::meta::apply_set_decommissioning(a, *node_id, *on)
-        }
-        Command::Split { .. } => {
-            // A split is never a request's inner command: it comes from the range's
-            // own leader, and applies through `apply`.
-            return Ok(CommandResponse::refused(
-                a.index(),
-                "a split cannot be wrapped in a request id".into(),
-                None,
-            ));
-        }
-    }
-    Ok(resp)
-}
-
-/// The first key of `cmd` the range does not hold. Without a descriptor, the meta
-/// range (a store being founded, before its first membership entry) holds every key
-/// and any other range none.
-fn key_outside(a: &Apply<'_>, cmd: &Command) -> Option<Vec<u8>> {
-    cmd.find_touch(|t| match a.descriptor {
-        Some(d) => !t.inside(d),
-        None => !a.is_meta(),
-    })
-    .map(|t| t.first_key().to_vec())
-}
-
-/// Applies commands to a store the way a range's state machine does, one committed
-/// batch per entry: for the tests of each command's module.
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::*;
-    use shoal_storage::EngineOptions;
-
-    pub struct Harness {
-        pub engine: Engine,
-        pub range_id: u64,
-        pub membership: StoredMembership,
-        pub descriptor: Option<RangeDescriptor>,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Harness {
-        /// A meta range over every key, with members 1..=3.
-        pub fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let engine = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
-            let nodes: std::collections::BTreeSet<u64> = [1, 2, 3].into();
-            let m = openraft::Membership::new_with_defaults(vec![nodes], []);
-            Self {
-                engine,
-                range_id: FIRST_RANGE_ID,
-                membership: StoredMembership::new(None, m),
-                descriptor: None,
-                _dir: dir,
-            }
-        }
-
-        pub fn run(&mut self, index: u64, cmd: Command) -> CommandResponse {
-            let mut batch = self.engine.batch(self.range_id);
-            let log_id = LogId::new(
-                openraft::vote::leader_id_adv::LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                index,
-            );
-            let mut a = Apply {
-                engine: &self.engine,
-                batch: &mut batch,
-                range_id: self.range_id,
-                log_id,
-                membership: &self.membership,
-                descriptor: self.descriptor.as_ref(),
-            };
-            let (resp, effect) = apply(&mut a, &cmd).unwrap();
-            self.engine.commit(batch).unwrap();
-            if let Effect::Split { left, .. } = effect {
-                self.descriptor = Some(left);
-            }
-            resp
-        }
-    }
 }

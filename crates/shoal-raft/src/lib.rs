@@ -35,6 +35,7 @@
 pub mod apply;
 pub mod codec;
 pub mod command;
+pub mod dispatch;
 pub mod error;
 pub mod failpoints;
 pub mod index;

@@ -427,7 +427,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             membership: &membership,
                             descriptor,
                         };
-                        crate::apply::apply(&mut a, cmd)
+                        crate::dispatch::apply(&mut a, cmd)
                     })?;
                     if let Effect::Split { left, right } = effect {
                         new_desc = Some(left.clone());

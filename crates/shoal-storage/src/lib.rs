@@ -3,15 +3,18 @@
 //! - [`keys`]: the one place that lays out keys: column families, the prefix byte that
 //!   separates node-local from replicated keys, `range_id | index` log keys, data keys.
 //! - [`engine`]: [`Engine`], the store. It offers what the Raft layer needs in terms of
-//!   bytes and ranges: log append (one write batch per call, made durable by a shared
-//!   fsync of the write-ahead log), truncation and purge, small per-range Raft state values, data reads and scans, and
-//!   [`DataBatch`]es that apply data and the applied state atomically.
+//!   bytes and ranges: log append (an unsynced write batch per call, made durable by a
+//!   shared fsync of the write-ahead log), truncation and purge, small per-range Raft
+//!   state values, and [`DataBatch`]es that apply data and the applied state atomically.
+//! - [`data`]: reads of the replicated data (user keys with their versions, scans and
+//!   their sizes, system keys, a range's own keys) and a destroyed replica's removal.
 //! - [`snapshot`]: range snapshots written from a RocksDB snapshot into a checksummed
 //!   file, streamed record by record (never the whole range in memory), and installed
 //!   from such a file.
 //!
 //! Nothing above this crate names a RocksDB type.
 
+pub mod data;
 pub mod engine;
 pub mod keys;
 pub mod snapshot;

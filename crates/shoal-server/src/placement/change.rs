@@ -13,8 +13,8 @@ use shoal_raft::{RangeDescriptor, Replica};
 use crate::error::{Error, Result};
 use crate::keeper::RangeKeeper;
 use crate::node::Node;
-use crate::placement::driver::CAUGHT_UP_LAG;
 use crate::placement::messages::{ChangeReplicas, ReplicaChange};
+use crate::placement::plan::CAUGHT_UP_LAG;
 
 /// How long a change may take on the range's leader (a learner's catch-up included).
 pub const CHANGE_PATIENCE: Duration = Duration::from_secs(60);

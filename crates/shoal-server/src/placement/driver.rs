@@ -15,7 +15,7 @@ use crate::keeper::RangeKeeper;
 use crate::node::{lock, Node};
 use crate::placement::change;
 use crate::placement::messages::NodeReport;
-use crate::placement::plan::{meta_voters, plan, NodeView, Planned};
+use crate::placement::plan::{meta_voters, plan, NodeView, Planned, CAUGHT_UP_LAG};
 use crate::routing;
 
 /// How often a node sends its heartbeat.
@@ -31,9 +31,6 @@ const MAX_CHANGES: usize = 4;
 /// After a change completed, its range is left alone this long, so the routing table
 /// catches up with it before the range is planned again.
 const SETTLE: Duration = Duration::from_secs(3);
-
-/// A learner within this many entries of the leader's log is caught up.
-pub const CAUGHT_UP_LAG: u64 = 20;
 
 /// What the driver knows of a node, for `shoal node ls`.
 #[derive(Debug, Clone, Default)]

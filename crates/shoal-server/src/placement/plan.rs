@@ -10,6 +10,10 @@ use shoal_raft::{RangeDescriptor, FIRST_RANGE_ID};
 
 use crate::placement::messages::{ChangeReplicas, ReplicaChange};
 
+/// A learner within this many entries of the leader's log is caught up: it may become
+/// a voter.
+pub const CAUGHT_UP_LAG: u64 = 20;
+
 /// What the placement driver knows of a node of the cluster.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeView {
