@@ -4,6 +4,10 @@
 //! bytes), values, mixes, distributions and concurrency. Latencies go into HDR
 //! histograms; the result is printed as a Markdown table row and, with `--json`,
 //! appended as one JSON record to a file.
+//!
+//! - [`target`]: the two targets (shoal through its SDK, etcd through its client).
+//! - [`workload`]: the workloads (etcd's put and get, YCSB A/B/C/E/F) and key choice.
+//! - The `fsync-floor` binary (`fsync_floor.rs`) measures the disk's fdatasync floor.
 
 mod target;
 mod workload;

@@ -2,9 +2,10 @@
 //!
 //! - `start`: run a node ([`shoal_server::run`]).
 //! - `init`: found the cluster through one node.
-//! - `kv`: get / put / del / scan / txn through the SDK ([`kv`]).
-//! - `node ls`: the cluster's nodes.
-//! - `demo`: a real local 3-node cluster and a shell on it ([`demo`]).
+//! - `kv`: get / put / del / scan / del-range / txn through the SDK ([`kv`]; the
+//!   transaction syntax of `kv txn` and the shell is parsed in [`txn`]).
+//! - `node ls|status|drain|decommission|remove`, `range ls|lookup|split`: here.
+//! - `demo`: a real local 3-node cluster ([`demo`]) and a shell on it ([`shell`]).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed (a missing key included,
 //! with a message on stderr), 2 on a usage error.

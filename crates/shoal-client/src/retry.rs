@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_proto::error::{detail, ErrorCode};
+use shoal_proto::error::{detail, never_sent, ErrorCode};
 use shoal_proto::v1 as pb;
 use tonic::{Code, Status};
 
@@ -83,19 +83,6 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
         | ErrorCode::StaleRequestId
         | ErrorCode::Internal => Decision::Fail,
     }
-}
-
-/// Whether a status reports that no connection could be made (the request was not
-/// sent): tonic puts a `ConnectError` in its source chain.
-pub fn never_sent(s: &Status) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
-    while let Some(e) = src {
-        if e.downcast_ref::<tonic::ConnectError>().is_some() {
-            return true;
-        }
-        src = e.source();
-    }
-    false
 }
 
 /// Whether a status without shoal's details came from the transport (a reset or
@@ -278,7 +265,6 @@ mod tests {
             decide(&Status::internal("h2 protocol error: x"), false, true),
             Decision::Fail
         );
-        assert!(!never_sent(&Status::unavailable("tcp connect error")));
     }
 
     #[test]

@@ -136,6 +136,19 @@ pub fn detail(status: &Status) -> Option<ErrorDetail> {
     ErrorDetail::decode(status.details()).ok()
 }
 
+/// Whether a status reports that no connection could be made, so the request was
+/// never sent: tonic puts a `ConnectError` in the source chain of such a status.
+pub fn never_sent(status: &Status) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = src {
+        if e.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        src = e.source();
+    }
+    false
+}
+
 /// The stable code of a status by name (as sent, even one this version does not
 /// know), or empty.
 pub fn code_of(status: &Status) -> String {
@@ -161,6 +174,15 @@ mod tests {
         let s = Status::internal("x");
         assert_eq!(code_of(&s), "");
         assert_eq!(ErrorCode::of(&s), None);
+    }
+
+    #[test]
+    fn a_status_from_a_node_was_sent_and_a_refused_connection_was_not() {
+        assert!(!never_sent(&Status::unavailable("tcp connect error")));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let s = Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(never_sent(&s));
     }
 
     #[test]

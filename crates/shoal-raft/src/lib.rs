@@ -7,10 +7,10 @@
 //!   ranges by span ([`RangeIndex`]).
 //! - [`command`]: what a range's log carries ([`Command`]) and what applying it
 //!   returns ([`CommandResponse`]).
-//! - [`apply`]: how a command applies (checked against the range, then its own
-//!   function): [`writes`] (data writes and transactions), [`once`] (exactly-once
-//!   request ids), [`meta`] (the meta range's system keys, written and read there
-//!   alone), [`split`].
+//! - [`dispatch`]: how a command applies: checked against the range, then its own
+//!   function, given an [`apply::Apply`] context: [`writes`] (data writes and
+//!   transactions), [`once`] (exactly-once request ids), [`meta`] (the meta range's
+//!   system keys, written and read there alone), [`split`].
 //! - [`log_store`]: [`LogStore`], a range's log and vote in the node's store; an
 //!   append is an unsynced write batch, reported flushed once [`wal_sync`]'s shared
 //!   fsync of the write-ahead log covers it.

@@ -143,6 +143,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.state::<Option<LogId>>(StateKey::Committed)?.flatten())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id))]
     async fn append<I>(
         &mut self,
         entries: I,

@@ -402,6 +402,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id))]
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
@@ -475,6 +476,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder { sm: self.clone() }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id))]
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,

@@ -508,17 +508,17 @@ impl KvRpc for pb::PutRequest {
         limits.check_value(&self.value)?;
         limits.check_request_size(self.key.len() + self.value.len())?;
         Ok(Request {
-            op: Op::Put {
+            op: Op::Write(WriteOp::Put {
                 key: self.key,
                 value: self.value,
-            },
+            }),
             target: target(self.target),
             request_id: request_id(limits, self.request_id)?,
         })
     }
 
     fn from_request(req: Request) -> Self {
-        let Op::Put { key, value } = req.op else {
+        let Op::Write(WriteOp::Put { key, value }) = req.op else {
             return Self::default();
         };
         Self {
@@ -543,14 +543,14 @@ impl KvRpc for pb::DeleteRequest {
     fn into_request(self, limits: &Limits) -> Result<Request> {
         limits.check_key("key", &self.key, false)?;
         Ok(Request {
-            op: Op::Delete { key: self.key },
+            op: Op::Write(WriteOp::Delete { key: self.key }),
             target: target(self.target),
             request_id: request_id(limits, self.request_id)?,
         })
     }
 
     fn from_request(req: Request) -> Self {
-        let Op::Delete { key } = req.op else {
+        let Op::Write(WriteOp::Delete { key }) = req.op else {
             return Self::default();
         };
         Self {
@@ -576,17 +576,17 @@ impl KvRpc for pb::DeleteRangeRequest {
     fn into_request(self, limits: &Limits) -> Result<Request> {
         limits.check_span(&self.start, &self.end)?;
         Ok(Request {
-            op: Op::DeleteRange {
+            op: Op::Write(WriteOp::DeleteRange {
                 start: self.start,
                 end: self.end,
-            },
+            }),
             target: target(self.target),
             request_id: request_id(limits, self.request_id)?,
         })
     }
 
     fn from_request(req: Request) -> Self {
-        let Op::DeleteRange { start, end } = req.op else {
+        let Op::Write(WriteOp::DeleteRange { start, end }) = req.op else {
             return Self::default();
         };
         Self {

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_proto::error::ErrorCode;
+use shoal_proto::error::{never_sent, ErrorCode};
 use shoal_proto::v1::kv_client::KvClient;
 use shoal_raft::Replica;
 use tokio::time::Instant;
@@ -130,19 +130,6 @@ fn classify(s: Status) -> Failed {
         None if never_sent(&s) => Failed::NotApplied { leader_addr: None },
         None => Failed::Unknown(format!("{:?}: {}", s.code(), s.message())),
     }
-}
-
-/// Whether a status without shoal's details reports a connection that could not be
-/// made (the request was not sent): tonic puts a `ConnectError` in its source chain.
-pub fn never_sent(s: &Status) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
-    while let Some(e) = src {
-        if e.downcast_ref::<tonic::ConnectError>().is_some() {
-            return true;
-        }
-        src = e.source();
-    }
-    false
 }
 
 /// Forwards a write to the leader of `r`'s range at `addr`, and again to its next
@@ -278,6 +265,5 @@ mod tests {
             classify(Status::unknown("transport error")),
             Failed::Unknown(_)
         ));
-        assert!(!never_sent(&Status::unavailable("tcp connect error")));
     }
 }

@@ -62,8 +62,14 @@ impl KvService {
         let start = std::time::Instant::now();
         let hop = forward::hop(req.metadata());
         let deadline = forward::deadline(req.metadata());
-        let span =
-            tracing::debug_span!("kv", rpc = R::NAME, ?hop, range_id = tracing::field::Empty);
+        let span = tracing::debug_span!(
+            "kv",
+            rpc = R::NAME,
+            ?hop,
+            range_id = tracing::field::Empty,
+            client_id = tracing::field::Empty,
+            seq = tracing::field::Empty,
+        );
         // Boxed: a pipeline's future nests those of routing, forwarding and Raft.
         let res = Box::pin(
             self.pipeline(req.into_inner(), hop, deadline)
@@ -87,6 +93,11 @@ impl KvService {
         deadline: Instant,
     ) -> Result<R::Reply> {
         let req = wire.into_request(&self.limits)?;
+        if let Some(id) = req.request_id {
+            let span = tracing::Span::current();
+            span.record("client_id", id.client_id);
+            span.record("seq", id.seq);
+        }
         let idempotent = req.is_idempotent();
         match route::route(&self.node, &req, hop).await? {
             Route::Serve(r) => self.serve::<R>(&r, req, deadline).await,

@@ -46,17 +46,8 @@ pub enum Op {
         reverse: bool,
         consistency: Consistency,
     },
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete {
-        key: Vec<u8>,
-    },
-    DeleteRange {
-        start: Vec<u8>,
-        end: Vec<u8>,
-    },
+    /// One write: a put, a delete or a delete-range.
+    Write(WriteOp),
     Batch(Vec<WriteOp>),
     Txn {
         compares: Vec<Compare>,
@@ -102,7 +93,8 @@ impl Op {
     /// is the one holding the keys before its end).
     pub fn touches(&self) -> Vec<Touch<'_>> {
         match self {
-            Op::Get { key, .. } | Op::Put { key, .. } | Op::Delete { key } => vec![Touch::Key(key)],
+            Op::Get { key, .. } => vec![Touch::Key(key)],
+            Op::Write(w) => vec![w.touch()],
             Op::Scan { start, reverse, .. } => {
                 if *reverse {
                     Vec::new()
@@ -110,7 +102,6 @@ impl Op {
                     vec![Touch::Key(start)]
                 }
             }
-            Op::DeleteRange { start, end } => vec![Touch::Span(start, end)],
             Op::Batch(ops) => ops.iter().map(WriteOp::touch).collect(),
             Op::Txn {
                 compares,
@@ -144,11 +135,7 @@ impl Op {
     pub fn command(self) -> Option<Command> {
         Some(match self {
             Op::Get { .. } | Op::Scan { .. } => return None,
-            Op::Put { key, value } => Command::Write(vec![WriteOp::Put { key, value }]),
-            Op::Delete { key } => Command::Write(vec![WriteOp::Delete { key }]),
-            Op::DeleteRange { start, end } => {
-                Command::Write(vec![WriteOp::DeleteRange { start, end }])
-            }
+            Op::Write(w) => Command::Write(vec![w]),
             Op::Batch(ops) => Command::Write(ops),
             Op::Txn {
                 compares,
@@ -229,10 +216,10 @@ mod tests {
     #[test]
     fn a_write_with_a_request_id_proposes_it_and_may_be_sent_again() {
         let put = |client_id| Request {
-            op: Op::Put {
+            op: Op::Write(WriteOp::Put {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
-            },
+            }),
             target: None,
             request_id: Some(RequestId {
                 client_id,

@@ -39,27 +39,38 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
             }
         }
     }
-    // Newest first, each kept unless a newer one of another range overlaps it (the left
-    // half of a split reported before the right): kept spans never overlap.
-    let mut all: Vec<RangeDescriptor> = by_id.into_values().collect();
+    Ok(tile(by_id.into_values().collect()))
+}
+
+/// The routing table from descriptors of distinct ranges, in key order, spans never
+/// overlapping. Newer descriptors win: an older one is dropped where a newer one of
+/// another range covers its start, and otherwise cut short where the first newer one
+/// begins. A range that split keeps its id and its start, so the cut descriptor says
+/// what the range's newest one will (a client routed by its old epoch is told the new
+/// one): while the meta range catches up with a split, the table still tiles.
+fn tile(mut all: Vec<RangeDescriptor>) -> Vec<RangeDescriptor> {
     all.sort_by(|a, b| b.epoch.cmp(&a.epoch).then(a.range_id.cmp(&b.range_id)));
     let mut kept: BTreeMap<Vec<u8>, RangeDescriptor> = BTreeMap::new();
-    for d in all {
-        // Among disjoint spans, only the last one starting before `d`'s end can overlap it.
-        let upto = if d.end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(d.end.as_slice())
-        };
-        let overlapped = kept
-            .range::<[u8], _>((Bound::Unbounded, upto))
+    for mut d in all {
+        // Kept spans are disjoint: only the last one starting at or before `d`'s start
+        // can cover it, and the first one starting after it is where `d` is cut.
+        let covered = kept
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(d.start.as_slice())))
             .next_back()
-            .is_some_and(|(_, o)| o.overlaps(&d.start, &d.end));
-        if !overlapped {
-            kept.insert(d.start.clone(), d);
+            .is_some_and(|(_, o)| o.contains(&d.start));
+        if covered {
+            continue;
         }
+        let next = kept
+            .range::<[u8], _>((Bound::Excluded(d.start.as_slice()), Bound::Unbounded))
+            .next()
+            .map(|(s, _)| s.clone());
+        if let Some(s) = next.filter(|s| d.end.is_empty() || *s < d.end) {
+            d.end = s;
+        }
+        kept.insert(d.start.clone(), d);
     }
-    Ok(kept.into_values().collect())
+    kept.into_values().collect()
 }
 
 /// The range of this node's routing table (no read barrier) holding `key`, or with
@@ -114,4 +125,65 @@ pub async fn report(node: &Node, ds: Vec<RangeDescriptor>) -> Result<()> {
         .await
         .map_err(Error::Remote)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_raft::RangeEpoch;
+
+    fn d(id: u64, start: &str, end: &str, version: u64) -> RangeDescriptor {
+        RangeDescriptor {
+            range_id: id,
+            start: start.into(),
+            end: end.into(),
+            epoch: RangeEpoch {
+                version,
+                conf_ver: 1,
+            },
+            replicas: Vec::new(),
+        }
+    }
+
+    fn spans(t: &[RangeDescriptor]) -> Vec<(u64, String, String)> {
+        t.iter()
+            .map(|d| {
+                let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (d.range_id, s(&d.start), s(&d.end))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_table_tiles_while_the_meta_range_catches_up_with_splits() {
+        // Range 1 split at "m" (right half 2), then 2 at "t" (right half 3); only 2
+        // and 3 reported their new descriptors yet: 1 is cut where 2 begins.
+        let t = tile(vec![d(1, "", "", 1), d(2, "m", "t", 3), d(3, "t", "", 3)]);
+        assert_eq!(
+            spans(&t),
+            [
+                (1, "".into(), "m".into()),
+                (2, "m".into(), "t".into()),
+                (3, "t".into(), "".into())
+            ]
+        );
+        // Its old epoch stays: a client routed by it is told the current one.
+        assert_eq!(t[0].epoch.version, 1);
+        // Only 3 reported: 1 and the old 2 share what is left in key order.
+        let t = tile(vec![d(1, "", "m", 2), d(2, "m", "", 2), d(3, "t", "", 3)]);
+        assert_eq!(
+            spans(&t),
+            [
+                (1, "".into(), "m".into()),
+                (2, "m".into(), "t".into()),
+                (3, "t".into(), "".into())
+            ]
+        );
+        // An older descriptor whose start a newer one covers is dropped.
+        let t = tile(vec![d(4, "c", "x", 1), d(5, "a", "f", 2), d(6, "f", "", 2)]);
+        assert_eq!(
+            spans(&t),
+            [(5, "a".into(), "f".into()), (6, "f".into(), "".into())]
+        );
+    }
 }

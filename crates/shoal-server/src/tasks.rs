@@ -87,11 +87,8 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
-    #[tokio::test(start_paused = true)]
-    async fn loops_run_until_the_guard_stops_or_is_dropped() {
-        let root = CancellationToken::new();
-        let rounds = Arc::new(AtomicU32::new(0));
-        let mut tasks = Tasks::new(&root);
+    /// A loop counting its rounds, once a second, under `tasks`.
+    fn count(tasks: &mut Tasks, rounds: &Arc<AtomicU32>) {
         let r = rounds.clone();
         tasks.every("count", Duration::from_secs(1), move || {
             let r = r.clone();
@@ -99,6 +96,14 @@ mod tests {
                 r.fetch_add(1, Ordering::SeqCst);
             }
         });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn loops_run_until_the_guard_stops_or_is_dropped() {
+        let root = CancellationToken::new();
+        let rounds = Arc::new(AtomicU32::new(0));
+        let mut tasks = Tasks::new(&root);
+        count(&mut tasks, &rounds);
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert_eq!(rounds.load(Ordering::SeqCst), 3);
         tasks.stop().await;
@@ -109,18 +114,21 @@ mod tests {
             "stopping the guard stops only its loops"
         );
 
-        // Dropped, or its root cancelled: its loops stop too.
+        // Its root cancelled, or the guard dropped: its loops stop too.
         let mut tasks = Tasks::new(&root);
-        let r = rounds.clone();
-        tasks.every("count", Duration::from_secs(1), move || {
-            let r = r.clone();
-            async move {
-                r.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        count(&mut tasks, &rounds);
         root.cancel();
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(rounds.load(Ordering::SeqCst), 3);
         drop(tasks);
+        let mut tasks = Tasks::new(&CancellationToken::new());
+        count(&mut tasks, &rounds);
+        drop(tasks);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            3,
+            "a loop ran after its guard was dropped"
+        );
     }
 }

@@ -48,14 +48,9 @@ fn check(op: &Op) {
                 }
             }
         }
-        Op::Put { key, value } => assert!(write_ok(&WriteOp::Put {
-            key: key.clone(),
-            value: value.clone()
-        })),
-        Op::Get { key, .. } | Op::Delete { key } => {
-            assert!(!key.is_empty() && key.len() <= 16)
-        }
-        Op::Scan { start, end, .. } | Op::DeleteRange { start, end } => {
+        Op::Write(w) => assert!(write_ok(w)),
+        Op::Get { key, .. } => assert!(!key.is_empty() && key.len() <= 16),
+        Op::Scan { start, end, .. } => {
             assert!(start.len() <= 16 && end.len() <= 16 && (end.is_empty() || start <= end))
         }
     }

@@ -101,6 +101,7 @@ fn reply<T: serde::Serialize>(range_id: u64, v: &T) -> Result<RaftMessage> {
 }
 
 /// Answers one Raft message of openraft's, as a unary call or a mux frame.
+#[tracing::instrument(level = "debug", skip_all, fields(range_id = m.range_id, ?kind))]
 async fn handle(router: &Router, kind: MuxKind, m: RaftMessage) -> Result<RaftMessage> {
     let range_id = m.range_id;
     match kind {
@@ -142,6 +143,7 @@ async fn handle(router: &Router, kind: MuxKind, m: RaftMessage) -> Result<RaftMe
 }
 
 /// Receives a snapshot stream into a file, verifies it, and installs it.
+#[tracing::instrument(skip_all)]
 async fn install_snapshot(
     router: &Router,
     mut stream: Streaming<SnapshotChunk>,
