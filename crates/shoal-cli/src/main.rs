@@ -156,6 +156,7 @@ fn main() -> ExitCode {
         Command::Start(cfg) => {
             init_tracing("info");
             rt.block_on(shoal_server::run(*cfg))
+                .map_err(anyhow::Error::from)
         }
         Command::Init(c) => {
             init_tracing("warn");

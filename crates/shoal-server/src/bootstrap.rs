@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shoal_proto::error::ErrorCode;
 use shoal_proto::v1::{BootstrapRequest, HelloRequest, HelloResponse, JoinRequest, NodeInfo};
 use shoal_raft::Node as RaftNode;
 
@@ -104,11 +105,10 @@ impl Bootstrap {
             };
             if let Err(s) = node.peer(addr)?.bootstrap(req).await {
                 let msg = format!("bootstrapping peer {addr}: {}", s.message());
-                return Err(Error::Remote(tonic::Status::with_details(
-                    s.code(),
-                    msg,
-                    s.details().to_vec().into(),
-                )));
+                return Err(match ErrorCode::of(&s) {
+                    Some(ErrorCode::AlreadyInitialized) => Error::AlreadyInitialized(msg),
+                    _ => Error::PeerUnreachable(msg),
+                });
             }
         }
         let my_id = assigned

@@ -61,7 +61,7 @@ impl RangeKeeper {
                     match self.node.open_range(right.range_id).await {
                         Ok(r) => self.elect_right_half(left, &r).await,
                         Err(e) => {
-                            tracing::error!(left, right = right.range_id, error = %format!("{e:#}"), "opening the right half of a split")
+                            tracing::error!(left, right = right.range_id, error = %e, "opening the right half of a split")
                         }
                     }
                     // The left half's snapshot still covers the right half's keys: a
@@ -387,7 +387,7 @@ impl RangeKeeper {
             };
             if removed {
                 if let Err(e) = self.node.destroy_replica(&r).await {
-                    tracing::warn!(range_id = r.range_id, error = %format!("{e:#}"), "destroying a removed replica");
+                    tracing::warn!(range_id = r.range_id, error = %e, "destroying a removed replica");
                 }
             }
         }

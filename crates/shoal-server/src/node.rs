@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use shoal_proto::error::ErrorCode;
@@ -73,25 +72,39 @@ pub struct Node {
     wanted: Mutex<HashMap<u64, Instant>>,
 }
 
+/// A storage error saying what failed.
+fn storage<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> Error {
+    move |e| Error::Storage(format!("{what}: {e}"))
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Node {
     /// Opens the store and, if this node already belongs to a cluster, its replicas.
-    pub async fn open(cfg: NodeConfig) -> anyhow::Result<(Arc<Self>, RangeEvents)> {
-        cfg.validate().map_err(anyhow::Error::msg)?;
-        std::fs::create_dir_all(&cfg.data_dir)
-            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-        let engine = Engine::open(&cfg.store_dir(), &EngineOptions::default())
-            .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
-        let ident = match engine.ident().context("reading the store identity")? {
+    pub async fn open(cfg: NodeConfig) -> Result<(Arc<Self>, RangeEvents)> {
+        cfg.validate()
+            .map_err(|m| Error::invalid(ErrorCode::InvalidArgument, m))?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(storage(format!(
+            "creating data dir {}",
+            cfg.data_dir.display()
+        )))?;
+        let engine = Engine::open(&cfg.store_dir(), &EngineOptions::default()).map_err(storage(
+            format!("opening the store in {}", cfg.store_dir().display()),
+        ))?;
+        let ident = match engine
+            .ident()
+            .map_err(storage("reading the store identity"))?
+        {
             Some(b) => Some(
-                serde_json::from_slice::<StoreIdent>(&b).context("decoding the store identity")?,
+                serde_json::from_slice::<StoreIdent>(&b)
+                    .map_err(storage("decoding the store identity"))?,
             ),
             None => None,
         };
-        let syncer = WalSyncer::start(engine.clone()).context("starting the log syncer")?;
+        let syncer =
+            WalSyncer::start(engine.clone()).map_err(storage("starting the log syncer"))?;
         let router = Router::new();
         let pool = PeerPool::new();
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -197,9 +210,7 @@ impl Node {
             .set_ident(&bytes)
             .map_err(|e| Error::Storage(format!("writing the store identity: {e}")))?;
         *self.ident.write().unwrap_or_else(|p| p.into_inner()) = Some(ident);
-        self.open_replicas()
-            .await
-            .map_err(|e| Error::Storage(format!("{e:#}")))?;
+        self.open_replicas().await?;
         tracing::info!(node_id, cluster_id, "joined the cluster");
         Ok(())
     }
@@ -385,30 +396,30 @@ impl Node {
     // ---- replicas ----------------------------------------------------------------
 
     /// Opens the meta range's replica and every other replica this node's store holds.
-    async fn open_replicas(&self) -> anyhow::Result<()> {
+    async fn open_replicas(&self) -> Result<()> {
         let mut ids = vec![FIRST_RANGE_ID];
         ids.extend(
             self.engine
                 .ranges_with(StateKey::Created)
-                .context("listing the ranges of the store")?
+                .map_err(|e| Error::Storage(format!("listing the ranges of the store: {e}")))?
                 .into_iter()
                 .filter(|id| *id != FIRST_RANGE_ID),
         );
         for id in ids {
-            self.open_range(id)
-                .await
-                .with_context(|| format!("opening range {id}"))?;
+            self.open_range(id).await?;
         }
         Ok(())
     }
 
     /// Opens this node's replica of `range_id` (once) and starts its Raft instance.
-    pub async fn open_range(&self, range_id: u64) -> anyhow::Result<Arc<Replica>> {
+    pub async fn open_range(&self, range_id: u64) -> Result<Arc<Replica>> {
         let _g = self.open_lock.lock().await;
         if let Some(r) = self.router.get(range_id) {
             return Ok(r);
         }
-        let r = Replica::open(&self.env, self.node_id(), range_id).await?;
+        let r = Replica::open(&self.env, self.node_id(), range_id)
+            .await
+            .map_err(|e| Error::Storage(format!("opening range {range_id}: {e}")))?;
         self.router.insert(r.clone());
         Ok(r)
     }
@@ -442,9 +453,7 @@ impl Node {
         self.engine
             .state_put(d.range_id, StateKey::Created, &bytes, true)
             .map_err(|e| Error::Storage(format!("recording the replica: {e}")))?;
-        self.open_range(d.range_id)
-            .await
-            .map_err(|e| Error::Storage(format!("opening the replica: {e:#}")))?;
+        self.open_range(d.range_id).await?;
         tracing::info!(
             range_id = d.range_id,
             "created an empty replica for a snapshot"
@@ -460,7 +469,7 @@ impl Node {
     }
 
     /// Stops a replica and deletes all of it from this node.
-    pub async fn destroy_replica(&self, r: &Replica) -> anyhow::Result<()> {
+    pub async fn destroy_replica(&self, r: &Replica) -> Result<()> {
         let _g = self.open_lock.lock().await;
         let span = r.descriptor().map(|d| d.span());
         self.router.remove(r.range_id);

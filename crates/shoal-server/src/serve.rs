@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use shoal_proto::v1::{
     admin_server::AdminServer, kv_server::KvServer, peer_server::PeerServer,
     raft_server::RaftServer,
@@ -31,17 +30,38 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The placement loop collects removed replicas every this many rounds.
 const GARBAGE_EVERY: u64 = 5;
 
+/// Why a node stopped other than on a signal, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("binding the {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Open(#[from] Error),
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    /// A replica stopped for good (a storage error): the node exits to be restarted.
+    #[error("{0}")]
+    Fatal(String),
+}
+
 /// Runs a node until SIGTERM or SIGINT (or its shutdown token is cancelled).
-pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     shoal_raft::failpoints::setup();
     let listen = cfg.listen_addr;
     let http_addr = cfg.http_addr;
-    let grpc_listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the gRPC address {listen}"))?;
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP address {http_addr}"))?;
+    let bind = |what, addr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { what, addr, source })
+    };
+    let grpc_listener = bind("gRPC", listen).await?;
+    let http_listener = bind("HTTP", http_addr).await?;
     let (node, events) = Node::open(cfg).await?;
     tracing::info!(grpc = %listen, http = %http_addr, advertise = %node.advertise, "serving");
 
@@ -163,10 +183,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     };
     tasks.stop().await;
     node.stop().await;
-    g.context("gRPC server")?;
-    h.context("HTTP server")?;
+    g?;
+    h.map_err(RunError::Http)?;
     if let Some(why) = node.fatal() {
-        anyhow::bail!("{why}");
+        return Err(RunError::Fatal(why.to_string()));
     }
     tracing::info!("stopped");
     Ok(())
