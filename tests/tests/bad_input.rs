@@ -413,6 +413,14 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "RANGE_OVERLAP",
         ),
         (
+            // A node of the version before calls the Peer methods at their old paths.
+            "undecodable replica to create, at its path of the version before",
+            "/shoal.v1.Raft/CreateReplica",
+            raft(42, node_id, &[0xff; 3]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
             "undecodable range report",
             "/shoal.v1.Peer/ReportRanges",
             peer(1, 0, &[0xff; 3]),

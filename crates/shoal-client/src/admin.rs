@@ -1,5 +1,7 @@
 //! The cluster operations: node status, the nodes and ranges, range lookups and
-//! splits, removal, decommission, drain, and founding the cluster (`init`).
+//! splits, removal, decommission, drain, and founding the cluster (`init`). They send
+//! no deadline to the node: an operation the client stops waiting for (a removal
+//! waiting for a membership change under way) still completes there.
 
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ impl Client {
     /// The nodes of the cluster.
     pub async fn nodes(&self) -> Result<pb::NodesResponse> {
         self.run(Route::Any, Retry::Always, |ch, _| {
-            let req = self.request(pb::NodesRequest {});
+            let req = tonic::Request::new(pb::NodesRequest {});
             async move { Ok(Self::admin(ch).nodes(req).await?.into_inner()) }
         })
         .await
@@ -33,7 +35,7 @@ impl Client {
     /// Every range: descriptor, leader, approximate size.
     pub async fn ranges(&self) -> Result<pb::RangesResponse> {
         self.run(Route::Any, Retry::Always, |ch, _| {
-            let req = self.request(pb::RangesRequest {});
+            let req = tonic::Request::new(pb::RangesRequest {});
             async move { Ok(Self::admin(ch).ranges(req).await?.into_inner()) }
         })
         .await
@@ -46,7 +48,7 @@ impl Client {
             before: false,
         };
         self.run(Route::Any, Retry::Always, |ch, _| {
-            let req = self.request(req.clone());
+            let req = tonic::Request::new(req.clone());
             async move { Ok(Self::admin(ch).range_lookup(req).await?.into_inner()) }
         })
         .await
@@ -60,7 +62,7 @@ impl Client {
         let key = key.as_ref().to_vec();
         let r = self
             .run(Route::key(&key), Retry::Always, |ch, _| {
-                let req = self.request(pb::SplitRangeRequest { key: key.clone() });
+                let req = tonic::Request::new(pb::SplitRangeRequest { key: key.clone() });
                 async move { Ok(Self::admin(ch).split_range(req).await?.into_inner()) }
             })
             .await?;
@@ -78,7 +80,7 @@ impl Client {
     /// Removes a node from the cluster's membership.
     pub async fn remove_node(&self, node_id: u64) -> Result<()> {
         self.run(Route::Any, Retry::IfNotApplied, |ch, _| {
-            let req = self.request(pb::RemoveNodeRequest { node_id });
+            let req = tonic::Request::new(pb::RemoveNodeRequest { node_id });
             async move {
                 Self::admin(ch).remove_node(req).await?;
                 Ok(())
@@ -92,7 +94,7 @@ impl Client {
     /// it again reports progress.
     pub async fn decommission(&self, node_id: u64) -> Result<u64> {
         self.run(Route::Any, Retry::Always, |ch, _| {
-            let req = self.request(pb::DecommissionRequest { node_id });
+            let req = tonic::Request::new(pb::DecommissionRequest { node_id });
             async move {
                 Ok(Self::admin(ch)
                     .decommission(req)

@@ -36,8 +36,7 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
     if timed_out {
         return Decision::RetryIfIdempotent;
     }
-    let d = detail(status);
-    let Some(code) = d.as_ref().and_then(|d| ErrorCode::parse(&d.code)) else {
+    let Some(d) = detail(status) else {
         // No answer from a node: the transport failed.
         return if never_sent(status) {
             Decision::Retry { unreachable: true }
@@ -47,6 +46,11 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
             Decision::Fail
         };
     };
+    // A node's answer with a code this version does not know: final.
+    let Some(code) = ErrorCode::parse(&d.code) else {
+        return Decision::Fail;
+    };
+    let d = Some(d);
     use pb::error_detail::Detail;
     match code {
         ErrorCode::NotLeader => Decision::Redirect {
@@ -259,6 +263,13 @@ mod tests {
             decide(&Status::unknown("transport error"), false, true),
             Decision::RetryIfIdempotent
         );
+        // A node's answer with a code this version does not know: final.
+        let unknown = pb::ErrorDetail {
+            code: "SOMETHING_NEW".into(),
+            detail: None,
+        };
+        let s = Status::with_details(Code::Unavailable, "m", unknown.encode_to_vec().into());
+        assert_eq!(decide(&s, false, true), Decision::Fail);
         // A node's own answer without details (a message it could not decode): final,
         // whatever its text says.
         assert_eq!(

@@ -37,10 +37,10 @@ pub fn before(a: &mut Apply<'_>, id: &RequestId) -> io::Result<Option<CommandRes
         succeeded: false,
         results: vec![OpResult::StaleRequest { low }],
     };
-    if id.seq < id.acked_below {
-        // The request says its own answer was received before it was sent.
-        return Ok(Some(refuse(id.acked_below)));
-    }
+    // The answers the client has received are dropped first, whatever comes of this
+    // request: every replica (of any version) writes the same for the same entry. A
+    // request whose seq is below its own `acked_below` (the node refuses it before
+    // proposing it; an older node did not) then falls below the low mark, refused.
     let low = drop_answered(a, id)?;
     let key = keys::request_suffix(id.client_id, id.seq);
     if let Some(kept) = a.engine.get_range_local(a.range_id, &key).map_err(io_err)? {

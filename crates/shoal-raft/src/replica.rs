@@ -249,10 +249,9 @@ impl Replica {
     pub async fn initialize(&self, voters: BTreeMap<NodeId, Node>) -> Result<()> {
         self.raft.initialize(voters).await.map_err(|e| match e {
             openraft::errors::RaftError::Fatal(f) => Error::from_fatal(self.range_id, f),
-            openraft::errors::RaftError::APIError(e) => Error::Membership {
-                range_id: self.range_id,
-                why: e.to_string(),
-            },
+            openraft::errors::RaftError::APIError(e) => {
+                Error::Internal(format!("initialising range {}: {e}", self.range_id))
+            }
         })
     }
 

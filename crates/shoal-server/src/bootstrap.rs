@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_proto::error::ErrorCode;
-use shoal_proto::v1::{BootstrapRequest, HelloRequest, HelloResponse, JoinRequest, NodeInfo};
+use shoal_proto::v1::{
+    BootstrapRequest, BootstrapResponse, HelloRequest, HelloResponse, JoinRequest, JoinResponse,
+    NodeInfo,
+};
 use shoal_raft::Node as RaftNode;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::peer_call::call;
 
 /// Founds or joins the cluster for a node with an empty store.
 pub struct Bootstrap {
@@ -103,11 +106,14 @@ impl Bootstrap {
                 cluster_id: cluster_id.clone(),
                 node_id: *id,
             };
-            if let Err(s) = node.peer(addr)?.bootstrap(req).await {
-                let msg = format!("bootstrapping peer {addr}: {}", s.message());
-                return Err(match ErrorCode::of(&s) {
-                    Some(ErrorCode::AlreadyInitialized) => Error::AlreadyInitialized(msg),
-                    _ => Error::PeerUnreachable(msg),
+            let done: Result<BootstrapResponse> = call(node, addr, "Bootstrap", req).await;
+            if let Err(e) = done {
+                return Err(match e {
+                    Error::Remote(status) => Error::Peer {
+                        addr: format!("bootstrapping peer {addr}"),
+                        status,
+                    },
+                    e => e,
                 });
             }
         }
@@ -148,14 +154,8 @@ impl Bootstrap {
     async fn hello(&self, peer: &str, patience: Duration) -> Result<HelloResponse> {
         let deadline = Instant::now() + patience;
         loop {
-            let res = match self.node.peer(peer) {
-                Ok(mut c) => c
-                    .hello(HelloRequest {})
-                    .await
-                    .map(|r| r.into_inner())
-                    .map_err(|s| s.message().to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let res: Result<HelloResponse> = call(&self.node, peer, "Hello", HelloRequest {}).await;
+            let res = res.map_err(|e| e.to_string());
             match res {
                 Ok(h) => return Ok(h),
                 Err(e) if Instant::now() >= deadline => {
@@ -209,15 +209,11 @@ impl Bootstrap {
             .iter()
             .find(|(_, h)| !h.cluster_id.is_empty() && !h.leader_addr.is_empty())
         {
-            let resp = node
-                .peer(&h.leader_addr)?
-                .join(JoinRequest {
-                    addr: node.advertise.clone(),
-                    name: node.name.clone(),
-                })
-                .await
-                .map_err(Error::Remote)?
-                .into_inner();
+            let join = JoinRequest {
+                addr: node.advertise.clone(),
+                name: node.name.clone(),
+            };
+            let resp: JoinResponse = call(node, &h.leader_addr, "Join", join).await?;
             node.accept_bootstrap(&resp.cluster_id, resp.node_id)
                 .await?;
             tracing::info!(node_id = resp.node_id, cluster_id = %resp.cluster_id, "joined the running cluster as a new node");

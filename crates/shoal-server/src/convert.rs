@@ -40,6 +40,14 @@ impl From<Error> for Status {
         };
         let (grpc, detail) = match &e {
             Error::Remote(s) => return s.clone(),
+            Error::Peer { status, .. } => {
+                let message = e.to_string();
+                return Status::with_details(
+                    status.code(),
+                    message,
+                    status.details().to_vec().into(),
+                );
+            }
             Error::NotLeader {
                 range_id,
                 leader_id,

@@ -96,6 +96,10 @@ pub enum Error {
     /// Another node's answer to a request this node passed on, relayed as it came.
     #[error("{}", .0.message())]
     Remote(tonic::Status),
+    /// Another node's answer to a call this node made of it, relayed with what the
+    /// call was (`addr`: the peer, or what was asked of it).
+    #[error("{addr}: {}", .status.message())]
+    Peer { addr: String, status: tonic::Status },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -130,7 +134,9 @@ impl Error {
             Error::RangeOverlap { .. } => ErrorCode::RangeOverlap,
             Error::StaleRequest { .. } => ErrorCode::StaleRequestId,
             Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
-            Error::Remote(s) => ErrorCode::of(s).unwrap_or(ErrorCode::Internal),
+            Error::Remote(s) | Error::Peer { status: s, .. } => {
+                ErrorCode::of(s).unwrap_or(ErrorCode::Internal)
+            }
         }
     }
 

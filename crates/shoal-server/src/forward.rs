@@ -7,8 +7,9 @@
 //! the request's deadline, and only where that is safe: a read, a write with a request
 //! id (applied at most once), or a write that was certainly never sent (the connection
 //! could not be made) or refused before it was proposed (`NOT_LEADER`). Otherwise the
-//! answer is a coded status: `OUTCOME_UNKNOWN` when the write may have been applied,
-//! `NOT_LEADER` (retryable) when it was not.
+//! answer is a coded status: `OUTCOME_UNKNOWN` when the write may have been applied
+//! (by this request's attempts), `NOT_LEADER` or `UNAVAILABLE` (retryable) when it
+//! was not; a node's own answer is relayed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,9 +76,14 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 
 /// How one attempt to pass a request on ended, when it did not answer.
 enum Failed {
-    /// The request certainly did not reach the node (no connection could be made), or
-    /// the node refused it before proposing (it does not lead the range).
-    NotApplied { leader_addr: Option<String> },
+    /// The request certainly did not reach the node: no connection could be made.
+    Unreachable,
+    /// The node refused it before proposing it: it does not lead the range (the
+    /// leader it names, if any). Its answer is kept, to relay.
+    NotLeader {
+        leader_addr: Option<String>,
+        answer: Status,
+    },
     /// It may have been applied: the connection broke mid-call or no answer came.
     Unknown(String),
     /// The node's own answer, to relay.
@@ -92,10 +98,7 @@ async fn attempt<R: KvRpc + Clone>(
     mark: &'static str,
     deadline: Instant,
 ) -> std::result::Result<R::Reply, Failed> {
-    let ch = node
-        .pool
-        .channel(addr)
-        .map_err(|_| Failed::NotApplied { leader_addr: None })?;
+    let ch = node.pool.channel(addr).map_err(|_| Failed::Unreachable)?;
     let client = KvClient::new(ch)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
@@ -116,7 +119,7 @@ async fn attempt<R: KvRpc + Clone>(
 /// What a failed attempt's status says.
 fn classify(s: Status) -> Failed {
     match ErrorCode::of(&s) {
-        Some(ErrorCode::NotLeader) => Failed::NotApplied {
+        Some(ErrorCode::NotLeader) => Failed::NotLeader {
             leader_addr: match shoal_proto::error::detail(&s).and_then(|d| d.detail) {
                 Some(shoal_proto::v1::error_detail::Detail::NotLeader(nl))
                     if !nl.leader_addr.is_empty() =>
@@ -125,11 +128,20 @@ fn classify(s: Status) -> Failed {
                 }
                 _ => None,
             },
+            answer: s,
         },
         Some(_) => Failed::Answer(s),
-        None if never_sent(&s) => Failed::NotApplied { leader_addr: None },
+        None if never_sent(&s) => Failed::Unreachable,
         None => Failed::Unknown(format!("{:?}: {}", s.code(), s.message())),
     }
+}
+
+/// A write that may have been applied, as the client must be told when it cannot be
+/// sent again.
+fn outcome_unknown(addr: &str, why: &str) -> Error {
+    Error::OutcomeUnknown(format!(
+        "{addr} did not answer a request passed on to it ({why}); it may or may not have been applied"
+    ))
 }
 
 /// Forwards a write to the leader of `r`'s range at `addr`, and again to its next
@@ -149,6 +161,11 @@ where
     F: FnOnce(R) -> Fut,
     Fut: std::future::Future<Output = Result<R::Reply>>,
 {
+    // Whether an attempt may have applied the write (only a write with a request id,
+    // which applies at most once, is sent again then): the answer, when no leader
+    // takes it in time, must say so.
+    let mut maybe_applied: Option<String> = None;
+    let mut hints_followed = 0;
     loop {
         let failed = match attempt(node, &addr, &req, TO_LEADER, deadline).await {
             Ok(reply) => return Ok(reply),
@@ -160,27 +177,45 @@ where
                 Some(ErrorCode::OutcomeUnknown | ErrorCode::ShuttingDown | ErrorCode::NoQuorum)
                     if idempotent =>
                 {
+                    maybe_applied = Some(format!("{addr} answered {}", s.message()));
                     None
                 }
                 _ => return Err(Error::Remote(s)),
             },
-            Failed::Unknown(why) if !idempotent => {
-                return Err(Error::OutcomeUnknown(format!(
-                    "the leader at {addr} did not answer a forwarded write ({why}); it may or may not have been applied"
-                )))
+            Failed::Unknown(why) if !idempotent => return Err(outcome_unknown(&addr, &why)),
+            Failed::Unknown(why) => {
+                maybe_applied = Some(why);
+                None
             }
-            Failed::Unknown(_) => None,
-            Failed::NotApplied { leader_addr } => leader_addr,
+            Failed::Unreachable => None,
+            Failed::NotLeader { leader_addr, .. } => leader_addr,
         };
-        // The next leader: the one named, else the one this node's replica learns of.
+        // The next leader: the one named (a few times at once; then, as hints may be
+        // stale during an election, after a pause), else the one this node's replica
+        // learns of.
         let next = match hint.filter(|h| *h != addr) {
-            Some(h) => Some(Next::At(h)),
+            Some(h) => {
+                hints_followed += 1;
+                if hints_followed > MAX_QUICK_HINTS {
+                    if Instant::now() + LEADER_POLL >= deadline {
+                        None
+                    } else {
+                        tokio::time::sleep(LEADER_POLL).await;
+                        Some(Next::At(h))
+                    }
+                } else {
+                    Some(Next::At(h))
+                }
+            }
             None => next_leader(r, &addr, deadline).await,
         };
         match next {
             Some(Next::Here) => return serve_here(req).await,
             Some(Next::At(a)) => addr = a,
             None => {
+                if let Some(why) = maybe_applied {
+                    return Err(outcome_unknown(&addr, &why));
+                }
                 let (leader_id, leader_addr) = r.leader();
                 return Err(Error::NotLeader {
                     range_id: r.range_id,
@@ -191,6 +226,10 @@ where
         }
     }
 }
+
+/// Hints of the next leader followed at once, before the forwarding node pauses
+/// between attempts.
+const MAX_QUICK_HINTS: u32 = 3;
 
 enum Next {
     Here,
@@ -214,7 +253,9 @@ async fn next_leader(r: &Replica, failed: &str, deadline: Instant) -> Option<Nex
 }
 
 /// Passes a request naming no range on to a node holding its range: each of `addrs`
-/// in turn while the last could not be reached.
+/// in turn while the last could not be reached (or, for a request that may be sent
+/// again, did not answer). The node's own answers, `NOT_LEADER` included, are
+/// relayed.
 pub async fn to_holder<R: KvRpc + Clone>(
     node: &Node,
     addrs: &[String],
@@ -223,24 +264,29 @@ pub async fn to_holder<R: KvRpc + Clone>(
     deadline: Instant,
 ) -> Result<R::Reply> {
     let mut last = String::new();
+    let mut maybe_applied = None;
     for addr in addrs {
         match attempt(node, addr, &req, ROUTED, deadline).await {
             Ok(reply) => return Ok(reply),
-            Err(Failed::Answer(s)) => return Err(Error::Remote(s)),
-            Err(Failed::Unknown(why)) if !idempotent => {
-                return Err(Error::OutcomeUnknown(format!(
-                    "the range's node at {addr} did not answer a passed-on write ({why}); it may or may not have been applied"
-                )))
+            Err(Failed::Answer(s) | Failed::NotLeader { answer: s, .. }) => {
+                return Err(Error::Remote(s))
             }
-            Err(Failed::Unknown(why)) => last = format!("{addr}: {why}"),
-            Err(Failed::NotApplied { .. }) => last = format!("{addr}: unreachable"),
+            Err(Failed::Unknown(why)) if !idempotent => return Err(outcome_unknown(addr, &why)),
+            Err(Failed::Unknown(why)) => {
+                last = format!("{addr}: {why}");
+                maybe_applied = Some((addr.clone(), why));
+            }
+            Err(Failed::Unreachable) => last = format!("{addr}: unreachable"),
         }
         if Instant::now() >= deadline {
             break;
         }
     }
-    Err(Error::RangeNotFound(format!(
-        "no node holding the request's range answered ({last}); route it through RangeLookup"
+    if let Some((addr, why)) = maybe_applied {
+        return Err(outcome_unknown(&addr, &why));
+    }
+    Err(Error::Unavailable(format!(
+        "no node holding the request's range could be reached ({last}); retry, or route it through RangeLookup"
     )))
 }
 

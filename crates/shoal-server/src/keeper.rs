@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shoal_proto::v1::PeerMessage;
 use shoal_raft::{
     Command, OpResult, RangeDescriptor, RangeEvent, Refusal, Replica, FIRST_RANGE_ID,
 };
@@ -17,6 +18,7 @@ use shoal_raft::{
 use crate::convert::peer_message;
 use crate::error::{Error, Result};
 use crate::node::{lock, Node, RangeEvents};
+use crate::peer_call;
 use crate::routing;
 
 /// How long a member of a range may go without replicating anything before its
@@ -243,10 +245,13 @@ impl RangeKeeper {
     ) -> Result<(RangeDescriptor, RangeDescriptor)> {
         let d = r.ready_descriptor()?;
         if !d.splits_at(key) {
-            return Err(Error::Refused(format!(
-                "range {} cannot split at this key: it is the range's start or outside it",
-                d.range_id
-            )));
+            return Err(Error::invalid(
+                shoal_proto::error::ErrorCode::InvalidArgument,
+                format!(
+                    "range {} cannot split at this key: it is the range's start or outside it",
+                    d.range_id
+                ),
+            ));
         }
         let new_range_id = routing::alloc_range_id(&self.node).await?;
         let resp = r
@@ -335,11 +340,8 @@ impl RangeKeeper {
         addr: &str,
         d: &RangeDescriptor,
     ) -> Result<()> {
-        self.node
-            .peer(addr)?
-            .create_replica(peer_message(d.range_id, node_id, d)?)
-            .await
-            .map_err(Error::Remote)?;
+        let msg = peer_message(d.range_id, node_id, d)?;
+        let _: PeerMessage = peer_call::call(&self.node, addr, "CreateReplica", msg).await?;
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::{self as pb, kv_server::Kv};
-use shoal_raft::{Refusal, Replica};
+use shoal_raft::{Refusal, Replica, Touch};
 use tokio::time::Instant;
 use tonic::{Request as Wire, Response, Status};
 use tracing::Instrument;
@@ -144,10 +144,9 @@ impl KvService {
         tracing::Span::current().record("range_id", r.range_id);
         self.node.check_serving()?;
         let out = match req.op.consistency() {
-            Some(c) => self.read(r, req.op, c, deadline).await,
-            None => self.write(r, req).await,
-        }
-        .map_err(|e| route::located(&self.node, r, e))?;
+            Some(c) => self.read(r, req.op, c, deadline).await?,
+            None => self.write(r, req).await?,
+        };
         let header = pb::ResponseHeader {
             node_id: r.node_id,
             range_id: r.range_id,
@@ -167,11 +166,12 @@ impl KvService {
             None => Ok(Outcome::Applied(resp)),
             // The range split between routing and applying: nothing was written; the
             // client re-routes with the descriptors in the details.
-            Some(Refusal::KeyOutside { reason, .. }) => Err(Error::KeyNotInRange {
-                range_id: r.range_id,
-                message: reason,
-                current: Vec::new(),
-            }),
+            Some(Refusal::KeyOutside { key, reason }) => Err(route::outside(
+                &self.node,
+                r,
+                &[Touch::Key(&key)],
+                format!("refused by range {}: {reason}", r.range_id),
+            )),
             Some(Refusal::StaleRequest { low }) => {
                 let (client_id, seq) = request_id.map_or((0, 0), |id| (id.client_id, id.seq));
                 Err(Error::StaleRequest {
@@ -200,8 +200,17 @@ impl KvService {
         }
         // Taken after the barrier: a split applied meanwhile shows as keys outside it.
         let view = r.view()?;
+        let outside = |touches: &[Touch<'_>], message: String| {
+            route::outside(&self.node, r, touches, message)
+        };
+        let elsewhere = || format!("the request touches keys outside range {}", r.range_id);
         match op {
-            Op::Get { key, .. } => Ok(Outcome::Get(view.get(&key)?)),
+            Op::Get { key, .. } => match view.get(&key) {
+                Err(shoal_raft::Error::KeyNotInRange { .. }) => {
+                    Err(outside(&[Touch::Key(&key)], elsewhere()))
+                }
+                found => Ok(Outcome::Get(found?)),
+            },
             Op::Scan {
                 start,
                 end,
@@ -213,7 +222,19 @@ impl KvService {
                     0 => DEFAULT_SCAN_PAGE,
                     n => n.min(MAX_SCAN_PAGE),
                 };
-                Ok(Outcome::Scan(view.scan(&start, &end, limit, reverse)?))
+                match view.scan(&start, &end, limit, reverse) {
+                    Err(shoal_raft::Error::KeyNotInRange { .. }) if reverse => Err(outside(
+                        &[],
+                        format!(
+                            "range {} does not hold the keys before the scan's end",
+                            r.range_id
+                        ),
+                    )),
+                    Err(shoal_raft::Error::KeyNotInRange { .. }) => {
+                        Err(outside(&[Touch::Key(&start)], elsewhere()))
+                    }
+                    page => Ok(Outcome::Scan(page?)),
+                }
             }
             _ => Err(Error::Internal("a write routed as a read".into())),
         }

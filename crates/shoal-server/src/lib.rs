@@ -28,7 +28,8 @@
 //! - [`kv`]: the public `Kv` service, one pipeline for every request; [`route`]: where
 //!   a request is served; [`forward`]: passing it on (with retries where safe).
 //! - [`admin`]: the public `Admin` service. [`peer`]: the internal `Peer` service
-//!   (node-level calls). The internal `Raft` service is `shoal_raft`'s.
+//!   (node-level calls); [`peer_call`]: calling it, and its methods' paths of the
+//!   version before. The internal `Raft` service is `shoal_raft`'s.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
 //! - [`serve`]: [`run`]: wiring, serving, and shutdown.
 //!
@@ -49,6 +50,7 @@ pub mod located;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod peer_call;
 pub mod placement;
 pub mod request;
 pub mod route;

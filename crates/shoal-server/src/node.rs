@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use shoal_proto::error::ErrorCode;
-use shoal_proto::v1::peer_client::PeerClient;
 use shoal_proto::v1::{HelloResponse, JoinResponse};
 use shoal_raft::{
     Command, Node as RaftNode, OpResult, PeerPool, RangeDescriptor, RangeEvent, Replica,
@@ -21,7 +20,6 @@ use shoal_raft::{
 };
 use shoal_storage::{Engine, EngineOptions, StateKey};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
@@ -505,18 +503,5 @@ impl Node {
         // The syncer thread holds the store: stopped and joined here, it cannot be
         // the one that closes it while the process exits (RocksDB aborts then).
         self.env.syncer.stop();
-    }
-
-    // ---- peers -------------------------------------------------------------------
-
-    /// A client of the `Peer` service of the node at `addr`.
-    pub fn peer(&self, addr: &str) -> Result<PeerClient<Channel>> {
-        let ch = self
-            .pool
-            .channel(addr)
-            .map_err(|e| Error::Unavailable(format!("{addr}: {e}")))?;
-        Ok(PeerClient::new(ch)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
     }
 }

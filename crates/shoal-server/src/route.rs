@@ -186,25 +186,14 @@ fn around(
     current
 }
 
-/// Fills in the descriptors of a `KeyNotInRange` the replica layer reported (a read
-/// that found its range split after its barrier; a write refused as it applied).
-pub fn located(node: &Node, r: &Replica, e: Error) -> Error {
-    match e {
-        Error::KeyNotInRange {
-            range_id,
-            message,
-            current,
-        } if current.is_empty() => {
-            let Some(d) = r.descriptor() else {
-                return Error::NotReady { range_id };
-            };
-            Error::KeyNotInRange {
-                range_id,
-                message: format!("refused by range {range_id}: {message}"),
-                current: around(node, r, d, &[]),
-            }
-        }
-        e => e,
+/// A refusal of a request that reached `r` and found `touches` outside its range once
+/// there (it split after the request was routed: a read after its barrier, a write
+/// as it applied): with the range's descriptor and those of this node's replicas that
+/// hold the keys now.
+pub fn outside(node: &Node, r: &Replica, touches: &[Touch<'_>], message: String) -> Error {
+    match r.ready_descriptor() {
+        Ok(d) => refusal(node, r, d, Misfit::Outside(message), touches),
+        Err(e) => e.into(),
     }
 }
 

@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::time::Duration;
 
+use shoal_proto::v1::PeerMessage;
 use shoal_raft::{Command, OpResult, RangeDescriptor, FIRST_RANGE_ID};
 
 use crate::convert::{peer_message, peer_reply};
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::peer_call;
 
 /// How long a linearizable read of the routing table waits for its read barrier.
 const READ_PATIENCE: Duration = Duration::from_secs(3);
@@ -100,12 +102,9 @@ pub async fn alloc_range_id(node: &Node) -> Result<u64> {
     let Some((id, addr)) = node.meta_leader()? else {
         return alloc_range_id_here(node).await;
     };
-    let resp = node
-        .peer(&addr)?
-        .alloc_range_id(peer_message(FIRST_RANGE_ID, id, &())?)
-        .await
-        .map_err(Error::Remote)?;
-    peer_reply(&resp.into_inner())
+    let msg = peer_message(FIRST_RANGE_ID, id, &())?;
+    let resp: PeerMessage = peer_call::call(node, &addr, "AllocRangeId", msg).await?;
+    peer_reply(&resp)
 }
 
 /// On the meta range's leader: records descriptors in the routing table (each only if
@@ -120,10 +119,8 @@ pub async fn report(node: &Node, ds: Vec<RangeDescriptor>) -> Result<()> {
     let Some((id, addr)) = node.meta_leader()? else {
         return record_here(node, ds).await;
     };
-    node.peer(&addr)?
-        .report_ranges(peer_message(FIRST_RANGE_ID, id, &ds)?)
-        .await
-        .map_err(Error::Remote)?;
+    let msg = peer_message(FIRST_RANGE_ID, id, &ds)?;
+    let _: PeerMessage = peer_call::call(node, &addr, "ReportRanges", msg).await?;
     Ok(())
 }
 

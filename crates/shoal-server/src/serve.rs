@@ -22,6 +22,7 @@ use crate::kv::KvService;
 use crate::lifecycle;
 use crate::node::Node;
 use crate::peer::PeerService;
+use crate::peer_call::LegacyPathsLayer;
 use crate::placement::driver::{PlacementDriver, HEARTBEAT_INTERVAL};
 use crate::tasks::Tasks;
 
@@ -158,6 +159,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         .max_encoding_message_size(usize::MAX);
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Nodes of the version before call the `Peer` methods at their old paths.
+        .layer(LegacyPathsLayer)
         .add_service(kv)
         .add_service(admin)
         .add_service(peer)

@@ -215,9 +215,11 @@ fn a_late_duplicate_of_an_answered_request_never_applies() {
 }
 
 /// Tried as a plain gRPC client would: a request whose seq is below its own
-/// `acked_below` was answered OK with a version, and nothing was written.
+/// `acked_below` was answered OK with a version, and nothing was written. (The node
+/// refuses it before proposing it; a replica applying one, proposed by an older node,
+/// refuses it as well, recording the client's acknowledgement as every version does.)
 #[test]
-fn a_request_below_its_own_acknowledged_mark_is_refused_and_changes_nothing() {
+fn a_request_below_its_own_acknowledged_mark_is_refused_and_writes_nothing() {
     let mut h = Harness::new();
     let r = h.run(12, {
         let Command::Once { cmd, .. } = once("v", 3, 9) else {
@@ -231,14 +233,13 @@ fn a_request_below_its_own_acknowledged_mark_is_refused_and_changes_nothing() {
         }
     });
     assert_eq!(r.results, vec![OpResult::StaleRequest { low: 9 }]);
+    assert!(!r.succeeded);
     assert_eq!(value(&h), None);
-    // Not even the client's low mark moved: a refused request writes nothing.
-    assert_eq!(
-        h.engine
-            .get_range_local(1, &keys::requests_low_suffix(78))
-            .unwrap(),
-        None
-    );
+    assert!(h
+        .engine
+        .get_range_local(1, &keys::request_suffix(78, 3))
+        .unwrap()
+        .is_none());
 }
 
 // ---- meta ---------------------------------------------------------------

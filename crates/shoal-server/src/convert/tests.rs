@@ -108,6 +108,13 @@ pub(crate) fn every_error() -> Vec<(Error, Code)> {
             },
             Code::FailedPrecondition,
         ),
+        (
+            Error::Peer {
+                addr: "bootstrapping peer n3:7070".into(),
+                status: Status::from(Error::AlreadyInitialized("taken".into())),
+            },
+            Code::FailedPrecondition,
+        ),
         (Error::Storage("disk".into()), Code::Internal),
         (Error::Internal("bug".into()), Code::Internal),
     ]

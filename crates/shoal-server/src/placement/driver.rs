@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
+use shoal_proto::v1::PeerMessage;
 use shoal_raft::{Command, RangeDescriptor, FIRST_RANGE_ID};
 
 use crate::convert::peer_message;
 use crate::error::{Error, Result};
 use crate::keeper::RangeKeeper;
 use crate::node::{lock, Node};
+use crate::peer_call;
 use crate::placement::change;
 use crate::placement::messages::NodeReport;
 use crate::placement::plan::{meta_voters, plan, NodeView, Planned, CAUGHT_UP_LAG};
@@ -129,11 +131,8 @@ impl PlacementDriver {
             Err(_) => return,
         };
         let sent = async {
-            self.node
-                .peer(&addr)?
-                .node_heartbeat(peer_message(FIRST_RANGE_ID, id, &report)?)
-                .await
-                .map_err(Error::Remote)
+            let msg = peer_message(FIRST_RANGE_ID, id, &report)?;
+            peer_call::call::<_, PeerMessage>(&self.node, &addr, "NodeHeartbeat", msg).await
         };
         match tokio::time::timeout(HEARTBEAT_INTERVAL, sent).await {
             Ok(Ok(_)) => {}
@@ -371,11 +370,8 @@ impl PlacementDriver {
             .map(|n| n.addr)
             .ok_or_else(|| Error::Unavailable(format!("node {} has no address", p.leader)))?;
         let sent = async {
-            self.node
-                .peer(&addr)?
-                .change_replicas(peer_message(p.change.range_id, p.leader, &p.change)?)
-                .await
-                .map_err(Error::Remote)
+            let msg = peer_message(p.change.range_id, p.leader, &p.change)?;
+            peer_call::call::<_, PeerMessage>(&self.node, &addr, "ChangeReplicas", msg).await
         };
         match tokio::time::timeout(change::CHANGE_PATIENCE + Duration::from_secs(10), sent).await {
             Ok(r) => r.map(|_| ()),
