@@ -157,10 +157,13 @@ impl Replica {
     /// The replica's data, bounded by its range as it is now. Take it after the read
     /// barrier: a split applied meanwhile then shows as keys outside the view.
     pub fn view(&self) -> Result<RangeView> {
-        Ok(RangeView::new(
-            self.engine.clone(),
-            self.ready_descriptor()?,
-        ))
+        let desc = self
+            .state_machine
+            .shared_descriptor()
+            .ok_or(Error::NotReady {
+                range_id: self.range_id,
+            })?;
+        Ok(RangeView::new(self.engine.clone(), desc))
     }
 
     /// Bytes of data applied since the last call (for the range's size upkeep).

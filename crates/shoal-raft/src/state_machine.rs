@@ -58,7 +58,7 @@ pub struct StateMachine {
     dir: PathBuf,
     /// The applied descriptor; `None` until the replica has one (an empty replica
     /// waiting for its first snapshot).
-    desc: Arc<RwLock<Option<RangeDescriptor>>>,
+    desc: Arc<RwLock<Option<Arc<RangeDescriptor>>>>,
     /// Bytes of data applied since the size of the range was last measured.
     written: Arc<AtomicU64>,
     /// Bytes applied since the last snapshot was built or installed, and the size of
@@ -157,9 +157,18 @@ impl StateMachine {
         self.with_descriptor(|d| d.cloned())
     }
 
+    /// The range's applied descriptor, shared (no copy of its keys).
+    pub fn shared_descriptor(&self) -> Option<Arc<RangeDescriptor>> {
+        self.desc.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// `f` of the range's applied descriptor, read in place (no copy).
     pub fn with_descriptor<T>(&self, f: impl FnOnce(Option<&RangeDescriptor>) -> T) -> T {
-        f(self.desc.read().unwrap_or_else(|p| p.into_inner()).as_ref())
+        f(self
+            .desc
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref())
     }
 
     /// Bytes of data applied since the last call.
@@ -184,7 +193,7 @@ impl StateMachine {
         if let Some(index) = &self.index {
             index.set(self.range_id, d.as_ref());
         }
-        *self.desc.write().unwrap_or_else(|p| p.into_inner()) = d;
+        *self.desc.write().unwrap_or_else(|p| p.into_inner()) = d.map(Arc::new);
     }
 
     fn stored_descriptor(&self) -> io::Result<Option<RangeDescriptor>> {

@@ -3,6 +3,8 @@
 //! (the range split since the request was routed); a scan stops at the range's edge
 //! and says where the next range takes over.
 
+use std::sync::Arc;
+
 use shoal_proto::span;
 use shoal_storage::{Engine, KeySpan, Versioned};
 
@@ -24,11 +26,11 @@ pub struct ScanPage {
 #[derive(Debug, Clone)]
 pub struct RangeView {
     engine: Engine,
-    desc: RangeDescriptor,
+    desc: Arc<RangeDescriptor>,
 }
 
 impl RangeView {
-    pub(crate) fn new(engine: Engine, desc: RangeDescriptor) -> Self {
+    pub(crate) fn new(engine: Engine, desc: Arc<RangeDescriptor>) -> Self {
         Self { engine, desc }
     }
 
@@ -112,7 +114,7 @@ mod tests {
                 end: end.into(),
             },
         );
-        (dir, RangeView::new(e, desc))
+        (dir, RangeView::new(e, Arc::new(desc)))
     }
 
     fn keys(p: &ScanPage) -> Vec<String> {
