@@ -1,6 +1,7 @@
 //! The shape of the code, checked from the source itself: within each crate, no
 //! circle of imports between files (a file's `crate::` and `super::` paths name the
-//! files it depends on), and no source file outside tests over 800 lines.
+//! files it depends on), no source file outside tests over 800 lines, and a crate
+//! root whose `//!` map names every module it declares.
 //!
 //! A file's module declarations and the crate root's re-exports are not imports;
 //! test code (`tests.rs` files, and a file's `#[cfg(test)] mod tests` block) is left
@@ -274,6 +275,38 @@ fn no_source_file_outside_tests_is_over_800_lines() {
         long.is_empty(),
         "files over {MAX_LINES} lines:\n{}",
         long.join("\n")
+    );
+}
+
+#[test]
+fn every_crate_map_names_all_its_modules() {
+    let mut missing = Vec::new();
+    for (name, src) in crates() {
+        for root in ["lib.rs", "main.rs"] {
+            let Ok(text) = std::fs::read_to_string(src.join(root)) else {
+                continue;
+            };
+            let map: String = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("//!"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for line in text.lines() {
+                let decl = line.trim().trim_start_matches("pub ");
+                let Some(module) = decl.strip_prefix("mod ").and_then(|m| m.strip_suffix(';'))
+                else {
+                    continue;
+                };
+                if !map.contains(&format!("`{module}`")) && !map.contains(&format!("{module}.rs")) {
+                    missing.push(format!("{name}/{root}: {module}"));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "modules the crate's map does not name:\n{}",
+        missing.join("\n")
     );
 }
 

@@ -8,7 +8,7 @@
 //! - [`command`]: what a range's log carries ([`Command`]) and what applying it
 //!   returns ([`CommandResponse`]).
 //! - [`dispatch`]: how a command applies: checked against the range, then its own
-//!   function, given an [`apply::Apply`] context: [`writes`] (data writes and
+//!   function, given an [`apply`] context ([`apply::Apply`]): [`writes`] (data writes and
 //!   transactions), [`once`] (exactly-once request ids), [`meta`] (the meta range's
 //!   system keys, written and read there alone), [`split`].
 //! - [`log_store`]: [`LogStore`], a range's log and vote in the node's store; an
