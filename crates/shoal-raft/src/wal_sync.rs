@@ -12,12 +12,45 @@ use shoal_storage::Engine;
 use crate::failpoints;
 use crate::types::TypeConfig;
 
-/// Hands appends' callbacks to the syncing thread. [`WalSyncer::stop`] (or dropping
-/// every handle) stops it.
+/// Hands appends' callbacks to the syncing thread. [`WalSyncer::stop`], or dropping
+/// the last handle, stops the thread and waits for it.
 #[derive(Debug, Clone)]
 pub struct WalSyncer {
     tx: mpsc::Sender<Msg>,
-    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    thread: Arc<Joined>,
+}
+
+/// The syncing thread, joined when the last handle goes: the thread holds the store,
+/// and a store closed on a detached thread while the process exits makes RocksDB
+/// abort ("pthread lock: Invalid argument", seen at the end of a test binary whose
+/// syncers were dropped, not stopped).
+#[derive(Debug)]
+struct Joined {
+    tx: Mutex<mpsc::Sender<Msg>>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Joined {
+    fn stop(&self) {
+        let _ = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Stop);
+        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = handle {
+            // Never the syncing thread itself: it holds no handle.
+            if t.thread().id() != std::thread::current().id() && t.join().is_err() {
+                tracing::error!("the write-ahead log syncer panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 enum Msg {
@@ -64,8 +97,11 @@ impl WalSyncer {
                 }
             })?;
         Ok(Self {
+            thread: Arc::new(Joined {
+                tx: Mutex::new(tx.clone()),
+                handle: Mutex::new(Some(thread)),
+            }),
             tx,
-            thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
 
@@ -74,13 +110,7 @@ impl WalSyncer {
     /// (never on this thread while the process exits). Later appends are reported
     /// failed.
     pub fn stop(&self) {
-        let _ = self.tx.send(Msg::Stop);
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = thread {
-            if t.join().is_err() {
-                tracing::error!("the write-ahead log syncer panicked");
-            }
-        }
+        self.thread.stop();
     }
 
     /// Reports `callback` flushed once everything written before this call is durable.
