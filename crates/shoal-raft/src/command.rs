@@ -243,6 +243,18 @@ impl TxnOp {
     }
 }
 
+/// The keys and spans a transaction touches: its compares' keys, then its ops'.
+pub fn txn_touches<'a>(
+    compares: &'a [Compare],
+    success: &'a [TxnOp],
+    failure: &'a [TxnOp],
+) -> impl Iterator<Item = Touch<'a>> {
+    compares
+        .iter()
+        .map(|c| Touch::Key(&c.key))
+        .chain(success.iter().chain(failure.iter()).map(TxnOp::touch))
+}
+
 impl Command {
     /// The first user key or span the command touches for which `pred` holds (a
     /// system command touches none).
@@ -253,11 +265,7 @@ impl Command {
                 compares,
                 success,
                 failure,
-            } => compares
-                .iter()
-                .map(|c| Touch::Key(&c.key))
-                .chain(success.iter().chain(failure.iter()).map(TxnOp::touch))
-                .find(|t| pred(t)),
+            } => txn_touches(compares, success, failure).find(|t| pred(t)),
             Command::Once { cmd, .. } => cmd.find_touch(pred),
             Command::AllocNodeId
             | Command::AllocRangeId

@@ -3,6 +3,7 @@
 //! kind of request needs of routing (its anchor key and the keys it touches) and of
 //! Raft (its [`Command`]).
 
+use shoal_raft::command::txn_touches;
 use shoal_raft::{Command, Compare, Touch, TxnOp, WriteOp};
 
 /// How fresh a read must be.
@@ -107,11 +108,7 @@ impl Op {
                 compares,
                 success,
                 failure,
-            } => compares
-                .iter()
-                .map(|c| Touch::Key(&c.key))
-                .chain(success.iter().chain(failure.iter()).map(TxnOp::touch))
-                .collect(),
+            } => txn_touches(compares, success, failure).collect(),
         }
     }
 
