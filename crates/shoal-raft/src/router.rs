@@ -5,9 +5,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::index::RangeIndex;
 use crate::replica::Replica;
 use crate::types::NodeId;
+
+/// Refuses a message addressed to another node id than `me` (0: any): a node that
+/// came back under the address of one it replaced must not take that node's messages.
+pub fn addressed_to(target: u64, me: NodeId) -> Result<()> {
+    if target != 0 && target != me {
+        return Err(Error::WrongNode { target, me });
+    }
+    Ok(())
+}
 
 /// The node's replicas, by range id, and by span through [`Router::index`].
 #[derive(Debug, Default)]
@@ -39,6 +49,16 @@ impl Router {
             .unwrap_or_else(|p| p.into_inner())
             .get(&range_id)
             .cloned()
+    }
+
+    /// The replica of `range_id` a peer's message is for, if this node holds it under
+    /// the node id the peer addressed (0: any).
+    pub fn addressed(&self, range_id: u64, target: u64) -> Result<Arc<Replica>> {
+        let r = self
+            .get(range_id)
+            .ok_or(Error::RangeNotFound { range_id })?;
+        addressed_to(target, r.node_id)?;
+        Ok(r)
     }
 
     pub fn insert(&self, replica: Arc<Replica>) {

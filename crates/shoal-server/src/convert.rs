@@ -6,7 +6,7 @@
 //!   a domain [`Request`] (structure here, limits in [`crate::validate`]), how it is
 //!   encoded again to be passed on to another node, and how its reply is built.
 //! - Descriptors: [`descriptor`] (a [`LocatedRange`] as clients see it).
-//! - Node-level calls: [`peer_message`] and [`peer_reply`] (postcard payloads).
+//! - Node-level calls: [`peer_message`] and [`peer_payload`] (postcard payloads).
 
 use futures::future::BoxFuture;
 use prost::Message;
@@ -128,8 +128,9 @@ pub fn peer_message<T: Serialize>(
     })
 }
 
-/// The payload of a node-level call or its answer.
-pub fn peer_reply<T: DeserializeOwned>(m: &pb::PeerMessage) -> Result<T> {
+/// The payload of a node-level call a peer sent (one that does not decode is refused
+/// as invalid).
+pub fn peer_payload<T: DeserializeOwned>(m: &pb::PeerMessage) -> Result<T> {
     shoal_raft::codec::decode(&m.payload).map_err(|e| {
         Error::invalid(
             ErrorCode::InvalidArgument,

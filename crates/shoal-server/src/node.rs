@@ -206,7 +206,7 @@ impl Node {
         let bytes = serde_json::to_vec(&ident).map_err(|e| Error::Internal(e.to_string()))?;
         self.engine
             .set_ident(&bytes)
-            .map_err(|e| Error::Storage(format!("writing the store identity: {e}")))?;
+            .map_err(storage("writing the store identity"))?;
         *self.ident.write().unwrap_or_else(|p| p.into_inner()) = Some(ident);
         self.open_replicas().await?;
         tracing::info!(node_id, cluster_id, "joined the cluster");
@@ -399,7 +399,7 @@ impl Node {
         ids.extend(
             self.engine
                 .ranges_with(StateKey::Created)
-                .map_err(|e| Error::Storage(format!("listing the ranges of the store: {e}")))?
+                .map_err(storage("listing the ranges of the store"))?
                 .into_iter()
                 .filter(|id| *id != FIRST_RANGE_ID),
         );
@@ -417,7 +417,7 @@ impl Node {
         }
         let r = Replica::open(&self.env, self.node_id(), range_id)
             .await
-            .map_err(|e| Error::Storage(format!("opening range {range_id}: {e}")))?;
+            .map_err(storage(format!("opening range {range_id}")))?;
         self.router.insert(r.clone());
         Ok(r)
     }
@@ -433,7 +433,7 @@ impl Node {
                 "this node does not belong to a cluster yet".into(),
             ));
         }
-        shoal_raft::transport::service::addressed_to(target_node_id, me)?;
+        shoal_raft::router::addressed_to(target_node_id, me)?;
         // A replica left from an earlier membership is kept too: the new learner's
         // leader brings its log up to date.
         lock(&self.wanted).insert(d.range_id, Instant::now());
@@ -450,7 +450,7 @@ impl Node {
         let bytes = shoal_raft::codec::encode(&d).map_err(|e| Error::Internal(e.to_string()))?;
         self.engine
             .state_put(d.range_id, StateKey::Created, &bytes, true)
-            .map_err(|e| Error::Storage(format!("recording the replica: {e}")))?;
+            .map_err(storage("recording the replica"))?;
         self.open_range(d.range_id).await?;
         tracing::info!(
             range_id = d.range_id,

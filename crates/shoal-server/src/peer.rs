@@ -8,7 +8,7 @@ use shoal_proto::v1::{self as pb, peer_server::Peer};
 use shoal_raft::RangeDescriptor;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{peer_message, peer_reply};
+use crate::convert::{peer_message, peer_payload};
 use crate::error::{Error, Result};
 use crate::keeper::RangeKeeper;
 use crate::node::Node;
@@ -43,16 +43,11 @@ impl PeerService {
         Ok(())
     }
 
-    /// Refuses a message for another node than this one (0: any), as for Raft's.
+    /// Refuses a message about a range this node holds no replica of, or for another
+    /// node than this one (0: any), as for Raft's messages.
     fn for_me(&self, m: &pb::PeerMessage) -> Result<()> {
-        match self.node.router.get(m.range_id) {
-            Some(r) => shoal_raft::transport::service::addressed_to(m.target_node_id, r.node_id)
-                .map_err(Error::from),
-            None => Err(Error::RangeNotFound(format!(
-                "range {} has no replica on this node",
-                m.range_id
-            ))),
-        }
+        self.node.router.addressed(m.range_id, m.target_node_id)?;
+        Ok(())
     }
 }
 
@@ -119,7 +114,7 @@ impl Peer for PeerService {
     ) -> std::result::Result<Response<pb::PeerMessage>, Status> {
         let m = req.into_inner();
         let done = async {
-            let ds: Vec<RangeDescriptor> = peer_reply(&m)?;
+            let ds: Vec<RangeDescriptor> = peer_payload(&m)?;
             routing::record_here(&self.node, ds).await
         };
         answer(&m, done.await)
@@ -131,7 +126,7 @@ impl Peer for PeerService {
     ) -> std::result::Result<Response<pb::PeerMessage>, Status> {
         let m = req.into_inner();
         let done = async {
-            let d: RangeDescriptor = peer_reply(&m)?;
+            let d: RangeDescriptor = peer_payload(&m)?;
             Self::same_range(d.range_id, m.range_id, "descriptor")?;
             self.node.create_replica(m.target_node_id, d).await
         };
@@ -164,7 +159,7 @@ impl Peer for PeerService {
     ) -> std::result::Result<Response<pb::PeerMessage>, Status> {
         let m = req.into_inner();
         let done = async {
-            let c: ChangeReplicas = peer_reply(&m)?;
+            let c: ChangeReplicas = peer_payload(&m)?;
             Self::same_range(c.range_id, m.range_id, "change")?;
             self.for_me(&m)?;
             change::carry_out(&self.node, &self.keeper, c).await

@@ -56,7 +56,8 @@ pub async fn route(node: &Node, req: &Request, hop: Hop) -> Result<Route> {
         }
     }
     let r = replica_for(node, req)?;
-    if req.op.is_write() && hop != Hop::ToLeader {
+    // On the leader (the common case), no copy of its address is taken.
+    if req.op.is_write() && hop != Hop::ToLeader && !r.is_leader() {
         if let (Some(l), Some(addr)) = r.leader() {
             if l != r.node_id {
                 return Ok(Route::ToLeader { replica: r, addr });

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shoal_proto::v1::PeerMessage;
 use shoal_raft::{Command, OpResult, RangeDescriptor, FIRST_RANGE_ID};
 
-use crate::convert::{peer_message, peer_reply};
+use crate::convert::peer_message;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::peer_call;
@@ -104,7 +104,10 @@ pub async fn alloc_range_id(node: &Node) -> Result<u64> {
     };
     let msg = peer_message(FIRST_RANGE_ID, id, &())?;
     let resp: PeerMessage = peer_call::call(node, &addr, "AllocRangeId", msg).await?;
-    peer_reply(&resp)
+    // The meta range's leader's answer: one that does not decode is not the caller's
+    // fault.
+    shoal_raft::codec::decode(&resp.payload)
+        .map_err(|e| Error::Internal(format!("range id allocation: {e}")))
 }
 
 /// On the meta range's leader: records descriptors in the routing table (each only if

@@ -19,7 +19,7 @@ use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
 use crate::quiesce::{Beat, Beats};
 use crate::replica::Replica;
-use crate::router::Router;
+use crate::router::{addressed_to, Router};
 use crate::state_machine::StateMachine;
 use crate::transport::mux;
 use crate::types::*;
@@ -52,25 +52,7 @@ impl RaftService {
     }
 }
 
-/// Refuses a message addressed to another node id than `me` (0: any).
-pub fn addressed_to(target: u64, me: NodeId) -> Result<()> {
-    if target != 0 && target != me {
-        return Err(Error::WrongNode { target, me });
-    }
-    Ok(())
-}
-
-/// The replica a message is for, if this node holds it under the id the sender
-/// addressed (0: any).
-fn replica(router: &Router, range_id: u64, target: u64) -> Result<Arc<Replica>> {
-    let r = router
-        .get(range_id)
-        .ok_or(Error::RangeNotFound { range_id })?;
-    addressed_to(target, r.node_id)?;
-    Ok(r)
-}
-
-/// [`replica`] for Raft's own messages (votes, appends), which may come from the new
+/// [`Router::addressed`] for Raft's own messages (votes, appends), which may come from the new
 /// leader of a split's right half before this node applied the split: they wait a
 /// moment for the replica to open, instead of failing an election that would then
 /// wait a whole election timeout to start again.
@@ -129,7 +111,7 @@ async fn handle(router: &Router, kind: MuxKind, m: RaftMessage) -> Result<RaftMe
             reply(range_id, &resp.map_err(stopped(range_id))?)
         }
         MuxKind::TransferLeader => {
-            let r = replica(router, range_id, m.target_node_id)?;
+            let r = router.addressed(range_id, m.target_node_id)?;
             let rpc: TransferLeaderRequest = decode(&m.payload).map_err(bad_payload)?;
             let resp = r
                 .raft()
@@ -159,7 +141,7 @@ async fn install_snapshot(
         Some(Ok(c)) => c,
     };
     let range_id = first.range_id;
-    let r = replica(router, range_id, first.target_node_id)?;
+    let r = router.addressed(range_id, first.target_node_id)?;
     let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header).map_err(bad_payload)?;
     let path = r.state_machine().incoming_path();
     let io = |e: std::io::Error| Error::Storage(format!("receiving snapshot: {e}"));
@@ -290,7 +272,7 @@ impl raft_server::Raft for RaftService {
     ) -> std::result::Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let answer = async {
-            let r = replica(&self.router, m.range_id, m.target_node_id)?;
+            let r = self.router.addressed(m.range_id, m.target_node_id)?;
             reply(m.range_id, &r.read_index().await?)
         };
         self.answer(answer.await)
