@@ -421,6 +421,49 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "INVALID_ARGUMENT",
         ),
         (
+            "undecodable heartbeat",
+            "/shoal.v1.Peer/NodeHeartbeat",
+            peer(1, node_id, &[0xff; 3]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "heartbeat for another node id",
+            "/shoal.v1.Peer/NodeHeartbeat",
+            peer(1, node_id + 1000, &[]),
+            Code::FailedPrecondition,
+            "WRONG_NODE",
+        ),
+        (
+            "undecodable replica change",
+            "/shoal.v1.Peer/ChangeReplicas",
+            peer(1, node_id, &[0xff; 3]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "bootstrap of a node that belongs to a cluster",
+            "/shoal.v1.Peer/Bootstrap",
+            pb::BootstrapRequest {
+                cluster_id: "another".into(),
+                node_id: 7,
+            }
+            .encode_to_vec(),
+            Code::FailedPrecondition,
+            "ALREADY_INITIALIZED",
+        ),
+        (
+            "join from an address that is not host:port",
+            "/shoal.v1.Peer/Join",
+            pb::JoinRequest {
+                addr: "nohost".into(),
+                name: "n".into(),
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
             "undecodable range report",
             "/shoal.v1.Peer/ReportRanges",
             peer(1, 0, &[0xff; 3]),
