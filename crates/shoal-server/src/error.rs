@@ -139,11 +139,6 @@ impl Error {
             }
         }
     }
-
-    /// Whether the node is stopping (its own refusal, or its replica's).
-    pub fn is_shutting_down(&self) -> bool {
-        matches!(self, Error::ShuttingDown(_))
-    }
 }
 
 impl From<shoal_raft::Error> for Error {

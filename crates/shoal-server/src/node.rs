@@ -41,7 +41,7 @@ const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A replica asked for by its range's leader is kept this long even before the
 /// routing table counts it (see [`Node::wanted`]).
-pub(crate) const WANTED_FOR: Duration = Duration::from_secs(10);
+const WANTED_FOR: Duration = Duration::from_secs(10);
 
 /// A running node.
 pub struct Node {
