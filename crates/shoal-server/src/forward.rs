@@ -36,7 +36,7 @@ const TO_LEADER: &str = "1";
 /// How long a request without a deadline of its own may take to be passed on.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// How often a node waiting for a range's new leader looks again.
-const LEADER_POLL: Duration = Duration::from_millis(50);
+pub const LEADER_POLL: Duration = Duration::from_millis(50);
 
 /// The hop a request arrived by, from its metadata.
 pub fn hop(meta: &tonic::metadata::MetadataMap) -> Hop {

@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::convert::{KvRpc, Outcome};
 use crate::error::{Error, Result};
-use crate::forward;
+use crate::forward::{self, LEADER_POLL};
 use crate::node::Node;
 use crate::request::{Consistency, Op, Request};
 use crate::route::{self, Route};
@@ -36,8 +36,6 @@ use crate::validate::Limits;
 /// The longest one attempt of a linearizable read waits for the leader's answer and
 /// for this replica to apply up to the read index.
 const READ_PATIENCE: Duration = Duration::from_secs(3);
-/// How often a follower whose leader failed looks for the next one.
-const LEADER_POLL: Duration = Duration::from_millis(50);
 /// How long a follower whose leader failed waits before asking again, when no other
 /// leader appears meanwhile.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
