@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "shoal/v1/raft.proto",
         "shoal/v1/peer.proto",
         "shoal/v1/range.proto",
+        "shoal/v1/txn.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={root}/{f}");

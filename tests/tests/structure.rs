@@ -219,6 +219,7 @@ fn crates() -> Vec<(String, PathBuf)> {
         .collect();
     out.push(("shoal-bench".into(), ws.join("bench/src")));
     out.push(("shoal-tests".into(), ws.join("tests/src")));
+    out.push(("shoal-history".into(), ws.join("tests/history/src")));
     out.sort();
     out
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_client::AdminClient;
 use shoal_proto::v1::kv_client::KvClient;
+use shoal_proto::v1::txn_client::TxnClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cache::{CachedRange, RangeCache};
@@ -212,6 +213,10 @@ impl Client {
 
     pub(crate) fn admin(ch: Channel) -> AdminClient<Channel> {
         AdminClient::new(ch)
+    }
+
+    pub(crate) fn txn_service(ch: Channel) -> TxnClient<Channel> {
+        TxnClient::new(ch)
     }
 
     /// `msg` as a request with this client's attempt deadline, so the node answers

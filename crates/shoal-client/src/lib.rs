@@ -24,7 +24,7 @@
 //! - [`cache`]: the range cache ([`cache::RangeCache`]).
 //! - [`retry`]: retry decisions per error code, backoff, request ids.
 //! - [`client`]: [`Client`], its connections, and the call loop that applies them.
-//! - [`kv`] and [`admin`]: the operations, as methods of [`Client`].
+//! - [`kv`], [`txn`] and [`admin`]: the operations, as methods of [`Client`].
 //! - [`ops`]: builders of write ops, transaction ops and compares.
 //! - [`error`]: the SDK's [`Error`].
 
@@ -35,6 +35,7 @@ pub mod error;
 pub mod kv;
 pub mod ops;
 pub mod retry;
+pub mod txn;
 
 pub use client::{Client, ClientOptions};
 pub use error::Error;

@@ -44,6 +44,11 @@ pub enum Command {
         acked_below: u64,
         cmd: Box<Command>,
     },
+    /// Raises the timestamp oracle's persisted high-water mark to at least `up_to`
+    /// (meta range only): no leader of the meta range ever hands out a timestamp at or
+    /// above the mark without raising it first, so a new leader starts above every
+    /// timestamp an old one gave.
+    ReserveTimestamps { up_to: u64 },
 }
 
 impl std::fmt::Display for Command {
@@ -74,6 +79,7 @@ impl std::fmt::Display for Command {
                 cmd,
                 ..
             } => write!(f, "{cmd} as request {client_id}/{seq}"),
+            Command::ReserveTimestamps { up_to } => write!(f, "reserve-timestamps({up_to})"),
         }
     }
 }
@@ -154,11 +160,13 @@ pub enum OpResult {
         key: Option<Vec<u8>>,
     },
     /// A request id below the client's acknowledged mark `low`: its answer (if it was
-    /// ever applied) was dropped, so it is not applied. Last among the variants: kept
-    /// answers on disk are encoded by variant position.
+    /// ever applied) was dropped, so it is not applied. Kept answers on disk are
+    /// encoded by variant position: new variants go last.
     StaleRequest {
         low: u64,
     },
+    /// The timestamp oracle's persisted high-water mark after a reservation.
+    TimestampHigh(u64),
 }
 
 /// A key read by a transaction's get.
@@ -271,6 +279,7 @@ impl Command {
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
             | Command::SetDecommissioning { .. }
+            | Command::ReserveTimestamps { .. }
             | Command::Split { .. } => None,
         }
     }
@@ -291,7 +300,8 @@ impl Command {
             Command::AllocNodeId
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
-            | Command::SetDecommissioning { .. } => true,
+            | Command::SetDecommissioning { .. }
+            | Command::ReserveTimestamps { .. } => true,
             Command::Once { cmd, .. } => cmd.is_meta_only(),
             _ => false,
         }

@@ -81,6 +81,9 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
         Command::SetDecommissioning { node_id, on } => {
             crate::meta::apply_set_decommissioning(a, *node_id, *on)
         }
+        Command::ReserveTimestamps { up_to } => resp.results.push(OpResult::TimestampHigh(
+            crate::meta::apply_reserve_timestamps(a, *up_to)?,
+        )),
         Command::Split { .. } => {
             // A split is never a request's inner command: it comes from the range's
             // own leader, and applies through `apply`.

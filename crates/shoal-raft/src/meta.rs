@@ -1,6 +1,7 @@
 //! The meta range's system keys, written by its commands and read here alone: the
 //! routing table (every range's descriptor, each replaced only by a newer one), the
-//! nodes marked decommissioning, and the node and range id counters. Key layouts are
+//! nodes marked decommissioning, the node and range id counters, and the timestamp
+//! oracle's high-water mark. Key layouts are
 //! in [`shoal_storage::keys`].
 
 use std::collections::HashSet;
@@ -27,6 +28,23 @@ pub fn apply_alloc_range_id(a: &mut Apply<'_>) -> io::Result<u64> {
     a.batch
         .put_system(a.engine, keys::NEXT_RANGE_ID_KEY, &keys::encode_u64(id + 1));
     Ok(id)
+}
+
+/// `ReserveTimestamps`: raises the oracle's high-water mark to at least `up_to`;
+/// returns the mark (never lowered).
+pub fn apply_reserve_timestamps(a: &mut Apply<'_>, up_to: u64) -> io::Result<u64> {
+    let high = counter(a.engine, keys::TIMESTAMP_HIGH_KEY)?
+        .unwrap_or(0)
+        .max(up_to);
+    a.batch
+        .put_system(a.engine, keys::TIMESTAMP_HIGH_KEY, &keys::encode_u64(high));
+    Ok(high)
+}
+
+/// The timestamp oracle's persisted high-water mark, as this node's replica of the
+/// meta range holds it (0 before the first reservation).
+pub fn timestamp_high(engine: &Engine) -> io::Result<u64> {
+    Ok(counter(engine, keys::TIMESTAMP_HIGH_KEY)?.unwrap_or(0))
 }
 
 /// `PutDescriptors`: records each descriptor in the routing table, if it is newer

@@ -120,6 +120,18 @@ pub struct NodeConfig {
     /// default idle ranges quiesce: no heartbeats, no wakeups). For measurements.
     #[arg(long, env = "SHOAL_DISABLE_QUIESCENCE")]
     pub disable_quiescence: bool,
+
+    /// Milliseconds added to this node's wall clock where timestamps are taken (may be
+    /// negative): a clock-skew nemesis for tests. Timestamps stay ordered whatever the
+    /// clocks say; only their wall-clock part drifts.
+    #[arg(
+        long,
+        env = "SHOAL_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        hide = true
+    )]
+    pub clock_skew_ms: i64,
 }
 
 /// A duration: a number with an optional unit, `s`, `m` or `h` (seconds without).

@@ -700,7 +700,8 @@ impl KvRpc for pb::TxnRequest {
                     OpResult::NodeId(_)
                     | OpResult::RangeId(_)
                     | OpResult::Refused { .. }
-                    | OpResult::StaleRequest { .. } => None,
+                    | OpResult::StaleRequest { .. }
+                    | OpResult::TimestampHigh(_) => None,
                 },
             })
             .collect();

@@ -114,6 +114,11 @@ impl Error {
     }
 
     /// The stable code a client sees.
+    /// Whether the error says to ask the range's leader (here, or as a peer's answer).
+    pub fn is_not_leader(&self) -> bool {
+        self.code() == ErrorCode::NotLeader
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::NotLeader { .. } => ErrorCode::NotLeader,
@@ -177,6 +182,21 @@ impl From<shoal_raft::Error> for Error {
             },
             R::Storage(m) => Error::Storage(m),
             R::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
+impl From<shoal_txn::Error> for Error {
+    fn from(e: shoal_txn::Error) -> Self {
+        use shoal_txn::Error as T;
+        let msg = e.to_string();
+        match e {
+            T::Raft(r) => r.into(),
+            T::NoMetaReplica => Error::Unavailable(msg),
+            T::BadCount { .. } => Error::invalid(ErrorCode::InvalidArgument, msg),
+            T::Storage(m) => Error::Storage(m),
+            T::ShuttingDown => Error::ShuttingDown(msg),
+            T::Internal(m) => Error::Internal(m),
         }
     }
 }

@@ -21,6 +21,9 @@
 //!   skipped a split, garbage collection of removed replicas.
 //! - [`placement`]: the placement driver on the meta range's leader (a pure planner,
 //!   the driver and its heartbeats, changes carried out by ranges' leaders).
+//! - [`clock`]: [`clock::Clock`], this node's timestamps: a batching client of the
+//!   cluster's timestamp oracle, and the oracle itself while this node leads the meta
+//!   range (`shoal_txn`).
 //! - [`lifecycle`]: readiness, a replica's fatal failure, drain.
 //! - [`tasks`]: the guard that owns every background loop.
 //!
@@ -30,6 +33,7 @@
 //! - [`admin`]: the public `Admin` service. [`peer`]: the internal `Peer` service
 //!   (node-level calls); [`peer_call`]: calling it, and its methods' paths of the
 //!   version before. The internal `Raft` service is `shoal_raft`'s.
+//! - [`txn`]: the public `Txn` service (transactions across ranges; timestamps).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
 //! - [`serve`]: [`run`]: wiring, serving, and shutdown.
 //!
@@ -38,6 +42,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod error;
@@ -57,6 +62,7 @@ pub mod route;
 pub mod routing;
 pub mod serve;
 pub mod tasks;
+pub mod txn;
 pub mod validate;
 
 pub use config::NodeConfig;

@@ -1,6 +1,7 @@
 //! The internal `Peer` gRPC service: the node-level calls between the nodes of a
 //! cluster (hello, bootstrap, join, range ids, routing-table reports, replica
-//! creation, heartbeats, replica changes), answered by the node and its drivers.
+//! creation, heartbeats, replica changes, timestamps), answered by the node, its
+//! drivers and its clock.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use shoal_proto::v1::{self as pb, peer_server::Peer};
 use shoal_raft::RangeDescriptor;
 use tonic::{Request, Response, Status};
 
+use crate::clock::Clock;
 use crate::convert::{peer_message, peer_payload};
 use crate::error::{Error, Result};
 use crate::keeper::RangeKeeper;
@@ -21,14 +23,21 @@ pub struct PeerService {
     node: Arc<Node>,
     keeper: Arc<RangeKeeper>,
     driver: Arc<PlacementDriver>,
+    clock: Clock,
 }
 
 impl PeerService {
-    pub fn new(node: Arc<Node>, keeper: Arc<RangeKeeper>, driver: Arc<PlacementDriver>) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        keeper: Arc<RangeKeeper>,
+        driver: Arc<PlacementDriver>,
+        clock: Clock,
+    ) -> Self {
         Self {
             node,
             keeper,
             driver,
+            clock,
         }
     }
 
@@ -105,6 +114,18 @@ impl Peer for PeerService {
         id.await
             .and_then(|id| peer_message(m.range_id, 0, &id))
             .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    async fn timestamps(
+        &self,
+        req: Request<pb::TimestampsRequest>,
+    ) -> std::result::Result<Response<pb::TimestampsResponse>, Status> {
+        let count = req.into_inner().count;
+        self.clock
+            .serve(count)
+            .await
+            .map(|first| Response::new(pb::TimestampsResponse { first: first.0 }))
             .map_err(Status::from)
     }
 

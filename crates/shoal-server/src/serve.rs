@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use shoal_proto::v1::{
     admin_server::AdminServer, kv_server::KvServer, peer_server::PeerServer,
-    raft_server::RaftServer,
+    raft_server::RaftServer, txn_server::TxnServer,
 };
 use shoal_raft::{QuiesceOptions, Quiescer, RaftService, StatusOf};
 
 use crate::admin::AdminService;
 use crate::bootstrap::Bootstrap;
+use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::keeper::RangeKeeper;
@@ -25,6 +26,7 @@ use crate::peer::PeerService;
 use crate::peer_call::LegacyPathsLayer;
 use crate::placement::driver::{PlacementDriver, HEARTBEAT_INTERVAL};
 use crate::tasks::Tasks;
+use crate::txn::TxnService;
 
 /// How often the node's own upkeep runs (fatal replicas, snapshots, ranges it leads).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,6 +72,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let keeper = Arc::new(RangeKeeper::new(node.clone()));
     let driver = Arc::new(PlacementDriver::new(node.clone(), keeper.clone()));
     let bootstrap = Arc::new(Bootstrap::new(node.clone()));
+    let clock = Clock::spawn(&node);
     let mut quiescer = Quiescer::new(
         node.router.clone(),
         node.pool.clone(),
@@ -150,9 +153,15 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         driver.clone(),
         bootstrap,
     ));
-    let peer = PeerServer::new(PeerService::new(node.clone(), keeper, driver))
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+    let peer = PeerServer::new(PeerService::new(
+        node.clone(),
+        keeper,
+        driver,
+        clock.clone(),
+    ))
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(usize::MAX);
+    let txn = TxnServer::new(TxnService::new(clock.clone()));
     let status_of: StatusOf = Arc::new(|e| Error::from(e).into());
     let raft = RaftServer::new(RaftService::new(node.router.clone(), beats, status_of))
         .max_decoding_message_size(usize::MAX)
@@ -163,6 +172,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         .layer(LegacyPathsLayer)
         .add_service(kv)
         .add_service(admin)
+        .add_service(txn)
         .add_service(peer)
         .add_service(raft)
         .serve_with_incoming_shutdown(

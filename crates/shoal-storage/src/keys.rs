@@ -14,7 +14,7 @@
 //!
 //! System keys (meta range): `range/<range_id>` -> a range descriptor (the routing
 //! table), `decommissioning/<node_id>` -> a mark, `next_node_id` and `next_range_id`
-//! -> id counters. A range's own keys: `desc` -> its descriptor,
+//! -> id counters, `timestamp_high` -> the timestamp oracle's high-water mark. A range's own keys: `desc` -> its descriptor,
 //! `req/<client_id><seq>` -> a kept request answer, `req-low/<client_id>` -> the
 //! lowest sequence whose answer may still be kept.
 //!
@@ -146,6 +146,9 @@ pub fn parse_decommissioning_key(key: &[u8]) -> Option<u64> {
 pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
 /// System key (without the system prefix) of the next range id to allocate.
 pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
+/// System key (without the system prefix) of the timestamp oracle's high-water mark:
+/// no timestamp at or above it was ever handed out.
+pub const TIMESTAMP_HIGH_KEY: &[u8] = b"timestamp_high";
 
 /// Encodes a counter or id stored as a value: `u64 BE`.
 pub fn encode_u64(v: u64) -> [u8; 8] {

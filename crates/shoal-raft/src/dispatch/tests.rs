@@ -267,6 +267,33 @@ fn node_ids_are_never_given_twice() {
 }
 
 #[test]
+fn the_timestamp_high_water_mark_only_rises_and_only_on_the_meta_range() {
+    let mut h = Harness::new();
+    assert_eq!(crate::meta::timestamp_high(&h.engine).unwrap(), 0);
+    let reserve = |up_to| Command::ReserveTimestamps { up_to };
+    assert_eq!(
+        h.run(1, reserve(500)).results,
+        [OpResult::TimestampHigh(500)]
+    );
+    // A lower reservation (an old leader's, applied late) never lowers the mark.
+    assert_eq!(
+        h.run(2, reserve(300)).results,
+        [OpResult::TimestampHigh(500)]
+    );
+    assert_eq!(crate::meta::timestamp_high(&h.engine).unwrap(), 500);
+    assert_eq!(
+        h.run(3, reserve(900)).results,
+        [OpResult::TimestampHigh(900)]
+    );
+    assert_eq!(crate::meta::timestamp_high(&h.engine).unwrap(), 900);
+    // Any other range refuses it.
+    h.range_id = 7;
+    let r = h.run(4, reserve(2000));
+    assert!(matches!(r.refusal(), Some(Refusal::Other(_))), "{r:?}");
+    assert_eq!(crate::meta::timestamp_high(&h.engine).unwrap(), 900);
+}
+
+#[test]
 fn the_routing_table_keeps_the_newest_descriptor_and_marks_read_back() {
     let mut h = Harness::new();
     let d = RangeDescriptor::new(2, &KeySpan::all());

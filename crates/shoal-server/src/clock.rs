@@ -1,0 +1,90 @@
+//! [`Clock`]: this node's timestamps. Every node asks the cluster's timestamp oracle
+//! (`shoal_txn::Oracle`, on the meta range's leader) through one batcher: concurrent
+//! callers share one call to the leader, or none when this node is the leader.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use shoal_proto::v1::{TimestampsRequest, TimestampsResponse};
+use shoal_txn::{Batcher, Oracle, Timestamp};
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::peer_call;
+
+/// How many times a batch asks again after the meta range's leadership moved.
+const REDIRECTS: usize = 3;
+/// The wait before asking again, for a leader to be known.
+const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// This node's source of timestamps, and its oracle (which answers while this node
+/// leads the meta range).
+#[derive(Clone)]
+pub struct Clock {
+    batcher: Batcher<Error>,
+    oracle: Oracle,
+}
+
+impl Clock {
+    pub fn spawn(node: &Arc<Node>) -> Self {
+        let oracle = Oracle::spawn(
+            node.router.clone(),
+            node.engine.clone(),
+            node.cfg.clock_skew_ms,
+        );
+        let weak: Weak<Node> = Arc::downgrade(node);
+        let local = oracle.clone();
+        let batcher = Batcher::spawn(move |total| {
+            let (weak, local) = (weak.clone(), local.clone());
+            async move {
+                let node = weak
+                    .upgrade()
+                    .ok_or_else(|| Error::ShuttingDown("the node stopped".into()))?;
+                fetch(&node, &local, total).await
+            }
+        });
+        Self { batcher, oracle }
+    }
+
+    /// A timestamp above every timestamp handed out in the cluster before this call.
+    pub async fn now(&self) -> Result<Timestamp> {
+        self.batcher.get(1).await
+    }
+
+    /// The first of `count` consecutive timestamps, each above every timestamp handed
+    /// out before this call.
+    pub async fn take(&self, count: u64) -> Result<Timestamp> {
+        self.batcher.get(count).await
+    }
+
+    /// On the meta range's leader: `count` timestamps from its oracle (`NOT_LEADER`
+    /// elsewhere), for a peer's batch.
+    pub async fn serve(&self, count: u64) -> Result<Timestamp> {
+        Ok(self.oracle.get(count).await?)
+    }
+}
+
+/// One batch of `total` timestamps: from the oracle here while this node leads the
+/// meta range, otherwise from the leader's, following the leadership as it moves.
+async fn fetch(node: &Node, local: &Oracle, total: u64) -> Result<Timestamp> {
+    let mut tries = 0;
+    loop {
+        let asked = match node.meta_leader() {
+            Ok(None) => local.get(total).await.map_err(Error::from),
+            Ok(Some((_, addr))) => {
+                let req = TimestampsRequest { count: total };
+                peer_call::call::<_, TimestampsResponse>(node, &addr, "Timestamps", req)
+                    .await
+                    .map(|r| Timestamp(r.first))
+            }
+            Err(e) => Err(e),
+        };
+        match asked {
+            Err(e) if e.is_not_leader() && tries < REDIRECTS => {
+                tries += 1;
+                tokio::time::sleep(REDIRECT_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! [`Error`]: what the transaction layer fails with.
+
+use shoal_raft::FIRST_RANGE_ID;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The replication layer failed: the meta range's leader is elsewhere (with its
+    /// address), has no quorum, or a range's write failed.
+    #[error(transparent)]
+    Raft(#[from] shoal_raft::Error),
+    /// This node holds no replica of the meta range, so it cannot hand out timestamps.
+    #[error("range {FIRST_RANGE_ID} (meta) has no replica on this node")]
+    NoMetaReplica,
+    /// A count of timestamps that cannot be handed out at once.
+    #[error("cannot hand out {count} timestamps at once (1 to {max})")]
+    BadCount { count: u64, max: u64 },
+    /// The store failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The node is shutting down: its timestamp task has stopped.
+    #[error("the timestamp service is shutting down")]
+    ShuttingDown,
+    /// A failure that is none of the above (a bug).
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
