@@ -10,6 +10,11 @@
 # and reports medians and ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  "" | --quick) ;;
+  *) echo "usage: $0 [--quick | --help]" >&2; exit 2 ;;
+esac
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
@@ -87,9 +92,9 @@ for r in $(seq 1 "$rounds"); do
 done
 
 out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
-# The sections written elsewhere stay: bench/ranges.sh's, and the hand-written reasons
-# for the goals missed.
-kept=(why ranges)
+# The sections written elsewhere stay: bench/ranges.sh's, bench/tso.sh's, and the
+# hand-written reasons for the goals missed.
+kept=(why ranges tso)
 for s in "${kept[@]}"; do python3 bench/section.py get "$out" "$s" >"$work/$s.md"; done
 python3 bench/report.py "$results" "$work/fsync.json" "$0 $*" >"$out"
 for s in "${kept[@]}"; do

@@ -7,9 +7,12 @@
 //!
 //! - [`target`]: the two targets (shoal through its SDK, etcd through its client).
 //! - [`workload`]: the workloads (etcd's put and get, YCSB A/B/C/E/F) and key choice.
+//! - [`tso`]: the timestamp oracle's workload (`--workload tso`, shoal only): its
+//!   callers' loop, the checks of the timestamps' order, and its result.
 //! - The `fsync-floor` binary (`fsync_floor.rs`) measures the disk's fdatasync floor.
 
 mod target;
+mod tso;
 mod workload;
 
 use std::path::PathBuf;
@@ -77,6 +80,9 @@ struct Args {
     /// Target total operations per second (0: as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Timestamps asked per call (workload tso), 1 to 65536.
+    #[arg(long, default_value_t = 1)]
+    tso_count: u64,
     /// Keys per scan (workload E).
     #[arg(long, default_value_t = 10)]
     scan_length: u32,
@@ -143,8 +149,7 @@ async fn run_tasks(
         );
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64 * 7919 + 1);
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut hist = histogram();
             let mut errors = 0u64;
             let mut next = Instant::now();
             loop {
@@ -200,7 +205,7 @@ async fn run_tasks(
         }));
     }
     let mut total = Outcome {
-        hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+        hist: histogram(),
         errors: 0,
     };
     for t in tasks {
@@ -211,6 +216,28 @@ async fn run_tasks(
     let elapsed = start.elapsed();
     let ops = total.hist.len();
     Ok((total, elapsed, ops))
+}
+
+/// A histogram of latencies in microseconds, from 1 us to 60 s.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Appends `record`, with the host and the command line, as one JSON line to the
+/// `--json` file (if any).
+fn write_record(args: &Args, mut record: serde_json::Value) -> anyhow::Result<()> {
+    record["host"] = hostname().into();
+    record["command"] = std::env::args().collect::<Vec<_>>().join(" ").into();
+    if let Some(path) = &args.json {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(f, "{record}")?;
+    }
+    Ok(())
 }
 
 /// Splits the key space of `records` records into `ranges` ranges of equal key
@@ -263,6 +290,22 @@ async fn main() -> anyhow::Result<()> {
         "--clients and --connections must be at least 1"
     );
     anyhow::ensure!(args.records > 0, "--records must be at least 1");
+    let tso = args.workload == Workload::Tso;
+    if tso {
+        anyhow::ensure!(
+            args.target == TargetKind::Shoal,
+            "etcd has no timestamp oracle: --workload tso applies to --target shoal only"
+        );
+        anyhow::ensure!(
+            (1..=tso::MAX_COUNT).contains(&args.tso_count),
+            "--tso-count must be 1 to {}",
+            tso::MAX_COUNT
+        );
+        anyhow::ensure!(
+            !args.load && args.split_into == 1,
+            "--load and --split-into do not apply to --workload tso"
+        );
+    }
     if args.split_into > 1 {
         anyhow::ensure!(
             args.target == TargetKind::Shoal,
@@ -280,6 +323,9 @@ async fn main() -> anyhow::Result<()> {
     let mut targets = Vec::new();
     for _ in 0..args.connections {
         targets.push(Target::connect(args.target, &args.endpoints).await?);
+    }
+    if tso {
+        return tso::run(&args, &targets).await;
     }
     if args.load {
         let (o, el, ops) = run_tasks(&args, &targets, Phase::Load).await?;
@@ -310,17 +356,8 @@ async fn main() -> anyhow::Result<()> {
         "errors": o.errors,
         "ops_per_sec": throughput,
         "latency_ms": {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": h.max() as f64 / 1000.0, "mean": h.mean() / 1000.0},
-        "host": hostname(),
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
-    if let Some(path) = &args.json {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "{record}")?;
-    }
+    write_record(&args, record)?;
     println!(
         "| {} | {:?} | {:?} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
         args.label,

@@ -83,6 +83,15 @@ impl Target {
         Ok(())
     }
 
+    /// The first of `count` consecutive timestamps of the cluster's oracle. etcd has
+    /// none.
+    pub async fn timestamps(&self, count: u64) -> anyhow::Result<u64> {
+        match self {
+            Target::Shoal(c) => Ok(c.timestamps(count).await?),
+            Target::Etcd(_) => bail!("etcd has no timestamp oracle"),
+        }
+    }
+
     /// Reads the key, then writes it only if it did not change meanwhile.
     pub async fn read_modify_write(&self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
         match self {

@@ -30,9 +30,13 @@ pub enum Workload {
     E,
     /// YCSB F: 50% reads, 50% read-modify-writes (compare-and-swap).
     F,
+    /// The cluster's timestamp oracle (`Txn.Timestamps`, --tso-count per call; shoal
+    /// only): no key operations, so no mix (see the `tso` module).
+    Tso,
 }
 
 impl Workload {
+    /// The mix; empty for `Tso`, whose calls are not key operations.
     pub fn mix(self) -> &'static [(Op, u32)] {
         match self {
             Workload::Put => &[(Op::Update, 100)],
@@ -41,9 +45,11 @@ impl Workload {
             Workload::B => &[(Op::Read, 95), (Op::Update, 5)],
             Workload::E => &[(Op::Scan, 95), (Op::Insert, 5)],
             Workload::F => &[(Op::Read, 50), (Op::ReadModifyWrite, 50)],
+            Workload::Tso => &[],
         }
     }
 
+    /// An operation drawn from the mix (not of `Tso`, which has none).
     pub fn next_op(self, rng: &mut impl Rng) -> Op {
         let mut roll = rng.random_range(0..100u32);
         for &(op, pct) in self.mix() {

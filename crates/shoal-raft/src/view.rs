@@ -104,7 +104,7 @@ mod tests {
         let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
         let mut b = e.batch(1);
         for k in keys {
-            b.put(&e, k.as_bytes(), 1, b"v");
+            b.put(&e, k.as_bytes(), 1, 1, b"v");
         }
         e.commit(b).unwrap();
         let desc = RangeDescriptor::new(

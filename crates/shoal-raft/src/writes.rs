@@ -92,13 +92,16 @@ impl Overlay {
         let (engine, index) = (a.engine, self.index);
         Ok(match op {
             WriteOp::Put { key, value } => {
-                a.batch.put(engine, key, index, value);
+                a.batch.put(engine, key, index, index, value);
                 self.writes.push((key.clone(), Some(value.clone())));
                 OpResult::Put(index)
             }
             WriteOp::Delete { key } => {
                 let existed = self.get(engine, key)?.is_some();
-                a.batch.delete(engine, key);
+                // A key with no value needs no tombstone.
+                if existed {
+                    a.batch.delete(engine, key, index, index);
+                }
                 self.writes.push((key.clone(), None));
                 OpResult::Deleted(existed as u64)
             }
@@ -107,27 +110,23 @@ impl Overlay {
                     start: start.clone(),
                     end: end.clone(),
                 };
+                // The span's keys with a value: in the store, or put by this command.
+                let mut candidates = engine.keys_in(&span).map_err(io_err)?;
+                candidates.extend(
+                    self.writes
+                        .iter()
+                        .filter(|(k, _)| span::contains(start, end, k))
+                        .map(|(k, _)| k.clone()),
+                );
+                candidates.sort();
+                candidates.dedup();
                 let mut n = 0u64;
-                for k in engine.keys_in(&span).map_err(io_err)? {
+                for k in candidates {
                     if self.get(engine, &k)?.is_some() {
+                        a.batch.delete(engine, &k, index, index);
                         n += 1;
                     }
                 }
-                // Keys this command put into the span, not yet in the store.
-                let mut added: Vec<&Vec<u8>> = self
-                    .writes
-                    .iter()
-                    .filter(|(k, _)| span::contains(start, end, k))
-                    .map(|(k, _)| k)
-                    .collect();
-                added.sort();
-                added.dedup();
-                for k in added {
-                    if engine.get(k).map_err(io_err)?.is_none() && self.get(engine, k)?.is_some() {
-                        n += 1;
-                    }
-                }
-                a.batch.delete_span(engine, &span);
                 self.cleared.push((span, self.writes.len()));
                 OpResult::Deleted(n)
             }

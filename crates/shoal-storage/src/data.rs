@@ -1,10 +1,10 @@
-//! The replicated data of the store, read: user keys and their versions, scans and
-//! their sizes, the meta range's system keys, each range's own replicated keys; and
-//! the removal of a destroyed replica's data.
+//! The replicated data of the store, read: the sizes of spans of user keys, the meta
+//! range's system keys, each range's own replicated keys; and the removal of a
+//! destroyed replica's data. User keys' versions are read in [`crate::mvcc`].
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
-use crate::engine::{decode, prefix_end, synced, Engine, KeySpan, SpanStats, StateKey, Versioned};
+use crate::engine::{prefix_end, synced, Engine, KeySpan, SpanStats, StateKey};
 use crate::keys;
 use crate::Result;
 
@@ -14,62 +14,6 @@ impl Engine {
         Ok(self
             .db
             .get_cf(self.cf(keys::CF_DATA), keys::system_key(key))?)
-    }
-
-    /// The value and version of a user key.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
-        let Some(stored) = self
-            .db
-            .get_pinned_cf(self.cf(keys::CF_DATA), keys::user_key(key))?
-        else {
-            return Ok(None);
-        };
-        let (version, value) = decode(&stored)?;
-        Ok(Some(Versioned {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            version,
-        }))
-    }
-
-    /// Up to `limit` pairs of `span` in key order (descending with `reverse`), and
-    /// whether more remain.
-    pub fn scan(
-        &self,
-        span: &KeySpan,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<(Vec<Versioned>, bool)> {
-        let (lo, hi) = keys::user_span(&span.start, &span.end);
-        let mut ro = ReadOptions::default();
-        let mode = if reverse {
-            ro.set_iterate_lower_bound(lo.clone());
-            IteratorMode::From(&hi, Direction::Reverse)
-        } else {
-            ro.set_iterate_upper_bound(hi.clone());
-            IteratorMode::From(&lo, Direction::Forward)
-        };
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(self.cf(keys::CF_DATA), ro, mode) {
-            let (k, v) = item?;
-            // A descending scan starts at the last key <= `hi`: the end is exclusive.
-            if reverse && *k >= *hi {
-                continue;
-            }
-            let Some(user) = keys::parse_user_key(&k) else {
-                break;
-            };
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            let (version, value) = decode(&v)?;
-            out.push(Versioned {
-                key: user.to_vec(),
-                value: value.to_vec(),
-                version,
-            });
-        }
-        Ok((out, false))
     }
 
     /// Every system key starting with `prefix` (without the system prefix byte), with
@@ -128,10 +72,16 @@ impl Engine {
         };
         let mut bytes = 0u64;
         let mut count = 0u64;
+        let mut last: Option<Vec<u8>> = None;
         for item in pass() {
             let (k, v) = item?;
             bytes += (k.len() + v.len()) as u64;
-            count += 1;
+            // Keys, not versions: a key's data keys are adjacent.
+            let key = keys::parse_mvcc_key(&k).map(|(key, _)| key);
+            if key != last {
+                count += 1;
+                last = key;
+            }
         }
         let mut middle = None;
         if count >= 2 && bytes > split_above {
@@ -140,7 +90,7 @@ impl Engine {
                 let (k, v) = item?;
                 seen += (k.len() + v.len()) as u64;
                 if seen * 2 >= bytes {
-                    middle = keys::parse_user_key(&k).map(<[u8]>::to_vec);
+                    middle = keys::parse_mvcc_key(&k).map(|(key, _)| key);
                     break;
                 }
             }
@@ -234,25 +184,5 @@ impl Engine {
             .first()
             .copied()
             .unwrap_or(0)
-    }
-
-    /// The user keys of `span`, in order.
-    pub fn keys_in(&self, span: &KeySpan) -> Result<Vec<Vec<u8>>> {
-        let (lo, hi) = keys::user_span(&span.start, &span.end);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(hi);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(keys::CF_DATA),
-            ro,
-            IteratorMode::From(&lo, Direction::Forward),
-        ) {
-            let (k, _) = item?;
-            match keys::parse_user_key(&k) {
-                Some(user) => out.push(user.to_vec()),
-                None => break,
-            }
-        }
-        Ok(out)
     }
 }

@@ -8,8 +8,9 @@ use rocksdb::{
     WriteBatch, WriteOptions, DB,
 };
 
-use crate::keys;
-use crate::{Result, StorageError};
+use crate::gc::{GcState, VersionFilterFactory};
+use crate::keys::{self, VersionKind};
+use crate::Result;
 
 /// Tuning of the store.
 #[derive(Debug, Clone)]
@@ -84,6 +85,7 @@ impl KeySpan {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) db: Arc<DB>,
+    gc: Arc<GcState>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -116,13 +118,18 @@ impl Engine {
         let mut data_opts = Options::default();
         data_opts.set_write_buffer_size(opts.data_write_buffer);
         data_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let gc = Arc::new(GcState::default());
+        data_opts.set_compaction_filter_factory(VersionFilterFactory::new(gc.clone()));
         let cfs = vec![
             ColumnFamilyDescriptor::new(keys::CF_RAFT_LOG, log_opts),
             ColumnFamilyDescriptor::new(keys::CF_RAFT_STATE, Options::default()),
             ColumnFamilyDescriptor::new(keys::CF_DATA, data_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            gc,
+        })
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
@@ -134,6 +141,19 @@ impl Engine {
 
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// Garbage collection of old versions: its safe point, what it dropped.
+    pub fn gc(&self) -> &GcState {
+        &self.gc
+    }
+
+    /// Compacts the user keys of `span` now (garbage collection runs as files are
+    /// rewritten; this rewrites them at once).
+    pub fn compact_span(&self, span: &KeySpan) {
+        let (lo, hi) = keys::user_span(&span.start, &span.end);
+        self.db
+            .compact_range_cf(self.cf(keys::CF_DATA), Some(lo), Some(hi));
     }
 
     // ---- store identity -------------------------------------------------------
@@ -326,13 +346,6 @@ impl Engine {
     }
 }
 
-pub(crate) fn decode(stored: &[u8]) -> Result<(u64, &[u8])> {
-    keys::decode_value(stored).ok_or_else(|| StorageError::Corrupt {
-        what: "stored value",
-        detail: format!("{} bytes, shorter than its version", stored.len()),
-    })
-}
-
 /// Data writes and Raft state of one range, applied atomically by [`Engine::commit`].
 pub struct DataBatch {
     range_id: u64,
@@ -340,17 +353,43 @@ pub struct DataBatch {
 }
 
 impl DataBatch {
-    pub fn put(&mut self, engine: &Engine, key: &[u8], version: u64, value: &[u8]) {
+    /// Version `ts` of a user key: `value`, written by a transaction that started at
+    /// `start_ts` (`ts` itself for a single write).
+    pub fn put(&mut self, engine: &Engine, key: &[u8], ts: u64, start_ts: u64, value: &[u8]) {
+        self.put_version(engine, key, ts, VersionKind::Put, start_ts, value);
+    }
+
+    /// Version `ts` of a user key: deleted.
+    pub fn delete(&mut self, engine: &Engine, key: &[u8], ts: u64, start_ts: u64) {
+        self.put_version(engine, key, ts, VersionKind::Delete, start_ts, b"");
+    }
+
+    /// A version record of a user key.
+    pub fn put_version(
+        &mut self,
+        engine: &Engine,
+        key: &[u8],
+        ts: u64,
+        kind: VersionKind,
+        start_ts: u64,
+        value: &[u8],
+    ) {
         self.batch.put_cf(
             engine.cf(keys::CF_DATA),
-            keys::user_key(key),
-            keys::encode_value(version, value),
+            keys::mvcc_key(key, ts),
+            keys::encode_version(kind, start_ts, value),
         );
     }
 
-    pub fn delete(&mut self, engine: &Engine, key: &[u8]) {
+    /// The lock of a user key (encoded by the transaction layer).
+    pub fn put_lock(&mut self, engine: &Engine, key: &[u8], lock: &[u8]) {
         self.batch
-            .delete_cf(engine.cf(keys::CF_DATA), keys::user_key(key));
+            .put_cf(engine.cf(keys::CF_DATA), keys::lock_key(key), lock);
+    }
+
+    pub fn delete_lock(&mut self, engine: &Engine, key: &[u8]) {
+        self.batch
+            .delete_cf(engine.cf(keys::CF_DATA), keys::lock_key(key));
     }
 
     pub fn put_system(&mut self, engine: &Engine, key: &[u8], value: &[u8]) {
@@ -361,12 +400,6 @@ impl DataBatch {
     pub fn delete_system(&mut self, engine: &Engine, key: &[u8]) {
         self.batch
             .delete_cf(engine.cf(keys::CF_DATA), keys::system_key(key));
-    }
-
-    /// Deletes every user key of `span`.
-    pub fn delete_span(&mut self, engine: &Engine, span: &KeySpan) {
-        let (lo, hi) = keys::user_span(&span.start, &span.end);
-        self.batch.delete_range_cf(engine.cf(keys::CF_DATA), lo, hi);
     }
 
     pub fn put_state(&mut self, engine: &Engine, key: StateKey, value: &[u8]) {

@@ -5,7 +5,9 @@
 //! - `raft_log`: `LOCAL | range_id (u64 BE) | index (u64 BE)` -> encoded entry.
 //! - `raft_state`: `LOCAL | range_id (u64 BE) | kind (u8)` -> small Raft state values
 //!   (vote, committed, last purged, applied state, snapshot bookkeeping).
-//! - `data`: replicated keys: `USER | user key` -> `version (u64 BE) | value`; the
+//! - `data`: replicated keys: each user key's lock and versions under
+//!   `USER | memcomparable key | !timestamp (u64 BE)` -> a version record
+//!   `kind | start_ts | value` (the lock at timestamp `LOCK_TS`, so first); the
 //!   cluster's system keys under `SYSTEM` (kept by the meta range: range descriptors as
 //!   a routing table, id counters); and each range's own replicated keys under
 //!   `RANGE_LOCAL | range_id (u64 BE) | suffix` (its descriptor, the answers kept for
@@ -14,7 +16,8 @@
 //!
 //! System keys (meta range): `range/<range_id>` -> a range descriptor (the routing
 //! table), `decommissioning/<node_id>` -> a mark, `next_node_id` and `next_range_id`
-//! -> id counters, `timestamp_high` -> the timestamp oracle's high-water mark. A range's own keys: `desc` -> its descriptor,
+//! -> id counters, `timestamp_high` -> the timestamp oracle's high-water mark. A
+//! range's own keys: `desc` -> its descriptor,
 //! `req/<client_id><seq>` -> a kept request answer, `req-low/<client_id>` -> the
 //! lowest sequence whose answer may still be kept.
 //!
@@ -80,32 +83,81 @@ pub fn parse_state_key(key: &[u8]) -> Option<(u64, u8)> {
     Some((u64::from_be_bytes(id), key[9]))
 }
 
-/// The data key of a user key.
-pub fn user_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(USER_PREFIX);
-    k.extend_from_slice(key);
-    k
-}
-
-/// The user key of a data key, or `None` for a key outside the user key space.
-pub fn parse_user_key(data_key: &[u8]) -> Option<&[u8]> {
-    match data_key.split_first() {
-        Some((&USER_PREFIX, rest)) => Some(rest),
-        _ => None,
+/// A user key in memcomparable form: every `0x00` byte escaped as `0x00 0xFF`, then the
+/// terminator `0x00 0x01`. Encoded keys sort as the keys do, and no encoded key is a
+/// prefix of another's: a key's versions never interleave with a longer key's.
+fn escape_into(out: &mut Vec<u8>, key: &[u8]) {
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
     }
 }
 
-/// Data-key bounds `[start, end)` of the user span `[start, end)`; an empty `end` is the
-/// end of the user key space.
+const KEY_TERMINATOR: [u8; 2] = [0x00, 0x01];
+
+/// The timestamp of a key's lock slot: above every commit timestamp, so the lock
+/// sorts before the key's versions.
+pub const LOCK_TS: u64 = u64::MAX;
+
+/// Prefix of every data key of a user key (its lock and its versions):
+/// `USER | escaped key | terminator`.
+pub fn mvcc_prefix(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 12);
+    k.push(USER_PREFIX);
+    escape_into(&mut k, key);
+    k.extend_from_slice(&KEY_TERMINATOR);
+    k
+}
+
+/// The data key of version `ts` of a user key: its [`mvcc_prefix`], then `!ts`
+/// (big-endian), so a key's versions sort newest first.
+pub fn mvcc_key(key: &[u8], ts: u64) -> Vec<u8> {
+    let mut k = mvcc_prefix(key);
+    k.extend_from_slice(&(!ts).to_be_bytes());
+    k
+}
+
+/// The data key of a user key's lock ([`LOCK_TS`]).
+pub fn lock_key(key: &[u8]) -> Vec<u8> {
+    mvcc_key(key, LOCK_TS)
+}
+
+/// The user key and timestamp of a data key of the user key space, or `None` for any
+/// other key.
+pub fn parse_mvcc_key(data_key: &[u8]) -> Option<(Vec<u8>, u64)> {
+    let rest = data_key.strip_prefix(&[USER_PREFIX])?;
+    if rest.len() < 10 {
+        return None;
+    }
+    let (escaped, ts) = rest.split_at(rest.len() - 8);
+    let escaped = escaped.strip_suffix(&KEY_TERMINATOR)?;
+    let mut key = Vec::with_capacity(escaped.len());
+    let mut bytes = escaped.iter();
+    while let Some(&b) = bytes.next() {
+        key.push(b);
+        if b == 0 && bytes.next() != Some(&0xFF) {
+            return None;
+        }
+    }
+    Some((key, !decode_u64(ts)?))
+}
+
+/// Data-key bounds `[lo, hi)` of every lock and version of the user keys in
+/// `[start, end)`; an empty `end` is the end of the user key space.
 pub fn user_span(start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let lo = user_key(start);
+    let bound = |key: &[u8]| {
+        let mut k = vec![USER_PREFIX];
+        escape_into(&mut k, key);
+        k
+    };
     let hi = if end.is_empty() {
         vec![USER_PREFIX + 1]
     } else {
-        user_key(end)
+        bound(end)
     };
-    (lo, hi)
+    (bound(start), hi)
 }
 
 /// The data key of a system key.
@@ -236,23 +288,43 @@ pub fn range_bounds(
     vec![data, range_local_bounds(range_id)]
 }
 
-/// Encodes a stored value: `version (u64 BE) | value`.
-pub fn encode_value(version: u64, value: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + value.len());
-    v.extend_from_slice(&version.to_be_bytes());
+/// What a version record of a user key says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionKind {
+    /// The key was given a value.
+    Put = 1,
+    /// The key was deleted (a tombstone).
+    Delete = 2,
+    /// A transaction that started at this timestamp was rolled back: it never commits
+    /// this key (a mark, not data; reads pass over it).
+    Rollback = 3,
+}
+
+/// Encodes a version record: `kind (u8) | start_ts (u64 BE) | value`, where
+/// `start_ts` is the start timestamp of the transaction that wrote it (its commit
+/// timestamp for a single write), and `value` is empty but for a put.
+pub fn encode_version(kind: VersionKind, start_ts: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + value.len());
+    v.push(kind as u8);
+    v.extend_from_slice(&start_ts.to_be_bytes());
     v.extend_from_slice(value);
     v
 }
 
-/// Decodes a stored value into `(version, value)`.
-pub fn decode_value(stored: &[u8]) -> Option<(u64, &[u8])> {
-    if stored.len() < 8 {
+/// Decodes a version record into `(kind, start_ts, value)`.
+pub fn decode_version(stored: &[u8]) -> Option<(VersionKind, u64, &[u8])> {
+    let (&kind, rest) = stored.split_first()?;
+    let kind = match kind {
+        1 => VersionKind::Put,
+        2 => VersionKind::Delete,
+        3 => VersionKind::Rollback,
+        _ => return None,
+    };
+    if rest.len() < 8 {
         return None;
     }
-    let (ver, val) = stored.split_at(8);
-    let mut b = [0u8; 8];
-    b.copy_from_slice(ver);
-    Some((u64::from_be_bytes(b), val))
+    let (start, value) = rest.split_at(8);
+    Some((kind, decode_u64(start)?, value))
 }
 
 #[cfg(test)]
@@ -284,13 +356,33 @@ mod tests {
     }
 
     #[test]
-    fn user_keys_round_trip_and_stay_in_their_space() {
-        let k = user_key(b"\x00abc\xff");
-        assert_eq!(parse_user_key(&k), Some(&b"\x00abc\xff"[..]));
-        assert_eq!(parse_user_key(&[SYSTEM_PREFIX, 1]), None);
+    fn mvcc_keys_round_trip_and_stay_in_their_space() {
+        let k = mvcc_key(b"\x00abc\xff", 7);
+        assert_eq!(parse_mvcc_key(&k), Some((b"\x00abc\xff".to_vec(), 7)));
+        assert_eq!(parse_mvcc_key(&[SYSTEM_PREFIX, 1]), None);
         let (lo, hi) = user_span(b"", b"");
         assert!(lo.as_slice() <= k.as_slice() && k.as_slice() < hi.as_slice());
-        assert!(user_key(b"\xff\xff\xff").as_slice() < hi.as_slice());
+        assert!(lock_key(b"\xff\xff\xff").as_slice() < hi.as_slice());
+        // A key's lock, then its versions newest first, then the next key.
+        let mut ks = [
+            mvcc_key(b"a\x00", 1),
+            mvcc_key(b"a", 1),
+            lock_key(b"a"),
+            mvcc_key(b"a", 9),
+            mvcc_key(b"ab", 5),
+        ];
+        ks.sort();
+        let parsed: Vec<_> = ks.iter().map(|k| parse_mvcc_key(k).unwrap()).collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (b"a".to_vec(), LOCK_TS),
+                (b"a".to_vec(), 9),
+                (b"a".to_vec(), 1),
+                (b"a\x00".to_vec(), 1),
+                (b"ab".to_vec(), 5),
+            ]
+        );
     }
 
     proptest::proptest! {
@@ -301,26 +393,46 @@ mod tests {
             b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
             range in proptest::prelude::any::<u64>(),
             index in proptest::prelude::any::<u64>(),
+            ts in proptest::prelude::any::<u64>(),
         ) {
-            let (ka, kb) = (user_key(&a), user_key(&b));
-            proptest::prop_assert_eq!(parse_user_key(&ka), Some(a.as_slice()));
-            proptest::prop_assert_eq!(a.cmp(&b), ka.cmp(&kb));
-            let (lo, hi) = user_span(b"", b"");
-            proptest::prop_assert!(lo <= ka && ka < hi);
+            let (ka, kb) = (mvcc_key(&a, ts), mvcc_key(&b, index));
+            proptest::prop_assert_eq!(parse_mvcc_key(&ka), Some((a.clone(), ts)));
+            // Keys sort as the user keys do, whatever their timestamps; one key's
+            // versions newest first.
+            if a != b {
+                proptest::prop_assert_eq!(a.cmp(&b), ka.cmp(&kb));
+            } else {
+                proptest::prop_assert_eq!(index.cmp(&ts), ka.cmp(&kb));
+            }
+            let (all_lo, all_hi) = user_span(b"", b"");
+            proptest::prop_assert!(all_lo <= ka && ka < all_hi);
             let sys = system_key(&a);
-            proptest::prop_assert_eq!(parse_user_key(&sys), None);
+            proptest::prop_assert_eq!(parse_mvcc_key(&sys), None);
             let local = range_local_key(range, &a);
-            proptest::prop_assert_eq!(parse_user_key(&local), None);
+            proptest::prop_assert_eq!(parse_mvcc_key(&local), None);
             let (llo, lhi) = range_local_bounds(range);
             proptest::prop_assert!(llo <= local && local < lhi);
-            proptest::prop_assert!(hi <= llo);
+            proptest::prop_assert!(all_hi <= llo);
             proptest::prop_assert_eq!(parse_log_key(range, &log_key(range, index)), Some(index));
-            let v = encode_value(index, &b);
-            proptest::prop_assert_eq!(decode_value(&v), Some((index, b.as_slice())));
+            let v = encode_version(VersionKind::Put, index, &b);
+            proptest::prop_assert_eq!(decode_version(&v), Some((VersionKind::Put, index, b.as_slice())));
             // Arbitrary bytes never panic the parsers.
-            let _ = parse_user_key(&a);
+            let _ = parse_mvcc_key(&a);
             let _ = parse_log_key(range, &a);
-            let _ = decode_value(&a);
+            let _ = decode_version(&a);
+        }
+
+        #[test]
+        fn a_span_holds_exactly_the_versions_of_its_keys(
+            key in proptest::collection::vec(0u8..3, 0..6),
+            start in proptest::collection::vec(0u8..3, 0..6),
+            end in proptest::collection::vec(0u8..3, 0..6),
+            ts in proptest::prelude::any::<u64>(),
+        ) {
+            let (lo, hi) = user_span(&start, &end);
+            let k = mvcc_key(&key, ts);
+            let in_span = key >= start && (end.is_empty() || key < end);
+            proptest::prop_assert_eq!(lo <= k && k < hi, in_span);
         }
     }
 
@@ -336,9 +448,15 @@ mod tests {
     }
 
     #[test]
-    fn values_carry_their_version() {
-        let v = encode_value(42, b"hello");
-        assert_eq!(decode_value(&v), Some((42, &b"hello"[..])));
-        assert_eq!(decode_value(b"short"), None);
+    fn version_records_carry_their_kind_and_start() {
+        let v = encode_version(VersionKind::Put, 42, b"hello");
+        assert_eq!(
+            decode_version(&v),
+            Some((VersionKind::Put, 42, &b"hello"[..]))
+        );
+        let d = encode_version(VersionKind::Delete, 7, b"");
+        assert_eq!(decode_version(&d), Some((VersionKind::Delete, 7, &b""[..])));
+        assert_eq!(decode_version(b"short"), None);
+        assert_eq!(decode_version(&[9; 12]), None);
     }
 }

@@ -288,13 +288,13 @@ mod tests {
         let dst = Engine::open(dst_dir.path(), &EngineOptions::default()).unwrap();
         let mut b = src.batch(1);
         for i in 0..1000u32 {
-            b.put(&src, format!("k{i:05}").as_bytes(), 7, &i.to_be_bytes());
+            b.put(&src, format!("k{i:05}").as_bytes(), 7, 7, &i.to_be_bytes());
         }
         b.put_state(&src, StateKey::Applied, b"applied-7");
         src.commit(b).unwrap();
         // Stale data on the destination must be replaced, not merged.
         let mut b = dst.batch(1);
-        b.put(&dst, b"stale", 1, b"x");
+        b.put(&dst, b"stale", 1, 1, b"x");
         dst.commit(b).unwrap();
 
         let path = src_dir.path().join("1.snap");
@@ -331,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
         let mut b = e.batch(1);
-        b.put(&e, b"a", 1, b"1");
+        b.put(&e, b"a", 1, 1, b"1");
         e.commit(b).unwrap();
         let path = dir.path().join("1.snap");
         e.write_range_snapshot(1, false, &path, |_| Ok(KeySpan::all()))

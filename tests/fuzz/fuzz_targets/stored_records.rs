@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode::<(Option<LogId>, StoredMembership)>(data);
     let _ = decode::<StoredSnapshot>(data);
     let _ = serde_json::from_slice::<shoal_server::node::StoreIdent>(data);
-    let _ = shoal_storage::keys::decode_value(data);
+    let _ = shoal_storage::keys::decode_version(data);
     // A snapshot file of these bytes: refused unless its framing and checksum hold.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("in.snap");

@@ -267,6 +267,40 @@ fn node_ids_are_never_given_twice() {
 }
 
 #[test]
+fn writes_keep_earlier_versions_readable_at_their_versions() {
+    let mut h = Harness::new();
+    h.run(1, Command::Write(vec![put("k", "one"), put("j", "x")]));
+    h.run(2, Command::Write(vec![put("k", "two")]));
+    let r = h.run(
+        3,
+        Command::Write(vec![WriteOp::DeleteRange {
+            start: b"a".to_vec(),
+            end: Vec::new(),
+        }]),
+    );
+    assert_eq!(r.results, vec![OpResult::Deleted(2)]);
+    // A delete of a key without a value writes nothing.
+    h.run(
+        4,
+        Command::Write(vec![WriteOp::Delete {
+            key: b"zz".to_vec(),
+        }]),
+    );
+    let at = |h: &Harness, k: &str, ts| {
+        h.engine
+            .get_at(k.as_bytes(), ts)
+            .unwrap()
+            .map(|v| (v.version, String::from_utf8(v.value).unwrap()))
+    };
+    assert_eq!(at(&h, "k", 1), Some((1, "one".into())));
+    assert_eq!(at(&h, "k", 2), Some((2, "two".into())));
+    assert_eq!(at(&h, "k", 3), None);
+    assert_eq!(at(&h, "j", 2), Some((1, "x".into())));
+    assert_eq!(h.engine.get(b"j").unwrap(), None);
+    assert!(h.engine.versions_of(b"zz").unwrap().is_empty());
+}
+
+#[test]
 fn the_timestamp_high_water_mark_only_rises_and_only_on_the_meta_range() {
     let mut h = Harness::new();
     assert_eq!(crate::meta::timestamp_high(&h.engine).unwrap(), 0);

@@ -1,0 +1,183 @@
+//! Garbage collection of old versions, by a RocksDB compaction filter on the data
+//! column family: as compactions rewrite files, a version below the safe point that a
+//! newer put or delete (also at or below the safe point) of the same key hides is
+//! dropped, and so are rollback marks below the safe point. No read at or above the
+//! safe point can see what is dropped. A key's newest version at or below the safe
+//! point stays (a delete too: a tombstone cannot be dropped without knowing that no
+//! older version of its key is left in a file this compaction does not rewrite).
+//!
+//! Each compaction (each part of one) gets its own filter, which sees its keys in
+//! order: a key's lock slot, then its versions newest first.
+
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rocksdb::compaction_filter::{CompactionFilter, Decision};
+use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
+
+use crate::keys::{self, VersionKind};
+use crate::mvcc::LATEST;
+
+/// The safe point, and what garbage collection dropped; shared by the store and its
+/// compaction filters.
+#[derive(Debug)]
+pub struct GcState {
+    safe_point: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Default for GcState {
+    fn default() -> Self {
+        Self {
+            // Until the node sets one, only the newest version of a key is kept.
+            safe_point: AtomicU64::new(LATEST),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl GcState {
+    /// Versions hidden by a newer one at or below `ts` may be dropped.
+    pub fn set_safe_point(&self, ts: u64) {
+        self.safe_point.store(ts, Ordering::Relaxed);
+    }
+
+    pub fn safe_point(&self) -> u64 {
+        self.safe_point.load(Ordering::Relaxed)
+    }
+
+    /// Version records (and rollback marks) dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes one [`VersionFilter`] per compaction.
+pub(crate) struct VersionFilterFactory {
+    pub(crate) state: Arc<GcState>,
+    name: CString,
+}
+
+impl VersionFilterFactory {
+    pub(crate) fn new(state: Arc<GcState>) -> Self {
+        Self {
+            state,
+            name: c"shoal-version-gc".to_owned(),
+        }
+    }
+}
+
+impl CompactionFilterFactory for VersionFilterFactory {
+    type Filter = VersionFilter;
+
+    fn create(&mut self, _context: CompactionFilterContext) -> VersionFilter {
+        VersionFilter {
+            safe_point: self.state.safe_point(),
+            state: self.state.clone(),
+            hidden_below: None,
+            name: self.name.clone(),
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        &self.name
+    }
+}
+
+/// The filter of one compaction: its safe point is fixed when it starts.
+pub(crate) struct VersionFilter {
+    safe_point: u64,
+    state: Arc<GcState>,
+    /// The prefix of the key whose newest version at or below the safe point was
+    /// already seen: every later version of that key is hidden.
+    hidden_below: Option<Vec<u8>>,
+    name: CString,
+}
+
+impl VersionFilter {
+    /// What to do with data key `key`, whose stored value is `value`.
+    pub(crate) fn decide(&mut self, key: &[u8], value: &[u8]) -> Decision {
+        // System keys and ranges' own keys have one version each.
+        let Some((user, ts)) = keys::parse_mvcc_key(key) else {
+            return Decision::Keep;
+        };
+        if ts == keys::LOCK_TS || ts > self.safe_point {
+            return Decision::Keep;
+        }
+        let prefix = &key[..key.len() - 8];
+        if self.hidden_below.as_deref() == Some(prefix) {
+            return self.drop();
+        }
+        match keys::decode_version(value) {
+            Some((VersionKind::Rollback, _, _)) => self.drop(),
+            Some((VersionKind::Put | VersionKind::Delete, _, _)) => {
+                self.hidden_below = Some(keys::mvcc_prefix(&user));
+                Decision::Keep
+            }
+            // Not ours to judge: kept for the reader to report.
+            None => Decision::Keep,
+        }
+    }
+
+    fn drop(&self) -> Decision {
+        self.state.dropped.fetch_add(1, Ordering::Relaxed);
+        Decision::Remove
+    }
+}
+
+impl CompactionFilter for VersionFilter {
+    fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> Decision {
+        self.decide(key, value)
+    }
+
+    fn name(&self) -> &CStr {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{encode_version, lock_key, mvcc_key};
+
+    fn put(ts: u64) -> Vec<u8> {
+        encode_version(VersionKind::Put, ts, b"v")
+    }
+
+    #[test]
+    fn versions_hidden_below_the_safe_point_are_dropped_and_counted() {
+        let state = Arc::new(GcState::default());
+        state.set_safe_point(100);
+        let mut f = VersionFilterFactory::new(state.clone()).create(CompactionFilterContext {
+            is_full_compaction: false,
+            is_manual_compaction: true,
+        });
+        let keep = |d: Decision| matches!(d, Decision::Keep);
+        // Key a: lock, a version above the safe point, the newest at or below it,
+        // then older ones and a rollback mark.
+        assert!(keep(f.decide(&lock_key(b"a"), b"lock")));
+        assert!(keep(f.decide(&mvcc_key(b"a", 150), &put(150))));
+        assert!(keep(f.decide(&mvcc_key(b"a", 90), &put(90))));
+        assert!(!keep(f.decide(&mvcc_key(b"a", 80), &put(80))));
+        assert!(!keep(f.decide(
+            &mvcc_key(b"a", 70),
+            &encode_version(VersionKind::Rollback, 70, b"")
+        )));
+        // Key "a\0" is another key: its newest at or below the safe point stays.
+        assert!(keep(f.decide(&mvcc_key(b"a\0", 60), &put(60))));
+        // A tombstone hides what is below it, and stays.
+        let del = encode_version(VersionKind::Delete, 50, b"");
+        assert!(keep(f.decide(&mvcc_key(b"b", 50), &del)));
+        assert!(!keep(f.decide(&mvcc_key(b"b", 40), &put(40))));
+        // A rollback mark below the safe point goes even as a key's first record.
+        assert!(!keep(f.decide(
+            &mvcc_key(b"c", 30),
+            &encode_version(VersionKind::Rollback, 30, b"")
+        )));
+        assert!(keep(f.decide(&mvcc_key(b"c", 20), &put(20))));
+        // Not user keys: kept.
+        assert!(keep(f.decide(&keys::system_key(b"x"), b"1")));
+        assert_eq!(state.dropped(), 4);
+    }
+}
