@@ -285,8 +285,24 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         target: None,
         key: b"k".to_vec(),
         consistency: 7,
+        read_ts: 0,
     }
     .encode_to_vec();
+    // A read at timestamp 1: long before the retention window.
+    let get_below_safe_point = pb::GetRequest {
+        target: None,
+        key: b"k".to_vec(),
+        consistency: 0,
+        read_ts: 1,
+    }
+    .encode_to_vec();
+    let scan_below_safe_point = pb::ScanRequest {
+        start: b"a".to_vec(),
+        read_ts: 1,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let timestamps = |count: u64| pb::TxnTimestampsRequest { count }.encode_to_vec();
     // A JoinRequest whose `addr` (a string) is not UTF-8.
     let join_not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
     let raft = |range_id: u64, target_node_id: u64, payload: &[u8]| {
@@ -346,6 +362,34 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "unknown enum value",
             "/shoal.v1.Kv/Get",
             get_unknown_consistency,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a get below the garbage collection's safe point",
+            "/shoal.v1.Kv/Get",
+            get_below_safe_point,
+            Code::FailedPrecondition,
+            "SNAPSHOT_TOO_OLD",
+        ),
+        (
+            "a scan below the garbage collection's safe point",
+            "/shoal.v1.Kv/Scan",
+            scan_below_safe_point,
+            Code::FailedPrecondition,
+            "SNAPSHOT_TOO_OLD",
+        ),
+        (
+            "no timestamps asked for",
+            "/shoal.v1.Txn/Timestamps",
+            timestamps(0),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "more timestamps than one call may take",
+            "/shoal.v1.Txn/Timestamps",
+            timestamps(1 << 20),
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
         ),
@@ -581,6 +625,7 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
         .get(pb::GetRequest {
             key: b"routed".to_vec(),
             consistency: 0,
+            read_ts: 0,
             target: target(99, 1),
         })
         .await

@@ -58,6 +58,30 @@ async fn kv_commands_print_what_scripts_need() {
     let out = shoal(&["kv", "scan", "a", "--limit", "1", "--host", h]);
     assert_eq!(stdout(&out), "a\t1\n");
 
+    // A timestamp, then a change: reads at the timestamp see the keys as they were.
+    let out = shoal(&["kv", "now", "--host", h]);
+    let then = stdout(&out).trim().to_string();
+    assert!(then.parse::<u64>().is_ok(), "{then:?}");
+    assert!(shoal(&["kv", "put", "b", "20", "--host", h])
+        .status
+        .success());
+    let out = shoal(&["kv", "get", "b", "--at", &then, "--host", h]);
+    assert_eq!(stdout(&out), "2\n");
+    let out = shoal(&["kv", "scan", "a", "c", "--at", &then, "--host", h]);
+    assert_eq!(stdout(&out), "a\t1\nb\t2\n");
+    let out = shoal(&["kv", "get", "b", "--host", h]);
+    assert_eq!(stdout(&out), "20\n");
+    let out = shoal(&["kv", "get", "b", "--at", "1", "--host", h]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SNAPSHOT_TOO_OLD"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shoal(&["kv", "put", "b", "2", "--host", h])
+        .status
+        .success());
+
     let out = shoal(&[
         "kv",
         "txn",

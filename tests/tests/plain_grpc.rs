@@ -82,6 +82,7 @@ async fn client_loop(
             .get(request(pb::GetRequest {
                 key: key.clone().into_bytes(),
                 consistency: pb::Consistency::Linearizable as i32,
+                read_ts: 0,
                 target: None,
             }))
             .await;

@@ -15,8 +15,12 @@ pub enum KvCommand {
     Get {
         key: String,
         /// Serve from the contacted replica's state, which may lag (no quorum check).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at")]
         stale: bool,
+        /// Read KEY as it was at timestamp TS (a version, or `shoal kv now`), within
+        /// the retention window (`--gc-ttl` of the nodes).
+        #[arg(long, value_name = "TS")]
+        at: Option<u64>,
     },
     /// Write VALUE under KEY ("-" reads the value from stdin).
     Put { key: String, value: String },
@@ -29,7 +33,13 @@ pub enum KvCommand {
         /// At most this many keys (0: all).
         #[arg(long, default_value_t = 0)]
         limit: usize,
+        /// The keys as they were at timestamp TS (default: now, one snapshot).
+        #[arg(long, value_name = "TS")]
+        at: Option<u64>,
     },
+    /// Print a timestamp of the cluster's clock: above the version of every write
+    /// acknowledged before (a point to read at later with --at).
+    Now,
     /// Delete every key in [START, END) and print how many were deleted.
     DelRange { start: String, end: Option<String> },
     /// etcd-style transaction: if every --if holds, run the --then ops, else the --else ops.
@@ -73,13 +83,17 @@ pub async fn exec(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     match cmd {
-        KvCommand::Get { key, stale } => {
+        KvCommand::Get { key, stale, at } => {
             let c = if stale {
                 Consistency::Stale
             } else {
                 Consistency::Linearizable
             };
-            match client.get_with(&key, c).await? {
+            let found = match at {
+                Some(ts) => client.get_at(&key, ts).await?,
+                None => client.get_with(&key, c).await?,
+            };
+            match found {
                 Some(kv) => match format {
                     Format::Plain => {
                         out.write_all(&kv.value)?;
@@ -118,8 +132,24 @@ pub async fn exec(
                 writeln!(out, "deleted")?;
             }
         }
-        KvCommand::Scan { start, end, limit } => {
-            let kvs = client.scan(&start, end.unwrap_or_default(), limit).await?;
+        KvCommand::Now => {
+            let ts = client.timestamp().await?;
+            match format {
+                Format::Plain => writeln!(out, "{ts}")?,
+                Format::Json => writeln!(out, "{}", serde_json::json!({"timestamp": ts}))?,
+            }
+        }
+        KvCommand::Scan {
+            start,
+            end,
+            limit,
+            at,
+        } => {
+            let end = end.unwrap_or_default();
+            let kvs = match at {
+                Some(ts) => client.scan_at(&start, end, limit, ts).await?,
+                None => client.scan(&start, end, limit).await?,
+            };
             for kv in &kvs {
                 match format {
                     Format::Plain => {

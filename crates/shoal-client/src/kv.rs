@@ -17,6 +17,9 @@ pub struct ScanPage {
     pub more: bool,
     /// Where the next page starts (with a descending scan: where it ends).
     pub resume_key: Vec<u8>,
+    /// The timestamp the page was read at (0: the newest versions a replica held, a
+    /// stale read): the next page, read at it, continues the same snapshot.
+    pub read_ts: u64,
 }
 
 /// The first key of a write op, which routes it.
@@ -66,6 +69,22 @@ impl Client {
         key: impl AsRef<[u8]>,
         consistency: Consistency,
     ) -> Result<Option<KeyValue>> {
+        self.get_at_with(key, 0, consistency).await
+    }
+
+    /// `key` as it was at timestamp `ts` (from [`Client::timestamp`], or a version):
+    /// the newest version at or below it. `SNAPSHOT_TOO_OLD` below the retention
+    /// window.
+    pub async fn get_at(&self, key: impl AsRef<[u8]>, ts: u64) -> Result<Option<KeyValue>> {
+        self.get_at_with(key, ts, Consistency::Linearizable).await
+    }
+
+    async fn get_at_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        read_ts: u64,
+        consistency: Consistency,
+    ) -> Result<Option<KeyValue>> {
         let key = key.as_ref().to_vec();
         let route = Route::Key {
             key: &key,
@@ -77,6 +96,7 @@ impl Client {
                 target: c.map(|c| c.target()),
                 key: key.clone(),
                 consistency: consistency as i32,
+                read_ts,
             });
             async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
         })
@@ -95,6 +115,7 @@ impl Client {
             target: None,
             key: key.as_ref().to_vec(),
             consistency: consistency as i32,
+            read_ts: 0,
         };
         let mut kv = Self::kv(self.channel(addr)?);
         let limit = self.inner.opts.request_timeout;
@@ -146,6 +167,21 @@ impl Client {
         consistency: Consistency,
         reverse: bool,
     ) -> Result<ScanPage> {
+        self.scan_page_at(start, end, limit, consistency, reverse, 0)
+            .await
+    }
+
+    /// As [`Client::scan_page_with`], as the keys were at timestamp `read_ts` (0: a
+    /// fresh timestamp, which the page names).
+    pub async fn scan_page_at(
+        &self,
+        start: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+        limit: u32,
+        consistency: Consistency,
+        reverse: bool,
+        read_ts: u64,
+    ) -> Result<ScanPage> {
         let (start, end) = (start.as_ref().to_vec(), end.as_ref().to_vec());
         let route = Route::Key {
             key: if reverse { &end } else { &start },
@@ -160,6 +196,7 @@ impl Client {
                 limit,
                 consistency: consistency as i32,
                 reverse,
+                read_ts,
             });
             async move {
                 let r = Self::kv(ch).scan(req).await?.into_inner();
@@ -167,6 +204,7 @@ impl Client {
                     kvs: r.kvs,
                     more: r.more,
                     resume_key: r.resume_key,
+                    read_ts: r.header.map_or(0, |h| h.read_ts),
                 })
             }
         })
@@ -198,7 +236,8 @@ impl Client {
     }
 
     /// As [`Client::scan`], with a consistency and, with `reverse`, in descending key
-    /// order (the last `limit` pairs of the span, last first).
+    /// order (the last `limit` pairs of the span, last first). A linearizable scan
+    /// reads one snapshot of every range it crosses: its first page's timestamp.
     pub async fn scan_with(
         &self,
         start: impl AsRef<[u8]>,
@@ -206,6 +245,32 @@ impl Client {
         limit: usize,
         consistency: Consistency,
         reverse: bool,
+    ) -> Result<Vec<KeyValue>> {
+        self.scan_at_with(start, end, limit, consistency, reverse, 0)
+            .await
+    }
+
+    /// Every pair of `[start, end)` as it was at timestamp `ts`, in key order, up to
+    /// `limit` (0: no limit).
+    pub async fn scan_at(
+        &self,
+        start: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+        limit: usize,
+        ts: u64,
+    ) -> Result<Vec<KeyValue>> {
+        self.scan_at_with(start, end, limit, Consistency::Linearizable, false, ts)
+            .await
+    }
+
+    async fn scan_at_with(
+        &self,
+        start: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+        limit: usize,
+        consistency: Consistency,
+        reverse: bool,
+        mut read_ts: u64,
     ) -> Result<Vec<KeyValue>> {
         let (mut lo, mut hi) = (start.as_ref().to_vec(), end.as_ref().to_vec());
         let mut out = Vec::new();
@@ -216,8 +281,9 @@ impl Client {
                 (limit - out.len()).min(u32::MAX as usize) as u32
             };
             let page = self
-                .scan_page_with(&lo, &hi, want, consistency, reverse)
+                .scan_page_at(&lo, &hi, want, consistency, reverse, read_ts)
                 .await?;
+            read_ts = page.read_ts;
             out.extend(page.kvs);
             if limit != 0 && out.len() >= limit {
                 out.truncate(limit);

@@ -85,6 +85,7 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
         | ErrorCode::AlreadyInitialized
         | ErrorCode::PeerUnreachable
         | ErrorCode::StaleRequestId
+        | ErrorCode::SnapshotTooOld
         | ErrorCode::Internal => Decision::Fail,
     }
 }

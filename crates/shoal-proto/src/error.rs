@@ -51,6 +51,9 @@ pub enum ErrorCode {
     /// A request id below the client's own acknowledged mark: its answer was already
     /// dropped, so the request is not applied.
     StaleRequestId,
+    /// A read at a timestamp below the garbage collection's safe point (`--gc-ttl`):
+    /// versions it would see may be gone.
+    SnapshotTooOld,
     /// The node could not complete the call now (a peer it needed did not answer in
     /// time); it may be retried.
     Unavailable,
@@ -60,7 +63,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::NotLeader,
         ErrorCode::NotInitialized,
         ErrorCode::RangeNotFound,
@@ -80,6 +83,7 @@ impl ErrorCode {
         ErrorCode::OutcomeUnknown,
         ErrorCode::ShuttingDown,
         ErrorCode::StaleRequestId,
+        ErrorCode::SnapshotTooOld,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -106,6 +110,7 @@ impl ErrorCode {
             ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::StaleRequestId => "STALE_REQUEST_ID",
+            ErrorCode::SnapshotTooOld => "SNAPSHOT_TOO_OLD",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }

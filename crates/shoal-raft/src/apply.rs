@@ -14,18 +14,25 @@ pub struct Apply<'a> {
     /// Where the command's writes go; committed with the applied index.
     pub batch: &'a mut DataBatch,
     pub range_id: u64,
-    /// The entry's log id: its index is the version of what the command writes.
+    /// The entry's log id.
     pub log_id: LogId,
     /// The range's applied membership.
     pub membership: &'a StoredMembership,
     /// The range's descriptor before the command (`None` on an empty replica, or on a
     /// meta range being founded).
     pub descriptor: Option<&'a RangeDescriptor>,
+    /// The commit timestamp of the command's writes (`Command::At`), if it has one.
+    pub ts: Option<u64>,
 }
 
 impl Apply<'_> {
     pub fn index(&self) -> u64 {
         self.log_id.index
+    }
+
+    /// The version of what the command writes: its commit timestamp, or its log index.
+    pub fn version(&self) -> u64 {
+        self.ts.unwrap_or(self.log_id.index)
     }
 
     /// Whether this range keeps the cluster's system keys (the meta range).
@@ -46,7 +53,7 @@ impl Apply<'_> {
     /// An empty successful response at this entry.
     pub fn response(&self) -> CommandResponse {
         CommandResponse {
-            index: self.index(),
+            version: self.version(),
             succeeded: true,
             results: Vec::new(),
         }

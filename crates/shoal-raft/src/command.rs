@@ -49,6 +49,9 @@ pub enum Command {
     /// above the mark without raising it first, so a new leader starts above every
     /// timestamp an old one gave.
     ReserveTimestamps { up_to: u64 },
+    /// `cmd`, whose writes are versions at commit timestamp `ts` (without it, a
+    /// command's writes are versions at its log index).
+    At { ts: u64, cmd: Box<Command> },
 }
 
 impl std::fmt::Display for Command {
@@ -80,6 +83,7 @@ impl std::fmt::Display for Command {
                 ..
             } => write!(f, "{cmd} as request {client_id}/{seq}"),
             Command::ReserveTimestamps { up_to } => write!(f, "reserve-timestamps({up_to})"),
+            Command::At { ts, cmd } => write!(f, "{cmd} at {ts}"),
         }
     }
 }
@@ -88,8 +92,8 @@ impl std::fmt::Display for CommandResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "applied at {} ({} results)",
-            self.index,
+            "version {} ({} results)",
+            self.version,
             self.results.len()
         )
     }
@@ -181,8 +185,9 @@ pub struct Found {
 /// stores: its encoding must stay readable).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResponse {
-    /// Log index the command was applied at.
-    pub index: u64,
+    /// The version of what the command wrote: its commit timestamp (`Command::At`),
+    /// or without one its log index.
+    pub version: u64,
     /// For a transaction: whether every compare held.
     pub succeeded: bool,
     pub results: Vec<OpResult>,
@@ -201,9 +206,9 @@ pub enum Refusal {
 
 impl CommandResponse {
     /// The answer to a command that changed nothing.
-    pub fn refused(index: u64, reason: String, key: Option<Vec<u8>>) -> Self {
+    pub fn refused(version: u64, reason: String, key: Option<Vec<u8>>) -> Self {
         Self {
-            index,
+            version,
             succeeded: false,
             results: vec![OpResult::Refused { reason, key }],
         }
@@ -274,7 +279,7 @@ impl Command {
                 success,
                 failure,
             } => txn_touches(compares, success, failure).find(|t| pred(t)),
-            Command::Once { cmd, .. } => cmd.find_touch(pred),
+            Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.find_touch(pred),
             Command::AllocNodeId
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
@@ -302,7 +307,7 @@ impl Command {
             | Command::PutDescriptors(_)
             | Command::SetDecommissioning { .. }
             | Command::ReserveTimestamps { .. } => true,
-            Command::Once { cmd, .. } => cmd.is_meta_only(),
+            Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.is_meta_only(),
             _ => false,
         }
     }

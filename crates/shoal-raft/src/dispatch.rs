@@ -15,7 +15,10 @@ use crate::command::{Command, CommandResponse, OpResult};
 pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, Effect)> {
     if cmd.is_meta_only() && !a.is_meta() {
         let why = format!("range {} is not the meta range", a.range_id);
-        return Ok((CommandResponse::refused(a.index(), why, None), Effect::None));
+        return Ok((
+            CommandResponse::refused(a.version(), why, None),
+            Effect::None,
+        ));
     }
     if let Some(key) = key_outside(a, cmd) {
         let why = format!(
@@ -24,7 +27,7 @@ pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, E
             a.range_id
         );
         return Ok((
-            CommandResponse::refused(a.index(), why, Some(key)),
+            CommandResponse::refused(a.version(), why, Some(key)),
             Effect::None,
         ));
     }
@@ -81,6 +84,12 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
         Command::SetDecommissioning { node_id, on } => {
             crate::meta::apply_set_decommissioning(a, *node_id, *on)
         }
+        Command::At { ts, cmd } => {
+            let outer = a.ts.replace(*ts);
+            let inner = apply_unchecked(a, cmd);
+            a.ts = outer;
+            return inner;
+        }
         Command::ReserveTimestamps { up_to } => resp.results.push(OpResult::TimestampHigh(
             crate::meta::apply_reserve_timestamps(a, *up_to)?,
         )),
@@ -88,7 +97,7 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
             // A split is never a request's inner command: it comes from the range's
             // own leader, and applies through `apply`.
             return Ok(CommandResponse::refused(
-                a.index(),
+                a.version(),
                 "a split cannot be wrapped in a request id".into(),
                 None,
             ));

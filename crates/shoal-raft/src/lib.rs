@@ -20,7 +20,9 @@
 //! Node side:
 //! - [`options`]: [`RaftOptions`] (timing, log compaction, when to snapshot).
 //! - [`replica`]: [`Replica`], one range's Raft instance and every call the node
-//!   makes of it; [`view`]: [`RangeView`], reads bounded by the range.
+//!   makes of it; [`view`]: [`RangeView`], reads bounded by the range; [`latch`]:
+//!   [`latch::Latches`], a leader's writes in flight by key (writes of one key in
+//!   timestamp order; reads at a timestamp wait for the writes below it).
 //! - [`router`]: [`Router`], the node's replicas by range id and by key.
 //! - [`transport`]: the peer transport, both sides, in one place.
 //! - [`quiesce`]: idle ranges stop their Raft timers; one beat per node pair keeps
@@ -39,6 +41,7 @@ pub mod dispatch;
 pub mod error;
 pub mod failpoints;
 pub mod index;
+pub mod latch;
 pub mod log_store;
 pub mod meta;
 pub mod once;

@@ -31,9 +31,9 @@ pub struct RequestId {
 /// and returns the answer the request gets without applying (its kept first answer,
 /// or a refusal of a stale id), or `None` if it is to apply.
 pub fn before(a: &mut Apply<'_>, id: &RequestId) -> io::Result<Option<CommandResponse>> {
-    let index = a.index();
+    let version = a.version();
     let refuse = |low: u64| CommandResponse {
-        index,
+        version,
         succeeded: false,
         results: vec![OpResult::StaleRequest { low }],
     };

@@ -18,6 +18,7 @@ use shoal_storage::Engine;
 use crate::command::{Command, CommandResponse};
 use crate::error::{Error, Result};
 use crate::index::RangeIndex;
+use crate::latch::{Latches, ReadAt};
 use crate::log_store::LogStore;
 use crate::options::{snapshot_due, RaftOptions};
 use crate::range::RangeDescriptor;
@@ -79,6 +80,8 @@ pub struct Replica {
     /// The Raft instance's metrics, held (one receiver per call was a clone and a drop
     /// of shared counters for each replica on each quiescence round).
     metrics_rx: openraft::type_config::alias::WatchReceiverOf<TypeConfig, RaftMetrics>,
+    /// The writes in flight while this replica leads (see `latch.rs`).
+    latches: Arc<Latches>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -130,10 +133,16 @@ impl Replica {
             leader_contact_ms: AtomicU64::new(0),
             quiesced: AtomicBool::new(false),
             wake_patience: Duration::from_millis(env.opts.election_timeout_max_ms),
+            latches: Arc::default(),
         }))
     }
 
     // ---- state -------------------------------------------------------------------
+
+    /// The writes in flight while this replica leads, by key.
+    pub fn latches(&self) -> &Arc<Latches> {
+        &self.latches
+    }
 
     /// This replica's descriptor of its range, once it has one (an empty replica
     /// waiting for its first snapshot has none).
@@ -439,14 +448,41 @@ impl Replica {
         }
     }
 
+    /// On the leader: [`Replica::read_index`], once the writes in flight over `at`'s
+    /// spans that may commit at or below its timestamp are applied (a read at that
+    /// timestamp then misses none of them).
+    pub async fn read_index_at(
+        &self,
+        at: Option<&ReadAt>,
+        patience: Duration,
+    ) -> Result<ReadLogId<TypeConfig>> {
+        if let Some(at) = at {
+            let waited =
+                tokio::time::timeout(patience, self.latches.wait_readable(&at.spans, at.ts)).await;
+            if waited.is_err() {
+                return Err(Error::NoQuorum {
+                    range_id: self.range_id,
+                    why: format!("writes in flight below the read's timestamp did not apply within {patience:?}"),
+                });
+            }
+        }
+        self.read_index().await
+    }
+
     /// Returns once a read of this replica's state is linearizable: on the leader by
     /// read index; on a follower by asking the leader for the read index and waiting
     /// until the local state machine has applied it (so followers serve reads too).
-    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id))]
     pub async fn linearize(&self, patience: Duration) -> Result<()> {
+        self.linearize_at(patience, None).await
+    }
+
+    /// [`Replica::linearize`] for a read at a timestamp: the leader first waits for its
+    /// writes in flight that the read must see (`at`; asked of it by a follower).
+    #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id))]
+    pub async fn linearize_at(&self, patience: Duration, at: Option<&ReadAt>) -> Result<()> {
         let (leader_id, leader_addr) = self.leader();
         let read_log_id = if leader_id == Some(self.node_id) {
-            self.read_index().await?
+            self.read_index_at(at, patience).await?
         } else {
             let (Some(leader), Some(addr)) = (leader_id, leader_addr.clone()) else {
                 return Err(Error::NotLeader {
@@ -455,7 +491,7 @@ impl Replica {
                     leader_addr,
                 });
             };
-            self.read_index_of(leader, &addr, patience).await?
+            self.read_index_of(leader, &addr, patience, at).await?
         };
         let lin = Linearizer::<TypeConfig>::new(self.node_id, read_log_id, None);
         match lin.try_await_ready(&self.raft, Some(patience)).await {
@@ -478,6 +514,7 @@ impl Replica {
         leader: NodeId,
         addr: &str,
         patience: Duration,
+        at: Option<&ReadAt>,
     ) -> Result<ReadLogId<TypeConfig>> {
         let range_id = self.range_id;
         let unreachable = |e: String| Error::NoQuorum {
@@ -488,9 +525,13 @@ impl Replica {
             .pool
             .client(addr)
             .map_err(|e| unreachable(e.to_string()))?;
+        let payload = match at {
+            Some(at) => crate::codec::encode(at).map_err(|e| Error::Internal(e.to_string()))?,
+            None => Vec::new(),
+        };
         let req = RaftMessage {
             range_id,
-            payload: Vec::new(),
+            payload,
             target_node_id: leader,
         };
         let resp = match tokio::time::timeout(patience, client.read_index(req)).await {

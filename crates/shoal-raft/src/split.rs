@@ -23,7 +23,12 @@ pub fn apply_split(
     new_range_id: u64,
     expected_version: u64,
 ) -> io::Result<(CommandResponse, Effect)> {
-    let refused = |why: String| Ok((CommandResponse::refused(a.index(), why, None), Effect::None));
+    let refused = |why: String| {
+        Ok((
+            CommandResponse::refused(a.version(), why, None),
+            Effect::None,
+        ))
+    };
     let Some(cur) = a.descriptor else {
         return refused("the range has no descriptor yet".into());
     };
@@ -63,7 +68,7 @@ pub fn apply_split(
     b.put_state_of(e, new_range_id, StateKey::Vote, &encode(&vote)?);
     b.put_state_of(e, new_range_id, StateKey::Created, &encode(&right)?);
     let resp = CommandResponse {
-        index: a.index(),
+        version: a.version(),
         succeeded: true,
         results: vec![OpResult::RangeId(new_range_id)],
     };

@@ -424,7 +424,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut split = None;
             let resp = match &entry.payload {
                 EntryPayload::Blank => CommandResponse {
-                    index,
+                    version: index,
                     ..Default::default()
                 },
                 EntryPayload::Normal(cmd) => {
@@ -436,6 +436,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             log_id: entry.log_id,
                             membership: &membership,
                             descriptor,
+                            ts: None,
                         };
                         crate::dispatch::apply(&mut a, cmd)
                     })?;
@@ -449,7 +450,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     new_desc = Some(self.record_membership(&mut batch, &membership)?);
                     CommandResponse {
-                        index,
+                        version: index,
                         ..Default::default()
                     }
                 }

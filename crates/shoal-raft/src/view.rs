@@ -46,18 +46,27 @@ impl RangeView {
         }
     }
 
-    /// The value and version of `key`, which must lie in the range.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>> {
+    /// The value and version of `key` a read at `ts` sees (`LATEST`: the newest);
+    /// `key` must lie in the range.
+    pub fn get(&self, key: &[u8], ts: u64) -> Result<Option<Versioned>> {
         if !self.desc.contains(key) {
             return Err(self.outside(key));
         }
-        Ok(self.engine.get(key)?)
+        Ok(self.engine.get_at(key, ts)?)
     }
 
     /// Up to `limit` pairs of `[start, end)` (an empty `end` is unbounded) that lie in
     /// the range, in key order (descending with `reverse`, from `end`). The range must
-    /// hold `start` (with `reverse`: the keys just before `end`).
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> Result<ScanPage> {
+    /// hold `start` (with `reverse`: the keys just before `end`). Keys as a read at `ts`
+    /// sees them.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        ts: u64,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<ScanPage> {
         let d = &self.desc;
         if reverse && !d.holds_before(end) {
             return Err(self.outside(end));
@@ -72,7 +81,7 @@ impl RangeView {
             start: lo.to_vec(),
             end: hi.to_vec(),
         };
-        let (kvs, full) = self.engine.scan(&bounded, limit, reverse)?;
+        let (kvs, full) = self.engine.scan_at(&bounded, ts, limit, reverse)?;
         let (more, resume_key) = if full {
             let last = kvs.last().map(|v| v.key.as_slice()).unwrap_or_default();
             let resume = if reverse {
@@ -97,7 +106,7 @@ impl RangeView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_storage::EngineOptions;
+    use shoal_storage::{EngineOptions, LATEST};
 
     fn view(keys: &[&str], start: &str, end: &str) -> (tempfile::TempDir, RangeView) {
         let dir = tempfile::tempdir().unwrap();
@@ -127,25 +136,28 @@ mod tests {
     #[test]
     fn reads_stay_inside_the_range_and_say_where_to_go_on() {
         let (_d, v) = view(&["a", "c", "e", "g", "k"], "c", "h");
-        assert!(matches!(v.get(b"a"), Err(Error::KeyNotInRange { .. })));
-        assert!(v.get(b"c").unwrap().is_some());
+        assert!(matches!(
+            v.get(b"a", LATEST),
+            Err(Error::KeyNotInRange { .. })
+        ));
+        assert!(v.get(b"c", LATEST).unwrap().is_some());
         // Forward, past the range's end: its keys, then go on at its end.
-        let p = v.scan(b"c", b"", 10, false).unwrap();
+        let p = v.scan(b"c", b"", LATEST, 10, false).unwrap();
         assert_eq!(keys(&p), ["c", "e", "g"]);
         assert_eq!((p.more, p.resume_key.as_slice()), (true, &b"h"[..]));
         // A full page: go on just after its last key.
-        let p = v.scan(b"c", b"f", 1, false).unwrap();
+        let p = v.scan(b"c", b"f", LATEST, 1, false).unwrap();
         assert_eq!((keys(&p), p.more), (vec!["c".to_string()], true));
         assert_eq!(p.resume_key, b"c\0".to_vec());
         // Within the range: done.
-        let p = v.scan(b"d", b"f", 10, false).unwrap();
+        let p = v.scan(b"d", b"f", LATEST, 10, false).unwrap();
         assert_eq!((keys(&p), p.more), (vec!["e".to_string()], false));
         // Descending from past the range's end is not this range's to serve ...
-        assert!(v.scan(b"a", b"z", 10, true).is_err());
+        assert!(v.scan(b"a", b"z", LATEST, 10, true).is_err());
         // ... from its end it is, down to its start, then the range before it.
-        let p = v.scan(b"", b"h", 10, true).unwrap();
+        let p = v.scan(b"", b"h", LATEST, 10, true).unwrap();
         assert_eq!(keys(&p), ["g", "e", "c"]);
         assert_eq!((p.more, p.resume_key.as_slice()), (true, &b"c"[..]));
-        assert!(v.scan(b"a", b"c", 10, false).is_err());
+        assert!(v.scan(b"a", b"c", LATEST, 10, false).is_err());
     }
 }

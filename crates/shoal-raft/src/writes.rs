@@ -13,7 +13,7 @@ use crate::command::{Compare, Found, OpResult, TxnOp, WriteOp};
 
 /// Applies a write command's ops, in order.
 pub fn apply_write(a: &mut Apply<'_>, ops: &[WriteOp]) -> io::Result<Vec<OpResult>> {
-    let mut ov = Overlay::new(a.index());
+    let mut ov = Overlay::new(a.version());
     ops.iter().map(|op| ov.write(a, op)).collect()
 }
 
@@ -32,7 +32,7 @@ pub fn apply_txn(
             break;
         }
     }
-    let mut ov = Overlay::new(a.index());
+    let mut ov = Overlay::new(a.version());
     let mut results = Vec::new();
     for op in if ok { success } else { failure } {
         results.push(match op {
@@ -49,7 +49,7 @@ pub fn apply_txn(
 
 /// Writes of the command being applied, visible to its later ops.
 struct Overlay {
-    /// Log index of the command: the version of what it writes.
+    /// The version of what the command writes.
     index: u64,
     /// key -> Some(value) for a put, None for a delete; in order of application.
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,

@@ -23,6 +23,7 @@ const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
 pub struct Clock {
     batcher: Batcher<Error>,
     oracle: Oracle,
+    node: Weak<Node>,
 }
 
 impl Clock {
@@ -34,6 +35,7 @@ impl Clock {
         );
         let weak: Weak<Node> = Arc::downgrade(node);
         let local = oracle.clone();
+        let node = weak.clone();
         let batcher = Batcher::spawn(move |total| {
             let (weak, local) = (weak.clone(), local.clone());
             async move {
@@ -43,7 +45,24 @@ impl Clock {
                 fetch(&node, &local, total).await
             }
         });
-        Self { batcher, oracle }
+        Self {
+            batcher,
+            oracle,
+            node,
+        }
+    }
+
+    /// Moves garbage collection's safe point to `--gc-ttl` before this node's wall
+    /// clock: versions a newer one hid before then may be dropped. No transaction
+    /// lives that long, so none reads below it.
+    pub fn move_safe_point(&self) {
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
+        let now = Timestamp::wall_now_skewed(node.cfg.clock_skew_ms);
+        node.engine
+            .gc()
+            .set_safe_point(now.minus(node.cfg.gc_ttl).0);
     }
 
     /// A timestamp above every timestamp handed out in the cluster before this call.
@@ -83,6 +102,11 @@ async fn fetch(node: &Node, local: &Oracle, total: u64) -> Result<Timestamp> {
             Err(e) if e.is_not_leader() && tries < REDIRECTS => {
                 tries += 1;
                 tokio::time::sleep(REDIRECT_PAUSE).await;
+            }
+            // The meta range's leadership is not what the caller asked about: to it,
+            // the oracle is unavailable for now.
+            Err(e) if e.is_not_leader() => {
+                return Err(Error::Unavailable(format!("the timestamp oracle: {e}")))
             }
             other => return other,
         }

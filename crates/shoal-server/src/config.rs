@@ -116,6 +116,11 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_TIME_UNTIL_DEAD", default_value = "5m", value_parser = parse_duration)]
     pub time_until_dead: std::time::Duration,
 
+    /// How long old versions of keys are kept: reads at a past timestamp reach this far
+    /// back, and garbage collection drops what newer versions hid before it.
+    #[arg(long, env = "SHOAL_GC_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub gc_ttl: std::time::Duration,
+
     /// Keep every range's Raft timers and heartbeats running while it is idle (by
     /// default idle ranges quiesce: no heartbeats, no wakeups). For measurements.
     #[arg(long, env = "SHOAL_DISABLE_QUIESCENCE")]

@@ -77,7 +77,8 @@ impl From<Error> for Status {
             | Error::AlreadyInitialized(_)
             | Error::PeerUnreachable(_)
             | Error::WrongNode { .. }
-            | Error::StaleRequest { .. } => (Code::FailedPrecondition, None),
+            | Error::StaleRequest { .. }
+            | Error::SnapshotTooOld { .. } => (Code::FailedPrecondition, None),
             Error::Storage(_) | Error::Internal(_) => (Code::Internal, None),
         };
         let d = pb::ErrorDetail {
@@ -424,6 +425,7 @@ impl KvRpc for pb::GetRequest {
         let op = Op::Get {
             consistency: consistency(self.consistency)?,
             key: self.key,
+            read_ts: (self.read_ts != 0).then_some(self.read_ts),
         };
         Ok(Request {
             op,
@@ -433,12 +435,18 @@ impl KvRpc for pb::GetRequest {
     }
 
     fn from_request(req: Request) -> Self {
-        let Op::Get { key, consistency } = req.op else {
+        let Op::Get {
+            key,
+            consistency,
+            read_ts,
+        } = req.op
+        else {
             return Self::default();
         };
         Self {
             key,
             consistency: consistency_pb(consistency),
+            read_ts: read_ts.unwrap_or(0),
             target: target_pb(req.target),
         }
     }
@@ -466,6 +474,7 @@ impl KvRpc for pb::ScanRequest {
             end: self.end,
             limit: self.limit,
             reverse: self.reverse,
+            read_ts: (self.read_ts != 0).then_some(self.read_ts),
         };
         Ok(Request {
             op,
@@ -481,6 +490,7 @@ impl KvRpc for pb::ScanRequest {
             limit,
             reverse,
             consistency,
+            read_ts,
         } = req.op
         else {
             return Self::default();
@@ -491,6 +501,7 @@ impl KvRpc for pb::ScanRequest {
             limit,
             consistency: consistency_pb(consistency),
             reverse,
+            read_ts: read_ts.unwrap_or(0),
             target: target_pb(req.target),
         }
     }
@@ -541,7 +552,7 @@ impl KvRpc for pb::PutRequest {
     fn reply(header: pb::ResponseHeader, out: Outcome) -> pb::PutResponse {
         pb::PutResponse {
             header: Some(header),
-            version: applied(out).index,
+            version: applied(out).version,
         }
     }
 }
@@ -573,7 +584,7 @@ impl KvRpc for pb::DeleteRequest {
         let r = applied(out);
         pb::DeleteResponse {
             header: Some(header),
-            version: r.index,
+            version: r.version,
             deleted: matches!(r.results.first(), Some(OpResult::Deleted(n)) if *n > 0),
         }
     }
@@ -614,7 +625,7 @@ impl KvRpc for pb::DeleteRangeRequest {
         };
         pb::DeleteRangeResponse {
             header: Some(header),
-            version: r.index,
+            version: r.version,
             deleted,
         }
     }
@@ -645,7 +656,7 @@ impl KvRpc for pb::BatchRequest {
     fn reply(header: pb::ResponseHeader, out: Outcome) -> pb::BatchResponse {
         pb::BatchResponse {
             header: Some(header),
-            version: applied(out).index,
+            version: applied(out).version,
         }
     }
 }
@@ -709,7 +720,7 @@ impl KvRpc for pb::TxnRequest {
             header: Some(header),
             succeeded: r.succeeded,
             results,
-            version: r.index,
+            version: r.version,
         }
     }
 }

@@ -8,6 +8,9 @@ use crate::located::LocatedRange;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
+    /// A read at a timestamp below the garbage collection's safe point.
+    #[error("cannot read at timestamp {ts}: versions below the safe point {safe_point} may be gone (see --gc-ttl)")]
+    SnapshotTooOld { ts: u64, safe_point: u64 },
     /// This node cannot take the call for the range; its leader (when known) can.
     #[error("not the leader of range {range_id}{}", match .leader_addr {
         Some(a) => format!("; the leader is at {a}"),
@@ -138,6 +141,7 @@ impl Error {
             Error::WrongNode { .. } => ErrorCode::WrongNode,
             Error::RangeOverlap { .. } => ErrorCode::RangeOverlap,
             Error::StaleRequest { .. } => ErrorCode::StaleRequestId,
+            Error::SnapshotTooOld { .. } => ErrorCode::SnapshotTooOld,
             Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
             Error::Remote(s) | Error::Peer { status: s, .. } => {
                 ErrorCode::of(s).unwrap_or(ErrorCode::Internal)

@@ -103,7 +103,10 @@ fn handle(node: &Node, req: Request<Incoming>) -> Response<Full<Bytes>> {
             text(code, body)
         }
         "/metrics" => {
-            let mut r = text(StatusCode::OK, node.metrics.render(&node.router));
+            let mut r = text(
+                StatusCode::OK,
+                node.metrics.render(&node.router, node.engine.gc()),
+            );
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),

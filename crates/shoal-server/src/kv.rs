@@ -7,10 +7,14 @@
 //! 2. It is routed ([`crate::route`]): served by a replica of this node, forwarded to
 //!    the range's leader (a write arriving at a follower), or passed on to a node
 //!    holding its range (a request naming no range this node holds).
-//! 3. Served here, a write is proposed through Raft and answered once committed and
-//!    applied; a read is made linearizable (read index, on the leader or asked of it)
-//!    unless it asked for a stale read, then served from a [`shoal_raft::RangeView`]
-//!    of the replica's data, bounded by its range.
+//! 3. Served here, a write takes latches on its keys (writes of a key take turns), a
+//!    commit timestamp from the cluster's oracle, and is proposed through Raft at that
+//!    timestamp and answered once committed and applied. A read is made linearizable
+//!    (read index, on the leader or asked of it; a read at a timestamp first waits for
+//!    the leader's writes in flight below it) unless it asked for a stale read, then
+//!    served from a [`shoal_raft::RangeView`] of the replica's data, bounded by its
+//!    range: a get sees the newest versions (or those at its timestamp), a scan the
+//!    versions at one timestamp (a fresh one, or the one it names).
 //! 4. The reply carries a header (node, range, applied index); a refusal carries its
 //!    stable code, and the descriptors a client needs to re-route.
 //!
@@ -20,11 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::{self as pb, kv_server::Kv};
-use shoal_raft::{Refusal, Replica, Touch};
+use shoal_raft::latch::{LatchSpan, ReadAt};
+use shoal_raft::{Command, Refusal, Replica, Touch};
+use shoal_storage::LATEST;
 use tokio::time::Instant;
 use tonic::{Request as Wire, Response, Status};
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::convert::{KvRpc, Outcome};
 use crate::error::{Error, Result};
 use crate::forward::{self, LEADER_POLL};
@@ -47,12 +54,17 @@ pub const MAX_SCAN_PAGE: usize = 10_000;
 pub struct KvService {
     node: Arc<Node>,
     limits: Limits,
+    clock: Clock,
 }
 
 impl KvService {
-    pub fn new(node: Arc<Node>) -> Self {
+    pub fn new(node: Arc<Node>, clock: Clock) -> Self {
         let limits = Limits::of(&node.cfg);
-        Self { node, limits }
+        Self {
+            node,
+            limits,
+            clock,
+        }
     }
 
     /// The pipeline, observed.
@@ -141,14 +153,15 @@ impl KvService {
     ) -> Result<R::Reply> {
         tracing::Span::current().record("range_id", r.range_id);
         self.node.check_serving()?;
-        let out = match req.op.consistency() {
+        let (out, read_ts) = match req.op.consistency() {
             Some(c) => self.read(r, req.op, c, deadline).await?,
-            None => self.write(r, req).await?,
+            None => (self.write(r, req).await?, None),
         };
         let header = pb::ResponseHeader {
             node_id: r.node_id,
             range_id: r.range_id,
             applied_index: r.applied_index(),
+            read_ts: read_ts.unwrap_or(0),
         };
         Ok(R::reply(header, out))
     }
@@ -159,7 +172,19 @@ impl KvService {
         let Some(cmd) = req.into_command() else {
             return Err(Error::Internal("a read routed as a write".into()));
         };
-        let resp = r.propose(cmd).await?;
+        // Writes of a key take turns, so they apply in the order of their timestamps,
+        // taken once the latches are held.
+        let spans = cmd.touches().iter().map(LatchSpan::of).collect();
+        let latches = r.latches().acquire(spans).await;
+        let ts = self.clock.now().await?.0;
+        latches.set_ts(ts);
+        let resp = r
+            .propose(Command::At {
+                ts,
+                cmd: Box::new(cmd),
+            })
+            .await?;
+        drop(latches);
         match resp.refusal() {
             None => Ok(Outcome::Applied(resp)),
             // The range split between routing and applying: nothing was written; the
@@ -185,25 +210,57 @@ impl KvService {
         }
     }
 
-    /// Serves a read from `r`'s data, after its read barrier.
+    /// Serves a read from `r`'s data, after its read barrier; returns what it read and
+    /// the timestamp it read at (`None`: the newest versions).
     async fn read(
         &self,
         r: &Replica,
         op: Op,
         c: Consistency,
         deadline: Instant,
-    ) -> Result<Outcome> {
-        if c == Consistency::Linearizable {
-            self.linearize(r, deadline).await?;
+    ) -> Result<(Outcome, Option<u64>)> {
+        let (ts, spans) = match &op {
+            Op::Get { key, read_ts, .. } => (*read_ts, vec![LatchSpan::key(key)]),
+            Op::Scan {
+                start,
+                end,
+                read_ts,
+                ..
+            } => {
+                // A linearizable scan reads one snapshot, at a fresh timestamp unless
+                // it names one; a stale one reads the newest versions it has.
+                let ts = match (read_ts, c) {
+                    (Some(ts), _) => Some(*ts),
+                    (None, Consistency::Linearizable) => Some(self.clock.now().await?.0),
+                    (None, Consistency::Stale) => None,
+                };
+                let span = LatchSpan {
+                    start: start.clone(),
+                    end: end.clone(),
+                };
+                (ts, vec![span])
+            }
+            _ => return Err(Error::Internal("a write routed as a read".into())),
+        };
+        if let Some(ts) = ts {
+            let safe_point = self.node.engine.gc().safe_point();
+            if ts < safe_point {
+                return Err(Error::SnapshotTooOld { ts, safe_point });
+            }
         }
+        if c == Consistency::Linearizable {
+            let at = ts.map(|ts| ReadAt { ts, spans });
+            self.linearize(r, deadline, at.as_ref()).await?;
+        }
+        let read_at = ts.unwrap_or(LATEST);
         // Taken after the barrier: a split applied meanwhile shows as keys outside it.
         let view = r.view()?;
         let outside = |touches: &[Touch<'_>], message: String| {
             route::outside(&self.node, r, touches, message)
         };
         let elsewhere = || format!("the request touches keys outside range {}", r.range_id);
-        match op {
-            Op::Get { key, .. } => match view.get(&key) {
+        let out = match op {
+            Op::Get { key, .. } => match view.get(&key, read_at) {
                 Err(shoal_raft::Error::KeyNotInRange { .. }) => {
                     Err(outside(&[Touch::Key(&key)], elsewhere()))
                 }
@@ -220,7 +277,7 @@ impl KvService {
                     0 => DEFAULT_SCAN_PAGE,
                     n => n.min(MAX_SCAN_PAGE),
                 };
-                match view.scan(&start, &end, limit, reverse) {
+                match view.scan(&start, &end, read_at, limit, reverse) {
                     Err(shoal_raft::Error::KeyNotInRange { .. }) if reverse => Err(outside(
                         &[],
                         format!(
@@ -235,17 +292,18 @@ impl KvService {
                 }
             }
             _ => Err(Error::Internal("a write routed as a read".into())),
-        }
+        };
+        out.map(|o| (o, ts))
     }
 
     /// Makes a read of `r` linearizable (see `Replica::linearize`). A follower whose
     /// leader cannot be reached (it died, or is being replaced) asks the next leader,
     /// once known, within the request's deadline; the leader itself does not wait for
     /// a quorum it cannot reach.
-    async fn linearize(&self, r: &Replica, deadline: Instant) -> Result<()> {
+    async fn linearize(&self, r: &Replica, deadline: Instant, at: Option<&ReadAt>) -> Result<()> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let failed = match r.linearize(READ_PATIENCE.min(left)).await {
+            let failed = match r.linearize_at(READ_PATIENCE.min(left), at).await {
                 Ok(()) => return Ok(()),
                 Err(
                     e @ (shoal_raft::Error::NotLeader { .. } | shoal_raft::Error::NoQuorum { .. }),

@@ -1,12 +1,15 @@
-//! Prometheus metrics: request counts and latency histograms per RPC, and Raft
-//! gauges per range, read from openraft's metrics at scrape time.
+//! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
+//! range (read from openraft's metrics at scrape time), and garbage collection of old
+//! versions.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use shoal_raft::Router;
+use shoal_storage::GcState;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -14,6 +17,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     raft: GaugeVec,
+    gc_dropped: IntGauge,
+    gc_safe_point: IntGauge,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -55,10 +60,22 @@ impl Metrics {
             &["range", "metric"],
         )
         .expect("valid metric");
+        let gc_dropped = IntGauge::new(
+            "shoal_mvcc_gc_versions_dropped_total",
+            "old versions (and rollback marks) garbage collection dropped since the node started",
+        )
+        .expect("valid metric");
+        let gc_safe_point = IntGauge::new(
+            "shoal_mvcc_gc_safe_point",
+            "the timestamp below which versions hidden by newer ones may be dropped",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(raft.clone()),
+            Box::new(gc_dropped.clone()),
+            Box::new(gc_safe_point.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -67,6 +84,8 @@ impl Metrics {
             requests,
             latency,
             raft,
+            gc_dropped,
+            gc_safe_point,
             rendering: Default::default(),
         }
     }
@@ -79,7 +98,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, router: &Router) -> String {
+    pub fn render(&self, router: &Router, gc: &GcState) -> String {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         // Only the ranges held now: a replica moved away leaves no stale gauges.
         self.raft.reset();
@@ -107,6 +126,10 @@ impl Metrics {
             set("purged_index", m.purged.as_ref().map_or(0, |l| l.index));
             set("quiesced", r.is_quiesced() as u64);
         }
+        self.gc_dropped
+            .set(i64::try_from(gc.dropped()).unwrap_or(i64::MAX));
+        self.gc_safe_point
+            .set(i64::try_from(gc.safe_point()).unwrap_or(i64::MAX));
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics");

@@ -37,6 +37,8 @@ pub enum Op {
     Get {
         key: Vec<u8>,
         consistency: Consistency,
+        /// Read as of this timestamp (`None`: the newest version).
+        read_ts: Option<u64>,
     },
     /// A page of `[start, end)`; with `reverse`, descending from `end`.
     Scan {
@@ -46,6 +48,8 @@ pub enum Op {
         limit: u32,
         reverse: bool,
         consistency: Consistency,
+        /// Read as of this timestamp (`None`: a fresh one, taken by the node).
+        read_ts: Option<u64>,
     },
     /// One write: a put, a delete or a delete-range.
     Write(WriteOp),
@@ -182,6 +186,7 @@ mod tests {
             limit: 0,
             reverse,
             consistency: Consistency::Linearizable,
+            read_ts: None,
         };
         assert_eq!(
             scan(false).anchor(),

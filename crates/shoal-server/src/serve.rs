@@ -73,6 +73,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let driver = Arc::new(PlacementDriver::new(node.clone(), keeper.clone()));
     let bootstrap = Arc::new(Bootstrap::new(node.clone()));
     let clock = Clock::spawn(&node);
+    clock.move_safe_point();
     let mut quiescer = Quiescer::new(
         node.router.clone(),
         node.pool.clone(),
@@ -88,10 +89,13 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     tasks.spawn("splits", keeper.clone().follow_splits(events));
     {
         let (node, keeper, driver) = (node.clone(), keeper.clone(), driver.clone());
+        let clock = clock.clone();
         tasks.every("upkeep", UPKEEP_INTERVAL, move || {
             let (node, keeper, driver) = (node.clone(), keeper.clone(), driver.clone());
+            let clock = clock.clone();
             async move {
                 lifecycle::check_fatal(&node);
+                clock.move_safe_point();
                 for r in node.router.all() {
                     r.snapshot_if_due().await;
                 }
@@ -144,7 +148,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
 
     // The servers.
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
-    let kv = KvServer::new(KvService::new(node.clone()))
+    let kv = KvServer::new(KvService::new(node.clone(), clock.clone()))
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(usize::MAX);
     let admin = AdminServer::new(AdminService::new(

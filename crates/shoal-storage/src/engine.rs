@@ -10,7 +10,7 @@ use rocksdb::{
 
 use crate::gc::{GcState, VersionFilterFactory};
 use crate::keys::{self, VersionKind};
-use crate::Result;
+use crate::{Result, StorageError};
 
 /// Tuning of the store.
 #[derive(Debug, Clone)]
@@ -126,10 +126,12 @@ impl Engine {
             ColumnFamilyDescriptor::new(keys::CF_DATA, data_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
-        Ok(Self {
+        let engine = Self {
             db: Arc::new(db),
             gc,
-        })
+        };
+        engine.upgrade_format()?;
+        Ok(engine)
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
@@ -154,6 +156,43 @@ impl Engine {
         let (lo, hi) = keys::user_span(&span.start, &span.end);
         self.db
             .compact_range_cf(self.cf(keys::CF_DATA), Some(lo), Some(hi));
+    }
+
+    /// Brings a store of the single-version format (one value per user key, no format
+    /// marker) to this version's: every user key's value becomes its version, in one
+    /// synced batch with the marker, so a crash leaves either format whole.
+    fn upgrade_format(&self) -> Result<()> {
+        let marker = keys::store_format_key();
+        let default = self.cf(keys::CF_DEFAULT);
+        if self.db.get_cf(default, &marker)?.is_some() {
+            return Ok(());
+        }
+        let data = self.cf(keys::CF_DATA);
+        let (lo, hi) = (vec![keys::USER_PREFIX], vec![keys::USER_PREFIX + 1]);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(hi);
+        let mut batch = WriteBatch::default();
+        let mut upgraded = 0u64;
+        for item in self
+            .db
+            .iterator_cf_opt(data, ro, IteratorMode::From(&lo, Direction::Forward))
+        {
+            let (k, v) = item?;
+            let (nk, nv) =
+                keys::upgrade_v1_record(&k, &v).ok_or_else(|| StorageError::Corrupt {
+                    what: "single-version record",
+                    detail: format!("data key {k:?} holds {} bytes", v.len()),
+                })?;
+            batch.delete_cf(data, &k);
+            batch.put_cf(data, nk, nv);
+            upgraded += 1;
+        }
+        batch.put_cf(default, &marker, [keys::STORE_FORMAT]);
+        self.db.write_opt(batch, &synced())?;
+        if upgraded > 0 {
+            tracing::info!(keys = upgraded, "store upgraded to multi-version records");
+        }
+        Ok(())
     }
 
     // ---- store identity -------------------------------------------------------

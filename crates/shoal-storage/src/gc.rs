@@ -16,8 +16,7 @@ use std::sync::Arc;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 
-use crate::keys::{self, VersionKind};
-use crate::mvcc::LATEST;
+use crate::keys::{self, VersionKind, LATEST};
 
 /// The safe point, and what garbage collection dropped; shared by the store and its
 /// compaction filters.

@@ -38,6 +38,35 @@ pub const USER_PREFIX: u8 = 0x03;
 /// Replicated keys of one range: `RANGE_LOCAL | range_id (u64 BE) | suffix`.
 pub const RANGE_LOCAL_PREFIX: u8 = 0x04;
 
+/// Key of the store's data format in `default`: [`STORE_FORMAT`] once its user keys
+/// are in the multi-version layout.
+pub fn store_format_key() -> Vec<u8> {
+    let mut k = vec![LOCAL_PREFIX];
+    k.extend_from_slice(b"store_format");
+    k
+}
+
+/// The data format of this version's stores: user keys as versions (1, no marker: one
+/// value per key, `USER | key` -> `version (u64 BE) | value`).
+pub const STORE_FORMAT: u8 = 2;
+
+/// A data record of the single-version format (format 1) in this version's layout:
+/// a user key's `USER | key` -> `version | value` becomes its version `version`, a
+/// put. `None` for a record that needs no change (not a user key) or a user key's
+/// record too short to hold a version.
+pub fn upgrade_v1_record(data_key: &[u8], stored: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let key = data_key.strip_prefix(&[USER_PREFIX])?;
+    if stored.len() < 8 {
+        return None;
+    }
+    let (version, value) = stored.split_at(8);
+    let version = decode_u64(version)?;
+    Some((
+        mvcc_key(key, version),
+        encode_version(VersionKind::Put, version, value),
+    ))
+}
+
 /// Key of the store identity (cluster id and node id) in `default`.
 pub fn store_ident_key() -> Vec<u8> {
     let mut k = vec![LOCAL_PREFIX];
@@ -100,6 +129,9 @@ const KEY_TERMINATOR: [u8; 2] = [0x00, 0x01];
 /// The timestamp of a key's lock slot: above every commit timestamp, so the lock
 /// sorts before the key's versions.
 pub const LOCK_TS: u64 = u64::MAX;
+
+/// The timestamp that reads the newest version of every key.
+pub const LATEST: u64 = LOCK_TS - 1;
 
 /// Prefix of every data key of a user key (its lock and its versions):
 /// `USER | escaped key | terminator`.
@@ -445,6 +477,20 @@ mod tests {
         assert_eq!(parse_request_seq(&requests_low_suffix(9)), None);
         assert_eq!(decode_u64(&encode_u64(5)), Some(5));
         assert_eq!(decode_u64(b"short"), None);
+    }
+
+    #[test]
+    fn single_version_records_upgrade_to_versions() {
+        let mut old_value = 42u64.to_be_bytes().to_vec();
+        old_value.extend_from_slice(b"hello");
+        let (k, v) = upgrade_v1_record(&[USER_PREFIX, b'a', 0], &old_value).unwrap();
+        assert_eq!(parse_mvcc_key(&k), Some((b"a\0".to_vec(), 42)));
+        assert_eq!(
+            decode_version(&v),
+            Some((VersionKind::Put, 42, &b"hello"[..]))
+        );
+        assert_eq!(upgrade_v1_record(&system_key(b"x"), &old_value), None);
+        assert_eq!(upgrade_v1_record(&[USER_PREFIX, b'a'], b"short"), None);
     }
 
     #[test]

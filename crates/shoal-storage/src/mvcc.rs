@@ -9,8 +9,7 @@ use crate::engine::{prefix_end, Engine, KeySpan, Versioned};
 use crate::keys::{self, VersionKind};
 use crate::{Result, StorageError};
 
-/// The timestamp that reads the newest version of every key.
-pub const LATEST: u64 = keys::LOCK_TS - 1;
+pub use crate::keys::LATEST;
 
 /// One version record of a key, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 //! state are one consistent point in the log, and streamed record by record: a range
 //! larger than memory still snapshots and transfers.
 //!
-//! File format:
+//! File format (`SHOALSN1` files, of the single-version format, are read too: their
+//! user keys' records are upgraded as they are read):
 //! ```text
 //! MAGIC (8 bytes)
 //! { 0x01 | key len (u32 BE) | value len (u32 BE) | data key | stored value }*
@@ -21,7 +22,9 @@ use crate::engine::{DataBatch, Engine, KeySpan, StateKey};
 use crate::keys;
 use crate::{Result, StorageError};
 
-const MAGIC: &[u8; 8] = b"SHOALSN1";
+const MAGIC: &[u8; 8] = b"SHOALSN2";
+/// Snapshots of the single-version format (one value per user key).
+const MAGIC_V1: &[u8; 8] = b"SHOALSN1";
 const TAG_RECORD: u8 = 1;
 const TAG_END: u8 = 0;
 /// Flush an installing batch at this size, so install memory stays bounded.
@@ -230,7 +233,8 @@ fn read_records(path: &Path, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> R
     };
     let mut magic = [0u8; 8];
     r.take(&mut magic)?;
-    if &magic != MAGIC {
+    let v1 = &magic == MAGIC_V1;
+    if &magic != MAGIC && !v1 {
         return Err(corrupt("bad magic".into()));
     }
     let mut count = 0u64;
@@ -248,7 +252,21 @@ fn read_records(path: &Path, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> R
                 v.resize(vl as usize, 0);
                 r.take(&mut k)?;
                 r.take(&mut v)?;
-                f(&k, &v)?;
+                let upgraded = if v1 {
+                    match keys::upgrade_v1_record(&k, &v) {
+                        Some(kv) => Some(kv),
+                        None if k.first() == Some(&keys::USER_PREFIX) => {
+                            return Err(corrupt(format!("single-version record of {k:?}")));
+                        }
+                        None => None,
+                    }
+                } else {
+                    None
+                };
+                match &upgraded {
+                    Some((uk, uv)) => f(uk, uv)?,
+                    None => f(&k, &v)?,
+                }
                 count += 1;
             }
             TAG_END => {
@@ -345,5 +363,88 @@ mod tests {
             .is_err());
         assert!(e.get(b"a").unwrap().is_some());
         assert_eq!(e.state_get(1, StateKey::Applied).unwrap(), None);
+    }
+
+    /// A snapshot file of the single-version format, as the version before wrote it.
+    fn v1_file(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) {
+        let mut w = CrcWriter {
+            inner: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        };
+        w.put(MAGIC_V1).unwrap();
+        for (k, v) in records {
+            w.put(&[TAG_RECORD]).unwrap();
+            w.put(&(k.len() as u32).to_be_bytes()).unwrap();
+            w.put(&(v.len() as u32).to_be_bytes()).unwrap();
+            w.put(k).unwrap();
+            w.put(v).unwrap();
+        }
+        w.put(&[TAG_END]).unwrap();
+        w.put(&(records.len() as u64).to_be_bytes()).unwrap();
+        let crc = w.crc.clone().finalize();
+        let mut bytes = w.inner;
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_of_the_single_version_format_installs_as_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        let mut old = 12u64.to_be_bytes().to_vec();
+        old.extend_from_slice(b"twelve");
+        let path = dir.path().join("old.snap");
+        v1_file(
+            &path,
+            &[
+                (keys::system_key(b"counter"), b"9".to_vec()),
+                ([&[keys::USER_PREFIX][..], b"k"].concat(), old),
+            ],
+        );
+        e.install_range_snapshot(1, &KeySpan::all(), true, &path, b"applied", None)
+            .unwrap();
+        let v = e.get(b"k").unwrap().unwrap();
+        assert_eq!((v.version, v.value), (12, b"twelve".to_vec()));
+        assert_eq!(e.get_system(b"counter").unwrap(), Some(b"9".to_vec()));
+        // A user key's record too short for a version: corrupt, nothing installed.
+        v1_file(
+            &path,
+            &[([&[keys::USER_PREFIX][..], b"j"].concat(), b"x".to_vec())],
+        );
+        assert!(e
+            .install_range_snapshot(1, &KeySpan::all(), true, &path, b"again", None)
+            .is_err());
+        assert!(e.get(b"k").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_store_of_the_single_version_format_upgrades_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+            // What the version before left: user keys with one value, no marker.
+            let data = e.cf(keys::CF_DATA);
+            for (k, ver, v) in [(&b"a"[..], 3u64, &b"x"[..]), (b"b\0c", 9, b"y")] {
+                let mut stored = ver.to_be_bytes().to_vec();
+                stored.extend_from_slice(v);
+                e.db.put_cf(data, [&[keys::USER_PREFIX][..], k].concat(), stored)
+                    .unwrap();
+            }
+            e.db.put_cf(data, keys::system_key(b"s"), b"kept").unwrap();
+            e.db.delete_cf(e.cf(keys::CF_DEFAULT), keys::store_format_key())
+                .unwrap();
+        }
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        let v = e.get(b"a").unwrap().unwrap();
+        assert_eq!((v.version, v.value), (3, b"x".to_vec()));
+        let v = e.get(b"b\0c").unwrap().unwrap();
+        assert_eq!((v.version, v.value), (9, b"y".to_vec()));
+        assert_eq!(e.get_system(b"s").unwrap(), Some(b"kept".to_vec()));
+        assert_eq!(e.keys_in(&KeySpan::all()).unwrap().len(), 2);
+        drop(e);
+        // Opened again: already upgraded, nothing changes.
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        assert_eq!(e.get(b"a").unwrap().map(|v| v.version), Some(3));
     }
 }

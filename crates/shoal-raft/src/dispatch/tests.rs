@@ -56,6 +56,7 @@ impl Harness {
             log_id,
             membership: &self.membership,
             descriptor: self.descriptor.as_ref(),
+            ts: None,
         };
         let (resp, effect) = apply(&mut a, &cmd).unwrap();
         self.engine.commit(batch).unwrap();
@@ -298,6 +299,40 @@ fn writes_keep_earlier_versions_readable_at_their_versions() {
     assert_eq!(at(&h, "j", 2), Some((1, "x".into())));
     assert_eq!(h.engine.get(b"j").unwrap(), None);
     assert!(h.engine.versions_of(b"zz").unwrap().is_empty());
+}
+
+#[test]
+fn a_command_at_a_timestamp_writes_versions_at_it_and_a_retry_keeps_its_first_answer() {
+    let mut h = Harness::new();
+    let at = |ts, seq, v: &str| Command::At {
+        ts,
+        cmd: Box::new(Command::Once {
+            client_id: 9,
+            seq,
+            acked_below: 1,
+            cmd: Box::new(Command::Write(vec![put("k", v)])),
+        }),
+    };
+    let r = h.run(1, at(1_000, 1, "one"));
+    assert_eq!(
+        (r.version, r.results.clone()),
+        (1_000, vec![OpResult::Put(1_000)])
+    );
+    // The same request again (at another timestamp): its first answer, no new version.
+    let again = h.run(2, at(2_000, 1, "one"));
+    assert_eq!(again, r);
+    h.run(3, at(3_000, 2, "two"));
+    let versions: Vec<u64> = h
+        .engine
+        .versions_of(b"k")
+        .unwrap()
+        .iter()
+        .map(|v| v.ts)
+        .collect();
+    assert_eq!(versions, [3_000, 1_000]);
+    // Without a timestamp, the log index is the version.
+    let r = h.run(4, Command::Write(vec![put("j", "x")]));
+    assert_eq!(r.results, vec![OpResult::Put(4)]);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
+use crate::latch::ReadAt;
 use crate::quiesce::{Beat, Beats};
 use crate::replica::Replica;
 use crate::router::{addressed_to, Router};
@@ -29,6 +30,8 @@ pub type StatusOf = Arc<dyn Fn(Error) -> Status + Send + Sync>;
 
 /// How long a Raft message for a range this node does not hold waits for it to open.
 const SPLIT_PATIENCE: Duration = Duration::from_millis(250);
+/// How long a read-index request waits for the writes in flight below its timestamp.
+const READ_PATIENCE: Duration = Duration::from_secs(3);
 
 /// The `Raft` gRPC service.
 #[derive(Clone)]
@@ -273,7 +276,17 @@ impl raft_server::Raft for RaftService {
         let m = req.into_inner();
         let answer = async {
             let r = self.router.addressed(m.range_id, m.target_node_id)?;
-            reply(m.range_id, &r.read_index().await?)
+            // A read at a timestamp names it and its spans (an empty payload: a read of
+            // the newest versions).
+            let at: Option<ReadAt> = if m.payload.is_empty() {
+                None
+            } else {
+                Some(decode(&m.payload).map_err(bad_payload)?)
+            };
+            reply(
+                m.range_id,
+                &r.read_index_at(at.as_ref(), READ_PATIENCE).await?,
+            )
         };
         self.answer(answer.await)
     }

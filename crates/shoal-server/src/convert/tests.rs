@@ -189,6 +189,7 @@ fn every_request_round_trips_through_its_domain_form() {
     round(pb::GetRequest {
         key: b"k".to_vec(),
         consistency: pb::Consistency::Stale as i32,
+        read_ts: 42,
         target,
     });
     round(pb::ScanRequest {
@@ -197,6 +198,7 @@ fn every_request_round_trips_through_its_domain_form() {
         limit: 10,
         consistency: 0,
         reverse: true,
+        read_ts: 0,
         target,
     });
     round(pb::PutRequest {
