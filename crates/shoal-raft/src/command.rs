@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use shoal_storage::Versioned;
 
 use crate::range::RangeDescriptor;
+use crate::txn_record::{OnePhase, Prewrite, TxnConflict, TxnStatus};
 
 /// A replicated command: applied atomically, at one log index, on every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,34 @@ pub enum Command {
     /// `cmd`, whose writes are versions at commit timestamp `ts` (without it, a
     /// command's writes are versions at its log index).
     At { ts: u64, cmd: Box<Command> },
+    /// A transaction's first phase in this range: locks its keys (see `percolator.rs`).
+    Prewrite(Prewrite),
+    /// Writes the transaction's locked values on `keys` at `commit_ts`.
+    CommitKeys {
+        start_ts: u64,
+        commit_ts: u64,
+        keys: Vec<Vec<u8>>,
+    },
+    /// Removes the transaction's locks on `keys` and marks them rolled back.
+    RollbackKeys { start_ts: u64, keys: Vec<Vec<u8>> },
+    /// On the range of a transaction's primary key: its state; a lock past its time to
+    /// live at `now_ms` (the asker's clock) is rolled back, and with
+    /// `rollback_if_missing` so is a transaction that left no trace.
+    CheckTxn {
+        primary: Vec<u8>,
+        start_ts: u64,
+        now_ms: u64,
+        rollback_if_missing: bool,
+    },
+    /// Extends a transaction's primary lock's time to live.
+    HeartbeatTxn {
+        primary: Vec<u8>,
+        start_ts: u64,
+        ttl_ms: u64,
+    },
+    /// A transaction whose keys are all in this range, written at the commit timestamp
+    /// of its `At` with no lock left.
+    OnePhase(OnePhase),
 }
 
 impl std::fmt::Display for Command {
@@ -84,6 +113,26 @@ impl std::fmt::Display for Command {
             } => write!(f, "{cmd} as request {client_id}/{seq}"),
             Command::ReserveTimestamps { up_to } => write!(f, "reserve-timestamps({up_to})"),
             Command::At { ts, cmd } => write!(f, "{cmd} at {ts}"),
+            Command::Prewrite(p) => {
+                write!(f, "prewrite({} keys of {})", p.mutations.len(), p.start_ts)
+            }
+            Command::CommitKeys {
+                start_ts,
+                commit_ts,
+                keys,
+            } => write!(
+                f,
+                "commit({} keys of {start_ts} at {commit_ts})",
+                keys.len()
+            ),
+            Command::RollbackKeys { start_ts, keys } => {
+                write!(f, "rollback({} keys of {start_ts})", keys.len())
+            }
+            Command::CheckTxn { start_ts, .. } => write!(f, "check-txn({start_ts})"),
+            Command::HeartbeatTxn { start_ts, .. } => write!(f, "heartbeat-txn({start_ts})"),
+            Command::OnePhase(t) => {
+                write!(f, "one-phase({} keys of {})", t.mutations.len(), t.start_ts)
+            }
         }
     }
 }
@@ -171,6 +220,12 @@ pub enum OpResult {
     },
     /// The timestamp oracle's persisted high-water mark after a reservation.
     TimestampHigh(u64),
+    /// A transaction's step was applied.
+    TxnDone,
+    /// A transaction's state (`CheckTxn`, `HeartbeatTxn`).
+    TxnStatus(TxnStatus),
+    /// A transaction's step was refused whole: nothing was written.
+    TxnConflict(TxnConflict),
 }
 
 /// A key read by a transaction's get.
@@ -280,6 +335,23 @@ impl Command {
                 failure,
             } => txn_touches(compares, success, failure).find(|t| pred(t)),
             Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.find_touch(pred),
+            Command::Prewrite(p) => p
+                .mutations
+                .iter()
+                .map(|m| Touch::Key(m.key()))
+                .find(|t| pred(t)),
+            Command::OnePhase(t) => t
+                .mutations
+                .iter()
+                .map(|m| Touch::Key(m.key()))
+                .chain(t.reads.iter().map(|(s, e)| Touch::Span(s, e)))
+                .find(|t| pred(t)),
+            Command::CommitKeys { keys, .. } | Command::RollbackKeys { keys, .. } => {
+                keys.iter().map(|k| Touch::Key(k)).find(|t| pred(t))
+            }
+            Command::CheckTxn { primary, .. } | Command::HeartbeatTxn { primary, .. } => {
+                Some(Touch::Key(primary)).filter(|t| pred(t))
+            }
             Command::AllocNodeId
             | Command::AllocRangeId
             | Command::PutDescriptors(_)

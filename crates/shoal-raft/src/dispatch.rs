@@ -90,6 +90,59 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
             a.ts = outer;
             return inner;
         }
+        Command::Prewrite(p) => resp
+            .results
+            .push(txn_step(crate::percolator::apply_prewrite(a, p)?)),
+        Command::CommitKeys {
+            start_ts,
+            commit_ts,
+            keys,
+        } => resp.results.push(txn_step(crate::percolator::apply_commit(
+            a, *start_ts, *commit_ts, keys,
+        )?)),
+        Command::RollbackKeys { start_ts, keys } => {
+            resp.results
+                .push(txn_step(crate::percolator::apply_rollback(
+                    a, *start_ts, keys,
+                )?))
+        }
+        Command::CheckTxn {
+            primary,
+            start_ts,
+            now_ms,
+            rollback_if_missing,
+        } => resp
+            .results
+            .push(OpResult::TxnStatus(crate::percolator::apply_check(
+                a,
+                primary,
+                *start_ts,
+                *now_ms,
+                *rollback_if_missing,
+            )?)),
+        Command::HeartbeatTxn {
+            primary,
+            start_ts,
+            ttl_ms,
+        } => resp
+            .results
+            .push(OpResult::TxnStatus(crate::percolator::apply_heartbeat(
+                a, primary, *start_ts, *ttl_ms,
+            )?)),
+        Command::OnePhase(t) => match a.ts {
+            Some(commit_ts) => resp
+                .results
+                .push(txn_step(crate::percolator::apply_one_phase(
+                    a, t, commit_ts,
+                )?)),
+            None => {
+                return Ok(CommandResponse::refused(
+                    a.version(),
+                    "a one-phase transaction needs a commit timestamp".into(),
+                    None,
+                ))
+            }
+        },
         Command::ReserveTimestamps { up_to } => resp.results.push(OpResult::TimestampHigh(
             crate::meta::apply_reserve_timestamps(a, *up_to)?,
         )),
@@ -106,6 +159,15 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
     Ok(resp)
 }
 
+/// A transaction step's result: done, or refused whole with its conflict (the step
+/// wrote nothing then: its function returns before writing).
+fn txn_step(step: crate::percolator::Step) -> OpResult {
+    match step {
+        Ok(()) => OpResult::TxnDone,
+        Err(c) => OpResult::TxnConflict(c),
+    }
+}
+
 /// The first key of `cmd` the range does not hold. Without a descriptor, the meta
 /// range (a store being founded, before its first membership entry) holds every key
 /// and any other range none.
@@ -118,4 +180,4 @@ fn key_outside(a: &Apply<'_>, cmd: &Command) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,7 +10,8 @@
 //! - [`dispatch`]: how a command applies: checked against the range, then its own
 //!   function, given an [`apply`] context ([`apply::Apply`]): [`writes`] (data writes and
 //!   transactions), [`once`] (exactly-once request ids), [`meta`] (the meta range's
-//!   system keys, written and read there alone), [`split`].
+//!   system keys, written and read there alone), [`split`], [`percolator`] (a range's
+//!   steps of transactions across ranges, on the records of [`txn_record`]).
 //! - [`log_store`]: [`LogStore`], a range's log and vote in the node's store; an
 //!   append is an unsynced write batch, reported flushed once [`wal_sync`]'s shared
 //!   fsync of the write-ahead log covers it.
@@ -46,6 +47,7 @@ pub mod log_store;
 pub mod meta;
 pub mod once;
 pub mod options;
+pub mod percolator;
 pub mod quiesce;
 pub mod range;
 pub mod replica;
@@ -53,6 +55,7 @@ pub mod router;
 pub mod split;
 pub mod state_machine;
 pub mod transport;
+pub mod txn_record;
 pub mod types;
 pub mod view;
 pub mod wal_sync;

@@ -712,7 +712,10 @@ impl KvRpc for pb::TxnRequest {
                     | OpResult::RangeId(_)
                     | OpResult::Refused { .. }
                     | OpResult::StaleRequest { .. }
-                    | OpResult::TimestampHigh(_) => None,
+                    | OpResult::TimestampHigh(_)
+                    | OpResult::TxnDone
+                    | OpResult::TxnStatus(_)
+                    | OpResult::TxnConflict(_) => None,
                 },
             })
             .collect();

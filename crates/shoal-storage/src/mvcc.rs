@@ -132,6 +132,11 @@ impl Engine {
 
     /// Every version record of a user key, newest first (its lock not included).
     pub fn versions_of(&self, key: &[u8]) -> Result<Vec<VersionRecord>> {
+        self.versions_since(key, 0)
+    }
+
+    /// The version records of a user key at or above timestamp `since`, newest first.
+    pub fn versions_since(&self, key: &[u8], since: u64) -> Result<Vec<VersionRecord>> {
         let prefix = keys::mvcc_prefix(key);
         let mut ro = ReadOptions::default();
         if let Some(end) = prefix_end(&prefix) {
@@ -145,6 +150,9 @@ impl Engine {
                 break;
             };
             let (_, ts) = keys::parse_mvcc_key(k).ok_or_else(|| corrupt(k, "undecodable key"))?;
+            if ts < since {
+                break;
+            }
             let (kind, start_ts, value) = decode(k, v)?;
             out.push(VersionRecord {
                 ts,
@@ -156,6 +164,43 @@ impl Engine {
         }
         it.status()?;
         Ok(out)
+    }
+
+    /// The first key of `span` (in key order) with a put or a delete committed above
+    /// timestamp `after` and at or below `upto`, with that version's timestamp: what a
+    /// transaction that read `span` at `after` and commits at `upto` would have
+    /// missed.
+    pub fn changed_between(
+        &self,
+        span: &KeySpan,
+        after: u64,
+        upto: u64,
+    ) -> Result<Option<(Vec<u8>, u64)>> {
+        let mut found = None;
+        self.each_key(span, false, |it, key, prefix| {
+            it.seek(keys::mvcc_key(&key, upto.min(LATEST)));
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                let (_, ts) =
+                    keys::parse_mvcc_key(k).ok_or_else(|| corrupt(k, "undecodable key"))?;
+                if ts <= after {
+                    break;
+                }
+                if decode(k, v)?.0 != VersionKind::Rollback {
+                    found = Some((key, ts));
+                    return Ok(false);
+                }
+                it.next();
+            }
+            it.status()?;
+            Ok(true)
+        })?;
+        Ok(found)
     }
 
     /// Calls `f` with an iterator over `span`, every user key of `span` that has any

@@ -286,3 +286,32 @@ fn compaction_drops_versions_hidden_below_the_safe_point() {
     );
     assert_eq!(e.get(b"j").unwrap().map(|v| v.version), Some(5));
 }
+
+#[test]
+fn changes_between_two_timestamps_are_found_in_key_order() {
+    let (_dir, e) = versioned();
+    let all = KeySpan::all();
+    // k: puts at 10, 30, 50, a delete at 40, a rollback mark at 20; k\0 at 25; j at 5.
+    assert_eq!(e.changed_between(&all, 50, 100).unwrap(), None);
+    assert_eq!(
+        e.changed_between(&all, 45, 100).unwrap(),
+        Some((b"k".to_vec(), 50))
+    );
+    // Rollback marks are not changes: between 15 and 24, nothing.
+    assert_eq!(e.changed_between(&all, 15, 24).unwrap(), None);
+    assert_eq!(
+        e.changed_between(&all, 15, 25).unwrap(),
+        Some((b"k\0".to_vec(), 25))
+    );
+    assert_eq!(
+        e.changed_between(&all, 0, 5).unwrap(),
+        Some((b"j".to_vec(), 5))
+    );
+    let ts: Vec<u64> = e
+        .versions_since(b"k", 30)
+        .unwrap()
+        .iter()
+        .map(|r| r.ts)
+        .collect();
+    assert_eq!(ts, [50, 40, 30]);
+}

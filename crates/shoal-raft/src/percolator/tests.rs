@@ -1,0 +1,320 @@
+//! Percolator's steps, applied by the dispatcher to a real store as a range's state
+//! machine applies them: each step all-or-nothing, idempotent, and what a reader or a
+//! late message finds afterwards.
+
+use crate::command::{Command, OpResult};
+use crate::dispatch::tests::Harness;
+use crate::txn_record::{Lock, Mutation, OnePhase, Prewrite, TxnConflict, TxnStatus};
+
+/// Wall-clock millisecond 1000 as a timestamp, plus `logical`.
+fn ts(ms: u64, logical: u64) -> u64 {
+    (ms << 18) + logical
+}
+
+fn put(k: &str, v: &str) -> Mutation {
+    Mutation::Put {
+        key: k.into(),
+        value: v.into(),
+    }
+}
+
+fn prewrite(start_ts: u64, primary: &str, mutations: Vec<Mutation>) -> Command {
+    Command::Prewrite(Prewrite {
+        start_ts,
+        primary: primary.into(),
+        mutations,
+        ttl_ms: 3_000,
+    })
+}
+
+fn commit(start_ts: u64, commit_ts: u64, keys: &[&str]) -> Command {
+    Command::CommitKeys {
+        start_ts,
+        commit_ts,
+        keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+    }
+}
+
+fn rollback(start_ts: u64, keys: &[&str]) -> Command {
+    Command::RollbackKeys {
+        start_ts,
+        keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+    }
+}
+
+fn check(primary: &str, start_ts: u64, now_ms: u64, rollback_if_missing: bool) -> Command {
+    Command::CheckTxn {
+        primary: primary.into(),
+        start_ts,
+        now_ms,
+        rollback_if_missing,
+    }
+}
+
+fn one(h: &mut Harness, index: u64, cmd: Command) -> OpResult {
+    let r = h.run(index, cmd);
+    assert_eq!(r.results.len(), 1, "{r:?}");
+    r.results[0].clone()
+}
+
+fn value(h: &Harness, key: &str, at: u64) -> Option<String> {
+    h.engine
+        .get_at(key.as_bytes(), at)
+        .unwrap()
+        .map(|v| String::from_utf8(v.value).unwrap())
+}
+
+fn locked(h: &Harness, key: &str) -> bool {
+    h.engine.lock(key.as_bytes()).unwrap().is_some()
+}
+
+#[test]
+fn prewrite_then_commit_makes_the_values_visible_at_the_commit_timestamp_only() {
+    let mut h = Harness::new();
+    let (start, at) = (ts(1000, 0), ts(1000, 5));
+    assert_eq!(
+        one(
+            &mut h,
+            1,
+            prewrite(start, "a", vec![put("a", "1"), put("b", "2")])
+        ),
+        OpResult::TxnDone
+    );
+    assert!(locked(&h, "a") && locked(&h, "b"));
+    assert_eq!(value(&h, "a", at), None, "a lock is not a version");
+    // A prewrite applied again (a retry) answers the same and changes nothing.
+    assert_eq!(
+        one(
+            &mut h,
+            2,
+            prewrite(start, "a", vec![put("a", "1"), put("b", "2")])
+        ),
+        OpResult::TxnDone
+    );
+    assert_eq!(one(&mut h, 3, commit(start, at, &["a"])), OpResult::TxnDone);
+    assert_eq!(one(&mut h, 4, commit(start, at, &["b"])), OpResult::TxnDone);
+    assert!(!locked(&h, "a") && !locked(&h, "b"));
+    assert_eq!(value(&h, "a", at), Some("1".into()));
+    assert_eq!(value(&h, "b", at - 1), None);
+    // Committed again: the same answer; and a prewrite replayed after the commit does
+    // not lock the key again.
+    assert_eq!(
+        one(&mut h, 5, commit(start, at, &["a", "b"])),
+        OpResult::TxnDone
+    );
+    assert_eq!(
+        one(&mut h, 6, prewrite(start, "a", vec![put("a", "1")])),
+        OpResult::TxnDone
+    );
+    assert!(!locked(&h, "a"));
+    let versions = h.engine.versions_of(b"a").unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!((versions[0].ts, versions[0].start_ts), (at, start));
+}
+
+#[test]
+fn first_committer_wins_and_a_locked_key_refuses_others_whole() {
+    let mut h = Harness::new();
+    let (t1, t2) = (ts(1000, 1), ts(1000, 2));
+    one(&mut h, 1, prewrite(t1, "k", vec![put("k", "t1")]));
+    // T2 wants k and j: k is locked by T1, so nothing of T2 is written.
+    let r = one(
+        &mut h,
+        2,
+        prewrite(t2, "j", vec![put("j", "t2"), put("k", "t2")]),
+    );
+    assert!(
+        matches!(&r, OpResult::TxnConflict(TxnConflict::Locked { key, lock: Lock { start_ts, .. } })
+            if key == b"k" && *start_ts == t1),
+        "{r:?}"
+    );
+    assert!(!locked(&h, "j"));
+    one(&mut h, 3, commit(t1, ts(1000, 3), &["k"]));
+    // T2 started before T1 committed: its write to k conflicts.
+    let r = one(&mut h, 4, prewrite(t2, "k", vec![put("k", "t2")]));
+    assert_eq!(
+        r,
+        OpResult::TxnConflict(TxnConflict::WriteConflict {
+            key: b"k".to_vec(),
+            commit_ts: ts(1000, 3)
+        })
+    );
+    // T3, started after, may write it.
+    assert_eq!(
+        one(&mut h, 5, prewrite(ts(1000, 4), "k", vec![put("k", "t3")])),
+        OpResult::TxnDone
+    );
+}
+
+#[test]
+fn a_rolled_back_transaction_cannot_prewrite_or_commit_later() {
+    let mut h = Harness::new();
+    let t = ts(1000, 1);
+    one(
+        &mut h,
+        1,
+        prewrite(t, "p", vec![put("p", "1"), put("s", "2")]),
+    );
+    assert_eq!(one(&mut h, 2, rollback(t, &["p", "s"])), OpResult::TxnDone);
+    assert!(!locked(&h, "p") && !locked(&h, "s"));
+    // A late prewrite (a message delayed in the network) finds the rollback mark.
+    assert_eq!(
+        one(&mut h, 3, prewrite(t, "p", vec![put("p", "1")])),
+        OpResult::TxnConflict(TxnConflict::RolledBack { key: b"p".to_vec() })
+    );
+    assert_eq!(
+        one(&mut h, 4, commit(t, ts(1000, 9), &["p"])),
+        OpResult::TxnConflict(TxnConflict::RolledBack { key: b"p".to_vec() })
+    );
+    assert_eq!(value(&h, "p", ts(2000, 0)), None);
+    // Rolling back again: the same answer.
+    assert_eq!(one(&mut h, 5, rollback(t, &["p"])), OpResult::TxnDone);
+    // A commit of keys never prewritten is refused.
+    assert_eq!(
+        one(&mut h, 6, commit(ts(1000, 7), ts(1000, 8), &["x"])),
+        OpResult::TxnConflict(TxnConflict::LockNotFound { key: b"x".to_vec() })
+    );
+}
+
+#[test]
+fn a_committed_key_cannot_be_rolled_back() {
+    let mut h = Harness::new();
+    let t = ts(1000, 1);
+    one(&mut h, 1, prewrite(t, "p", vec![put("p", "1")]));
+    one(&mut h, 2, commit(t, ts(1000, 2), &["p"]));
+    assert_eq!(
+        one(&mut h, 3, rollback(t, &["p"])),
+        OpResult::TxnConflict(TxnConflict::Committed {
+            key: b"p".to_vec(),
+            commit_ts: ts(1000, 2)
+        })
+    );
+    assert_eq!(value(&h, "p", ts(1000, 2)), Some("1".into()));
+}
+
+#[test]
+fn checking_a_transaction_rolls_back_an_expired_lock_and_reports_a_commit() {
+    let mut h = Harness::new();
+    let t = ts(1000, 1);
+    one(&mut h, 1, prewrite(t, "p", vec![put("p", "1")]));
+    // Alive until 1000 + 3000 ms.
+    assert_eq!(
+        one(&mut h, 2, check("p", t, 3_999, true)),
+        OpResult::TxnStatus(TxnStatus::Alive { ttl_ms: 3_000 })
+    );
+    // A heartbeat extends it; a shorter one does not shorten it.
+    let hb = |ttl_ms| Command::HeartbeatTxn {
+        primary: b"p".to_vec(),
+        start_ts: t,
+        ttl_ms,
+    };
+    assert_eq!(
+        one(&mut h, 3, hb(10_000)),
+        OpResult::TxnStatus(TxnStatus::Alive { ttl_ms: 10_000 })
+    );
+    one(&mut h, 4, hb(5_000));
+    assert_eq!(
+        one(&mut h, 5, check("p", t, 10_999, true)),
+        OpResult::TxnStatus(TxnStatus::Alive { ttl_ms: 10_000 })
+    );
+    // Past it: rolled back, and stays so.
+    assert_eq!(
+        one(&mut h, 6, check("p", t, 11_001, true)),
+        OpResult::TxnStatus(TxnStatus::RolledBack)
+    );
+    assert!(!locked(&h, "p"));
+    assert_eq!(
+        one(&mut h, 7, check("p", t, 0, false)),
+        OpResult::TxnStatus(TxnStatus::RolledBack)
+    );
+    assert_eq!(
+        one(&mut h, 8, hb(99_000)),
+        OpResult::TxnStatus(TxnStatus::RolledBack)
+    );
+    // A committed transaction reports its commit timestamp.
+    let u = ts(1000, 2);
+    one(&mut h, 9, prewrite(u, "q", vec![put("q", "1")]));
+    one(&mut h, 10, commit(u, ts(1000, 3), &["q"]));
+    assert_eq!(
+        one(&mut h, 11, check("q", u, 99_999, true)),
+        OpResult::TxnStatus(TxnStatus::Committed {
+            commit_ts: ts(1000, 3)
+        })
+    );
+    // No trace of it: left alone, unless asked to roll it back (then its late
+    // prewrite fails).
+    let w = ts(1000, 4);
+    assert_eq!(
+        one(&mut h, 12, check("w", w, 99_999, false)),
+        OpResult::TxnStatus(TxnStatus::Alive { ttl_ms: 0 })
+    );
+    assert_eq!(
+        one(&mut h, 13, check("w", w, 99_999, true)),
+        OpResult::TxnStatus(TxnStatus::RolledBack)
+    );
+    assert!(matches!(
+        one(&mut h, 14, prewrite(w, "w", vec![put("w", "1")])),
+        OpResult::TxnConflict(TxnConflict::RolledBack { .. })
+    ));
+}
+
+#[test]
+fn one_phase_validates_writes_and_reads_then_writes_at_its_timestamp() {
+    let mut h = Harness::new();
+    let at = |ts, t: OnePhase| Command::At {
+        ts,
+        cmd: Box::new(Command::OnePhase(t)),
+    };
+    let (start, commit_ts) = (ts(1000, 1), ts(1000, 5));
+    let t = OnePhase {
+        start_ts: start,
+        mutations: vec![put("a", "1"), Mutation::Delete { key: b"b".to_vec() }],
+        reads: vec![(b"c".to_vec(), b"d".to_vec())],
+    };
+    assert_eq!(one(&mut h, 1, at(commit_ts, t.clone())), OpResult::TxnDone);
+    assert_eq!(value(&h, "a", commit_ts), Some("1".into()));
+    assert!(!locked(&h, "a"));
+    // A key read by a later one-phase transaction changed after its start: refused.
+    one(&mut h, 2, prewrite(ts(1000, 6), "c1", vec![put("c1", "x")]));
+    one(&mut h, 3, commit(ts(1000, 6), ts(1000, 7), &["c1"]));
+    let r = one(
+        &mut h,
+        4,
+        at(
+            ts(1000, 9),
+            OnePhase {
+                start_ts: ts(1000, 2),
+                mutations: vec![put("z", "1")],
+                reads: vec![(b"c".to_vec(), b"d".to_vec())],
+            },
+        ),
+    );
+    assert_eq!(
+        r,
+        OpResult::TxnConflict(TxnConflict::ReadConflict {
+            key: b"c1".to_vec(),
+            commit_ts: ts(1000, 7)
+        })
+    );
+    assert_eq!(value(&h, "z", ts(2000, 0)), None);
+    // A write after its start to a key it writes: refused.
+    let r = one(
+        &mut h,
+        5,
+        at(
+            ts(1000, 10),
+            OnePhase {
+                start_ts: ts(1000, 3),
+                mutations: vec![put("a", "2")],
+                reads: Vec::new(),
+            },
+        ),
+    );
+    assert!(
+        matches!(r, OpResult::TxnConflict(TxnConflict::WriteConflict { .. })),
+        "{r:?}"
+    );
+    // Without a commit timestamp: refused, nothing written.
+    let r = h.run(6, Command::OnePhase(t));
+    assert!(r.refusal().is_some(), "{r:?}");
+}
