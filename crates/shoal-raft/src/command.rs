@@ -371,6 +371,16 @@ impl Command {
         all
     }
 
+    /// Whether the command is a plain data write or an etcd-style transaction (inside
+    /// its request id and timestamp): it must not pass transactions' locks.
+    pub fn is_plain_data(&self) -> bool {
+        match self {
+            Command::Write(_) | Command::Txn { .. } => true,
+            Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.is_plain_data(),
+            _ => false,
+        }
+    }
+
     /// Whether the command is kept by the meta range alone.
     pub fn is_meta_only(&self) -> bool {
         match self {

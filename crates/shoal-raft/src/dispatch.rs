@@ -6,8 +6,12 @@
 
 use std::io;
 
+use shoal_storage::KeySpan;
+
 use crate::apply::{Apply, Effect};
-use crate::command::{Command, CommandResponse, OpResult};
+use crate::codec::{decode, io_err};
+use crate::command::{Command, CommandResponse, OpResult, Touch};
+use crate::txn_record::{Lock, TxnConflict};
 
 /// Applies `cmd` into `a.batch`. Reads see the store as of the previous entry (the
 /// state machine commits each entry's batch before applying the next); within a
@@ -30,6 +34,15 @@ pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, E
             CommandResponse::refused(a.version(), why, Some(key)),
             Effect::None,
         ));
+    }
+    // A plain write (or an etcd-style transaction) never passes a transaction's lock:
+    // refused before it applies (and before its request id keeps an answer), so its
+    // writer resolves the lock and sends it again.
+    if let Some((key, lock)) = locked_key(a, cmd)? {
+        let mut resp = a.response();
+        resp.succeeded = false;
+        resp.results = vec![OpResult::TxnConflict(TxnConflict::Locked { key, lock })];
+        return Ok((resp, Effect::None));
     }
     if let Command::Split {
         key,
@@ -166,6 +179,30 @@ fn txn_step(step: crate::percolator::Step) -> OpResult {
         Ok(()) => OpResult::TxnDone,
         Err(c) => OpResult::TxnConflict(c),
     }
+}
+
+/// A key with a transaction's lock among those a plain write or an etcd-style
+/// transaction touches, with the lock.
+fn locked_key(a: &Apply<'_>, cmd: &Command) -> io::Result<Option<(Vec<u8>, Lock)>> {
+    if !cmd.is_plain_data() {
+        return Ok(None);
+    }
+    for t in cmd.touches() {
+        let found = match t {
+            Touch::Key(k) => a.engine.lock(k).map_err(io_err)?.map(|l| (k.to_vec(), l)),
+            Touch::Span(s, e) => {
+                let span = KeySpan {
+                    start: s.to_vec(),
+                    end: e.to_vec(),
+                };
+                a.engine.locks_in(&span, 1).map_err(io_err)?.pop()
+            }
+        };
+        if let Some((key, bytes)) = found {
+            return Ok(Some((key, decode(&bytes)?)));
+        }
+    }
+    Ok(None)
 }
 
 /// The first key of `cmd` the range does not hold. Without a descriptor, the meta

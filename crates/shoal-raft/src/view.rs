@@ -8,8 +8,10 @@ use std::sync::Arc;
 use shoal_proto::span;
 use shoal_storage::{Engine, KeySpan, Versioned};
 
+use crate::codec::decode;
 use crate::error::{Error, Result};
 use crate::range::RangeDescriptor;
+use crate::txn_record::Lock;
 
 /// A page of a scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +39,35 @@ impl RangeView {
     /// The descriptor the view is bounded by.
     pub fn descriptor(&self) -> &RangeDescriptor {
         &self.desc
+    }
+
+    /// The transaction's lock on `key`, if any (`key` in the range).
+    pub fn lock(&self, key: &[u8]) -> Result<Option<Lock>> {
+        match self.engine.lock(key)? {
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Storage(format!("the lock of {key:?}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` locks of the part of `[start, end)` the range holds, with their
+    /// keys, in key order.
+    pub fn locks(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Lock)>> {
+        let (lo, hi) = span::clip(&self.desc.start, &self.desc.end, start, end);
+        let span = KeySpan {
+            start: lo.to_vec(),
+            end: hi.to_vec(),
+        };
+        self.engine
+            .locks_in(&span, limit)?
+            .into_iter()
+            .map(|(k, bytes)| {
+                let lock = decode(&bytes)
+                    .map_err(|e| Error::Storage(format!("the lock of {k:?}: {e}")))?;
+                Ok((k, lock))
+            })
+            .collect()
     }
 
     fn outside(&self, key: &[u8]) -> Error {

@@ -52,17 +52,28 @@ impl Clock {
         }
     }
 
-    /// Moves garbage collection's safe point to `--gc-ttl` before this node's wall
-    /// clock: versions a newer one hid before then may be dropped. No transaction
-    /// lives that long, so none reads below it.
+    /// The oldest timestamp a read may ask for: `--gc-ttl` before this node's wall
+    /// clock. No transaction lives that long, so none reads below it.
+    pub fn read_floor(&self) -> u64 {
+        let Some(node) = self.node.upgrade() else {
+            return 0;
+        };
+        let now = Timestamp::wall_now_skewed(node.cfg.clock_skew_ms);
+        now.minus(node.cfg.gc_ttl).0
+    }
+
+    /// Moves garbage collection's safe point to trail the read floor by a margin
+    /// ([`gc_margin`]): versions a newer one hid before it may be dropped (by
+    /// compactions, and left out of snapshots). The margin absorbs the difference of
+    /// the nodes' clocks: a replica filled from another node's snapshot still has
+    /// every version its own read floor lets a read ask for.
     pub fn move_safe_point(&self) {
         let Some(node) = self.node.upgrade() else {
             return;
         };
-        let now = Timestamp::wall_now_skewed(node.cfg.clock_skew_ms);
-        node.engine
-            .gc()
-            .set_safe_point(now.minus(node.cfg.gc_ttl).0);
+        let margin = Timestamp::from_millis(gc_margin(node.cfg.gc_ttl).as_millis() as u64);
+        let safe_point = self.read_floor().saturating_sub(margin.0);
+        node.engine.gc().set_safe_point(safe_point);
     }
 
     /// A timestamp above every timestamp handed out in the cluster before this call.
@@ -81,6 +92,12 @@ impl Clock {
     pub async fn serve(&self, count: u64) -> Result<Timestamp> {
         Ok(self.oracle.get(count).await?)
     }
+}
+
+/// How far garbage collection trails the read floor: a quarter of `--gc-ttl`, at most
+/// a minute (more than clocks kept by NTP drift apart).
+pub fn gc_margin(gc_ttl: Duration) -> Duration {
+    (gc_ttl / 4).min(Duration::from_secs(60))
 }
 
 /// One batch of `total` timestamps: from the oracle here while this node leads the

@@ -728,5 +728,6 @@ impl KvRpc for pb::TxnRequest {
     }
 }
 
+mod step;
 #[cfg(test)]
 mod tests;

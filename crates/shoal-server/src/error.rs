@@ -8,9 +8,9 @@ use crate::located::LocatedRange;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// A read at a timestamp below the garbage collection's safe point.
-    #[error("cannot read at timestamp {ts}: versions below the safe point {safe_point} may be gone (see --gc-ttl)")]
-    SnapshotTooOld { ts: u64, safe_point: u64 },
+    /// A read at a timestamp below the retention window.
+    #[error("cannot read at timestamp {ts}: the retention window (--gc-ttl) starts at {floor}; older versions may be gone")]
+    SnapshotTooOld { ts: u64, floor: u64 },
     /// This node cannot take the call for the range; its leader (when known) can.
     #[error("not the leader of range {range_id}{}", match .leader_addr {
         Some(a) => format!("; the leader is at {a}"),
@@ -196,7 +196,7 @@ impl From<shoal_txn::Error> for Error {
         let msg = e.to_string();
         match e {
             T::Raft(r) => r.into(),
-            T::NoMetaReplica => Error::Unavailable(msg),
+            T::NoMetaReplica | T::Unavailable(_) => Error::Unavailable(msg),
             T::BadCount { .. } => Error::invalid(ErrorCode::InvalidArgument, msg),
             T::Storage(m) => Error::Storage(m),
             T::ShuttingDown => Error::ShuttingDown(msg),

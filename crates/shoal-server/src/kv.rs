@@ -25,8 +25,10 @@ use std::time::Duration;
 
 use shoal_proto::v1::{self as pb, kv_server::Kv};
 use shoal_raft::latch::{LatchSpan, ReadAt};
-use shoal_raft::{Command, Refusal, Replica, Touch};
+use shoal_raft::txn_record::{Lock, TxnConflict};
+use shoal_raft::{Command, OpResult, RangeView, Refusal, Replica, Touch};
 use shoal_storage::LATEST;
+use shoal_txn::resolve::{self, Resolved};
 use tokio::time::Instant;
 use tonic::{Request as Wire, Response, Status};
 use tracing::Instrument;
@@ -38,6 +40,7 @@ use crate::forward::{self, LEADER_POLL};
 use crate::node::Node;
 use crate::request::{Consistency, Op, Request};
 use crate::route::{self, Route};
+use crate::steps::NodeRanges;
 use crate::validate::Limits;
 
 /// The longest one attempt of a linearizable read waits for the leader's answer and
@@ -47,6 +50,10 @@ const READ_PATIENCE: Duration = Duration::from_secs(3);
 /// leader appears meanwhile.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+/// How long a request waits before asking again about a lock's transaction that is
+/// still alive.
+const LOCK_PAUSE: Duration = Duration::from_millis(20);
+
 /// Default and largest number of pairs a scan returns per page.
 pub const DEFAULT_SCAN_PAGE: usize = 1_000;
 pub const MAX_SCAN_PAGE: usize = 10_000;
@@ -55,15 +62,17 @@ pub struct KvService {
     node: Arc<Node>,
     limits: Limits,
     clock: Clock,
+    ranges: NodeRanges,
 }
 
 impl KvService {
-    pub fn new(node: Arc<Node>, clock: Clock) -> Self {
+    pub fn new(node: Arc<Node>, clock: Clock, ranges: NodeRanges) -> Self {
         let limits = Limits::of(&node.cfg);
         Self {
             node,
             limits,
             clock,
+            ranges,
         }
     }
 
@@ -155,7 +164,7 @@ impl KvService {
         self.node.check_serving()?;
         let (out, read_ts) = match req.op.consistency() {
             Some(c) => self.read(r, req.op, c, deadline).await?,
-            None => (self.write(r, req).await?, None),
+            None => (self.write(r, req, deadline).await?, None),
         };
         let header = pb::ResponseHeader {
             node_id: r.node_id,
@@ -167,24 +176,22 @@ impl KvService {
     }
 
     /// Proposes a write and answers what applying it returned.
-    async fn write(&self, r: &Replica, req: Request) -> Result<Outcome> {
+    async fn write(&self, r: &Replica, req: Request, deadline: Instant) -> Result<Outcome> {
         let request_id = req.request_id;
         let Some(cmd) = req.into_command() else {
             return Err(Error::Internal("a read routed as a write".into()));
         };
-        // Writes of a key take turns, so they apply in the order of their timestamps,
-        // taken once the latches are held.
-        let spans = cmd.touches().iter().map(LatchSpan::of).collect();
-        let latches = r.latches().acquire(spans).await;
-        let ts = self.clock.now().await?.0;
-        latches.set_ts(ts);
-        let resp = r
-            .propose(Command::At {
-                ts,
-                cmd: Box::new(cmd),
-            })
-            .await?;
-        drop(latches);
+        let resp = loop {
+            let resp = self.propose(r, cmd.clone()).await?;
+            // A key locked by a transaction: nothing was written; once the lock is
+            // resolved (its transaction's fate known), the write goes again.
+            match resp.results.first() {
+                Some(OpResult::TxnConflict(TxnConflict::Locked { key, lock })) => {
+                    self.resolve_lock(key, lock, deadline).await?
+                }
+                _ => break resp,
+            }
+        };
         match resp.refusal() {
             None => Ok(Outcome::Applied(resp)),
             // The range split between routing and applying: nothing was written; the
@@ -207,6 +214,47 @@ impl KvService {
                 "range {} refused a data command: {why}",
                 r.range_id
             ))),
+        }
+    }
+
+    /// Proposes a write command: at a commit timestamp taken under latches on its keys,
+    /// or as it is (a transaction's step).
+    async fn propose(&self, r: &Replica, cmd: Command) -> Result<shoal_raft::CommandResponse> {
+        if !takes_commit_ts(&cmd) {
+            // A step of a transaction across ranges: its timestamps are its own, and
+            // readers see its locks.
+            return Ok(r.propose(cmd).await?);
+        }
+        // Writes of a key take turns, so they apply in the order of their timestamps,
+        // taken once the latches are held.
+        let spans = cmd.touches().iter().map(LatchSpan::of).collect();
+        let latches = r.latches().acquire(spans).await;
+        let ts = self.clock.now().await?.0;
+        latches.set_ts(ts);
+        Ok(r.propose(Command::At {
+            ts,
+            cmd: Box::new(cmd),
+        })
+        .await?)
+    }
+
+    /// Resolves `lock`, met on `key` by a read or a write; returns once its transaction
+    /// committed or rolled back (the lock rolled forward or back), or with
+    /// `UNAVAILABLE` if it is still alive at `deadline`.
+    async fn resolve_lock(&self, key: &[u8], lock: &Lock, deadline: Instant) -> Result<()> {
+        loop {
+            match resolve::resolve(&self.ranges, key, lock, resolve::wall_ms()).await? {
+                Resolved::Alive => {}
+                _ => return Ok(()),
+            }
+            if Instant::now() + LOCK_PAUSE >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "key {:?} is locked by a transaction in progress (started at {})",
+                    String::from_utf8_lossy(key),
+                    lock.start_ts
+                )));
+            }
+            tokio::time::sleep(LOCK_PAUSE).await;
         }
     }
 
@@ -243,18 +291,33 @@ impl KvService {
             _ => return Err(Error::Internal("a write routed as a read".into())),
         };
         if let Some(ts) = ts {
-            let safe_point = self.node.engine.gc().safe_point();
-            if ts < safe_point {
-                return Err(Error::SnapshotTooOld { ts, safe_point });
+            let floor = self.clock.read_floor();
+            if ts < floor {
+                return Err(Error::SnapshotTooOld { ts, floor });
             }
         }
-        if c == Consistency::Linearizable {
-            let at = ts.map(|ts| ReadAt { ts, spans });
+        let at = ts.map(|ts| ReadAt { ts, spans });
+        let view = loop {
+            if c == Consistency::Stale {
+                break r.view()?;
+            }
             self.linearize(r, deadline, at.as_ref()).await?;
-        }
+            // Taken after the barrier: a split applied meanwhile shows as keys outside it.
+            let view = r.view()?;
+            // A lock the read must not pass: a transaction that may have committed at
+            // or below the read's timestamp. Resolved, then the read starts over. A
+            // read of the newest versions passes a transaction still alive: that one
+            // commits after the read.
+            let Some((key, lock)) = blocking_lock(&view, &op, ts) else {
+                break view;
+            };
+            match resolve::resolve(&self.ranges, &key, &lock, resolve::wall_ms()).await? {
+                Resolved::Alive if ts.is_none() => break view,
+                Resolved::Alive => self.resolve_lock(&key, &lock, deadline).await?,
+                _ => {}
+            }
+        };
         let read_at = ts.unwrap_or(LATEST);
-        // Taken after the barrier: a split applied meanwhile shows as keys outside it.
-        let view = r.view()?;
         let outside = |touches: &[Touch<'_>], message: String| {
             route::outside(&self.node, r, touches, message)
         };
@@ -328,6 +391,39 @@ impl KvService {
     }
 }
 
+/// The first lock in what `op` reads (in `view`'s range) whose transaction may have
+/// committed at or below `ts` (`None`: the newest versions, any lock). A lock that
+/// cannot be read is left to the read, which reports the store's failure.
+fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>, Lock)> {
+    let blocks = |l: &Lock| ts.is_none_or(|ts| l.start_ts <= ts);
+    match op {
+        Op::Get { key, .. } => match view.lock(key) {
+            Ok(Some(l)) if blocks(&l) => Some((key.clone(), l)),
+            _ => None,
+        },
+        Op::Scan { start, end, .. } => view
+            .locks(start, end, usize::MAX)
+            .ok()?
+            .into_iter()
+            .find(|(_, l)| blocks(l)),
+        _ => None,
+    }
+}
+
+/// Whether a write command commits at a timestamp taken for it here: every write but
+/// the steps of a transaction across ranges that carry their own (a one-phase
+/// transaction takes one).
+fn takes_commit_ts(cmd: &Command) -> bool {
+    !matches!(
+        cmd,
+        Command::Prewrite(_)
+            | Command::CommitKeys { .. }
+            | Command::RollbackKeys { .. }
+            | Command::CheckTxn { .. }
+            | Command::HeartbeatTxn { .. }
+    )
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, req: Wire<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
@@ -364,6 +460,13 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Wire<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        self.handle(req).await
+    }
+
+    async fn txn_step(
+        &self,
+        req: Wire<pb::TxnStepRequest>,
+    ) -> Result<Response<pb::TxnStepResponse>, Status> {
         self.handle(req).await
     }
 }

@@ -33,6 +33,8 @@
 //! - [`admin`]: the public `Admin` service. [`peer`]: the internal `Peer` service
 //!   (node-level calls); [`peer_call`]: calling it, and its methods' paths of the
 //!   version before. The internal `Raft` service is `shoal_raft`'s.
+//! - [`steps`]: [`steps::NodeRanges`], how this node reaches any range with a
+//!   transaction's step (its own client of the cluster).
 //! - [`txn`]: the public `Txn` service (transactions across ranges; timestamps).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` over HTTP/1 (hyper).
 //! - [`serve`]: [`run`]: wiring, serving, and shutdown.
@@ -61,6 +63,7 @@ pub mod request;
 pub mod route;
 pub mod routing;
 pub mod serve;
+pub mod steps;
 pub mod tasks;
 pub mod txn;
 pub mod validate;

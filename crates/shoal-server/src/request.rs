@@ -59,6 +59,9 @@ pub enum Op {
         success: Vec<TxnOp>,
         failure: Vec<TxnOp>,
     },
+    /// One of a transaction's steps in a range (a `Command::Prewrite`, `CommitKeys`,
+    /// `RollbackKeys`, `CheckTxn`, `HeartbeatTxn` or `OnePhase`).
+    Step(Command),
 }
 
 /// A validated request.
@@ -113,6 +116,7 @@ impl Op {
                 success,
                 failure,
             } => txn_touches(compares, success, failure).collect(),
+            Op::Step(cmd) => cmd.touches(),
         }
     }
 
@@ -147,6 +151,7 @@ impl Op {
                 success,
                 failure,
             },
+            Op::Step(cmd) => cmd,
         })
     }
 }
@@ -170,7 +175,10 @@ impl Request {
     /// Whether sending the request again cannot apply it twice: a read, or a write
     /// with a request id.
     pub fn is_idempotent(&self) -> bool {
-        !self.op.is_write() || self.request_id.is_some_and(|r| r.client_id != 0)
+        // A transaction's step applied twice answers the same and writes nothing more.
+        !self.op.is_write()
+            || matches!(self.op, Op::Step(_))
+            || self.request_id.is_some_and(|r| r.client_id != 0)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::node::Node;
 use crate::peer::PeerService;
 use crate::peer_call::LegacyPathsLayer;
 use crate::placement::driver::{PlacementDriver, HEARTBEAT_INTERVAL};
+use crate::steps::NodeRanges;
 use crate::tasks::Tasks;
 use crate::txn::TxnService;
 
@@ -48,6 +49,9 @@ pub enum RunError {
     Grpc(#[from] tonic::transport::Error),
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    /// The node's own client of the cluster could not be made (its address).
+    #[error("the node's client of the cluster: {0}")]
+    Client(String),
     /// A replica stopped for good (a storage error): the node exits to be restarted.
     #[error("{0}")]
     Fatal(String),
@@ -148,7 +152,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
 
     // The servers.
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
-    let kv = KvServer::new(KvService::new(node.clone(), clock.clone()))
+    let ranges = NodeRanges::new(&node.advertise).map_err(|e| RunError::Client(e.to_string()))?;
+    let kv = KvServer::new(KvService::new(node.clone(), clock.clone(), ranges))
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(usize::MAX);
     let admin = AdminServer::new(AdminService::new(

@@ -7,7 +7,9 @@
 //! older version of its key is left in a file this compaction does not rewrite).
 //!
 //! Each compaction (each part of one) gets its own filter, which sees its keys in
-//! order: a key's lock slot, then its versions newest first.
+//! order: a key's lock slot, then its versions newest first. A range's snapshot leaves
+//! out the same versions ([`Pruner`]), so a replica filled from it holds no more than
+//! the retention window needs.
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,9 +74,8 @@ impl CompactionFilterFactory for VersionFilterFactory {
 
     fn create(&mut self, _context: CompactionFilterContext) -> VersionFilter {
         VersionFilter {
-            safe_point: self.state.safe_point(),
+            pruner: Pruner::new(self.state.safe_point()),
             state: self.state.clone(),
-            hidden_below: None,
             name: self.name.clone(),
         }
     }
@@ -84,44 +85,66 @@ impl CompactionFilterFactory for VersionFilterFactory {
     }
 }
 
-/// The filter of one compaction: its safe point is fixed when it starts.
-pub(crate) struct VersionFilter {
+/// Decides, for data keys seen in key order, which versions garbage collection may
+/// drop at `safe_point`: a compaction's filter and a snapshot's writer each use one.
+#[derive(Debug)]
+pub struct Pruner {
     safe_point: u64,
-    state: Arc<GcState>,
     /// The prefix of the key whose newest version at or below the safe point was
     /// already seen: every later version of that key is hidden.
     hidden_below: Option<Vec<u8>>,
+}
+
+impl Pruner {
+    pub fn new(safe_point: u64) -> Self {
+        Self {
+            safe_point,
+            hidden_below: None,
+        }
+    }
+
+    /// Whether data key `key` (stored value `value`), the next in key order, may be
+    /// dropped.
+    pub fn prunes(&mut self, key: &[u8], value: &[u8]) -> bool {
+        // System keys and ranges' own keys have one version each.
+        let Some((user, ts)) = keys::parse_mvcc_key(key) else {
+            return false;
+        };
+        if ts == keys::LOCK_TS || ts > self.safe_point {
+            return false;
+        }
+        let prefix = &key[..key.len() - 8];
+        if self.hidden_below.as_deref() == Some(prefix) {
+            return true;
+        }
+        match keys::decode_version(value) {
+            Some((VersionKind::Rollback, _, _)) => true,
+            Some((VersionKind::Put | VersionKind::Delete, _, _)) => {
+                self.hidden_below = Some(keys::mvcc_prefix(&user));
+                false
+            }
+            // Not ours to judge: kept for the reader to report.
+            None => false,
+        }
+    }
+}
+
+/// The filter of one compaction: its safe point is fixed when it starts.
+pub(crate) struct VersionFilter {
+    pruner: Pruner,
+    state: Arc<GcState>,
     name: CString,
 }
 
 impl VersionFilter {
     /// What to do with data key `key`, whose stored value is `value`.
     pub(crate) fn decide(&mut self, key: &[u8], value: &[u8]) -> Decision {
-        // System keys and ranges' own keys have one version each.
-        let Some((user, ts)) = keys::parse_mvcc_key(key) else {
-            return Decision::Keep;
-        };
-        if ts == keys::LOCK_TS || ts > self.safe_point {
-            return Decision::Keep;
+        if self.pruner.prunes(key, value) {
+            self.state.dropped.fetch_add(1, Ordering::Relaxed);
+            Decision::Remove
+        } else {
+            Decision::Keep
         }
-        let prefix = &key[..key.len() - 8];
-        if self.hidden_below.as_deref() == Some(prefix) {
-            return self.drop();
-        }
-        match keys::decode_version(value) {
-            Some((VersionKind::Rollback, _, _)) => self.drop(),
-            Some((VersionKind::Put | VersionKind::Delete, _, _)) => {
-                self.hidden_below = Some(keys::mvcc_prefix(&user));
-                Decision::Keep
-            }
-            // Not ours to judge: kept for the reader to report.
-            None => Decision::Keep,
-        }
-    }
-
-    fn drop(&self) -> Decision {
-        self.state.dropped.fetch_add(1, Ordering::Relaxed);
-        Decision::Remove
     }
 }
 

@@ -19,6 +19,7 @@ use std::path::Path;
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use crate::engine::{DataBatch, Engine, KeySpan, StateKey};
+use crate::gc::Pruner;
 use crate::keys;
 use crate::{Result, StorageError};
 
@@ -126,6 +127,7 @@ impl Engine {
         };
         w.put(MAGIC)?;
         let mut records = 0u64;
+        let mut pruner = Pruner::new(self.gc().safe_point());
         for (lo, hi) in keys::range_bounds(range_id, &span.start, &span.end, with_system) {
             let mut ro = ReadOptions::default();
             ro.set_iterate_upper_bound(hi);
@@ -135,6 +137,10 @@ impl Engine {
                 IteratorMode::From(&lo, Direction::Forward),
             ) {
                 let (k, v) = item?;
+                // Versions garbage collection may drop are not sent.
+                if pruner.prunes(&k, &v) {
+                    continue;
+                }
                 w.put(&[TAG_RECORD])?;
                 w.put(&(k.len() as u32).to_be_bytes())?;
                 w.put(&(v.len() as u32).to_be_bytes())?;
@@ -446,5 +452,36 @@ mod tests {
         // Opened again: already upgraded, nothing changes.
         let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
         assert_eq!(e.get(b"a").unwrap().map(|v| v.version), Some(3));
+    }
+
+    #[test]
+    fn a_snapshot_leaves_out_versions_hidden_below_the_safe_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        let mut b = e.batch(1);
+        for ts in [10, 20, 40] {
+            b.put(&e, b"k", ts, ts, format!("v{ts}").as_bytes());
+        }
+        b.put(&e, b"j", 5, 5, b"only");
+        e.commit(b).unwrap();
+        e.gc().set_safe_point(30);
+        let path = dir.path().join("1.snap");
+        let stats = e
+            .write_range_snapshot(1, false, &path, |_| Ok(KeySpan::all()))
+            .unwrap();
+        // k@10 is hidden by k@20 (at or below 30); k@40 is above the safe point.
+        assert_eq!(stats.records, 3);
+        let other = tempfile::tempdir().unwrap();
+        let dst = Engine::open(other.path(), &EngineOptions::default()).unwrap();
+        dst.install_range_snapshot(1, &KeySpan::all(), false, &path, b"a", None)
+            .unwrap();
+        let ts: Vec<u64> = dst
+            .versions_of(b"k")
+            .unwrap()
+            .iter()
+            .map(|r| r.ts)
+            .collect();
+        assert_eq!(ts, [40, 20]);
+        assert_eq!(dst.get(b"j").unwrap().map(|v| v.version), Some(5));
     }
 }

@@ -14,6 +14,9 @@ pub enum Error {
     /// A count of timestamps that cannot be handed out at once.
     #[error("cannot hand out {count} timestamps at once (1 to {max})")]
     BadCount { count: u64, max: u64 },
+    /// A range could not be reached now (retrying may help).
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed.
     #[error("storage: {0}")]
     Storage(String),

@@ -1,0 +1,115 @@
+//! Lock resolution: what a reader (or a writer) does with a lock it meets. The lock's
+//! transaction is asked about at its primary key's range (`CheckTxn`); a committed
+//! transaction's lock is committed too (rolled forward), a rolled back one's removed.
+//! A lock past its time to live gets its transaction rolled back by the check; an
+//! alive one is left to its coordinator.
+//!
+//! [`Ranges`] is how the layer reaches the range holding a key, wherever it is: the
+//! node implements it (routing, forwarding, retries of idempotent steps).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use shoal_raft::txn_record::{Lock, TxnStatus};
+use shoal_raft::{Command, CommandResponse, OpResult};
+
+use crate::error::{Error, Result};
+
+/// The ranges of the cluster, as the transaction layer reaches them.
+pub trait Ranges: Send + Sync {
+    /// Applies a transaction's `step` on the range holding `key` (its first key), on
+    /// that range's leader; what applying it returned. Steps are idempotent, so the
+    /// implementation may send one again after an ambiguous failure.
+    fn step<'a>(&'a self, key: &'a [u8], step: Command) -> BoxFuture<'a, Result<CommandResponse>>;
+}
+
+/// What became of a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Its transaction committed at `commit_ts`: the key now has that version.
+    Committed { commit_ts: u64 },
+    /// Its transaction was rolled back: the lock is gone.
+    RolledBack,
+    /// Its transaction is alive: wait for it.
+    Alive,
+}
+
+/// This node's wall clock, in milliseconds since the Unix epoch (a lock's time to live
+/// is judged by it).
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The single result of a step's response.
+fn result_of(resp: CommandResponse) -> Result<OpResult> {
+    let mut results = resp.results;
+    if results.len() != 1 {
+        return Err(Error::Internal(format!(
+            "a transaction's step answered {} results",
+            results.len()
+        )));
+    }
+    Ok(results.remove(0))
+}
+
+/// Asks the primary's range about `lock`'s transaction (rolling it back if the lock is
+/// past its time to live at `now_ms`).
+pub async fn check(ranges: &dyn Ranges, lock: &Lock, now_ms: u64) -> Result<TxnStatus> {
+    let step = Command::CheckTxn {
+        primary: lock.primary.clone(),
+        start_ts: lock.start_ts,
+        now_ms,
+        rollback_if_missing: lock.expired(now_ms),
+    };
+    match result_of(ranges.step(&lock.primary, step).await?)? {
+        OpResult::TxnStatus(s) => Ok(s),
+        other => Err(Error::Internal(format!(
+            "a transaction check answered {other:?}"
+        ))),
+    }
+}
+
+/// Resolves `lock`, found on `key`: rolls it forward or back once its transaction's
+/// fate is known.
+pub async fn resolve(
+    ranges: &dyn Ranges,
+    key: &[u8],
+    lock: &Lock,
+    now_ms: u64,
+) -> Result<Resolved> {
+    let status = check(ranges, lock, now_ms).await?;
+    let (step, resolved) = match status {
+        TxnStatus::Alive { .. } => return Ok(Resolved::Alive),
+        TxnStatus::Committed { commit_ts } => (
+            Command::CommitKeys {
+                start_ts: lock.start_ts,
+                commit_ts,
+                keys: vec![key.to_vec()],
+            },
+            Resolved::Committed { commit_ts },
+        ),
+        TxnStatus::RolledBack => (
+            Command::RollbackKeys {
+                start_ts: lock.start_ts,
+                keys: vec![key.to_vec()],
+            },
+            Resolved::RolledBack,
+        ),
+    };
+    // The primary's own lock went with the check.
+    if key != lock.primary.as_slice() {
+        match result_of(ranges.step(key, step).await?)? {
+            OpResult::TxnDone => {}
+            other => {
+                return Err(Error::Internal(format!(
+                    "resolving a lock of {} answered {other:?}",
+                    lock.start_ts
+                )))
+            }
+        }
+    }
+    tracing::debug!(start_ts = lock.start_ts, ?resolved, "lock resolved");
+    Ok(resolved)
+}
