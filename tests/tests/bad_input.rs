@@ -303,6 +303,20 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
     }
     .encode_to_vec();
     let timestamps = |count: u64| pb::TxnTimestampsRequest { count }.encode_to_vec();
+    let step = |step: Vec<u8>| pb::TxnStepRequest { step, target: None }.encode_to_vec();
+    let not_a_step = shoal_raft::codec::encode(&shoal_raft::Command::Write(vec![
+        shoal_raft::WriteOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    ]))
+    .unwrap();
+    let step_without_keys = shoal_raft::codec::encode(&shoal_raft::Command::CommitKeys {
+        start_ts: 1,
+        commit_ts: 2,
+        keys: Vec::new(),
+    })
+    .unwrap();
     // A JoinRequest whose `addr` (a string) is not UTF-8.
     let join_not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
     let raft = |range_id: u64, target_node_id: u64, payload: &[u8]| {
@@ -378,6 +392,27 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             scan_below_safe_point,
             Code::FailedPrecondition,
             "SNAPSHOT_TOO_OLD",
+        ),
+        (
+            "an undecodable transaction step",
+            "/shoal.v1.Kv/TxnStep",
+            step(vec![0xff; 9]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a plain write sent as a transaction step",
+            "/shoal.v1.Kv/TxnStep",
+            step(not_a_step),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a transaction step touching no key",
+            "/shoal.v1.Kv/TxnStep",
+            step(step_without_keys),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
         ),
         (
             "no timestamps asked for",
