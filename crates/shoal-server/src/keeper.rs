@@ -382,8 +382,10 @@ impl RangeKeeper {
             if cur.has_replica_on(me) {
                 continue;
             }
+            // The routing table's descriptor, at least as new as ours, has no replica
+            // here: this one was removed (it may have applied its own removal).
             let removed = match r.descriptor() {
-                Some(ours) => cur.epoch.conf_ver > ours.epoch.conf_ver,
+                Some(ours) => cur.epoch.conf_ver >= ours.epoch.conf_ver,
                 // An empty replica, created for a snapshot that never came.
                 None => r.age() > ORPHAN_AFTER,
             };
