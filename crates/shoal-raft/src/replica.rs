@@ -448,6 +448,24 @@ impl Replica {
         }
     }
 
+    /// On the leader: confirms that no other leader can have been elected, by its lease
+    /// (no round trip while a quorum acknowledged it within the lease), else by a read
+    /// index (one round of heartbeats).
+    pub async fn confirm_leadership(&self) -> Result<()> {
+        if self
+            .raft
+            .get_read_linearizer(ReadPolicy::LeaseRead)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::from_read(self.range_id, e)),
+        }
+    }
+
     /// On the leader: [`Replica::read_index`], once the writes in flight over `at`'s
     /// spans that may commit at or below its timestamp are applied (a read at that
     /// timestamp then misses none of them).

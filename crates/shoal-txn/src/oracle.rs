@@ -8,10 +8,11 @@
 //! everything its predecessors gave; the window is moved up ahead of need, so a
 //! batch rarely waits for the log.
 //!
-//! Each batch of asks is served only after the leader confirmed its leadership with
-//! a quorum (a read index) once the asks had arrived: a deposed leader that does not
-//! know it yet cannot answer them, so no timestamp is given below one a newer leader
-//! already gave.
+//! Each batch of asks is served only after the leader confirmed its leadership once
+//! the asks had arrived: by its lease (openraft's: followers that acknowledged it
+//! within the lease vote for no other candidate before it ends) or else a read index.
+//! A deposed leader that does not know it yet cannot answer them, so no timestamp is
+//! given below one a newer leader already gave.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,9 +120,13 @@ async fn allocate(
     let meta = router.get(FIRST_RANGE_ID).ok_or(Error::NoMetaReplica)?;
     meta.check_leader()?;
     let term = current_term(&meta);
-    // Leadership confirmed after the batch's asks arrived; and this replica has
-    // applied every reservation of earlier leaders.
-    meta.linearize(PATIENCE).await?;
+    // Leadership confirmed after the batch's asks arrived (by the leader's lease, which
+    // no other leader can be elected within, or a read index); for a new leadership's
+    // first batch, also every reservation of earlier leaders applied here.
+    match *window {
+        Some(w) if w.term == term => meta.confirm_leadership().await?,
+        _ => meta.linearize(PATIENCE).await?,
+    }
     if current_term(&meta) != term {
         return Err(shoal_raft::Error::NoQuorum {
             range_id: FIRST_RANGE_ID,
