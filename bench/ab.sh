@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Two builds of shoal side by side, in one run, on this machine:
+#   bench/ab.sh BASE_BIN NEW_BIN            3 rounds of 10 s per run over 100,000 records
+#   bench/ab.sh --quick BASE_BIN NEW_BIN    3 rounds of 4 s per run over 10,000 records
+# BASE_BIN and NEW_BIN are build directories (e.g. a worktree's
+# $CARGO_TARGET_DIR/release) each holding `shoal` and `shoal-bench`; this script builds
+# nothing. Prints a Markdown report on stdout; the JSON records, the node CPU samples
+# and the nodes' logs stay in $SHOAL_BENCH_DIR (default ~/.cache/shoal/ab-run).
+#
+# Starts a 3-node cluster on loopback from each build (data on the same disk), loads
+# the same records into both (each with its own load generator), then runs each
+# workload against both in alternation (base, new, base, new, ...): put at 64
+# clients, and linearizable get at 64 clients over the loaded records, 8 connections.
+# During each run: each node's CPU. Reports medians over the rounds of throughput, p50
+# and p99, the NEW/BASE ratios, and the goals for put at 64 clients (NEW throughput
+# at least 0.9x BASE's, NEW p50 at most 1.1x BASE's). The clusters are started once
+# and stopped at the end. The nodes take their other settings from the environment
+# (`shoal start`'s SHOAL_* variables), e.g. SHOAL_RANGE_MAX_BYTES=1073741824 keeps
+# each cluster one range: a build that keeps old versions grows its range past the
+# default split size within a full run, and a split alone changes the cost of a write.
+# The report lists each cluster's ranges after loading and after the runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage="usage: $0 [--quick] BASE_BIN NEW_BIN   (or --help)"
+command="$0 $*"
+quick=0
+case "${1:-}" in
+  -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  --quick) quick=1; shift ;;
+esac
+[ $# -eq 2 ] || { echo "$usage" >&2; exit 2; }
+base_bin=$(cd "$1" && pwd)
+new_bin=$(cd "$2" && pwd)
+for b in "$base_bin" "$new_bin"; do
+  for f in shoal shoal-bench; do
+    [ -x "$b/$f" ] || { echo "$b/$f: not an executable" >&2; exit 2; }
+  done
+done
+source bench/cluster.sh
+
+if [ "$quick" = 1 ]; then
+  rounds=3; secs=4; records=10000
+else
+  rounds=3; secs=10; records=100000
+fi
+builds=(base new)
+declare -A bin=([base]="$base_bin" [new]="$new_bin")
+workloads=("put:64:linearizable" "get:64:linearizable")
+
+work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/ab-run}"
+rm -rf "$work"
+mkdir -p "$work"
+results="$work/results.jsonl"
+base_pids=(); new_pids=()
+trap 'shoal_stop base; shoal_stop new' EXIT
+
+shoal_cluster base "$work" "$base_bin" 27400
+shoal_cluster new "$work" "$new_bin" 27500
+declare -A eps=([base]="$base_eps" [new]="$new_eps")
+
+for b in "${builds[@]}"; do
+  "${bin[$b]}/shoal-bench" --target shoal --endpoints "${eps[$b]}" --workload put --load \
+    --operations 1 --records "$records" --clients 64 >/dev/null
+done
+# Where each cluster's ranges and their leaders are (a write's timestamp is local on
+# the meta range's leader, one call to it from any other node).
+ranges() {
+  for b in "${builds[@]}"; do
+    SHOAL_HOST="${eps[$b]}" "${bin[$b]}/shoal" range ls >"$work/ranges-$b-$1.txt" 2>&1 || true
+  done
+}
+ranges loaded
+
+common=(--target shoal --records "$records" --duration "$secs" --connections 8 --value-size 256
+  --json "$results")
+for r in $(seq 1 "$rounds"); do
+  for w in "${workloads[@]}"; do
+    IFS=: read -r wl clients cons <<<"$w"
+    for b in "${builds[@]}"; do
+      (sleep 1; shoal_cpu "$b" $((secs - 2)) >"$work/cpu-$b-$wl-$clients-$r") &
+      cpu=$!
+      "${bin[$b]}/shoal-bench" --endpoints "${eps[$b]}" --workload "$wl" --clients "$clients" \
+        --consistency "$cons" --label "$b round $r" "${common[@]}" >/dev/null
+      wait "$cpu"
+    done
+  done
+done
+ranges run
+
+python3 - "$results" "$work" "$command" "$base_bin" "$new_bin" <<'PY'
+import json, statistics, subprocess, sys
+from collections import defaultdict
+results, work, command, base_bin, new_bin = sys.argv[1:]
+med = statistics.median
+runs = [json.loads(l) for l in open(results) if l.strip()]
+groups = defaultdict(list)
+for r in runs:
+    build, _, rnd = r["label"].partition(" round ")
+    r["build"], r["round"] = build, int(rnd)
+    groups[(r["workload"], r["clients"], r["consistency"], build)].append(r)
+
+def cpu(r):
+    path = f"{work}/cpu-{r['build']}-{r['workload']}-{r['clients']}-{r['round']}"
+    return [float(v) for v in open(path).read().split()]
+
+sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+print("# A/B: two builds of shoal\n")
+print(f"- command: `{command.strip()}`, run at {sh('date -u +%Y-%m-%dT%H:%MZ')}")
+print(f"- BASE: `{base_bin}`; NEW: `{new_bin}`")
+print(f"- {sh('nproc')} cores; two 3-node clusters on loopback, {runs[0]['records']} records of "
+      f"{runs[0]['value_size']} bytes loaded in each; {runs[0]['connections']} connections; "
+      "runs in alternation, base then new. Latencies in ms; node CPU in % of one core.\n")
+print("## Runs\n")
+print("| workload | clients | reads | round | build | ops/s | p50 | p99 | errors | node CPU |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for r in sorted(runs, key=lambda r: (r["workload"] != "put", r["clients"], r["round"], r["build"] != "base")):
+    print(f"| {r['workload']} | {r['clients']} | {r['consistency'] if r['workload'] != 'put' else '-'} | {r['round']} "
+          f"| {r['build']} | {r['ops_per_sec']:.0f} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} "
+          f"| {r['errors']} | {' / '.join(f'{c:.0f}' for c in cpu(r))} |")
+print("\n## Medians\n")
+print("| workload | clients | reads | base ops/s | new ops/s | new/base | base p50 | new p50 | new/base | base p99 | new p99 | new/base | node CPU base | node CPU new |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+keys = []
+for (w, c, cons, _) in groups:
+    if (w, c, cons) not in keys:
+        keys.append((w, c, cons))
+m = {}
+for k in keys:
+    row = {}
+    for b in ("base", "new"):
+        rs = groups[k + (b,)]
+        cpus = [cpu(r) for r in rs]
+        row[b] = dict(
+            ops=med(r["ops_per_sec"] for r in rs),
+            p50=med(r["latency_ms"]["p50"] for r in rs),
+            p99=med(r["latency_ms"]["p99"] for r in rs),
+            cpu=" / ".join(f"{med(c[i] for c in cpus):.0f}" for i in range(len(cpus[0]))),
+        )
+    m[k] = row
+    b, n = row["base"], row["new"]
+    w, c, cons = k
+    print(f"| {w} | {c} | {cons if w != 'put' else '-'} | {b['ops']:.0f} | {n['ops']:.0f} | {n['ops'] / b['ops']:.2f}x "
+          f"| {b['p50']:.2f} | {n['p50']:.2f} | {n['p50'] / b['p50']:.2f}x | {b['p99']:.2f} | {n['p99']:.2f} "
+          f"| {n['p99'] / b['p99']:.2f}x | {b['cpu']} | {n['cpu']} |")
+print("\n## Goals (put at 64 clients)\n")
+put = m.get(("put", 64, "linearizable"))
+if put:
+    t = put["new"]["ops"] / put["base"]["ops"]
+    l = put["new"]["p50"] / put["base"]["p50"]
+    print(f"- NEW throughput >= 0.9x BASE: {t:.2f}x, {'met' if t >= 0.9 else 'missed'}")
+    print(f"- NEW p50 <= 1.1x BASE: {l:.2f}x, {'met' if l <= 1.1 else 'missed'}")
+errs = sum(r["errors"] for r in runs)
+if errs:
+    print(f"\n{errs} errors in all: see the runs above.")
+for b in ("base", "new"):
+    for when, what in (("loaded", "after loading"), ("run", "after the runs")):
+        print(f"\nRanges of the {b} cluster (`shoal range ls` {what}):\n")
+        print("```")
+        print(open(f"{work}/ranges-{b}-{when}.txt").read().rstrip())
+        print("```")
+PY
