@@ -53,6 +53,14 @@ fn check(op: &Op) {
         Op::Scan { start, end, .. } => {
             assert!(start.len() <= 16 && end.len() <= 16 && (end.is_empty() || start <= end))
         }
+        // A transaction's step: it touches keys, each within the limits.
+        Op::Step(cmd) => {
+            let touches = cmd.touches();
+            assert!(!touches.is_empty());
+            assert!(touches
+                .iter()
+                .all(|t| !t.first_key().is_empty() && t.first_key().len() <= 16));
+        }
     }
 }
 
@@ -75,4 +83,5 @@ fuzz_target!(|data: &[u8]| {
     each::<pb::DeleteRangeRequest>(data);
     each::<pb::BatchRequest>(data);
     each::<pb::TxnRequest>(data);
+    each::<pb::TxnStepRequest>(data);
 });
