@@ -30,8 +30,8 @@ pub enum Workload {
     E,
     /// YCSB F: 50% reads, 50% read-modify-writes (compare-and-swap).
     F,
-    /// The cluster's timestamp oracle (`Txn.Timestamps`, --tso-count per call; shoal
-    /// only): no key operations, so no mix (see the `tso` module).
+    /// The cluster's timestamp oracle: `Txn.Timestamps` calls of --tso-count
+    /// timestamps (shoal only; see the `tso` module).
     Tso,
 }
 
