@@ -119,23 +119,24 @@ async fn run_tasks(
     let value = Arc::new(vec![b'v'; args.value_size]);
     // Run: the record count (inserts grow it). Load: the next record to write.
     let records = Arc::new(AtomicU64::new(if measured { args.records } else { 0 }));
-    let budget = Arc::new(AtomicU64::new(match phase {
-        Phase::Load => args.records,
-        Phase::Run => args.operations.unwrap_or(u64::MAX),
-    }));
     let chooser = KeyChooser::new(args.distribution, args.records);
     let start = Instant::now();
     let deadline = (measured && args.operations.is_none())
         .then(|| start + Duration::from_secs_f64(args.duration));
     let period = (measured && args.rate > 0.0)
         .then(|| Duration::from_secs_f64(args.clients as f64 / args.rate));
+    let budget = match phase {
+        Phase::Load => args.records,
+        Phase::Run => args.operations.unwrap_or(u64::MAX),
+    };
+    let pace = Pace::new(deadline, budget, period);
     let mut tasks = Vec::new();
     for t in 0..args.clients {
         let target = targets[t % targets.len()].clone();
-        let (value, records, budget, chooser) = (
+        let (value, records, mut pace, chooser) = (
             value.clone(),
             records.clone(),
-            budget.clone(),
+            pace.clone(),
             chooser.clone(),
         );
         let (workload, stale, scan_len) = (
@@ -151,21 +152,7 @@ async fn run_tasks(
             let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64 * 7919 + 1);
             let mut hist = histogram();
             let mut errors = 0u64;
-            let mut next = Instant::now();
-            loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
-                }
-                if budget
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
-                    .is_err()
-                {
-                    break;
-                }
-                if let Some(p) = period {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += p;
-                }
+            while pace.next().await {
                 let t0 = Instant::now();
                 let res = if measured {
                     let op = workload.next_op(&mut rng);
@@ -219,6 +206,46 @@ async fn run_tasks(
 }
 
 /// A histogram of latencies in microseconds, from 1 us to 60 s.
+/// When a client of a run sends its next call: until the run's deadline, or until
+/// the budget of calls all clients share is spent, each at its share of `--rate`.
+#[derive(Clone)]
+struct Pace {
+    deadline: Option<Instant>,
+    budget: Arc<AtomicU64>,
+    period: Option<Duration>,
+    next: Instant,
+}
+
+impl Pace {
+    fn new(deadline: Option<Instant>, budget: u64, period: Option<Duration>) -> Self {
+        Self {
+            deadline,
+            budget: Arc::new(AtomicU64::new(budget)),
+            period,
+            next: Instant::now(),
+        }
+    }
+
+    /// Waits for this client's next call; `false` once the run is over.
+    async fn next(&mut self) -> bool {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        if self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_err()
+        {
+            return false;
+        }
+        if let Some(p) = self.period {
+            tokio::time::sleep_until(self.next.into()).await;
+            self.next += p;
+        }
+        true
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }

@@ -19,7 +19,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use crate::target::Target;
-use crate::{histogram, write_record, Args};
+use crate::{histogram, write_record, Args, Pace};
 
 /// The most timestamps one call may ask for (`Txn.Timestamps`).
 pub const MAX_COUNT: u64 = 1 << 16;
@@ -95,7 +95,6 @@ fn overlaps(firsts: &mut [u64], count: u64) -> u64 {
 
 async fn run_tasks(args: &Args, targets: &[Target]) -> anyhow::Result<(Outcome, Duration)> {
     let count = args.tso_count;
-    let budget = Arc::new(AtomicU64::new(args.operations.unwrap_or(u64::MAX)));
     // The highest timestamp returned so far, by any call.
     let returned = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -105,28 +104,15 @@ async fn run_tasks(args: &Args, targets: &[Target]) -> anyhow::Result<(Outcome, 
         .then(|| start + Duration::from_secs_f64(args.duration));
     let period =
         (args.rate > 0.0).then(|| Duration::from_secs_f64(args.clients as f64 / args.rate));
+    let pace = Pace::new(deadline, args.operations.unwrap_or(u64::MAX), period);
     let mut tasks = Vec::new();
     for t in 0..args.clients {
         let target = targets[t % targets.len()].clone();
-        let (budget, returned) = (budget.clone(), returned.clone());
+        let (mut pace, returned) = (pace.clone(), returned.clone());
         tasks.push(tokio::spawn(async move {
             let mut o = Outcome::new();
             let mut last = None;
-            let mut next = Instant::now();
-            loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
-                }
-                if budget
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
-                    .is_err()
-                {
-                    break;
-                }
-                if let Some(p) = period {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += p;
-                }
+            while pace.next().await {
                 // Read before the call is sent: every timestamp returned by then must
                 // be below this call's.
                 let seen = returned.load(Ordering::Acquire);

@@ -371,6 +371,27 @@ impl Command {
         all
     }
 
+    /// Whether the command is one of a transaction's steps in a range (see
+    /// `percolator.rs`).
+    pub fn is_txn_step(&self) -> bool {
+        matches!(
+            self,
+            Command::Prewrite(_)
+                | Command::CommitKeys { .. }
+                | Command::RollbackKeys { .. }
+                | Command::CheckTxn { .. }
+                | Command::HeartbeatTxn { .. }
+                | Command::OnePhase(_)
+        )
+    }
+
+    /// Whether the command's writes carry their own timestamps (a transaction's
+    /// steps, but a one-phase transaction, which commits at the timestamp of its
+    /// `At`).
+    pub fn carries_its_timestamps(&self) -> bool {
+        self.is_txn_step() && !matches!(self, Command::OnePhase(_))
+    }
+
     /// Whether the command is a plain data write or an etcd-style transaction (inside
     /// its request id and timestamp): it must not pass transactions' locks.
     pub fn is_plain_data(&self) -> bool {

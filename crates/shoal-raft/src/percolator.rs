@@ -233,7 +233,7 @@ pub fn apply_one_phase(a: &mut Apply<'_>, t: &OnePhase, commit_ts: u64) -> io::R
         }
         let newer = a
             .engine
-            .versions_since(key, t.start_ts + 1)
+            .versions_since(key, t.start_ts.saturating_add(1))
             .map_err(io_err)?;
         if let Some(r) = newer.iter().find(|r| r.kind != VersionKind::Rollback) {
             return Ok(Err(TxnConflict::WriteConflict {

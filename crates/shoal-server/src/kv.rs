@@ -220,7 +220,7 @@ impl KvService {
     /// Proposes a write command: at a commit timestamp taken under latches on its keys,
     /// or as it is (a transaction's step).
     async fn propose(&self, r: &Replica, cmd: Command) -> Result<shoal_raft::CommandResponse> {
-        if !takes_commit_ts(&cmd) {
+        if cmd.carries_its_timestamps() {
             // A step of a transaction across ranges: its timestamps are its own, and
             // readers see its locks.
             return Ok(r.propose(cmd).await?);
@@ -242,20 +242,12 @@ impl KvService {
     /// committed or rolled back (the lock rolled forward or back), or with
     /// `UNAVAILABLE` if it is still alive at `deadline`.
     async fn resolve_lock(&self, key: &[u8], lock: &Lock, deadline: Instant) -> Result<()> {
-        loop {
-            match resolve::resolve(&self.ranges, key, lock, resolve::wall_ms()).await? {
-                Resolved::Alive => {}
-                _ => return Ok(()),
-            }
-            if Instant::now() + LOCK_PAUSE >= deadline {
-                return Err(Error::Unavailable(format!(
-                    "key {:?} is locked by a transaction in progress (started at {})",
-                    String::from_utf8_lossy(key),
-                    lock.start_ts
-                )));
-            }
-            tokio::time::sleep(LOCK_PAUSE).await;
+        while resolve::resolve(&self.ranges, key, lock, resolve::wall_ms()).await?
+            == Resolved::Alive
+        {
+            wait_for_lock(key, lock, deadline).await?;
         }
+        Ok(())
     }
 
     /// Serves a read from `r`'s data, after its read barrier; returns what it read and
@@ -313,7 +305,7 @@ impl KvService {
             };
             match resolve::resolve(&self.ranges, &key, &lock, resolve::wall_ms()).await? {
                 Resolved::Alive if ts.is_none() => break view,
-                Resolved::Alive => self.resolve_lock(&key, &lock, deadline).await?,
+                Resolved::Alive => wait_for_lock(&key, &lock, deadline).await?,
                 _ => {}
             }
         };
@@ -391,6 +383,20 @@ impl KvService {
     }
 }
 
+/// Waits before asking again about `lock`'s transaction, still alive; `UNAVAILABLE`
+/// if the request's deadline comes first.
+async fn wait_for_lock(key: &[u8], lock: &Lock, deadline: Instant) -> Result<()> {
+    if Instant::now() + LOCK_PAUSE >= deadline {
+        return Err(Error::Unavailable(format!(
+            "key {:?} is locked by a transaction in progress (started at {})",
+            String::from_utf8_lossy(key),
+            lock.start_ts
+        )));
+    }
+    tokio::time::sleep(LOCK_PAUSE).await;
+    Ok(())
+}
+
 /// The first lock in what `op` reads (in `view`'s range) whose transaction may have
 /// committed at or below `ts` (`None`: the newest versions, any lock). A lock that
 /// cannot be read is left to the read, which reports the store's failure.
@@ -408,20 +414,6 @@ fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>,
             .find(|(_, l)| blocks(l)),
         _ => None,
     }
-}
-
-/// Whether a write command commits at a timestamp taken for it here: every write but
-/// the steps of a transaction across ranges that carry their own (a one-phase
-/// transaction takes one).
-fn takes_commit_ts(cmd: &Command) -> bool {
-    !matches!(
-        cmd,
-        Command::Prewrite(_)
-            | Command::CommitKeys { .. }
-            | Command::RollbackKeys { .. }
-            | Command::CheckTxn { .. }
-            | Command::HeartbeatTxn { .. }
-    )
 }
 
 #[tonic::async_trait]

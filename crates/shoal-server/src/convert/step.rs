@@ -11,19 +11,6 @@ use crate::request::{Op, Request};
 use crate::validate::Limits;
 use shoal_proto::error::ErrorCode;
 
-/// Whether `cmd` is one of a transaction's steps (the only commands `TxnStep` takes).
-fn is_step(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::Prewrite(_)
-            | Command::CommitKeys { .. }
-            | Command::RollbackKeys { .. }
-            | Command::CheckTxn { .. }
-            | Command::HeartbeatTxn { .. }
-            | Command::OnePhase(_)
-    )
-}
-
 impl KvRpc for pb::TxnStepRequest {
     rpc_glue!("TxnStep", pb::TxnStepResponse, txn_step);
 
@@ -32,7 +19,7 @@ impl KvRpc for pb::TxnStepRequest {
         let invalid = |why: String| Error::invalid(ErrorCode::InvalidArgument, why);
         let cmd: Command =
             decode(&self.step).map_err(|e| invalid(format!("an undecodable step: {e}")))?;
-        if !is_step(&cmd) {
+        if !cmd.is_txn_step() {
             return Err(invalid(format!("{cmd} is not a transaction's step")));
         }
         let touches = cmd.touches();
