@@ -176,6 +176,23 @@ fn wrong_flags_are_usage_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = shoal(&[
+        "start",
+        "--data-dir",
+        &d,
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--gc-ttl",
+        "0s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--gc-ttl"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Sends raw bytes as a gRPC message: what a broken or hostile client can put on the
@@ -411,6 +428,13 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "a transaction step touching no key",
             "/shoal.v1.Kv/TxnStep",
             step(step_without_keys),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "no timestamps asked of the oracle by a peer",
+            "/shoal.v1.Peer/Timestamps",
+            pb::TimestampsRequest { count: 0 }.encode_to_vec(),
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
         ),
@@ -813,6 +837,20 @@ fn bad_env_values_and_arguments_are_usage_errors() {
         .env("SHOAL_READ_POLICY", "psychic")
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["start", "--data-dir", "/tmp/x"])
+        .env("SHOAL_GC_TTL", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--gc-ttl") && err.contains("forever"), "{err}");
+    // A past read's timestamp that is not a number, or asked of a stale read.
+    let out = shoal(&["kv", "get", "k", "--at", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--at"));
+    let out = shoal(&["kv", "get", "k", "--at", "5", "--stale"]);
     assert_eq!(out.status.code(), Some(2));
     // A key that is not UTF-8 on the command line.
     let out = std::process::Command::new(shoal_tests::shoal_bin())

@@ -192,6 +192,11 @@ impl NodeConfig {
         if self.snapshot_logs == 0 {
             return Err("--snapshot-logs must be at least 1".into());
         }
+        // Below it, a read at a fresh timestamp from an oracle whose clock runs a little
+        // behind this node's would already be outside the retention window.
+        if self.gc_ttl < std::time::Duration::from_secs(1) {
+            return Err("--gc-ttl must be at least 1s".into());
+        }
         if let Some(a) = &self.advertise_addr {
             check_host_port(a).map_err(|e| format!("--advertise-addr {a:?}: {e}"))?;
         }
