@@ -39,12 +39,14 @@ enum ShellCommand {
 
 const HELP: &str = "\
 commands:
-  get KEY [--stale]            print the value of KEY
+  get KEY [--stale | --at TS]  print the value of KEY (at TS: as it was then)
   put KEY VALUE                write VALUE under KEY
   del KEY                      delete KEY
-  scan START [END] [--limit N] list keys in [START, END)
+  scan START [END] [--limit N] [--at TS]
+                               list keys in [START, END)
+  now                          print a timestamp of the cluster's clock
   del-range START [END]        delete keys in [START, END)
-  txn --if 'version(k) = 3' --then 'put k v' --else 'get k'
+  txn --if 'value(k) = v' --then 'put k w' --else 'get k'
   nodes                        list the cluster's nodes
   ranges                       list the ranges: span, epoch, replicas, leader, size
   help, exit (or Ctrl-D)
@@ -186,6 +188,16 @@ mod tests {
         assert!(matches!(
             Line::try_parse_from(["quit"]).unwrap().cmd,
             ShellCommand::Exit
+        ));
+        assert!(matches!(
+            Line::try_parse_from(["get", "k", "--at", "42"])
+                .unwrap()
+                .cmd,
+            ShellCommand::Kv(KvCommand::Get { at: Some(42), .. })
+        ));
+        assert!(matches!(
+            Line::try_parse_from(["now"]).unwrap().cmd,
+            ShellCommand::Kv(KvCommand::Now)
         ));
         assert!(Line::try_parse_from(["frob"]).is_err());
     }
