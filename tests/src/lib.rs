@@ -6,10 +6,12 @@
 //!
 //! - [`linearizability`]: the history checker.
 //! - [`workload`]: checked clients for fault tests, and the checks they end with.
+//! - [`txn_workload`]: transactional workloads (bank, list-append) and their checks.
 //! - [`pods`]: pods simulated as Docker containers, and the faults done to them.
 
 pub mod linearizability;
 pub mod pods;
+pub mod txn_workload;
 pub mod workload;
 
 use std::net::TcpListener;

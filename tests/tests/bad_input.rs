@@ -453,6 +453,47 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "INVALID_ARGUMENT",
         ),
         (
+            "a transaction's handle no node gave",
+            "/shoal.v1.Txn/Get",
+            pb::TxnGetRequest {
+                handle: 42,
+                key: b"k".to_vec(),
+            }
+            .encode_to_vec(),
+            Code::NotFound,
+            "TXN_NOT_FOUND",
+        ),
+        (
+            "a transaction's put of an empty key",
+            "/shoal.v1.Txn/Put",
+            pb::TxnPutRequest {
+                handle: 42,
+                key: Vec::new(),
+                value: b"v".to_vec(),
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "EMPTY_KEY",
+        ),
+        (
+            "a transaction of an unknown isolation",
+            "/shoal.v1.Txn/Begin",
+            pb::TxnBeginRequest {
+                isolation: 9,
+                read_only: false,
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a commit of a transaction no node gave",
+            "/shoal.v1.Txn/Commit",
+            pb::TxnCommitRequest { handle: 7 }.encode_to_vec(),
+            Code::NotFound,
+            "TXN_NOT_FOUND",
+        ),
+        (
             "unknown method",
             "/shoal.v1.Kv/Frobnicate",
             valid_put.clone(),

@@ -121,3 +121,120 @@ async fn kv_commands_print_what_scripts_need() {
     assert_eq!(text.lines().count(), 4, "{text}");
     assert_eq!(text.matches('*').count(), 1, "exactly one leader: {text}");
 }
+
+/// Runs `shoal shell` against `hosts` with `script` on its stdin.
+fn shell(hosts: &str, script: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["shell", "--host", hosts])
+        .env("HOME", std::env::temp_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_txn_and_the_shells_transactions_span_ranges() {
+    let c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    let hosts = c.addrs().join(",");
+    let h = hosts.as_str();
+    let out = shoal(&["range", "split", "m", "--host", h]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `kv txn` whose keys lie in two ranges: compares and ops across them, atomic.
+    assert!(shoal(&["kv", "put", "a", "1", "--host", h])
+        .status
+        .success());
+    let out = shoal(&[
+        "kv",
+        "txn",
+        "--if",
+        "value(a) = 1",
+        "--then",
+        "put x 2",
+        "--then",
+        "put a 2",
+        "--else",
+        "get x",
+        "--host",
+        h,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout(&out).lines().next(),
+        Some("SUCCESS"),
+        "{}",
+        stdout(&out)
+    );
+    let a = shoal(&["kv", "get", "a", "--host", h, "--format", "json"]);
+    let x = shoal(&["kv", "get", "x", "--host", h, "--format", "json"]);
+    let (a, x): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&stdout(&a)).unwrap(),
+        serde_json::from_str(&stdout(&x)).unwrap(),
+    );
+    assert_eq!(
+        (a["value"].as_str(), x["value"].as_str()),
+        (Some("2"), Some("2"))
+    );
+    assert_eq!(a["version"], x["version"], "one commit timestamp");
+    let out = shoal(&[
+        "kv",
+        "txn",
+        "--if",
+        "value(a) = 1",
+        "--then",
+        "put x 3",
+        "--else",
+        "get x",
+        "--host",
+        h,
+    ]);
+    assert_eq!(stdout(&out), "FAILURE\n2\n");
+
+    // The shell: a transaction's reads see its writes, others see them at commit;
+    // a rolled back one leaves nothing.
+    let out = shell(
+        h,
+        "begin\nput a 10\nput z 10\nget a\nscan a\ncommit\nget z\nbegin\nput z 99\nrollback\nget z\ncommit\nexit\n",
+    );
+    let (o, e) = (
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{o}\n{e}");
+    let lines: Vec<&str> = o
+        .lines()
+        .filter(|l| !l.starts_with("Type `help`"))
+        .collect();
+    assert!(lines[0].starts_with("BEGIN (snapshot at "), "{o}");
+    assert_eq!(
+        &lines[1..6],
+        ["OK (at commit)", "OK (at commit)", "10", "a\t10", "x\t2"],
+        "{o}"
+    );
+    assert_eq!(lines[6], "z\t10", "{o}");
+    assert!(lines[7].starts_with("COMMIT (version "), "{o}");
+    assert_eq!(lines[8], "10", "{o}");
+    assert!(lines[9].starts_with("BEGIN"), "{o}");
+    assert_eq!(&lines[10..], ["OK (at commit)", "ROLLBACK", "10"], "{o}");
+    assert!(e.contains("no transaction is open"), "{e}");
+}

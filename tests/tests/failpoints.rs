@@ -241,3 +241,96 @@ async fn a_snapshot_stream_cut_short_is_refused_and_sent_again() {
         + &std::fs::read_to_string(&c.nodes[1].log).unwrap();
     assert!(log.contains("failpoint snapshot-send"), "no stream was cut");
 }
+
+// ---- a transaction's coordinator ------------------------------------------------
+
+/// A cluster of three whose range split at `m` puts a transaction's primary (`a`) and
+/// its secondary (`x`) in two ranges, with node 0 armed with `failpoints`; a client
+/// through node 0 alone (so node 0 coordinates its transactions).
+async fn coordinator_armed_with(failpoints: &str) -> (TestCluster, shoal_client::Client) {
+    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    c.client().split_range("m").await.unwrap();
+    c.client().put("a", "old").await.unwrap();
+    c.client().put("x", "old").await.unwrap();
+    restart_with(&mut c, 0, failpoints);
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    let client = c.client_via(0);
+    (c, client)
+}
+
+/// Commits `a = v, x = v` through `client`'s node, which dies at its failpoint:
+/// the client hears no outcome.
+async fn commit_and_lose_the_coordinator(c: &mut TestCluster, client: &shoal_client::Client) {
+    let t = client.begin().await.unwrap();
+    t.put("a", "new").await.unwrap();
+    t.put("x", "new").await.unwrap();
+    let e = t.commit().await.unwrap_err();
+    assert!(matches!(e, shoal_client::Error::OutcomeUnknown(_)), "{e:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.exited(0).is_none() {
+        assert!(Instant::now() < deadline, "node 0 did not crash");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.nodes[0].env.clear();
+    c.restart(0).unwrap();
+}
+
+fn value(kv: Option<shoal_client::KeyValue>) -> Option<(String, u64)> {
+    kv.map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.version))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_that_dies_after_prewrite_leaves_locks_readers_roll_back() {
+    let (mut c, client) = coordinator_armed_with("txn-after-prewrite=return(crash)").await;
+    commit_and_lose_the_coordinator(&mut c, &client).await;
+    // Readers meet the locks, wait out their time to live, and roll the transaction
+    // back: neither key changed.
+    let other = c.client_of([1, 2]);
+    let (a, x) = (other.get("a").await.unwrap(), other.get("x").await.unwrap());
+    assert_eq!(value(a).unwrap().0, "old");
+    assert_eq!(value(x).unwrap().0, "old");
+    // A scan resolves every lock it meets: none is left, and writes pass.
+    let all = other.scan("", "", 0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    other.put("x", "later").await.unwrap();
+    assert_eq!(value(other.get("x").await.unwrap()).unwrap().0, "later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_that_dies_after_the_primary_commits_leaves_locks_readers_roll_forward() {
+    let (mut c, client) = coordinator_armed_with("txn-before-secondaries=return(crash)").await;
+    commit_and_lose_the_coordinator(&mut c, &client).await;
+    // The primary is committed: the secondary's lock is rolled forward by its first
+    // reader, at the transaction's commit timestamp.
+    let other = c.client_of([1, 2]);
+    let x = value(other.get("x").await.unwrap()).unwrap();
+    let a = value(other.get("a").await.unwrap()).unwrap();
+    assert_eq!((a.0.as_str(), x.0.as_str()), ("new", "new"));
+    assert_eq!(a.1, x.1, "one commit timestamp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_and_leader_moves_between_prewrite_and_commit_do_not_break_a_transaction() {
+    // The coordinator waits 3 s after its prewrites (its heartbeats keep the locks
+    // alive meanwhile), while the secondary's range splits and every range's leader
+    // moves off node 1, then off node 2.
+    let (c, client) = coordinator_armed_with("txn-after-prewrite=1*sleep(3000)").await;
+    let t = client.begin().await.unwrap();
+    for k in ["a", "x", "y", "z"] {
+        t.put(k, "new").await.unwrap();
+    }
+    let commit = tokio::spawn(async move { t.commit().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = c.client_of([1, 2]);
+    other.split_range("y").await.unwrap();
+    for i in [1, 2] {
+        other.drain(&c.nodes[i].grpc).await.unwrap();
+    }
+    let commit_ts = commit.await.unwrap().unwrap();
+    for k in ["a", "x", "y", "z"] {
+        let (v, version) = value(other.get(k).await.unwrap()).unwrap();
+        assert_eq!((v.as_str(), version), ("new", commit_ts), "{k}");
+    }
+}

@@ -15,7 +15,11 @@ use shoal_tests::{TestCluster, FAST_ELECTIONS};
 
 async fn step(client: &Client, key: &str, cmd: Command) -> OpResult {
     let answer = client
-        .txn_step(key.as_bytes(), encode(&cmd).unwrap())
+        .txn_step(
+            key.as_bytes(),
+            &shoal_client::key_after(key.as_bytes()),
+            encode(&cmd).unwrap(),
+        )
         .await
         .expect("step");
     let resp: CommandResponse = decode(&answer).unwrap();

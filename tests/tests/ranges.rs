@@ -106,8 +106,8 @@ async fn the_first_range_covers_every_key_and_its_epoch_follows_its_membership()
 }
 
 /// Writes `n` keys `key-000000..` with `value_len`-byte values, in batches of
-/// consecutive keys (a batch that spans two ranges is refused with CROSS_RANGE and is
-/// written key by key instead), from several tasks at once.
+/// consecutive keys (a batch that spans two ranges commits as a transaction across
+/// them), from several tasks at once.
 async fn write_keys(client: &shoal_client::Client, n: usize, value_len: usize) {
     let tasks = 8;
     let per = n.div_ceil(tasks);
@@ -123,14 +123,8 @@ async fn write_keys(client: &shoal_client::Client, n: usize, value_len: usize) {
                 let ops: Vec<_> = (i..j)
                     .map(|k| shoal_client::ops::write_put(key(k), value(k, value_len)))
                     .collect();
-                match client.batch(ops).await {
-                    Ok(_) => {}
-                    Err(e) if e.code() == Some("CROSS_RANGE") => {
-                        for k in i..j {
-                            client.put(key(k), value(k, value_len)).await.unwrap();
-                        }
-                    }
-                    Err(e) => panic!("batch {i}..{j}: {e}"),
+                if let Err(e) = client.batch(ops).await {
+                    panic!("batch {i}..{j}: {e}");
                 }
                 i = j;
             }
@@ -297,23 +291,23 @@ async fn a_split_on_demand_keeps_every_key_and_clients_follow_it() {
         stale.get(key(5)).await.unwrap().unwrap().value,
         value(5, 10)
     );
-    // A batch across the boundary is refused; within one range it applies.
-    let err = stale
+    // A batch across the boundary commits on both sides, at one timestamp, as a
+    // transaction across the ranges; within one range it applies there.
+    let across = stale
         .batch(vec![
             shoal_client::ops::write_put(key(99), "x"),
             shoal_client::ops::write_put(key(100), "x"),
         ])
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("CROSS_RANGE"), "{err}");
-    assert_eq!(
-        stale.get(key(99)).await.unwrap().unwrap().value,
-        value(99, 10)
-    );
+        .unwrap();
+    for k in [99, 100] {
+        let kv = stale.get(key(k)).await.unwrap().unwrap();
+        assert_eq!((kv.value.as_slice(), kv.version), (&b"x"[..], across));
+    }
     stale
         .batch(vec![
-            shoal_client::ops::write_put(key(100), "x"),
-            shoal_client::ops::write_put(key(101), "x"),
+            shoal_client::ops::write_put(key(100), "y"),
+            shoal_client::ops::write_put(key(101), "y"),
         ])
         .await
         .unwrap();

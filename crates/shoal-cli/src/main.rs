@@ -6,6 +6,7 @@
 //!   transaction syntax of `kv txn` and the shell is parsed in [`txn`]).
 //! - `node ls|status|drain|decommission|remove`, `range ls|lookup|split`: here.
 //! - `demo`: a real local 3-node cluster ([`demo`]) and a shell on it ([`shell`]).
+//! - `shell`: the shell on a running cluster (what `kubectl exec` opens).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed (a missing key included,
 //! with a message on stderr), 2 on a usage error.
@@ -60,6 +61,9 @@ enum Command {
     /// Start a local 3-node cluster (real processes, real disks, real TCP) and open a
     /// shell on it.
     Demo(demo::DemoArgs),
+    /// Open a shell on a running cluster (in a pod: `kubectl exec -it shoal-0 -- shoal
+    /// shell`). Reads commands from stdin when it is not a terminal.
+    Shell(ClientArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +189,10 @@ fn main() -> ExitCode {
                 RangeCommand::Lookup { key } => rt.block_on(kv::range_lookup(&client, &key)),
                 RangeCommand::Split { key } => rt.block_on(kv::range_split(&client, &key)),
             }
+        }
+        Command::Shell(c) => {
+            init_tracing("warn");
+            c.client().and_then(|client| shell::run(&rt, &client))
         }
         Command::Demo(args) => {
             init_tracing("warn");

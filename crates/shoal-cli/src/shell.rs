@@ -1,11 +1,14 @@
-//! The interactive shell of `shoal demo`: line editing and history (rustyline), each
-//! line parsed with the same command types as `shoal kv`.
+//! The interactive shell of `shoal demo` and `shoal shell` (the one `kubectl exec`
+//! opens in a pod): line editing and history (rustyline), each line parsed with the
+//! same command types as `shoal kv`. `begin` opens a transaction across ranges: the
+//! `get`, `put`, `del` and `scan` that follow go through it, until `commit` or
+//! `rollback`.
 
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
 use rustyline::error::ReadlineError;
-use shoal_client::Client;
+use shoal_client::{Client, Isolation, Transaction, TxnOptions};
 
 use crate::kv::KvCommand;
 use crate::Format;
@@ -30,6 +33,19 @@ enum ShellCommand {
     Nodes,
     /// List the cluster's ranges.
     Ranges,
+    /// Begin a transaction: get, put, del and scan go through it until commit.
+    Begin {
+        /// Snapshot isolation (reads not checked at commit) instead of serializable.
+        #[arg(long)]
+        snapshot: bool,
+        /// Refuse writes.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Commit the open transaction.
+    Commit,
+    /// Drop the open transaction's writes.
+    Rollback,
     /// Show this help.
     Help,
     /// Leave the shell (Ctrl-D does the same).
@@ -47,6 +63,10 @@ commands:
   now                          print a timestamp of the cluster's clock
   del-range START [END]        delete keys in [START, END)
   txn --if 'value(k) = v' --then 'put k w' --else 'get k'
+  begin [--snapshot] [--read-only]
+                               open a transaction across ranges: get, put, del and
+                               scan go through it (its snapshot, its writes)
+  commit, rollback             end it (a conflict: TXN_CONFLICT, begin again)
   nodes                        list the cluster's nodes
   ranges                       list the ranges: span, epoch, replicas, leader, size
   help, exit (or Ctrl-D)
@@ -95,7 +115,55 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// Runs the shell until Ctrl-D or `exit`.
+/// Runs one command of the shell inside the open transaction `t`.
+async fn in_txn(t: &Transaction, cmd: KvCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cmd {
+        KvCommand::Get { key, stale, at } => {
+            if stale || at.is_some() {
+                anyhow::bail!("inside a transaction, reads see its snapshot (no --stale, --at)");
+            }
+            match t.get(&key).await? {
+                Some(kv) => {
+                    out.write_all(&kv.value)?;
+                    out.write_all(b"\n")?;
+                }
+                None => anyhow::bail!("key {key:?} not found"),
+            }
+        }
+        KvCommand::Put { key, value } => {
+            t.put(&key, &value).await?;
+            writeln!(out, "OK (at commit)")?;
+        }
+        KvCommand::Del { key } => {
+            if t.get(&key).await?.is_none() {
+                anyhow::bail!("key {key:?} not found");
+            }
+            t.delete(&key).await?;
+            writeln!(out, "deleted (at commit)")?;
+        }
+        KvCommand::Scan {
+            start,
+            end,
+            limit,
+            at,
+        } => {
+            if at.is_some() {
+                anyhow::bail!("inside a transaction, reads see its snapshot (no --at)");
+            }
+            let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+            for kv in t.scan(&start, end.unwrap_or_default(), limit).await? {
+                out.write_all(&kv.key)?;
+                out.write_all(b"\t")?;
+                out.write_all(&kv.value)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        _ => anyhow::bail!("not inside a transaction: commit or rollback first"),
+    }
+    Ok(())
+}
+
+/// Runs the shell until Ctrl-D or `exit` (an open transaction is rolled back).
 pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> {
     let mut ed = rustyline::DefaultEditor::new()?;
     let history =
@@ -104,8 +172,14 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
         let _ = ed.load_history(h);
     }
     println!("Type `help` for commands, Ctrl-D to leave.");
+    let mut txn: Option<Transaction> = None;
     loop {
-        let line = match ed.readline("shoal> ") {
+        let prompt = if txn.is_some() {
+            "shoal(txn)> "
+        } else {
+            "shoal> "
+        };
+        let line = match ed.readline(prompt) {
             Ok(l) => l,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
@@ -145,14 +219,55 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
             ShellCommand::Ranges => {
                 rt.block_on(crate::kv::print_ranges(client, Format::Plain, &mut out))
             }
-            ShellCommand::Kv(cmd) => {
-                rt.block_on(crate::kv::exec(client, Format::Plain, cmd, &mut out))
+            ShellCommand::Begin { .. } if txn.is_some() => Err(anyhow::anyhow!(
+                "a transaction is open: commit or rollback first"
+            )),
+            ShellCommand::Begin {
+                snapshot,
+                read_only,
+            } => {
+                let opts = TxnOptions {
+                    isolation: if snapshot {
+                        Isolation::Snapshot
+                    } else {
+                        Isolation::Serializable
+                    },
+                    read_only,
+                };
+                rt.block_on(client.begin_with(opts))
+                    .map(|t| {
+                        println!("BEGIN (snapshot at {})", t.start_ts());
+                        txn = Some(t);
+                    })
+                    .map_err(Into::into)
             }
+            ShellCommand::Commit | ShellCommand::Rollback if txn.is_none() => {
+                Err(anyhow::anyhow!("no transaction is open (begin one)"))
+            }
+            ShellCommand::Commit => {
+                let t = txn.take().expect("checked above");
+                rt.block_on(t.commit())
+                    .map(|ts| println!("COMMIT (version {ts})"))
+                    .map_err(Into::into)
+            }
+            ShellCommand::Rollback => {
+                let t = txn.take().expect("checked above");
+                rt.block_on(t.rollback())
+                    .map(|()| println!("ROLLBACK"))
+                    .map_err(Into::into)
+            }
+            ShellCommand::Kv(cmd) => match &txn {
+                Some(t) => rt.block_on(in_txn(t, cmd, &mut out)),
+                None => rt.block_on(crate::kv::exec(client, Format::Plain, cmd, &mut out)),
+            },
         };
         let _ = out.flush();
         if let Err(e) = res {
             eprintln!("error: {e:#}");
         }
+    }
+    if let Some(t) = txn {
+        let _ = rt.block_on(t.rollback());
     }
     if let Some(h) = &history {
         let _ = ed.save_history(h);
@@ -198,6 +313,17 @@ mod tests {
         assert!(matches!(
             Line::try_parse_from(["now"]).unwrap().cmd,
             ShellCommand::Kv(KvCommand::Now)
+        ));
+        assert!(matches!(
+            Line::try_parse_from(["begin", "--snapshot"]).unwrap().cmd,
+            ShellCommand::Begin {
+                snapshot: true,
+                read_only: false
+            }
+        ));
+        assert!(matches!(
+            Line::try_parse_from(["commit"]).unwrap().cmd,
+            ShellCommand::Commit
         ));
         assert!(Line::try_parse_from(["frob"]).is_err());
     }

@@ -42,8 +42,12 @@ fn txn_op_key(op: &TxnOp) -> Option<Vec<u8>> {
     }
 }
 
-/// Refuses a batch or transaction whose keys fall in more than one range of the
-/// cache (the node would refuse it alike).
+fn is_cross_range(e: &Error) -> bool {
+    e.code() == Some(shoal_proto::error::ErrorCode::CrossRange.as_str())
+}
+
+/// Refuses (unsent) a batch or transaction whose keys fall in more than one range of
+/// the cache: it goes across ranges instead.
 fn one_range(c: &Option<crate::cache::CachedRange>, keys: &[Vec<u8>]) -> Result<()> {
     let Some(c) = c else { return Ok(()) };
     if keys.iter().all(|k| c.contains(k)) {
@@ -52,7 +56,7 @@ fn one_range(c: &Option<crate::cache::CachedRange>, keys: &[Vec<u8>]) -> Result<
     Err(Error::InvalidArgument {
         code: shoal_proto::error::ErrorCode::CrossRange.as_str().into(),
         message: format!(
-            "the keys fall in more than one range (range {} holds only part of them): a batch or transaction must stay within one range",
+            "the keys fall in more than one range (range {} holds only part of them)",
             c.desc.range_id
         ),
     })
@@ -348,55 +352,94 @@ impl Client {
         }
     }
 
-    /// Applies `ops` atomically; returns the version they were written at. Every key
-    /// must be in one range.
+    /// Applies `ops` atomically; returns the version they were written at. Keys in
+    /// one range: one command there (retried with its request id, applied once).
+    /// Keys in several: one transaction across them, coordinated by a node; not
+    /// sent again once it may have reached one (an unanswered one is
+    /// [`Error::OutcomeUnknown`]).
     pub async fn batch(&self, ops: Vec<WriteOp>) -> Result<u64> {
-        let (id, _in_flight) = self.inner.ids.next();
         let keys: Vec<Vec<u8>> = ops.iter().filter_map(write_op_key).collect();
         let first = keys.first().cloned().unwrap_or_default();
-        self.run(Route::key(&first), Retry::Always, |ch, c| {
-            let check = one_range(&c, &keys);
+        let one = {
+            let (id, _in_flight) = self.inner.ids.next();
+            self.run(Route::key(&first), Retry::Always, |ch, c| {
+                let check = one_range(&c, &keys);
+                let req = self.request(pb::BatchRequest {
+                    target: c.map(|c| c.target()),
+                    ops: ops.clone(),
+                    request_id: Some(id),
+                });
+                async move {
+                    check.map_err(Failure::Refused)?;
+                    Ok(Self::kv(ch).batch(req).await?.into_inner().version)
+                }
+            })
+            .await
+        };
+        match one {
+            Err(e) if is_cross_range(&e) => {}
+            done => return done,
+        }
+        self.run(Route::key(&first), Retry::IfNotApplied, |ch, _| {
             let req = self.request(pb::BatchRequest {
-                target: c.map(|c| c.target()),
+                target: None,
                 ops: ops.clone(),
-                request_id: Some(id),
+                request_id: None,
             });
-            async move {
-                check.map_err(Failure::Refused)?;
-                Ok(Self::kv(ch).batch(req).await?.into_inner().version)
-            }
+            async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
         })
         .await
     }
 
-    /// An etcd-style transaction. Every key must be in one range.
+    /// An etcd-style transaction: if every compare holds, the `success` ops, else the
+    /// `failure` ops, atomically. Keys in one range: one command there (retried with
+    /// its request id, applied once). Keys in several: one serializable transaction
+    /// across them, coordinated by a node; not sent again once it may have reached
+    /// one (an unanswered one is [`Error::OutcomeUnknown`]).
     pub async fn txn(
         &self,
         compares: Vec<Compare>,
         success: Vec<TxnOp>,
         failure: Vec<TxnOp>,
     ) -> Result<TxnResponse> {
-        let (id, _in_flight) = self.inner.ids.next();
         let keys: Vec<Vec<u8>> = compares
             .iter()
             .map(|c| c.key.clone())
             .chain(success.iter().chain(failure.iter()).filter_map(txn_op_key))
             .collect();
         let first = keys.first().cloned().unwrap_or_default();
-        // Retries carry the same request id: the cluster applies the transaction once.
-        self.run(Route::key(&first), Retry::Always, |ch, c| {
-            let check = one_range(&c, &keys);
+        let one = {
+            let (id, _in_flight) = self.inner.ids.next();
+            // Retries carry the same request id: the cluster applies it once.
+            self.run(Route::key(&first), Retry::Always, |ch, c| {
+                let check = one_range(&c, &keys);
+                let req = self.request(pb::TxnRequest {
+                    target: c.map(|c| c.target()),
+                    compares: compares.clone(),
+                    success: success.clone(),
+                    failure: failure.clone(),
+                    request_id: Some(id),
+                });
+                async move {
+                    check.map_err(Failure::Refused)?;
+                    Ok(Self::kv(ch).txn(req).await?.into_inner())
+                }
+            })
+            .await
+        };
+        match one {
+            Err(e) if is_cross_range(&e) => {}
+            done => return done,
+        }
+        self.run(Route::key(&first), Retry::IfNotApplied, |ch, _| {
             let req = self.request(pb::TxnRequest {
-                target: c.map(|c| c.target()),
+                target: None,
                 compares: compares.clone(),
                 success: success.clone(),
                 failure: failure.clone(),
-                request_id: Some(id),
+                request_id: None,
             });
-            async move {
-                check.map_err(Failure::Refused)?;
-                Ok(Self::kv(ch).txn(req).await?.into_inner())
-            }
+            async move { Ok(Self::kv(ch).txn(req).await?.into_inner()) }
         })
         .await
     }

@@ -17,8 +17,11 @@
 //! and refreshed from the descriptors a node sends with `EPOCH_MISMATCH` and
 //! `KEY_NOT_IN_RANGE`. Each keyed request names its range (`RangeTarget`) and goes to
 //! that range's leader when known. Scans and delete-ranges that cross range
-//! boundaries are sent range by range and stitched in key order; a batch or a
-//! transaction must stay within one range (`CROSS_RANGE` otherwise).
+//! boundaries are sent range by range and stitched in key order.
+//!
+//! Transactions: [`Client::transaction`] runs a closure in a serializable
+//! transaction across any ranges, coordinated by a node, and runs it again on a
+//! conflict; [`Client::begin`] gives the [`Transaction`] handle itself.
 //!
 //! Modules:
 //! - [`cache`]: the range cache ([`cache::RangeCache`]).
@@ -43,5 +46,6 @@ pub use kv::ScanPage;
 pub use pb::{compare, Compare, Consistency, KeyValue, TxnOp, TxnOpResult, TxnResponse, WriteOp};
 pub use shoal_proto::span::key_after;
 use shoal_proto::v1 as pb;
+pub use txn::{Isolation, Transaction, TxnOptions};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

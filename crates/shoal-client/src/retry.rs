@@ -86,6 +86,12 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
         | ErrorCode::PeerUnreachable
         | ErrorCode::StaleRequestId
         | ErrorCode::SnapshotTooOld
+        | ErrorCode::TxnConflict
+        | ErrorCode::TxnNotFound
+        | ErrorCode::TxnExpired
+        | ErrorCode::TxnClosed
+        | ErrorCode::TxnReadOnly
+        | ErrorCode::TxnTooLarge
         | ErrorCode::Internal => Decision::Fail,
     }
 }

@@ -57,13 +57,27 @@ pub enum ErrorCode {
     /// The node could not complete the call now (a peer it needed did not answer in
     /// time); it may be retried.
     Unavailable,
+    /// The transaction conflicted with another and was rolled back, nothing of it
+    /// written: begin it again (the SDK's `transaction` does, with backoff).
+    TxnConflict,
+    /// No transaction has this handle on this node (never begun here, or the node
+    /// restarted since).
+    TxnNotFound,
+    /// The transaction was open longer than a transaction may be: rolled back.
+    TxnExpired,
+    /// The transaction was committed or rolled back already.
+    TxnClosed,
+    /// A write in a transaction begun read-only.
+    TxnReadOnly,
+    /// The transaction holds more keys or bytes than a transaction may: rolled back.
+    TxnTooLarge,
     /// A failure of the node itself (its storage, a bug).
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::NotLeader,
         ErrorCode::NotInitialized,
         ErrorCode::RangeNotFound,
@@ -85,6 +99,12 @@ impl ErrorCode {
         ErrorCode::StaleRequestId,
         ErrorCode::SnapshotTooOld,
         ErrorCode::Unavailable,
+        ErrorCode::TxnConflict,
+        ErrorCode::TxnNotFound,
+        ErrorCode::TxnExpired,
+        ErrorCode::TxnClosed,
+        ErrorCode::TxnReadOnly,
+        ErrorCode::TxnTooLarge,
         ErrorCode::Internal,
     ];
 
@@ -112,6 +132,12 @@ impl ErrorCode {
             ErrorCode::StaleRequestId => "STALE_REQUEST_ID",
             ErrorCode::SnapshotTooOld => "SNAPSHOT_TOO_OLD",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::TxnConflict => "TXN_CONFLICT",
+            ErrorCode::TxnNotFound => "TXN_NOT_FOUND",
+            ErrorCode::TxnExpired => "TXN_EXPIRED",
+            ErrorCode::TxnClosed => "TXN_CLOSED",
+            ErrorCode::TxnReadOnly => "TXN_READ_ONLY",
+            ErrorCode::TxnTooLarge => "TXN_TOO_LARGE",
             ErrorCode::Internal => "INTERNAL",
         }
     }

@@ -81,6 +81,15 @@ pub enum Command {
     /// A transaction whose keys are all in this range, written at the commit timestamp
     /// of its `At` with no lock left.
     OnePhase(OnePhase),
+    /// A serializable transaction's check of what it read, before it commits: nothing in
+    /// `spans` changed after `start_ts` up to `commit_ts`, and no other transaction
+    /// that may commit below `commit_ts` holds a lock there. A read, never proposed:
+    /// served after a read barrier at `commit_ts` (see `RangeView::validate_reads`).
+    ValidateReads {
+        start_ts: u64,
+        commit_ts: u64,
+        spans: Vec<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -133,6 +142,15 @@ impl std::fmt::Display for Command {
             Command::OnePhase(t) => {
                 write!(f, "one-phase({} keys of {})", t.mutations.len(), t.start_ts)
             }
+            Command::ValidateReads {
+                start_ts,
+                commit_ts,
+                spans,
+            } => write!(
+                f,
+                "validate-reads({} spans of {start_ts} at {commit_ts})",
+                spans.len()
+            ),
         }
     }
 }
@@ -352,6 +370,10 @@ impl Command {
             Command::CheckTxn { primary, .. } | Command::HeartbeatTxn { primary, .. } => {
                 Some(Touch::Key(primary)).filter(|t| pred(t))
             }
+            Command::ValidateReads { spans, .. } => spans
+                .iter()
+                .map(|(s, e)| Touch::Span(s, e))
+                .find(|t| pred(t)),
             Command::AllocNodeId
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
@@ -382,6 +404,7 @@ impl Command {
                 | Command::CheckTxn { .. }
                 | Command::HeartbeatTxn { .. }
                 | Command::OnePhase(_)
+                | Command::ValidateReads { .. }
         )
     }
 
@@ -389,7 +412,7 @@ impl Command {
     /// steps, but a one-phase transaction, which commits at the timestamp of its
     /// `At`).
     pub fn carries_its_timestamps(&self) -> bool {
-        self.is_txn_step() && !matches!(self, Command::OnePhase(_))
+        self.is_txn_step() && !matches!(self, Command::OnePhase(_) | Command::ValidateReads { .. })
     }
 
     /// Whether the command is a plain data write or an etcd-style transaction (inside

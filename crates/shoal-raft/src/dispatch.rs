@@ -159,6 +159,13 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
         Command::ReserveTimestamps { up_to } => resp.results.push(OpResult::TimestampHigh(
             crate::meta::apply_reserve_timestamps(a, *up_to)?,
         )),
+        Command::ValidateReads { .. } => {
+            return Ok(CommandResponse::refused(
+                a.version(),
+                "a validation of reads is served as a read, never proposed".into(),
+                None,
+            ))
+        }
         Command::Split { .. } => {
             // A split is never a request's inner command: it comes from the range's
             // own leader, and applies through `apply`.

@@ -17,7 +17,10 @@
 //! of one applied entry, before its client hears back), `snapshot-build` (a snapshot
 //! file written, not yet recorded), `snapshot-send` (before each streamed chunk),
 //! `snapshot-install-before-data` (install intent recorded, data not yet replaced) and
-//! `snapshot-install-after-data` (data replaced, snapshot not yet recorded).
+//! `snapshot-install-after-data` (data replaced, snapshot not yet recorded). A
+//! transaction's coordinator (`shoal-txn`) has `txn-after-prewrite` (every range's
+//! locks written, no commit timestamp yet) and `txn-before-secondaries` (the primary
+//! committed, the other ranges' locks not yet).
 
 use std::io;
 

@@ -14,7 +14,9 @@
 //!   the one asking, carried in the command) is rolled back.
 //! - [`apply_heartbeat`]: the coordinator extends its primary lock's time to live.
 //! - [`apply_one_phase`]: a transaction whose keys all lie in this range, in one
-//!   command: validated and written at its commit timestamp, no lock left.
+//!   command: validated and written at its commit timestamp, no lock left. Applied
+//!   again (a retry with a fresh timestamp), it answers `Committed` with the first
+//!   one's timestamp and writes nothing.
 //!
 //! Every step is idempotent: applied again (a retry, a replay) it answers the same and
 //! writes nothing more. A step whose keys left the range (a split) is refused before
@@ -236,6 +238,13 @@ pub fn apply_one_phase(a: &mut Apply<'_>, t: &OnePhase, commit_ts: u64) -> io::R
             .versions_since(key, t.start_ts.saturating_add(1))
             .map_err(io_err)?;
         if let Some(r) = newer.iter().find(|r| r.kind != VersionKind::Rollback) {
+            if r.start_ts == t.start_ts {
+                // Applied before (a retry of an answer lost): committed then.
+                return Ok(Err(TxnConflict::Committed {
+                    key: key.to_vec(),
+                    commit_ts: r.ts,
+                }));
+            }
             return Ok(Err(TxnConflict::WriteConflict {
                 key: key.to_vec(),
                 commit_ts: r.ts,

@@ -11,7 +11,7 @@ use shoal_storage::{Engine, KeySpan, Versioned};
 use crate::codec::decode;
 use crate::error::{Error, Result};
 use crate::range::RangeDescriptor;
-use crate::txn_record::Lock;
+use crate::txn_record::{Lock, TxnConflict};
 
 /// A page of a scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,6 +68,40 @@ impl RangeView {
                 Ok((k, lock))
             })
             .collect()
+    }
+
+    /// What a transaction that started at `start_ts`, read `spans` and commits at
+    /// `commit_ts` would have missed there (`None`: nothing): a lock of another
+    /// transaction that started at or below `commit_ts` (it may commit below it: the
+    /// caller resolves it and asks again), or a key changed after `start_ts` and at or
+    /// below `commit_ts`. Every span must lie in the range.
+    pub fn validate_reads(
+        &self,
+        spans: &[(Vec<u8>, Vec<u8>)],
+        start_ts: u64,
+        commit_ts: u64,
+    ) -> Result<Option<TxnConflict>> {
+        for (start, end) in spans {
+            if !self.desc.contains(start) {
+                return Err(self.outside(start));
+            }
+            if !self.desc.holds_before(end) {
+                return Err(self.outside(end));
+            }
+            for (key, lock) in self.locks(start, end, usize::MAX)? {
+                if lock.start_ts != start_ts && lock.start_ts <= commit_ts {
+                    return Ok(Some(TxnConflict::Locked { key, lock }));
+                }
+            }
+            let span = KeySpan {
+                start: start.clone(),
+                end: end.clone(),
+            };
+            if let Some((key, ts)) = self.engine.changed_between(&span, start_ts, commit_ts)? {
+                return Ok(Some(TxnConflict::ReadConflict { key, commit_ts: ts }));
+            }
+        }
+        Ok(None)
     }
 
     fn outside(&self, key: &[u8]) -> Error {

@@ -73,6 +73,15 @@ impl From<Error> for Status {
             | Error::Unavailable(_)
             | Error::RangeOverlap { .. } => (Code::Unavailable, None),
             Error::Invalid { .. } => (Code::InvalidArgument, None),
+            Error::Txn { code, .. } => (
+                match code {
+                    ErrorCode::TxnConflict => Code::Aborted,
+                    ErrorCode::TxnNotFound | ErrorCode::TxnExpired => Code::NotFound,
+                    ErrorCode::TxnTooLarge => Code::ResourceExhausted,
+                    _ => Code::FailedPrecondition,
+                },
+                None,
+            ),
             Error::Refused(_)
             | Error::AlreadyInitialized(_)
             | Error::PeerUnreachable(_)

@@ -90,6 +90,10 @@ pub enum Error {
     /// A request id below the client's acknowledged mark `low`: not applied.
     #[error("request {seq} of client {client_id} is below its acknowledged mark {low}: its answer was dropped, and it is not applied")]
     StaleRequest { client_id: u64, seq: u64, low: u64 },
+    /// A transaction's refusal (`TXN_CONFLICT`, `TXN_NOT_FOUND`, `TXN_EXPIRED`,
+    /// `TXN_CLOSED`, `TXN_READ_ONLY`, `TXN_TOO_LARGE`).
+    #[error("{message}")]
+    Txn { code: ErrorCode, message: String },
     /// The store failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -134,7 +138,7 @@ impl Error {
             Error::NoQuorum(_) => ErrorCode::NoQuorum,
             Error::ShuttingDown(_) => ErrorCode::ShuttingDown,
             Error::Unavailable(_) => ErrorCode::Unavailable,
-            Error::Invalid { code, .. } => *code,
+            Error::Invalid { code, .. } | Error::Txn { code, .. } => *code,
             Error::UnknownNode(_) | Error::Refused(_) => ErrorCode::InvalidArgument,
             Error::AlreadyInitialized(_) => ErrorCode::AlreadyInitialized,
             Error::PeerUnreachable(_) => ErrorCode::PeerUnreachable,
@@ -200,7 +204,24 @@ impl From<shoal_txn::Error> for Error {
             T::BadCount { .. } => Error::invalid(ErrorCode::InvalidArgument, msg),
             T::Storage(m) => Error::Storage(m),
             T::ShuttingDown => Error::ShuttingDown(msg),
-            T::Internal(m) => Error::Internal(m),
+            T::Regroup | T::Internal(_) => Error::Internal(msg),
+            T::Conflict(_) => Error::Txn {
+                code: ErrorCode::TxnConflict,
+                message: msg,
+            },
+            T::Closed(_) => Error::Txn {
+                code: ErrorCode::TxnClosed,
+                message: msg,
+            },
+            T::ReadOnly => Error::Txn {
+                code: ErrorCode::TxnReadOnly,
+                message: msg,
+            },
+            T::TooLarge(_) => Error::Txn {
+                code: ErrorCode::TxnTooLarge,
+                message: msg,
+            },
+            T::OutcomeUnknown(_) => Error::OutcomeUnknown(msg),
         }
     }
 }

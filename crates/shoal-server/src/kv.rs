@@ -118,7 +118,17 @@ impl KvService {
             span.record("seq", id.seq);
         }
         let idempotent = req.is_idempotent();
-        match route::route(&self.node, &req, hop).await? {
+        let route = match route::route(&self.node, &req, hop).await {
+            // A batch or transaction whose keys span several ranges: run as a
+            // transaction across them, coordinated here. Not with a request id: that
+            // asks to be applied once however often it is sent, which only one range
+            // keeps (the client sends it again without one).
+            Err(Error::CrossRange { .. }) if req.op.runs_across() && !idempotent => {
+                return self.across::<R>(req, deadline).await;
+            }
+            route => route?,
+        };
+        match route {
             Route::Serve(r) => self.serve::<R>(&r, req, deadline).await,
             Route::ToHolder { addrs } => {
                 forward::to_holder(
@@ -153,6 +163,41 @@ impl KvService {
         }
     }
 
+    /// Runs a batch or an etcd-style transaction whose keys span several ranges as one
+    /// transaction (`shoal_txn::across`), coordinated by this node. Its answer is
+    /// shaped as a single range's; the header names no range.
+    async fn across<R: KvRpc>(&self, req: Request, deadline: Instant) -> Result<R::Reply> {
+        self.node.check_serving()?;
+        let (compares, success, failure) = match req.op {
+            Op::Batch(ops) => (
+                Vec::new(),
+                ops.into_iter().map(shoal_raft::TxnOp::Write).collect(),
+                Vec::new(),
+            ),
+            Op::Txn {
+                compares,
+                success,
+                failure,
+            } => (compares, success, failure),
+            _ => {
+                return Err(Error::Internal(
+                    "only a batch or a txn runs across ranges".into(),
+                ))
+            }
+        };
+        let ranges: Arc<dyn shoal_txn::Ranges> = Arc::new(self.ranges.clone());
+        let limits = crate::txn::txn_limits(&self.node.cfg);
+        let resp =
+            shoal_txn::across::run(ranges, limits, deadline, &compares, &success, &failure).await?;
+        let header = pb::ResponseHeader {
+            node_id: self.node.node_id(),
+            range_id: 0,
+            applied_index: 0,
+            read_ts: 0,
+        };
+        Ok(R::reply(header, Outcome::Applied(resp)))
+    }
+
     /// Serves a request on this node's replica `r`.
     async fn serve<R: KvRpc>(
         &self,
@@ -184,10 +229,21 @@ impl KvService {
         let resp = loop {
             let resp = self.propose(r, cmd.clone()).await?;
             // A key locked by a transaction: nothing was written; once the lock is
-            // resolved (its transaction's fate known), the write goes again.
+            // resolved (its transaction's fate known), the write goes again. A
+            // transaction's step does not wait for one alive: its coordinator is
+            // answered with the conflict (two transactions waiting for each other's
+            // locks would wait for ever).
             match resp.results.first() {
                 Some(OpResult::TxnConflict(TxnConflict::Locked { key, lock })) => {
-                    self.resolve_lock(key, lock, deadline).await?
+                    if cmd.is_txn_step() {
+                        let now = resolve::wall_ms();
+                        if resolve::resolve(&self.ranges, key, lock, now).await? == Resolved::Alive
+                        {
+                            break resp;
+                        }
+                    } else {
+                        self.resolve_lock(key, lock, deadline).await?
+                    }
                 }
                 _ => break resp,
             }
@@ -280,6 +336,18 @@ impl KvService {
                 };
                 (ts, vec![span])
             }
+            Op::Step(Command::ValidateReads {
+                commit_ts, spans, ..
+            }) => (
+                Some(*commit_ts),
+                spans
+                    .iter()
+                    .map(|(start, end)| LatchSpan {
+                        start: start.clone(),
+                        end: end.clone(),
+                    })
+                    .collect(),
+            ),
             _ => return Err(Error::Internal("a write routed as a read".into())),
         };
         if let Some(ts) = ts {
@@ -300,6 +368,10 @@ impl KvService {
             // or below the read's timestamp. Resolved, then the read starts over. A
             // read of the newest versions passes a transaction still alive: that one
             // commits after the read.
+            // A check of a transaction's reads judges the locks there itself.
+            if matches!(op, Op::Step(_)) {
+                break view;
+            }
             let Some((key, lock)) = blocking_lock(&view, &op, ts) else {
                 break view;
             };
@@ -346,6 +418,23 @@ impl KvService {
                     page => Ok(Outcome::Scan(page?)),
                 }
             }
+            Op::Step(Command::ValidateReads {
+                start_ts,
+                commit_ts,
+                spans,
+            }) => match view.validate_reads(&spans, start_ts, commit_ts) {
+                Err(shoal_raft::Error::KeyNotInRange { key, .. }) => {
+                    Err(outside(&[Touch::Key(&key)], elsewhere()))
+                }
+                found => Ok(Outcome::Applied(shoal_raft::CommandResponse {
+                    version: 0,
+                    succeeded: true,
+                    results: vec![match found? {
+                        None => OpResult::TxnDone,
+                        Some(c) => OpResult::TxnConflict(c),
+                    }],
+                })),
+            },
             _ => Err(Error::Internal("a write routed as a read".into())),
         };
         out.map(|o| (o, ts))

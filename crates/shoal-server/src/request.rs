@@ -60,7 +60,8 @@ pub enum Op {
         failure: Vec<TxnOp>,
     },
     /// One of a transaction's steps in a range (a `Command::Prewrite`, `CommitKeys`,
-    /// `RollbackKeys`, `CheckTxn`, `HeartbeatTxn` or `OnePhase`).
+    /// `RollbackKeys`, `CheckTxn`, `HeartbeatTxn` or `OnePhase`, proposed; or a
+    /// `ValidateReads`, served as a read).
     Step(Command),
 }
 
@@ -85,13 +86,21 @@ pub struct Anchor<'a> {
 impl Op {
     /// Whether the request writes (through Raft, on the range's leader).
     pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Get { .. } | Op::Scan { .. })
+        self.consistency().is_none()
     }
 
-    /// The consistency a read asks for (`None` for a write).
+    /// Whether the request may run as a transaction across ranges when its keys span
+    /// several (a batch, an etcd-style transaction).
+    pub fn runs_across(&self) -> bool {
+        matches!(self, Op::Batch(_) | Op::Txn { .. })
+    }
+
+    /// The consistency a read asks for (`None` for a write). A transaction's check of
+    /// its reads is a linearizable read.
     pub fn consistency(&self) -> Option<Consistency> {
         match self {
             Op::Get { consistency, .. } | Op::Scan { consistency, .. } => Some(*consistency),
+            Op::Step(Command::ValidateReads { .. }) => Some(Consistency::Linearizable),
             _ => None,
         }
     }
@@ -139,7 +148,9 @@ impl Op {
     /// The command a write proposes (`None` for a read).
     pub fn command(self) -> Option<Command> {
         Some(match self {
-            Op::Get { .. } | Op::Scan { .. } => return None,
+            Op::Get { .. } | Op::Scan { .. } | Op::Step(Command::ValidateReads { .. }) => {
+                return None
+            }
             Op::Write(w) => Command::Write(vec![w]),
             Op::Batch(ops) => Command::Write(ops),
             Op::Txn {

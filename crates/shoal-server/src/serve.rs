@@ -152,8 +152,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
 
     // The servers.
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
-    let ranges = NodeRanges::new(&node.advertise).map_err(|e| RunError::Client(e.to_string()))?;
-    let kv = KvServer::new(KvService::new(node.clone(), clock.clone(), ranges))
+    let ranges = NodeRanges::new(&node.advertise, clock.clone())
+        .map_err(|e| RunError::Client(e.to_string()))?;
+    let kv = KvServer::new(KvService::new(node.clone(), clock.clone(), ranges.clone()))
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(usize::MAX);
     let admin = AdminServer::new(AdminService::new(
@@ -170,7 +171,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     ))
     .max_decoding_message_size(usize::MAX)
     .max_encoding_message_size(usize::MAX);
-    let txn = TxnServer::new(TxnService::new(clock.clone()));
+    let txn = TxnServer::new(TxnService::new(node.clone(), clock.clone(), ranges))
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(usize::MAX);
     let status_of: StatusOf = Arc::new(|e| Error::from(e).into());
     let raft = RaftServer::new(RaftService::new(node.router.clone(), beats, status_of))
         .max_decoding_message_size(usize::MAX)

@@ -1,26 +1,69 @@
-//! [`NodeRanges`]: how this node reaches the range holding a key, for the steps of
-//! transactions (`shoal_txn::resolve::Ranges`): through its own client of the cluster,
-//! which routes each step to its range's leader, follows redirects and splits, and
-//! sends idempotent steps again after ambiguous failures, as it does any request.
+//! [`NodeRanges`]: how this node reaches the cluster's ranges for transactions
+//! (`shoal_txn::Ranges`): through its own client of the cluster, which routes each
+//! step and read to its range, follows redirects and splits, and sends idempotent
+//! steps again after ambiguous failures, as it does any request; and its timestamps
+//! through the node's [`Clock`].
 
 use futures::future::BoxFuture;
 use shoal_client::{Client, ClientOptions};
+use shoal_proto::error::ErrorCode;
 use shoal_raft::codec::{decode, encode};
-use shoal_raft::{Command, CommandResponse};
-use shoal_txn::resolve::Ranges;
+use shoal_raft::{Command, CommandResponse, Touch};
+use shoal_txn::ranges::{Bounds, Read};
+use shoal_txn::Ranges;
+
+use crate::clock::Clock;
 
 /// The node's way to reach any range.
 #[derive(Clone)]
 pub struct NodeRanges {
     client: Client,
+    clock: Clock,
 }
 
 impl NodeRanges {
     /// Reaches the cluster through this node (at `advertise`): it knows the rest.
-    pub fn new(advertise: &str) -> std::result::Result<Self, shoal_client::Error> {
+    pub fn new(advertise: &str, clock: Clock) -> std::result::Result<Self, shoal_client::Error> {
         Ok(Self {
             client: Client::with_options([advertise.to_string()], ClientOptions::default())?,
+            clock,
         })
+    }
+}
+
+/// The end (exclusive; empty: unbounded) of what `step` touches.
+fn extent_end(step: &Command) -> Vec<u8> {
+    let mut end: Option<Vec<u8>> = None;
+    for t in step.touches() {
+        let e = match t {
+            Touch::Key(k) => {
+                let mut e = k.to_vec();
+                e.push(0);
+                e
+            }
+            Touch::Span(_, []) => return Vec::new(),
+            Touch::Span(_, e) => e.to_vec(),
+        };
+        if end.as_ref().is_none_or(|cur| &e > cur) {
+            end = Some(e);
+        }
+    }
+    end.unwrap_or_default()
+}
+
+/// A client's failure, as the transaction layer sees it.
+fn failed(what: impl std::fmt::Display, e: shoal_client::Error) -> shoal_txn::Error {
+    if e.code() == Some(ErrorCode::CrossRange.as_str()) {
+        return shoal_txn::Error::Regroup;
+    }
+    shoal_txn::Error::Unavailable(format!("{what}: {e}"))
+}
+
+fn read_of(kv: shoal_client::KeyValue) -> Read {
+    Read {
+        key: kv.key,
+        value: kv.value,
+        version: kv.version,
     }
 }
 
@@ -32,12 +75,62 @@ impl Ranges for NodeRanges {
     ) -> BoxFuture<'a, shoal_txn::Result<CommandResponse>> {
         Box::pin(async move {
             let bytes = encode(&step).map_err(|e| shoal_txn::Error::Internal(e.to_string()))?;
+            let end = extent_end(&step);
             let answer = self
                 .client
-                .txn_step(key, bytes)
+                .txn_step(key, &end, bytes)
                 .await
-                .map_err(|e| shoal_txn::Error::Unavailable(format!("{step}: {e}")))?;
+                .map_err(|e| failed(&step, e))?;
             decode(&answer).map_err(|e| shoal_txn::Error::Internal(format!("{step}: {e}")))
+        })
+    }
+
+    fn locate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, shoal_txn::Result<Bounds>> {
+        Box::pin(async move {
+            let (start, end) = self
+                .client
+                .range_bounds(key)
+                .await
+                .map_err(|e| failed("locating a key's range", e))?;
+            Ok(Bounds { start, end })
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a [u8], ts: u64) -> BoxFuture<'a, shoal_txn::Result<Option<Read>>> {
+        Box::pin(async move {
+            let kv = self
+                .client
+                .get_at(key, ts)
+                .await
+                .map_err(|e| failed("a transaction's read", e))?;
+            Ok(kv.map(read_of))
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+        ts: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, shoal_txn::Result<Vec<Read>>> {
+        Box::pin(async move {
+            let kvs = self
+                .client
+                .scan_at(start, end, limit, ts)
+                .await
+                .map_err(|e| failed("a transaction's scan", e))?;
+            Ok(kvs.into_iter().map(read_of).collect())
+        })
+    }
+
+    fn now(&self) -> BoxFuture<'_, shoal_txn::Result<u64>> {
+        Box::pin(async move {
+            self.clock
+                .now()
+                .await
+                .map(|ts| ts.0)
+                .map_err(|e| shoal_txn::Error::Unavailable(format!("a timestamp: {e}")))
         })
     }
 }

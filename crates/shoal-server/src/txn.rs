@@ -1,19 +1,211 @@
 //! The public `Txn` gRPC service: transactions across ranges, coordinated by this
-//! node for its clients. So far it hands out the cluster's timestamps.
+//! node for its clients, and the cluster's timestamps.
+//!
+//! `Begin` opens a [`Transaction`] under a random handle in this node's table; the
+//! calls naming the handle run one at a time on it (reads through [`NodeRanges`] at
+//! its start timestamp, writes buffered); `Commit` runs the protocol
+//! (`shoal_txn::coordinator`). A transaction open longer than its lifetime (half of
+//! `--gc-ttl`, so its snapshot is never collected under it) is rolled back
+//! (`TXN_EXPIRED`); the table forgets transactions a while after that, and a node
+//! that restarted knows none (`TXN_NOT_FOUND`). Before commit nothing of a
+//! transaction is in the cluster, so a lost handle leaves nothing behind.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_proto::error::ErrorCode;
 use shoal_proto::v1::{self as pb, txn_server::Txn};
+use shoal_txn::coordinator::{Limits as TxnLimits, Options, State};
+use shoal_txn::ranges::Read;
+use shoal_txn::{Isolation, Ranges, Transaction};
 use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::steps::NodeRanges;
+use crate::validate::Limits;
+
+/// Most keys a transaction may write (and spans it may read).
+pub const MAX_TXN_KEYS: usize = 10_000;
+/// Most transactions open at once on one node.
+const MAX_OPEN: usize = 10_000;
+/// How long the table keeps a transaction past its lifetime (so late calls hear
+/// `TXN_EXPIRED` or `TXN_CLOSED` rather than `TXN_NOT_FOUND`).
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+struct Open {
+    txn: Transaction,
+    begun: Instant,
+}
+
+type Table = HashMap<u64, Arc<tokio::sync::Mutex<Open>>>;
 
 pub struct TxnService {
+    node: Arc<Node>,
     clock: Clock,
+    ranges: Arc<dyn Ranges>,
+    limits: Limits,
+    txn_limits: TxnLimits,
+    lifetime: Duration,
+    open: Mutex<Table>,
+}
+
+fn table(m: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn txn_error(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error::Txn {
+        code,
+        message: message.into(),
+    }
+}
+
+fn kv(r: Read) -> pb::KeyValue {
+    pb::KeyValue {
+        key: r.key,
+        value: r.value,
+        version: r.version,
+    }
+}
+
+/// The most a transaction may hold on a node of `cfg`. Each range's prewrite is one
+/// command: room is left for its framing besides the keys and values.
+pub fn txn_limits(cfg: &NodeConfig) -> TxnLimits {
+    TxnLimits {
+        max_keys: MAX_TXN_KEYS,
+        max_bytes: cfg.max_request_bytes / 4 * 3,
+    }
+}
+
+/// The longest a transaction may stay open under `gc_ttl`: half of it, so its
+/// snapshot stays above the garbage collection's safe point.
+pub fn lifetime(gc_ttl: Duration) -> Duration {
+    gc_ttl / 2
 }
 
 impl TxnService {
-    pub fn new(clock: Clock) -> Self {
-        Self { clock }
+    pub fn new(node: Arc<Node>, clock: Clock, ranges: NodeRanges) -> Self {
+        let limits = Limits::of(&node.cfg);
+        let txn_limits = txn_limits(&node.cfg);
+        let lifetime = lifetime(node.cfg.gc_ttl);
+        Self {
+            node,
+            clock,
+            ranges: Arc::new(ranges),
+            limits,
+            txn_limits,
+            lifetime,
+            open: Mutex::new(HashMap::new()),
+        }
     }
+
+    /// The transaction named `handle`, locked for one call; rolled back and refused
+    /// once past its lifetime.
+    async fn with<T>(
+        &self,
+        handle: u64,
+        call: impl AsyncFnOnce(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        self.node.check_serving()?;
+        let entry = table(&self.open).get(&handle).cloned().ok_or_else(|| {
+            txn_error(
+                ErrorCode::TxnNotFound,
+                format!(
+                    "no transaction {handle} on node {}: it was begun elsewhere, or the node restarted since (begin it again)",
+                    self.node.node_id()
+                ),
+            )
+        })?;
+        let mut open = entry.lock().await;
+        if open.txn.state() == State::Active && open.begun.elapsed() > self.lifetime {
+            open.txn.rollback()?;
+            return Err(txn_error(
+                ErrorCode::TxnExpired,
+                format!(
+                    "transaction {handle} was open longer than {:?} (half of --gc-ttl) and is rolled back",
+                    self.lifetime
+                ),
+            ));
+        }
+        call(&mut open.txn).await
+    }
+
+    /// Forgets transactions past their lifetime by `FORGET_AFTER`.
+    fn sweep(&self, t: &mut Table) {
+        let keep = self.lifetime + FORGET_AFTER;
+        t.retain(|_, e| match e.try_lock() {
+            Ok(open) => open.begun.elapsed() <= keep,
+            // In use: kept.
+            Err(_) => true,
+        });
+    }
+
+    async fn begin(&self, req: pb::TxnBeginRequest) -> Result<pb::TxnBeginResponse> {
+        self.node.check_serving()?;
+        let isolation = match pb::Isolation::try_from(req.isolation) {
+            Ok(pb::Isolation::Serializable) => Isolation::Serializable,
+            Ok(pb::Isolation::Snapshot) => Isolation::Snapshot,
+            Err(_) => {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidArgument,
+                    format!("unknown isolation {}", req.isolation),
+                ))
+            }
+        };
+        let start_ts = self.clock.now().await?.0;
+        let txn = Transaction::new(
+            start_ts,
+            Options {
+                isolation,
+                read_only: req.read_only,
+            },
+            self.txn_limits,
+        );
+        let entry = Arc::new(tokio::sync::Mutex::new(Open {
+            txn,
+            begun: Instant::now(),
+        }));
+        let mut t = table(&self.open);
+        if t.len() >= MAX_OPEN {
+            self.sweep(&mut t);
+            if t.len() >= MAX_OPEN {
+                return Err(Error::Unavailable(format!(
+                    "node {} has {MAX_OPEN} transactions open; try another node or later",
+                    self.node.node_id()
+                )));
+            }
+        }
+        let handle = loop {
+            let h = rand::random::<u64>();
+            if h != 0 && !t.contains_key(&h) {
+                break h;
+            }
+        };
+        t.insert(handle, entry);
+        if t.len().is_multiple_of(1024) {
+            self.sweep(&mut t);
+        }
+        Ok(pb::TxnBeginResponse {
+            handle,
+            start_ts,
+            node_id: self.node.node_id(),
+        })
+    }
+
+    async fn commit(&self, handle: u64) -> Result<u64> {
+        let ranges = self.ranges.clone();
+        self.with(handle, async move |t| Ok(t.commit(ranges).await?))
+            .await
+    }
+}
+
+/// Runs `f`, the answer of a call, as a gRPC response.
+async fn answer<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<Response<T>, Status> {
+    f.await.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
@@ -28,5 +220,104 @@ impl Txn for TxnService {
             .await
             .map(|first| Response::new(pb::TxnTimestampsResponse { first: first.0 }))
             .map_err(Status::from)
+    }
+
+    async fn begin(
+        &self,
+        req: Request<pb::TxnBeginRequest>,
+    ) -> Result<Response<pb::TxnBeginResponse>, Status> {
+        answer(TxnService::begin(self, req.into_inner())).await
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::TxnGetRequest>,
+    ) -> Result<Response<pb::TxnGetResponse>, Status> {
+        let req = req.into_inner();
+        answer(async {
+            self.limits.check_key("key", &req.key, false)?;
+            let ranges = self.ranges.clone();
+            let found = self
+                .with(req.handle, async move |t| {
+                    Ok(t.get(&*ranges, &req.key).await?)
+                })
+                .await?;
+            Ok(pb::TxnGetResponse { kv: found.map(kv) })
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        req: Request<pb::TxnScanRequest>,
+    ) -> Result<Response<pb::TxnScanResponse>, Status> {
+        let req = req.into_inner();
+        answer(async {
+            self.limits.check_span(&req.start, &req.end)?;
+            let ranges = self.ranges.clone();
+            let found = self
+                .with(req.handle, async move |t| {
+                    Ok(t.scan(&*ranges, &req.start, &req.end, req.limit as usize)
+                        .await?)
+                })
+                .await?;
+            Ok(pb::TxnScanResponse {
+                kvs: found.into_iter().map(kv).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        req: Request<pb::TxnPutRequest>,
+    ) -> Result<Response<pb::TxnWriteResponse>, Status> {
+        let req = req.into_inner();
+        answer(async {
+            self.limits.check_key("key", &req.key, false)?;
+            self.limits.check_value(&req.value)?;
+            self.with(req.handle, async move |t| Ok(t.put(req.key, req.value)?))
+                .await?;
+            Ok(pb::TxnWriteResponse {})
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::TxnDeleteRequest>,
+    ) -> Result<Response<pb::TxnWriteResponse>, Status> {
+        let req = req.into_inner();
+        answer(async {
+            self.limits.check_key("key", &req.key, false)?;
+            self.with(req.handle, async move |t| Ok(t.delete(req.key)?))
+                .await?;
+            Ok(pb::TxnWriteResponse {})
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        req: Request<pb::TxnCommitRequest>,
+    ) -> Result<Response<pb::TxnCommitResponse>, Status> {
+        let handle = req.into_inner().handle;
+        answer(async {
+            let commit_ts = TxnService::commit(self, handle).await?;
+            Ok(pb::TxnCommitResponse { commit_ts })
+        })
+        .await
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<pb::TxnRollbackRequest>,
+    ) -> Result<Response<pb::TxnRollbackResponse>, Status> {
+        let handle = req.into_inner().handle;
+        answer(async {
+            self.with(handle, async move |t| Ok(t.rollback()?)).await?;
+            Ok(pb::TxnRollbackResponse {})
+        })
+        .await
     }
 }

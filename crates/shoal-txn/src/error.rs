@@ -23,6 +23,27 @@ pub enum Error {
     /// The node is shutting down: its timestamp task has stopped.
     #[error("the timestamp service is shutting down")]
     ShuttingDown,
+    /// A step's keys no longer lie in one range (it split): nothing was applied; send
+    /// the keys of each range apart.
+    #[error("the step's keys no longer lie in one range")]
+    Regroup,
+    /// The transaction conflicted with another and was rolled back: nothing of it
+    /// was written. Retrying it from its start may succeed.
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
+    /// The transaction was committed or rolled back already.
+    #[error("the transaction is {0}: it takes no more reads or writes")]
+    Closed(&'static str),
+    /// A write in a transaction begun read-only.
+    #[error("the transaction is read-only")]
+    ReadOnly,
+    /// The transaction outgrew a limit (keys, bytes): it is rolled back.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The commit may or may not have taken effect (its primary's range did not answer
+    /// in time); a read of its keys tells.
+    #[error("the transaction's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
     /// A failure that is none of the above (a bug).
     #[error("{0}")]
     Internal(String),

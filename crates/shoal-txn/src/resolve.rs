@@ -4,24 +4,15 @@
 //! A lock past its time to live gets its transaction rolled back by the check; an
 //! alive one is left to its coordinator.
 //!
-//! [`Ranges`] is how the layer reaches the range holding a key, wherever it is: the
-//! node implements it (routing, forwarding, retries of idempotent steps).
+//! The ranges are reached through [`Ranges`], wherever they are.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
 use shoal_raft::txn_record::{Lock, TxnStatus};
 use shoal_raft::{Command, CommandResponse, OpResult};
 
 use crate::error::{Error, Result};
-
-/// The ranges of the cluster, as the transaction layer reaches them.
-pub trait Ranges: Send + Sync {
-    /// Applies a transaction's `step` on the range holding `key` (its first key), on
-    /// that range's leader; what applying it returned. Steps are idempotent, so the
-    /// implementation may send one again after an ambiguous failure.
-    fn step<'a>(&'a self, key: &'a [u8], step: Command) -> BoxFuture<'a, Result<CommandResponse>>;
-}
+pub use crate::ranges::Ranges;
 
 /// What became of a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +34,7 @@ pub fn wall_ms() -> u64 {
 }
 
 /// The single result of a step's response.
-fn result_of(resp: CommandResponse) -> Result<OpResult> {
+pub(crate) fn result_of(resp: CommandResponse) -> Result<OpResult> {
     let mut results = resp.results;
     if results.len() != 1 {
         return Err(Error::Internal(format!(

@@ -274,6 +274,16 @@ fn one_phase_validates_writes_and_reads_then_writes_at_its_timestamp() {
     assert_eq!(one(&mut h, 1, at(commit_ts, t.clone())), OpResult::TxnDone);
     assert_eq!(value(&h, "a", commit_ts), Some("1".into()));
     assert!(!locked(&h, "a"));
+    // Sent again (its answer was lost) at a fresh timestamp: committed at the first,
+    // nothing written again.
+    assert_eq!(
+        one(&mut h, 2, at(ts(1000, 8), t.clone())),
+        OpResult::TxnConflict(TxnConflict::Committed {
+            key: b"a".to_vec(),
+            commit_ts
+        })
+    );
+    assert_eq!(value(&h, "a", ts(1000, 8)), Some("1".into()));
     // A key read by a later one-phase transaction changed after its start: refused.
     one(&mut h, 2, prewrite(ts(1000, 6), "c1", vec![put("c1", "x")]));
     one(&mut h, 3, commit(ts(1000, 6), ts(1000, 7), &["c1"]));

@@ -3,7 +3,7 @@
 
 use shoal_proto::v1 as pb;
 use shoal_raft::codec::{decode, encode};
-use shoal_raft::Command;
+use shoal_raft::{Command, Touch};
 
 use super::{applied, target, target_pb, BoxFuture, Channel, KvClient, KvRpc, Outcome, Status};
 use crate::error::{Error, Result};
@@ -27,7 +27,10 @@ impl KvRpc for pb::TxnStepRequest {
             return Err(invalid(format!("{cmd} touches no key")));
         }
         for t in touches {
-            limits.check_key("key", t.first_key(), false)?;
+            match t {
+                Touch::Key(k) => limits.check_key("key", k, false)?,
+                Touch::Span(s, e) => limits.check_span(s, e)?,
+            }
         }
         Ok(Request {
             op: Op::Step(cmd),

@@ -1,0 +1,424 @@
+//! Transactional workloads for fault tests, each run by clients until told to stop,
+//! and the checks they end with:
+//!
+//! - [`Bank`]: transfers between random accounts (read two balances, write both),
+//!   while readers sum every balance in read-only transactions: every sum must be
+//!   the total, whatever the faults (a transfer takes effect whole or not at all,
+//!   and a snapshot sees whole transfers).
+//! - [`ListAppend`]: transactions of a few appends to and reads of lists (one key
+//!   each), recorded as a history that `shoal_history` checks for strict
+//!   serializability (G0, G1a/b/c, G-single, G2, with real-time order).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+use shoal_client::{Client, Error, TxnOptions};
+use shoal_history::{check, Consistency, MicroOp, Outcome, Recorder};
+use tokio::task::JoinHandle;
+
+/// Counts of what the clients' transactions came to.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub committed: u64,
+    /// Refused with `TXN_CONFLICT` (or lost before commit): nothing written.
+    pub aborted: u64,
+    /// Commit sent, not answered.
+    pub unknown: u64,
+    /// Failed otherwise (the cluster unreachable for a while).
+    pub failed: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.committed += o.committed;
+        self.aborted += o.aborted;
+        self.unknown += o.unknown;
+        self.failed += o.failed;
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    fn note(&mut self, e: &Error) {
+        let key = e.code().map(str::to_string).unwrap_or_else(|| {
+            let s = e.to_string();
+            s.chars().take(60).collect()
+        });
+        *self.errors.entry(key).or_default() += 1;
+    }
+}
+
+fn account(i: usize) -> String {
+    format!("bank/{i:03}")
+}
+
+/// The bank: `accounts` accounts under `bank/`, `initial` each.
+pub struct Bank {
+    pub accounts: usize,
+    pub initial: i64,
+    stop: Arc<AtomicBool>,
+    writers: Vec<JoinHandle<Tally>>,
+    readers: Vec<JoinHandle<(u64, Vec<String>)>>,
+}
+
+/// What a bank run came to.
+#[derive(Debug)]
+pub struct BankReport {
+    pub transfers: Tally,
+    /// Snapshot sums taken.
+    pub reads: u64,
+    /// Sums that were not the total (with what was read).
+    pub bad_reads: Vec<String>,
+}
+
+fn balance(kv: Option<shoal_client::KeyValue>) -> shoal_client::Result<i64> {
+    let kv = kv.ok_or_else(|| Error::Unavailable("an account is missing".into()))?;
+    String::from_utf8_lossy(&kv.value)
+        .parse()
+        .map_err(|e| Error::Unavailable(format!("a balance is not a number: {e}")))
+}
+
+impl Bank {
+    /// Opens the accounts (one transaction) and starts `writers` transferring and
+    /// `readers` summing, each with its own client of `addrs`.
+    pub async fn start(
+        addrs: &[String],
+        accounts: usize,
+        initial: i64,
+        writers: usize,
+        readers: usize,
+    ) -> anyhow::Result<Self> {
+        let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
+        client
+            .transaction(|t| async move {
+                for i in 0..accounts {
+                    t.put(account(i), initial.to_string()).await?;
+                }
+                Ok(())
+            })
+            .await
+            .context("opening the accounts")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut w = Vec::new();
+        for n in 0..writers {
+            let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
+            let stop = stop.clone();
+            w.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+                let mut tally = Tally::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let a = rng.random_range(0..accounts);
+                    let b = (a + rng.random_range(1..accounts)) % accounts;
+                    let amount: i64 = rng.random_range(1..=5);
+                    let r = client
+                        .transaction(|t| async move {
+                            let va = balance(t.get(account(a)).await?)?;
+                            let vb = balance(t.get(account(b)).await?)?;
+                            t.put(account(a), (va - amount).to_string()).await?;
+                            t.put(account(b), (vb + amount).to_string()).await?;
+                            Ok(())
+                        })
+                        .await;
+                    match r {
+                        Ok(()) => tally.committed += 1,
+                        Err(e) => {
+                            tally.note(&e);
+                            match e {
+                                Error::OutcomeUnknown(_) => tally.unknown += 1,
+                                e if e.is_txn_retriable() => tally.aborted += 1,
+                                _ => tally.failed += 1,
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                tally
+            }));
+        }
+        let mut r = Vec::new();
+        for _ in 0..readers {
+            let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
+            let stop = stop.clone();
+            r.push(tokio::spawn(async move {
+                let (mut reads, mut bad) = (0, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match sum(&client, accounts).await {
+                        Ok((s, n)) => {
+                            reads += 1;
+                            if s != initial * accounts as i64 || n != accounts {
+                                bad.push(format!("{n} accounts summing to {s}"));
+                            }
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                (reads, bad)
+            }));
+        }
+        Ok(Self {
+            accounts,
+            initial,
+            stop,
+            writers: w,
+            readers: r,
+        })
+    }
+
+    /// Stops the clients; what they came to.
+    pub async fn finish(self) -> BankReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut transfers = Tally::default();
+        for w in self.writers {
+            if let Ok(t) = w.await {
+                transfers.add(&t);
+            }
+        }
+        let (mut reads, mut bad_reads) = (0, Vec::new());
+        for r in self.readers {
+            if let Ok((n, bad)) = r.await {
+                reads += n;
+                bad_reads.extend(bad);
+            }
+        }
+        BankReport {
+            transfers,
+            reads,
+            bad_reads,
+        }
+    }
+}
+
+/// The sum of the balances and the number of accounts, read in one read-only
+/// transaction.
+pub async fn sum(client: &Client, accounts: usize) -> shoal_client::Result<(i64, usize)> {
+    let opts = TxnOptions {
+        read_only: true,
+        ..TxnOptions::default()
+    };
+    client
+        .transaction_with(opts, |t| async move {
+            let kvs = t.scan("bank/", "bank0", accounts as u32 + 1).await?;
+            let mut s = 0;
+            for kv in &kvs {
+                s += balance(Some(kv.clone()))?;
+            }
+            Ok((s, kvs.len()))
+        })
+        .await
+}
+
+impl BankReport {
+    /// Fails unless every snapshot summed to the total and some transfers committed;
+    /// then sums again, after the faults, in a transaction and with plain reads.
+    pub async fn check(
+        &self,
+        client: &Client,
+        accounts: usize,
+        initial: i64,
+    ) -> anyhow::Result<()> {
+        if !self.bad_reads.is_empty() {
+            bail!(
+                "{} of {} snapshot sums were wrong: {:?}",
+                self.bad_reads.len(),
+                self.reads,
+                &self.bad_reads[..self.bad_reads.len().min(5)]
+            );
+        }
+        if self.transfers.committed == 0 || self.reads == 0 {
+            bail!("nothing was checked: {self:?}");
+        }
+        let total = initial * accounts as i64;
+        let (s, n) = sum(client, accounts).await?;
+        if (s, n) != (total, accounts) {
+            bail!("after the run: {n} accounts summing to {s}, not {total}");
+        }
+        let kvs = client.scan("bank/", "bank0", 0).await?;
+        let plain: i64 = kvs
+            .iter()
+            .map(|kv| {
+                String::from_utf8_lossy(&kv.value)
+                    .parse::<i64>()
+                    .unwrap_or(i64::MIN / 4)
+            })
+            .sum();
+        if plain != total || kvs.len() != accounts {
+            bail!(
+                "plain reads after the run: {} accounts summing to {plain}",
+                kvs.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn list_key(k: u64) -> String {
+    format!("la/{k:03}")
+}
+
+fn parse_list(kv: Option<shoal_client::KeyValue>) -> Vec<u64> {
+    kv.map(|kv| {
+        String::from_utf8_lossy(&kv.value)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn format_list(l: &[u64]) -> String {
+    l.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// List-append over `keys` lists under `la/`.
+pub struct ListAppend {
+    stop: Arc<AtomicBool>,
+    recorder: Arc<Recorder>,
+    tasks: Vec<JoinHandle<Tally>>,
+}
+
+/// What a list-append run came to.
+#[derive(Debug)]
+pub struct ListAppendReport {
+    pub tally: Tally,
+    pub history: shoal_history::History,
+}
+
+impl ListAppend {
+    /// Starts `processes` clients, each running transactions of 1 to 4 micro-ops
+    /// (append or read, on random keys of `0..keys`), one at a time.
+    pub fn start(addrs: &[String], keys: u64, processes: usize) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let recorder = Arc::new(Recorder::new());
+        let next = Arc::new(AtomicU64::new(1));
+        let mut tasks = Vec::new();
+        for p in 0..processes {
+            let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
+            let (stop, recorder, next) = (stop.clone(), recorder.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + p as u64);
+                let mut tally = Tally::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let n = rng.random_range(1..=4);
+                    let ops: Vec<MicroOp> = (0..n)
+                        .map(|_| {
+                            let key = rng.random_range(0..keys);
+                            if rng.random_bool(0.5) {
+                                MicroOp::append(key, next.fetch_add(1, Ordering::Relaxed))
+                            } else {
+                                MicroOp::read_unobserved(key)
+                            }
+                        })
+                        .collect();
+                    let id = recorder.invoke(p as u64, ops.clone());
+                    let (outcome, lists) = run_list_txn(&client, &ops, &mut tally).await;
+                    recorder
+                        .complete(id, outcome, lists)
+                        .expect("a transaction completes once");
+                    if outcome != Outcome::Committed {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                tally
+            }));
+        }
+        Ok(Self {
+            stop,
+            recorder,
+            tasks,
+        })
+    }
+
+    pub async fn finish(self) -> ListAppendReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut tally = Tally::default();
+        for t in self.tasks {
+            if let Ok(t) = t.await {
+                tally.add(&t);
+            }
+        }
+        ListAppendReport {
+            tally,
+            history: self.recorder.history(),
+        }
+    }
+}
+
+/// One list-append transaction: its outcome and, committed, the lists it read.
+async fn run_list_txn(
+    client: &Client,
+    ops: &[MicroOp],
+    tally: &mut Tally,
+) -> (Outcome, Vec<Vec<u64>>) {
+    let txn = match client.begin().await {
+        Ok(t) => t,
+        Err(e) => {
+            tally.note(&e);
+            tally.failed += 1;
+            return (Outcome::Aborted, Vec::new());
+        }
+    };
+    let body = async {
+        let mut lists = Vec::new();
+        for op in ops {
+            match op {
+                MicroOp::Append { key, value } => {
+                    let mut l = parse_list(txn.get(list_key(*key)).await?);
+                    l.push(*value);
+                    txn.put(list_key(*key), format_list(&l)).await?;
+                }
+                MicroOp::Read { key, .. } => lists.push(parse_list(txn.get(list_key(*key)).await?)),
+            }
+        }
+        Ok::<_, Error>(lists)
+    };
+    let lists = match body.await {
+        Ok(l) => l,
+        Err(e) => {
+            // Nothing is written before commit.
+            tally.note(&e);
+            tally.aborted += 1;
+            let _ = txn.rollback().await;
+            return (Outcome::Aborted, Vec::new());
+        }
+    };
+    match txn.commit().await {
+        Ok(_) => {
+            tally.committed += 1;
+            (Outcome::Committed, lists)
+        }
+        Err(e) => {
+            tally.note(&e);
+            if e.code() == Some("TXN_CONFLICT") {
+                tally.aborted += 1;
+                (Outcome::Aborted, Vec::new())
+            } else {
+                tally.unknown += 1;
+                (Outcome::Unknown, Vec::new())
+            }
+        }
+    }
+}
+
+impl ListAppendReport {
+    /// Fails on any anomaly of strict serializability, or when too little committed
+    /// to check anything.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.tally.committed < 10 {
+            bail!("too few transactions committed to check: {:?}", self.tally);
+        }
+        let report = check(&self.history, Consistency::StrictSerializable);
+        if !report.is_valid() {
+            bail!(
+                "list-append anomalies:\n{report}\nhistory:\n{}",
+                self.history
+            );
+        }
+        Ok(())
+    }
+}

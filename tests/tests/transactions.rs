@@ -1,0 +1,334 @@
+//! Transactions across ranges on a real cluster, through the SDK and the `Txn`
+//! service: atomic commits at one timestamp, conflicts refused with a retriable code,
+//! serializable reads (no write skew) and snapshot isolation on request, the stable
+//! codes of bad handles and limits; and the bank and list-append workloads over many
+//! ranges while ranges split, leaders move off nodes restarted in turn, and nodes
+//! (the timestamp oracle's leader among them) are killed and paused.
+
+use std::time::{Duration, Instant};
+
+use shoal_client::{Client, Isolation, TxnOptions};
+use shoal_proto::v1 as pb;
+use shoal_tests::txn_workload::{Bank, ListAppend};
+use shoal_tests::{TestCluster, FAST_ELECTIONS};
+
+async fn cluster(extra: &[&str]) -> (TestCluster, Client) {
+    let c = TestCluster::start_initialized(3, extra).await.unwrap();
+    let client = c.client();
+    client.split_range("m").await.unwrap();
+    (c, client)
+}
+
+fn text(kv: &Option<shoal_client::KeyValue>) -> Option<String> {
+    kv.as_ref()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_across_ranges_commits_whole_at_one_timestamp() {
+    let (_c, client) = cluster(&[]).await;
+    client.put("b", "old").await.unwrap();
+    let t = client.begin().await.unwrap();
+    t.put("a", "1").await.unwrap();
+    t.put("x", "2").await.unwrap();
+    t.delete("b").await.unwrap();
+    // Its own writes over its snapshot; nothing visible outside before commit.
+    assert_eq!(text(&t.get("a").await.unwrap()), Some("1".into()));
+    assert_eq!(t.get("b").await.unwrap(), None);
+    let keys: Vec<Vec<u8>> = t
+        .scan("", "", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(keys, vec![b"a".to_vec(), b"x".to_vec()]);
+    assert_eq!(client.get("a").await.unwrap(), None);
+    assert_eq!(text(&client.get("b").await.unwrap()), Some("old".into()));
+    let commit_ts = t.commit().await.unwrap();
+    assert!(commit_ts > t.start_ts());
+    let (a, x) = (
+        client.get("a").await.unwrap().unwrap(),
+        client.get("x").await.unwrap().unwrap(),
+    );
+    assert_eq!(
+        (a.value.as_slice(), x.value.as_slice()),
+        (&b"1"[..], &b"2"[..])
+    );
+    assert_eq!(
+        (a.version, x.version),
+        (commit_ts, commit_ts),
+        "one commit timestamp"
+    );
+    assert_eq!(client.get("b").await.unwrap(), None);
+    // A read just below the commit sees none of it.
+    assert_eq!(client.get_at("a", commit_ts - 1).await.unwrap(), None);
+    assert_eq!(
+        text(&client.get_at("b", commit_ts - 1).await.unwrap()),
+        Some("old".into())
+    );
+    // Committed: closed.
+    let e = t.put("a", "3").await.unwrap_err();
+    assert_eq!(e.code(), Some("TXN_CLOSED"), "{e}");
+    // One range: one phase; the keys take the commit's version too.
+    let ts = client
+        .transaction(|t| async move {
+            t.put("c", "1").await?;
+            t.put("d", "1").await?;
+            Ok(())
+        })
+        .await;
+    assert!(ts.is_ok(), "{ts:?}");
+    let (c, d) = (
+        client.get("c").await.unwrap().unwrap(),
+        client.get("d").await.unwrap().unwrap(),
+    );
+    assert_eq!(c.version, d.version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_transactions_writing_what_both_read_one_commits_the_other_is_refused() {
+    let (_c, client) = cluster(&[]).await;
+    client.put("a", "0").await.unwrap();
+    let t1 = client.begin().await.unwrap();
+    let t2 = client.begin().await.unwrap();
+    for (t, v) in [(&t1, "1"), (&t2, "2")] {
+        assert_eq!(text(&t.get("a").await.unwrap()), Some("0".into()));
+        t.put("a", v).await.unwrap();
+        t.put("x", v).await.unwrap();
+    }
+    t1.commit().await.unwrap();
+    let e = t2.commit().await.unwrap_err();
+    assert_eq!(e.code(), Some("TXN_CONFLICT"), "{e}");
+    assert!(e.is_txn_retriable());
+    assert_eq!(text(&client.get("a").await.unwrap()), Some("1".into()));
+    assert_eq!(text(&client.get("x").await.unwrap()), Some("1".into()));
+    // Refused: nothing of it stays, no lock either (a plain write passes at once).
+    client.put("x", "3").await.unwrap();
+    // The SDK's transaction runs a conflicting closure again: 8 increments from 4
+    // clients all land.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..2 {
+                client
+                    .transaction(|t| async move {
+                        let n: u64 = text(&t.get("n").await?).map_or(0, |s| s.parse().unwrap());
+                        t.put("n", (n + 1).to_string()).await?;
+                        t.put("z", (n + 1).to_string()).await?;
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(text(&client.get("n").await.unwrap()), Some("8".into()));
+    assert_eq!(text(&client.get("z").await.unwrap()), Some("8".into()));
+}
+
+/// Two transactions each read both `a` and `x` and write one of them (the on-call
+/// doctors' write skew): serializable refuses the second; snapshot isolation lets
+/// both commit.
+async fn write_skew(client: &Client, isolation: Isolation) -> (bool, bool) {
+    client.put("a", "on").await.unwrap();
+    client.put("x", "on").await.unwrap();
+    let opts = TxnOptions {
+        isolation,
+        read_only: false,
+    };
+    let t1 = client.begin_with(opts).await.unwrap();
+    let t2 = client.begin_with(opts).await.unwrap();
+    for t in [&t1, &t2] {
+        t.get("a").await.unwrap();
+        t.get("x").await.unwrap();
+    }
+    t1.put("a", "off").await.unwrap();
+    t2.put("x", "off").await.unwrap();
+    let r1 = t1.commit().await;
+    let r2 = t2.commit().await;
+    if let Err(e) = &r2 {
+        assert_eq!(e.code(), Some("TXN_CONFLICT"), "{e}");
+    }
+    (r1.is_ok(), r2.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serializable_transactions_refuse_write_skew_and_snapshot_ones_allow_it() {
+    let (_c, client) = cluster(&[]).await;
+    assert_eq!(
+        write_skew(&client, Isolation::Serializable).await,
+        (true, false)
+    );
+    assert_eq!(text(&client.get("x").await.unwrap()), Some("on".into()));
+    assert_eq!(write_skew(&client, Isolation::Snapshot).await, (true, true));
+    assert_eq!(text(&client.get("x").await.unwrap()), Some("off".into()));
+    // A read-only transaction sees one snapshot, whatever commits meanwhile.
+    let opts = TxnOptions {
+        read_only: true,
+        ..TxnOptions::default()
+    };
+    let r = client.begin_with(opts).await.unwrap();
+    client.put("a", "later").await.unwrap();
+    assert_eq!(text(&r.get("a").await.unwrap()), Some("off".into()));
+    let e = r.put("a", "no").await.unwrap_err();
+    assert_eq!(e.code(), Some("TXN_READ_ONLY"), "{e}");
+    assert_eq!(r.commit().await.unwrap(), r.start_ts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_handles_and_limits_get_stable_codes_and_leave_nothing() {
+    // A transaction may live half the retention window: 1 s here.
+    let (c, client) = cluster(&["--gc-ttl", "2s"]).await;
+    let mut raw = pb::txn_client::TxnClient::connect(format!("http://{}", c.nodes[0].grpc))
+        .await
+        .unwrap();
+    let code = |s: tonic::Status| shoal_proto::error::code_of(&s);
+    let s = raw
+        .get(pb::TxnGetRequest {
+            handle: 12345,
+            key: b"a".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), code(s.clone()).as_str()),
+        (tonic::Code::NotFound, "TXN_NOT_FOUND")
+    );
+    let s = raw
+        .begin(pb::TxnBeginRequest {
+            isolation: 7,
+            read_only: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(s), "INVALID_ARGUMENT");
+
+    // Commit after rollback.
+    let t = client.begin().await.unwrap();
+    t.put("a", "1").await.unwrap();
+    t.rollback().await.unwrap();
+    t.rollback().await.unwrap();
+    assert_eq!(t.commit().await.unwrap_err().code(), Some("TXN_CLOSED"));
+    assert_eq!(client.get("a").await.unwrap(), None);
+
+    // Too many bytes: rolled back whole.
+    let t = client.begin().await.unwrap();
+    let big = vec![7u8; 4 << 20];
+    t.put("a", &big).await.unwrap();
+    let e = t.put("x", &big).await.unwrap_err();
+    assert_eq!(e.code(), Some("TXN_TOO_LARGE"), "{e}");
+    assert_eq!(t.commit().await.unwrap_err().code(), Some("TXN_CLOSED"));
+    assert_eq!(client.get("a").await.unwrap(), None);
+    // An oversized key, an empty one: refused, the transaction goes on.
+    let t = client.begin().await.unwrap();
+    let e = t.put(vec![1u8; 9 << 10], "v").await.unwrap_err();
+    assert_eq!(e.code(), Some("KEY_TOO_LARGE"), "{e}");
+    let e = t.get("").await.unwrap_err();
+    assert_eq!(e.code(), Some("EMPTY_KEY"), "{e}");
+    t.put("ok", "1").await.unwrap();
+    t.commit().await.unwrap();
+    assert_eq!(text(&client.get("ok").await.unwrap()), Some("1".into()));
+
+    // Open past its lifetime: expired, rolled back.
+    let t = client.begin().await.unwrap();
+    t.put("a", "1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let e = t.commit().await.unwrap_err();
+    assert_eq!(e.code(), Some("TXN_EXPIRED"), "{e}");
+    assert_eq!(client.get("a").await.unwrap(), None);
+}
+
+/// Split points among the bank's accounts and the lists' keys: with `m` and the
+/// meta range's, ten ranges.
+const SPLITS: &[&str] = &[
+    "bank/004", "bank/008", "bank/012", "bank/016", "la/004", "la/008", "la/012", "n",
+];
+/// Split later, while the workloads run.
+const LATE_SPLITS: &[&str] = &[
+    "bank/002", "bank/010", "bank/018", "la/002", "la/010", "la/014",
+];
+
+async fn split_all(client: &Client, keys: &[&str]) {
+    for k in keys {
+        client.split_range(k).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_and_list_append_hold_over_ten_ranges_while_they_split_and_leaders_move() {
+    let (mut c, client) = cluster(FAST_ELECTIONS).await;
+    split_all(&client, SPLITS).await;
+    let addrs = c.addrs();
+    let bank = Bank::start(&addrs, 20, 100, 4, 2).await.unwrap();
+    let lists = ListAppend::start(&addrs, 16, 4).unwrap();
+    let mut log = Vec::new();
+    for (i, k) in LATE_SPLITS.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        client.split_range(k).await.unwrap();
+        log.push(format!("split at {k}"));
+        // Every node restarted in turn, gracefully: its leaderships move away first
+        // (SIGTERM drains), and come back as elections and balancing go.
+        let i = i % 3;
+        let st = c.terminate(i, Duration::from_secs(20));
+        log.push(format!("rolling restart of node {i} ({st:?})"));
+        c.restart(i).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bank_report = bank.finish().await;
+    let lists_report = lists.finish().await;
+    let ranges = client.ranges().await.unwrap().ranges.len();
+    eprintln!(
+        "{log:?}\n{ranges} ranges\nbank: {:?}, {} snapshot sums\nlist-append: {:?}",
+        bank_report.transfers, bank_report.reads, lists_report.tally
+    );
+    assert!(ranges >= 16, "{ranges} ranges");
+    bank_report.check(&client, 20, 100).await.unwrap();
+    lists_report.check().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_and_list_append_hold_while_nodes_and_the_oracles_leader_are_killed_and_paused() {
+    let (mut c, client) = cluster(FAST_ELECTIONS).await;
+    split_all(&client, SPLITS).await;
+    let addrs = c.addrs();
+    let bank = Bank::start(&addrs, 20, 100, 4, 2).await.unwrap();
+    let lists = ListAppend::start(&addrs, 16, 4).unwrap();
+    let mut log = Vec::new();
+    let until = Instant::now() + Duration::from_secs(16);
+    let mut round = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The meta range's leader (the timestamp oracle) every other round.
+        let victim = match c.leader_among(&[0, 1, 2]).await {
+            Some(l) if round % 2 == 0 => l,
+            _ => round % 3,
+        };
+        if round % 4 == 3 {
+            log.push(format!("pause {victim}"));
+            c.pause(victim, true);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            c.pause(victim, false);
+        } else {
+            log.push(format!("kill -9 {victim}"));
+            c.kill9(victim);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            c.restart(victim).unwrap();
+        }
+        round += 1;
+    }
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bank_report = bank.finish().await;
+    let lists_report = lists.finish().await;
+    eprintln!(
+        "{log:?}\nbank: {:?}, {} snapshot sums\nlist-append: {:?}",
+        bank_report.transfers, bank_report.reads, lists_report.tally
+    );
+    bank_report.check(&client, 20, 100).await.unwrap();
+    lists_report.check().unwrap();
+}
