@@ -337,7 +337,7 @@ async fn a_split_on_demand_keeps_every_key_and_clients_follow_it() {
     );
     assert_eq!(
         after.get(key(100)).await.unwrap().unwrap().value,
-        b"x".to_vec()
+        b"y".to_vec()
     );
     assert_eq!(after.scan("", "", 0).await.unwrap().len(), 200);
     assert_eq!(after.ranges().await.unwrap().ranges.len(), 2);
