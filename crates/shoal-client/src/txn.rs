@@ -65,7 +65,11 @@ impl Error {
                 ]
                 .iter()
                 .any(|k| k.as_str() == c),
-                None => *code == tonic::Code::Unavailable,
+                // No node's code: the connection to the coordinator failed.
+                None => matches!(
+                    code,
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                ),
             },
             _ => false,
         }
@@ -164,14 +168,12 @@ impl Transaction {
             Ok(r) => Ok(r.commit_ts),
             // No answer: the commit may have reached the coordinator.
             Err(e @ Error::Unavailable(_)) => Err(Error::OutcomeUnknown(e.to_string())),
+            // An answer without a node's code: the connection failed.
             Err(Error::Status {
-                code,
                 error_code: None,
                 message,
                 ..
-            }) if code == tonic::Code::Unavailable || code == tonic::Code::Cancelled => {
-                Err(Error::OutcomeUnknown(message))
-            }
+            }) => Err(Error::OutcomeUnknown(message)),
             Err(e) => Err(e),
         }
     }
