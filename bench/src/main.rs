@@ -6,7 +6,8 @@
 //! appended as one JSON record to a file.
 //!
 //! - [`target`]: the two targets (shoal through its SDK, etcd through its client).
-//! - [`workload`]: the workloads (etcd's put and get, YCSB A/B/C/E/F) and key choice.
+//! - [`workload`]: the workloads (etcd's put and get, YCSB A/B/C/E/F, transactions of
+//!   two writes and of four read-modify-writes) and key choice.
 //! - [`tso`]: the timestamp oracle's workload (`--workload tso`, shoal only): its
 //!   callers' loop, the checks of the timestamps' order, and its result.
 //! - The `fsync-floor` binary (`fsync_floor.rs`) measures the disk's fdatasync floor.
@@ -169,6 +170,19 @@ async fn run_tasks(
                             target
                                 .read_modify_write(&key(chooser.next(&mut rng, n)), &value)
                                 .await
+                        }
+                        Op::Write2 | Op::Rmw4 => {
+                            let count = if op == Op::Write2 { 2 } else { 4 };
+                            let keys: Vec<Vec<u8>> =
+                                workload::spread(chooser.next(&mut rng, n), n, count)
+                                    .into_iter()
+                                    .map(key)
+                                    .collect();
+                            if op == Op::Write2 {
+                                target.write_all(&keys, &value).await
+                            } else {
+                                target.read_modify_write_all(&keys, &value).await
+                            }
                         }
                     }
                 } else {

@@ -92,6 +92,90 @@ impl Target {
         }
     }
 
+    /// Writes every key of `keys` in one transaction.
+    pub async fn write_all(&self, keys: &[Vec<u8>], value: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Target::Shoal(c) => {
+                let ops = keys
+                    .iter()
+                    .map(|k| shoal_client::ops::write_put(k, value))
+                    .collect();
+                c.batch(ops).await?;
+            }
+            Target::Etcd(c) => {
+                use etcd_client::{Txn, TxnOp};
+                let ops: Vec<TxnOp> = keys
+                    .iter()
+                    .map(|k| TxnOp::put(k.clone(), value, None))
+                    .collect();
+                c.as_ref().clone().txn(Txn::new().and_then(ops)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every key of `keys`, then writes them all, in one transaction: run again
+    /// until no other write came between.
+    pub async fn read_modify_write_all(
+        &self,
+        keys: &[Vec<u8>],
+        value: &[u8],
+    ) -> anyhow::Result<()> {
+        match self {
+            Target::Shoal(c) => {
+                let keys = keys.to_vec();
+                c.transaction(|t| {
+                    let keys = keys.clone();
+                    async move {
+                        for k in &keys {
+                            t.get(k).await?;
+                        }
+                        for k in &keys {
+                            t.put(k, value).await?;
+                        }
+                        Ok(())
+                    }
+                })
+                .await?;
+            }
+            Target::Etcd(c) => {
+                use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+                let mut c = c.as_ref().clone();
+                loop {
+                    let gets: Vec<TxnOp> =
+                        keys.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
+                    let r = c.txn(Txn::new().and_then(gets)).await?;
+                    let revs: Vec<i64> = r
+                        .op_responses()
+                        .into_iter()
+                        .map(|o| match o {
+                            TxnOpResponse::Get(g) => {
+                                g.kvs().first().map_or(0, |kv| kv.mod_revision())
+                            }
+                            _ => 0,
+                        })
+                        .collect();
+                    let guards: Vec<Compare> = keys
+                        .iter()
+                        .zip(&revs)
+                        .map(|(k, rev)| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev))
+                        .collect();
+                    let puts: Vec<TxnOp> = keys
+                        .iter()
+                        .map(|k| TxnOp::put(k.clone(), value, None))
+                        .collect();
+                    if c.txn(Txn::new().when(guards).and_then(puts))
+                        .await?
+                        .succeeded()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the key, then writes it only if it did not change meanwhile.
     pub async fn read_modify_write(&self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
         match self {

@@ -11,6 +11,11 @@ pub enum Op {
     Insert,
     Scan,
     ReadModifyWrite,
+    /// Two keys half the key space apart written in one transaction.
+    Write2,
+    /// Four keys a quarter of the key space apart read, then written, in one
+    /// transaction.
+    Rmw4,
 }
 
 /// A workload: its operation mix, in percent.
@@ -33,6 +38,14 @@ pub enum Workload {
     /// The cluster's timestamp oracle: `Txn.Timestamps` calls of --tso-count
     /// timestamps (shoal only; see the `tso` module).
     Tso,
+    /// Transactions writing two keys half the key space apart (two ranges with
+    /// --split-into 2): shoal's `Batch` across ranges, etcd's `Txn` of two puts.
+    Txn2,
+    /// Transactions reading four keys a quarter of the key space apart, then writing
+    /// all four: shoal's interactive transaction (begin, 4 gets, 4 puts, commit;
+    /// run again on a conflict), etcd's `Txn` of 4 gets, then a `Txn` of 4 puts
+    /// guarded by the 4 keys' revisions (run again when a guard fails).
+    Rmw4,
 }
 
 impl Workload {
@@ -46,6 +59,8 @@ impl Workload {
             Workload::E => &[(Op::Scan, 95), (Op::Insert, 5)],
             Workload::F => &[(Op::Read, 50), (Op::ReadModifyWrite, 50)],
             Workload::Tso => &[],
+            Workload::Txn2 => &[(Op::Write2, 100)],
+            Workload::Rmw4 => &[(Op::Rmw4, 100)],
         }
     }
 
@@ -158,6 +173,13 @@ impl KeyChooser {
     }
 }
 
+/// `n` records' indices spread evenly around the key space from `i`.
+pub fn spread(i: u64, records: u64, n: u64) -> Vec<u64> {
+    (0..n)
+        .map(|k| (i + records * k / n) % records.max(1))
+        .collect()
+}
+
 /// The key of record `i`: 8 bytes, as etcd's benchmark uses.
 pub fn key(i: u64) -> Vec<u8> {
     format!("k{:07}", i % 10_000_000).into_bytes()
@@ -183,6 +205,8 @@ mod tests {
             Workload::F,
             Workload::Put,
             Workload::C,
+            Workload::Txn2,
+            Workload::Rmw4,
         ] {
             let mut counts: HashMap<Op, u32> = HashMap::new();
             let n = 100_000;
