@@ -94,7 +94,7 @@ done
 out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
 # The sections written elsewhere stay: bench/ranges.sh's, bench/tso.sh's, the last
 # bench/ab.sh comparison, and the hand-written reasons for the goals missed.
-kept=(why ranges tso ab)
+kept=(why ranges tso ab txn)
 for s in "${kept[@]}"; do python3 bench/section.py get "$out" "$s" >"$work/$s.md"; done
 python3 bench/report.py "$results" "$work/fsync.json" "$0 $*" >"$out"
 for s in "${kept[@]}"; do

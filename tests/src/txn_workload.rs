@@ -54,10 +54,12 @@ impl Tally {
 }
 
 fn account(i: usize) -> String {
-    format!("bank/{i:03}")
+    format!("t/bank/{i:03}")
 }
 
-/// The bank: `accounts` accounts under `bank/`, `initial` each.
+/// The bank: `accounts` accounts under `t/bank/`, `initial` each. (The workloads'
+/// keys sort after the register workload's `lin-` keys, so splits among them leave
+/// those in the first range.)
 pub struct Bank {
     pub accounts: usize,
     pub initial: i64,
@@ -202,7 +204,7 @@ pub async fn sum(client: &Client, accounts: usize) -> shoal_client::Result<(i64,
     };
     client
         .transaction_with(opts, |t| async move {
-            let kvs = t.scan("bank/", "bank0", accounts as u32 + 1).await?;
+            let kvs = t.scan("t/bank/", "t/bank0", accounts as u32 + 1).await?;
             let mut s = 0;
             for kv in &kvs {
                 s += balance(Some(kv.clone()))?;
@@ -237,7 +239,7 @@ impl BankReport {
         if (s, n) != (total, accounts) {
             bail!("after the run: {n} accounts summing to {s}, not {total}");
         }
-        let kvs = client.scan("bank/", "bank0", 0).await?;
+        let kvs = client.scan("t/bank/", "t/bank0", 0).await?;
         let plain: i64 = kvs
             .iter()
             .map(|kv| {
@@ -257,7 +259,7 @@ impl BankReport {
 }
 
 fn list_key(k: u64) -> String {
-    format!("la/{k:03}")
+    format!("t/la/{k:03}")
 }
 
 fn parse_list(kv: Option<shoal_client::KeyValue>) -> Vec<u64> {
@@ -275,7 +277,7 @@ fn format_list(l: &[u64]) -> String {
     l.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// List-append over `keys` lists under `la/`.
+/// List-append over `keys` lists under `t/la/`.
 pub struct ListAppend {
     stop: Arc<AtomicBool>,
     recorder: Arc<Recorder>,

@@ -2,7 +2,9 @@
 //! StatefulSet manifest) while checked clients run (see `shoal_tests::workload`).
 //! Every run ends by healing, waiting for every pod to be ready, and checking that
 //! the register histories are linearizable, no acknowledged write was lost, and every
-//! replica holds the same data.
+//! replica holds the same data; and, from the transactions across ten ranges that ran
+//! beside them (`shoal_tests::txn_workload`), that every bank snapshot summed to the
+//! total and the list-append history is strictly serializable.
 //!
 //! Each nemesis runs for `$SHOAL_NEMESIS_SECS` seconds (default 20, as CI runs them);
 //! `scripts/soak.sh` runs them for longer. Partitions use blackhole routes in the pods'
@@ -14,10 +16,25 @@ use std::time::{Duration, Instant};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use shoal_tests::pods::Pods;
+use shoal_tests::txn_workload::{Bank, ListAppend};
 use shoal_tests::workload::{Endpoints, Workload};
 
 const READY: Duration = Duration::from_secs(120);
 const CLIENTS: usize = 6;
+/// The bank's accounts, and where the ranges split among them and the lists.
+const ACCOUNTS: usize = 20;
+/// (All after the registers' `lin-` keys, which stay in the first range.)
+const TXN_SPLITS: &[&str] = &[
+    "t/",
+    "t/bank/005",
+    "t/bank/010",
+    "t/bank/015",
+    "t/la/",
+    "t/la/004",
+    "t/la/008",
+    "t/la/012",
+    "t/m",
+];
 
 fn duration() -> Duration {
     let secs = std::env::var("SHOAL_NEMESIS_SECS")
@@ -250,6 +267,16 @@ impl Run {
     /// Runs `nemeses` (one picked at random each round) under the workload, heals,
     /// and checks.
     async fn run(mut self, nemeses: &[Nemesis]) {
+        // Transactions across ranges beside the registers: the bank's accounts and
+        // the lists split over ten ranges.
+        let client = self.p.client();
+        for k in TXN_SPLITS {
+            client.split_range(k).await.unwrap();
+        }
+        let bank = Bank::start(&self.p.addrs(), ACCOUNTS, 100, 2, 1)
+            .await
+            .unwrap();
+        let lists = ListAppend::start(&self.p.addrs(), 16, 2).unwrap();
         let w = Workload::start(self.endpoints.clone(), CLIENTS);
         let until = Instant::now() + duration();
         while Instant::now() < until {
@@ -269,6 +296,8 @@ impl Run {
         self.p.wait_all_ready(READY).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let report = w.finish().await;
+        let bank = bank.finish().await;
+        let lists = lists.finish().await;
         let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
         for l in &self.log {
             *kinds.entry(l.split(' ').next().unwrap_or("")).or_default() += 1;
@@ -285,6 +314,12 @@ impl Run {
             .check_all(&self.p.addrs(), 101, Duration::from_secs(60))
             .await
             .unwrap();
+        eprintln!(
+            "bank: {:?}, {} snapshot sums\nlist-append: {:?}",
+            bank.transfers, bank.reads, lists.tally
+        );
+        bank.check(&self.p.client(), ACCOUNTS, 100).await.unwrap();
+        lists.check().unwrap();
     }
 }
 

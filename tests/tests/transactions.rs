@@ -246,11 +246,23 @@ async fn bad_handles_and_limits_get_stable_codes_and_leave_nothing() {
 /// Split points among the bank's accounts and the lists' keys: with `m` and the
 /// meta range's, ten ranges.
 const SPLITS: &[&str] = &[
-    "bank/004", "bank/008", "bank/012", "bank/016", "la/004", "la/008", "la/012", "n",
+    "t/bank/004",
+    "t/bank/008",
+    "t/bank/012",
+    "t/bank/016",
+    "t/la/004",
+    "t/la/008",
+    "t/la/012",
+    "n",
 ];
 /// Split later, while the workloads run.
 const LATE_SPLITS: &[&str] = &[
-    "bank/002", "bank/010", "bank/018", "la/002", "la/010", "la/014",
+    "t/bank/002",
+    "t/bank/010",
+    "t/bank/018",
+    "t/la/002",
+    "t/la/010",
+    "t/la/014",
 ];
 
 async fn split_all(client: &Client, keys: &[&str]) {

@@ -6,8 +6,9 @@
 //! its start timestamp, writes buffered); `Commit` runs the protocol
 //! (`shoal_txn::coordinator`). A transaction open longer than its lifetime (half of
 //! `--gc-ttl`, so its snapshot is never collected under it) is rolled back
-//! (`TXN_EXPIRED`); the table forgets transactions a while after that, and a node
-//! that restarted knows none (`TXN_NOT_FOUND`). Before commit nothing of a
+//! (`TXN_EXPIRED`). An ended transaction leaves the table of open ones at once (at
+//! most 10,000 are open on a node), and is remembered for a minute (`TXN_CLOSED`,
+//! `TXN_EXPIRED`); a node that restarted knows none (`TXN_NOT_FOUND`). Before commit nothing of a
 //! transaction is in the cluster, so a lost handle leaves nothing behind.
 
 use std::collections::HashMap;
@@ -32,16 +33,57 @@ use crate::validate::Limits;
 pub const MAX_TXN_KEYS: usize = 10_000;
 /// Most transactions open at once on one node.
 const MAX_OPEN: usize = 10_000;
-/// How long the table keeps a transaction past its lifetime (so late calls hear
-/// `TXN_EXPIRED` or `TXN_CLOSED` rather than `TXN_NOT_FOUND`).
-const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// How long the node remembers a transaction after it ended (so late calls hear
+/// `TXN_CLOSED` or `TXN_EXPIRED` rather than `TXN_NOT_FOUND`), and how many at most.
+const REMEMBER_FOR: Duration = Duration::from_secs(60);
+const MAX_REMEMBERED: usize = 100_000;
 
 struct Open {
     txn: Transaction,
     begun: Instant,
 }
 
-type Table = HashMap<u64, Arc<tokio::sync::Mutex<Open>>>;
+/// How a transaction ended, as the node remembers it.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    /// Committed, rolled back, or of unknown outcome (its state's name).
+    Closed(&'static str),
+    /// Rolled back for outliving its lifetime.
+    Expired,
+}
+
+/// The open transactions by handle, and those ended lately.
+#[derive(Default)]
+struct Table {
+    open: HashMap<u64, Arc<tokio::sync::Mutex<Open>>>,
+    ended: HashMap<u64, (Ended, Instant)>,
+}
+
+impl Table {
+    fn end(&mut self, handle: u64, how: Ended) {
+        self.open.remove(&handle);
+        if self.ended.len() >= MAX_REMEMBERED {
+            self.ended.retain(|_, (_, at)| at.elapsed() < REMEMBER_FOR);
+            if self.ended.len() >= MAX_REMEMBERED {
+                self.ended.clear();
+            }
+        }
+        self.ended.insert(handle, (how, Instant::now()));
+    }
+
+    /// Ends the open transactions past `lifetime` that no call holds.
+    fn sweep(&mut self, lifetime: Duration) {
+        let expired: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, e)| e.try_lock().is_ok_and(|o| o.begun.elapsed() > lifetime))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in expired {
+            self.end(h, Ended::Expired);
+        }
+    }
+}
 
 pub struct TxnService {
     node: Arc<Node>,
@@ -50,7 +92,7 @@ pub struct TxnService {
     limits: Limits,
     txn_limits: TxnLimits,
     lifetime: Duration,
-    open: Mutex<Table>,
+    table: Mutex<Table>,
 }
 
 fn table(m: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
@@ -99,49 +141,69 @@ impl TxnService {
             limits,
             txn_limits,
             lifetime,
-            open: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         }
     }
 
+    fn expired(&self, handle: u64) -> Error {
+        txn_error(
+            ErrorCode::TxnExpired,
+            format!(
+                "transaction {handle} was open longer than {:?} (half of --gc-ttl) and is rolled back",
+                self.lifetime
+            ),
+        )
+    }
+
     /// The transaction named `handle`, locked for one call; rolled back and refused
-    /// once past its lifetime.
+    /// once past its lifetime. A call that ends it (commit, rollback, a refusal that
+    /// rolls it back) moves it to the ended ones.
     async fn with<T>(
         &self,
         handle: u64,
         call: impl AsyncFnOnce(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
         self.node.check_serving()?;
-        let entry = table(&self.open).get(&handle).cloned().ok_or_else(|| {
-            txn_error(
-                ErrorCode::TxnNotFound,
-                format!(
-                    "no transaction {handle} on node {}: it was begun elsewhere, or the node restarted since (begin it again)",
-                    self.node.node_id()
-                ),
-            )
-        })?;
+        let entry = {
+            let t = table(&self.table);
+            match (t.open.get(&handle), t.ended.get(&handle)) {
+                (Some(e), _) => e.clone(),
+                (None, Some((Ended::Expired, _))) => return Err(self.expired(handle)),
+                (None, Some((Ended::Closed(state), _))) => {
+                    return Err(txn_error(
+                        ErrorCode::TxnClosed,
+                        format!("transaction {handle} is {state}: it takes no more calls"),
+                    ))
+                }
+                (None, None) => {
+                    return Err(txn_error(
+                        ErrorCode::TxnNotFound,
+                        format!(
+                            "no transaction {handle} on node {}: it was begun elsewhere, or the node restarted since (begin it again)",
+                            self.node.node_id()
+                        ),
+                    ))
+                }
+            }
+        };
         let mut open = entry.lock().await;
-        if open.txn.state() == State::Active && open.begun.elapsed() > self.lifetime {
-            open.txn.rollback()?;
-            return Err(txn_error(
-                ErrorCode::TxnExpired,
-                format!(
-                    "transaction {handle} was open longer than {:?} (half of --gc-ttl) and is rolled back",
-                    self.lifetime
-                ),
-            ));
+        if open.txn.state() != State::Active {
+            // Ended by a call that raced this one.
+            return Err(Error::from(shoal_txn::Error::Closed(
+                open.txn.state().name(),
+            )));
         }
-        call(&mut open.txn).await
-    }
-
-    /// Forgets transactions past their lifetime by `FORGET_AFTER`.
-    fn sweep(&self, t: &mut Table) {
-        let keep = self.lifetime + FORGET_AFTER;
-        t.retain(|_, e| match e.try_lock() {
-            Ok(open) => open.begun.elapsed() <= keep,
-            // In use: kept.
-            Err(_) => true,
-        });
+        if open.begun.elapsed() > self.lifetime {
+            open.txn.rollback()?;
+            table(&self.table).end(handle, Ended::Expired);
+            return Err(self.expired(handle));
+        }
+        let result = call(&mut open.txn).await;
+        let state = open.txn.state();
+        if state != State::Active {
+            table(&self.table).end(handle, Ended::Closed(state.name()));
+        }
+        result
     }
 
     async fn begin(&self, req: pb::TxnBeginRequest) -> Result<pb::TxnBeginResponse> {
@@ -169,10 +231,10 @@ impl TxnService {
             txn,
             begun: Instant::now(),
         }));
-        let mut t = table(&self.open);
-        if t.len() >= MAX_OPEN {
-            self.sweep(&mut t);
-            if t.len() >= MAX_OPEN {
+        let mut t = table(&self.table);
+        if t.open.len() >= MAX_OPEN {
+            t.sweep(self.lifetime);
+            if t.open.len() >= MAX_OPEN {
                 return Err(Error::Unavailable(format!(
                     "node {} has {MAX_OPEN} transactions open; try another node or later",
                     self.node.node_id()
@@ -181,13 +243,14 @@ impl TxnService {
         }
         let handle = loop {
             let h = rand::random::<u64>();
-            if h != 0 && !t.contains_key(&h) {
+            if h != 0 && !t.open.contains_key(&h) && !t.ended.contains_key(&h) {
                 break h;
             }
         };
-        t.insert(handle, entry);
-        if t.len().is_multiple_of(1024) {
-            self.sweep(&mut t);
+        t.open.insert(handle, entry);
+        // Abandoned transactions leave before the table fills up, too.
+        if handle % 1024 == 0 {
+            t.sweep(self.lifetime);
         }
         Ok(pb::TxnBeginResponse {
             handle,
