@@ -64,14 +64,25 @@ pub struct Bank {
     pub accounts: usize,
     pub initial: i64,
     stop: Arc<AtomicBool>,
-    writers: Vec<JoinHandle<Tally>>,
+    writers: Vec<JoinHandle<(Tally, Vec<Transfer>)>>,
     readers: Vec<JoinHandle<(u64, Vec<String>)>>,
+}
+
+/// A transfer a writer tried, and what it heard.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub from: usize,
+    pub to: usize,
+    pub amount: i64,
+    pub outcome: String,
 }
 
 /// What a bank run came to.
 #[derive(Debug)]
 pub struct BankReport {
     pub transfers: Tally,
+    /// Every transfer tried, for the diagnosis of a wrong sum.
+    pub log: Vec<Transfer>,
     /// Snapshot sums taken.
     pub reads: u64,
     /// Sums that were not the total (with what was read).
@@ -113,6 +124,7 @@ impl Bank {
             w.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
                 let mut tally = Tally::default();
+                let mut log = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let a = rng.random_range(0..accounts);
                     let b = (a + rng.random_range(1..accounts)) % accounts;
@@ -123,11 +135,20 @@ impl Bank {
                             let vb = balance(t.get(account(b)).await?)?;
                             t.put(account(a), (va - amount).to_string()).await?;
                             t.put(account(b), (vb + amount).to_string()).await?;
-                            Ok(())
+                            Ok(t.start_ts())
                         })
                         .await;
+                    log.push(Transfer {
+                        from: a,
+                        to: b,
+                        amount,
+                        outcome: match &r {
+                            Ok(ts) => format!("committed at {ts}"),
+                            Err(e) => e.to_string(),
+                        },
+                    });
                     match r {
-                        Ok(()) => tally.committed += 1,
+                        Ok(_) => tally.committed += 1,
                         Err(e) => {
                             tally.note(&e);
                             match e {
@@ -139,7 +160,7 @@ impl Bank {
                         }
                     }
                 }
-                tally
+                (tally, log)
             }));
         }
         let mut r = Vec::new();
@@ -175,9 +196,11 @@ impl Bank {
     pub async fn finish(self) -> BankReport {
         self.stop.store(true, Ordering::Relaxed);
         let mut transfers = Tally::default();
+        let mut log = Vec::new();
         for w in self.writers {
-            if let Ok(t) = w.await {
+            if let Ok((t, l)) = w.await {
                 transfers.add(&t);
+                log.extend(l);
             }
         }
         let (mut reads, mut bad_reads) = (0, Vec::new());
@@ -189,6 +212,7 @@ impl Bank {
         }
         BankReport {
             transfers,
+            log,
             reads,
             bad_reads,
         }
@@ -225,21 +249,46 @@ impl BankReport {
     ) -> anyhow::Result<()> {
         if !self.bad_reads.is_empty() {
             bail!(
-                "{} of {} snapshot sums were wrong: {:?}",
+                "{} of {} snapshot sums were wrong: {:?}\n{}",
                 self.bad_reads.len(),
                 self.reads,
-                &self.bad_reads[..self.bad_reads.len().min(5)]
+                &self.bad_reads[..self.bad_reads.len().min(5)],
+                self.diagnosis(client, accounts, initial).await
             );
         }
         if self.transfers.committed == 0 || self.reads == 0 {
             bail!("nothing was checked: {self:?}");
         }
         let total = initial * accounts as i64;
-        let (s, n) = sum(client, accounts).await?;
+        // The cluster is whole again, but a node may still be catching up: the
+        // checks wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let (s, n) = loop {
+            match sum(client, accounts).await {
+                Ok(found) => break found,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("summing after the run: {e}; again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if (s, n) != (total, accounts) {
-            bail!("after the run: {n} accounts summing to {s}, not {total}");
+            bail!(
+                "after the run: {n} accounts summing to {s}, not {total}\n{}",
+                self.diagnosis(client, accounts, initial).await
+            );
         }
-        let kvs = client.scan("t/bank/", "t/bank0", 0).await?;
+        let kvs = loop {
+            match client.scan("t/bank/", "t/bank0", 0).await {
+                Ok(kvs) => break kvs,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("scanning after the run: {e}; again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let plain: i64 = kvs
             .iter()
             .map(|kv| {
@@ -255,6 +304,46 @@ impl BankReport {
             );
         }
         Ok(())
+    }
+}
+
+impl BankReport {
+    /// Each account's balance now against what the committed transfers make it, and
+    /// the transfers not known to have committed that touch an account found off.
+    async fn diagnosis(&self, client: &Client, accounts: usize, initial: i64) -> String {
+        let mut expected = vec![initial; accounts];
+        for t in self
+            .log
+            .iter()
+            .filter(|t| t.outcome.starts_with("committed"))
+        {
+            expected[t.from] -= t.amount;
+            expected[t.to] += t.amount;
+        }
+        let mut out = String::new();
+        for (i, want) in expected.iter().enumerate() {
+            let kv = client.get(account(i)).await;
+            let now = match &kv {
+                Ok(Some(kv)) => format!(
+                    "{} (version {})",
+                    String::from_utf8_lossy(&kv.value),
+                    kv.version
+                ),
+                other => format!("{other:?}"),
+            };
+            out.push_str(&format!(
+                "{}: now {now}, by committed transfers {want}\n",
+                account(i)
+            ));
+        }
+        for t in self
+            .log
+            .iter()
+            .filter(|t| !t.outcome.starts_with("committed"))
+        {
+            out.push_str(&format!("not known committed: {t:?}\n"));
+        }
+        out
     }
 }
 

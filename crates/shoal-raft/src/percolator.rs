@@ -237,14 +237,18 @@ pub fn apply_one_phase(a: &mut Apply<'_>, t: &OnePhase, commit_ts: u64) -> io::R
             .engine
             .versions_since(key, t.start_ts.saturating_add(1))
             .map_err(io_err)?;
+        // Applied before (a retry of an answer lost), perhaps with newer writes over
+        // it since: committed then.
+        if let Some(r) = newer
+            .iter()
+            .find(|r| r.start_ts == t.start_ts && r.kind != VersionKind::Rollback)
+        {
+            return Ok(Err(TxnConflict::Committed {
+                key: key.to_vec(),
+                commit_ts: r.ts,
+            }));
+        }
         if let Some(r) = newer.iter().find(|r| r.kind != VersionKind::Rollback) {
-            if r.start_ts == t.start_ts {
-                // Applied before (a retry of an answer lost): committed then.
-                return Ok(Err(TxnConflict::Committed {
-                    key: key.to_vec(),
-                    commit_ts: r.ts,
-                }));
-            }
             return Ok(Err(TxnConflict::WriteConflict {
                 key: key.to_vec(),
                 commit_ts: r.ts,

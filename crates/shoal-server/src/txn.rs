@@ -44,7 +44,7 @@ struct Open {
 }
 
 /// How a transaction ended, as the node remembers it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     /// Committed, rolled back, or of unknown outcome (its state's name).
     Closed(&'static str),
@@ -378,7 +378,15 @@ impl Txn for TxnService {
     ) -> Result<Response<pb::TxnRollbackResponse>, Status> {
         let handle = req.into_inner().handle;
         answer(async {
-            self.with(handle, async move |t| Ok(t.rollback()?)).await?;
+            // Rolled back already (or for its age): again, nothing to do.
+            let rolled_back = Ended::Closed(State::RolledBack.name());
+            let again = matches!(
+                table(&self.table).ended.get(&handle),
+                Some((how, _)) if matches!(how, Ended::Expired) || *how == rolled_back
+            );
+            if !again {
+                self.with(handle, async move |t| Ok(t.rollback()?)).await?;
+            }
             Ok(pb::TxnRollbackResponse {})
         })
         .await

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 
-use crate::keys::{self, VersionKind, LATEST};
+use crate::keys::{self, VersionKind};
 
 /// The safe point, and what garbage collection dropped; shared by the store and its
 /// compaction filters.
@@ -31,8 +31,11 @@ pub struct GcState {
 impl Default for GcState {
     fn default() -> Self {
         Self {
-            // Until the node sets one, only the newest version of a key is kept.
-            safe_point: AtomicU64::new(LATEST),
+            // Until the node sets one, nothing is dropped: a compaction or a snapshot
+            // that runs as the store opens must not take the versions a read inside
+            // the retention window may still ask for, nor the rollback marks that
+            // stop a late prewrite.
+            safe_point: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
     }
@@ -165,6 +168,15 @@ mod tests {
 
     fn put(ts: u64) -> Vec<u8> {
         encode_version(VersionKind::Put, ts, b"v")
+    }
+
+    #[test]
+    fn before_the_node_sets_a_safe_point_nothing_is_dropped() {
+        let mut p = Pruner::new(GcState::default().safe_point());
+        assert!(!p.prunes(&mvcc_key(b"a", 90), &put(90)));
+        assert!(!p.prunes(&mvcc_key(b"a", 80), &put(80)));
+        let mark = encode_version(VersionKind::Rollback, 70, b"");
+        assert!(!p.prunes(&mvcc_key(b"a", 70), &mark));
     }
 
     #[test]

@@ -284,6 +284,21 @@ fn one_phase_validates_writes_and_reads_then_writes_at_its_timestamp() {
         })
     );
     assert_eq!(value(&h, "a", ts(1000, 8)), Some("1".into()));
+    // Even once another write went over it.
+    let later = OnePhase {
+        start_ts: ts(1000, 20),
+        mutations: vec![put("a", "later")],
+        reads: Vec::new(),
+    };
+    assert_eq!(one(&mut h, 3, at(ts(1000, 21), later)), OpResult::TxnDone);
+    assert_eq!(
+        one(&mut h, 4, at(ts(1000, 22), t.clone())),
+        OpResult::TxnConflict(TxnConflict::Committed {
+            key: b"a".to_vec(),
+            commit_ts
+        })
+    );
+    assert_eq!(value(&h, "a", ts(1000, 22)), Some("later".into()));
     // A key read by a later one-phase transaction changed after its start: refused.
     one(&mut h, 2, prewrite(ts(1000, 6), "c1", vec![put("c1", "x")]));
     one(&mut h, 3, commit(ts(1000, 6), ts(1000, 7), &["c1"]));
