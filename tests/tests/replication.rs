@@ -252,6 +252,12 @@ async fn a_follower_forwards_writes_to_the_leader() {
         .unwrap();
     let leader = c.wait_leader(Duration::from_secs(5)).await.unwrap();
     let follower = (leader + 1) % 3;
+    // The follower has applied what the leader had (its first configuration among
+    // it): before, it answers NOT_INITIALIZED, which a client retries.
+    let applied = c.applied(leader).await.unwrap();
+    c.wait_applied(follower, applied, Duration::from_secs(10))
+        .await
+        .unwrap();
     // A gRPC client that reaches the follower alone (the SDK would route to the
     // range's leader): every write is forwarded, none refused.
     let mut via =
