@@ -69,26 +69,26 @@ pub fn apply_prewrite(a: &mut Apply<'_>, p: &Prewrite) -> io::Result<Step> {
             }
             None => {}
         }
-        let mut done = false;
-        for r in a.engine.versions_since(key, p.start_ts).map_err(io_err)? {
-            if r.start_ts == p.start_ts {
-                if r.kind == VersionKind::Rollback {
-                    return Ok(Err(TxnConflict::RolledBack { key: key.to_vec() }));
-                }
-                // Committed already: this is a replay.
-                done = true;
-                break;
-            }
-            if r.kind != VersionKind::Rollback {
-                return Ok(Err(TxnConflict::WriteConflict {
+        let versions = a.engine.versions_since(key, p.start_ts).map_err(io_err)?;
+        // The transaction's own record first, wherever newer writes put it.
+        if let Some(r) = versions.iter().find(|r| r.start_ts == p.start_ts) {
+            return Ok(Err(match r.kind {
+                VersionKind::Rollback => TxnConflict::RolledBack { key: key.to_vec() },
+                // Committed already (a late duplicate, or a one-phase attempt whose
+                // answer was lost): nothing to lock, and the coordinator learns when.
+                VersionKind::Put | VersionKind::Delete => TxnConflict::Committed {
                     key: key.to_vec(),
                     commit_ts: r.ts,
-                }));
-            }
+                },
+            }));
         }
-        if !done {
-            to_lock.push(m);
+        if let Some(r) = versions.iter().find(|r| r.kind != VersionKind::Rollback) {
+            return Ok(Err(TxnConflict::WriteConflict {
+                key: key.to_vec(),
+                commit_ts: r.ts,
+            }));
         }
+        to_lock.push(m);
     }
     for m in to_lock {
         let lock = Lock {

@@ -221,7 +221,7 @@ impl KvService {
     }
 
     /// Proposes a write and answers what applying it returned.
-    async fn write(&self, r: &Replica, req: Request, deadline: Instant) -> Result<Outcome> {
+    async fn write(&self, r: &Arc<Replica>, req: Request, deadline: Instant) -> Result<Outcome> {
         let request_id = req.request_id;
         let Some(cmd) = req.into_command() else {
             return Err(Error::Internal("a read routed as a write".into()));
@@ -275,7 +275,7 @@ impl KvService {
 
     /// Proposes a write command: at a commit timestamp taken under latches on its keys,
     /// or as it is (a transaction's step).
-    async fn propose(&self, r: &Replica, cmd: Command) -> Result<shoal_raft::CommandResponse> {
+    async fn propose(&self, r: &Arc<Replica>, cmd: Command) -> Result<shoal_raft::CommandResponse> {
         if cmd.carries_its_timestamps() {
             // A step of a transaction across ranges: its timestamps are its own, and
             // readers see its locks.
@@ -287,11 +287,26 @@ impl KvService {
         let latches = r.latches().acquire(spans).await;
         let ts = self.clock.now().await?.0;
         latches.set_ts(ts);
-        Ok(r.propose(Command::At {
-            ts,
-            cmd: Box::new(cmd),
-        })
-        .await?)
+        // The latches stay held until the entry applies or its proposal fails (the
+        // leadership moved: a new leader applies a surviving entry before any read it
+        // serves), even when this request is cancelled meanwhile (its client's
+        // deadline passed): the entry may still apply at `ts`, and a read at a later
+        // timestamp must wait for it, not miss it.
+        let r = r.clone();
+        let proposal = tokio::spawn(async move {
+            let applied = r
+                .propose(Command::At {
+                    ts,
+                    cmd: Box::new(cmd),
+                })
+                .await;
+            drop(latches);
+            applied
+        });
+        match proposal.await {
+            Ok(applied) => Ok(applied?),
+            Err(e) => Err(Error::Internal(format!("a proposal's task failed: {e}"))),
+        }
     }
 
     /// Resolves `lock`, met on `key` by a read or a write; returns once its transaction

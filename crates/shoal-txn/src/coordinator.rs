@@ -592,6 +592,11 @@ async fn two_phase(
     let prewritten = step_all(&*ranges, mutations, &mutation_key, &prewrite).await;
     // A coordinator that crashes here leaves locks for readers to roll back.
     hit("txn-after-prewrite")?;
+    // Committed already: by a one-phase attempt whose answer was lost before its
+    // range split (a one-phase commit writes every key or none).
+    if let Ok(OpResult::TxnConflict(TxnConflict::Committed { commit_ts, .. })) = &prewritten {
+        return Ok(*commit_ts);
+    }
     let committing = async {
         match prewritten? {
             OpResult::TxnDone => {}

@@ -97,14 +97,17 @@ fn prewrite_then_commit_makes_the_values_visible_at_the_commit_timestamp_only() 
     assert_eq!(value(&h, "a", at), Some("1".into()));
     assert_eq!(value(&h, "b", at - 1), None);
     // Committed again: the same answer; and a prewrite replayed after the commit does
-    // not lock the key again.
+    // not lock the key again: it says when the transaction committed.
     assert_eq!(
         one(&mut h, 5, commit(start, at, &["a", "b"])),
         OpResult::TxnDone
     );
     assert_eq!(
         one(&mut h, 6, prewrite(start, "a", vec![put("a", "1")])),
-        OpResult::TxnDone
+        OpResult::TxnConflict(TxnConflict::Committed {
+            key: b"a".to_vec(),
+            commit_ts: at
+        })
     );
     assert!(!locked(&h, "a"));
     let versions = h.engine.versions_of(b"a").unwrap();
