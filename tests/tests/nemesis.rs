@@ -320,8 +320,11 @@ impl Run {
             report.acked.len(),
             report.failed
         );
+        // At least this many register operations, so the checks are not vacuous: the
+        // transactional workloads share the two cores, and a 5-node ring with them
+        // recorded 74 to 169 in a run.
         report
-            .check_all(&self.p.addrs(), 101, Duration::from_secs(60))
+            .check_all(&self.p.addrs(), 40, Duration::from_secs(60))
             .await
             .unwrap();
         let Some((bank, lists)) = txns else { return };
