@@ -75,6 +75,22 @@ fn kv_json(kv: &KeyValue) -> serde_json::Value {
     serde_json::json!({"key": text(&kv.key), "value": text(&kv.value), "version": kv.version})
 }
 
+/// Prints a scan's pairs: `key<TAB>value` lines, or one JSON object per line.
+pub fn print_kvs(format: Format, kvs: &[KeyValue], out: &mut dyn Write) -> anyhow::Result<()> {
+    for kv in kvs {
+        match format {
+            Format::Plain => {
+                out.write_all(&kv.key)?;
+                out.write_all(b"\t")?;
+                out.write_all(&kv.value)?;
+                out.write_all(b"\n")?;
+            }
+            Format::Json => writeln!(out, "{}", kv_json(kv))?,
+        }
+    }
+    Ok(())
+}
+
 /// Runs one kv command, writing its output to `out`.
 pub async fn exec(
     client: &Client,
@@ -150,17 +166,7 @@ pub async fn exec(
                 Some(ts) => client.scan_at(&start, end, limit, ts).await?,
                 None => client.scan(&start, end, limit).await?,
             };
-            for kv in &kvs {
-                match format {
-                    Format::Plain => {
-                        out.write_all(&kv.key)?;
-                        out.write_all(b"\t")?;
-                        out.write_all(&kv.value)?;
-                        out.write_all(b"\n")?;
-                    }
-                    Format::Json => writeln!(out, "{}", kv_json(kv))?,
-                }
-            }
+            print_kvs(format, &kvs, out)?;
         }
         KvCommand::DelRange { start, end } => {
             let n = client.delete_range(&start, end.unwrap_or_default()).await?;

@@ -151,12 +151,8 @@ async fn in_txn(t: &Transaction, cmd: KvCommand, out: &mut dyn Write) -> anyhow:
                 anyhow::bail!("inside a transaction, reads see its snapshot (no --at)");
             }
             let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-            for kv in t.scan(&start, end.unwrap_or_default(), limit).await? {
-                out.write_all(&kv.key)?;
-                out.write_all(b"\t")?;
-                out.write_all(&kv.value)?;
-                out.write_all(b"\n")?;
-            }
+            let kvs = t.scan(&start, end.unwrap_or_default(), limit).await?;
+            crate::kv::print_kvs(Format::Plain, &kvs, out)?;
         }
         _ => anyhow::bail!("not inside a transaction: commit or rollback first"),
     }
