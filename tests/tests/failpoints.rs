@@ -263,10 +263,26 @@ async fn coordinator_armed_with(failpoints: &str) -> (TestCluster, shoal_client:
     (c, client)
 }
 
+/// How the transaction of [`commit_and_lose_the_coordinator`] commits.
+#[derive(Clone, Copy, PartialEq)]
+enum Commit {
+    /// It read a key first: its read is checked, in two phases.
+    TwoPhase,
+    /// Writes alone: committed once every key is locked.
+    Async,
+}
+
 /// Commits `a = v, x = v` through `client`'s node, which dies at its failpoint:
 /// the client hears no outcome.
-async fn commit_and_lose_the_coordinator(c: &mut TestCluster, client: &shoal_client::Client) {
+async fn commit_and_lose_the_coordinator(
+    c: &mut TestCluster,
+    client: &shoal_client::Client,
+    how: Commit,
+) {
     let t = client.begin().await.unwrap();
+    if how == Commit::TwoPhase {
+        t.get("c").await.unwrap();
+    }
     t.put("a", "new").await.unwrap();
     t.put("x", "new").await.unwrap();
     let e = t.commit().await.unwrap_err();
@@ -287,7 +303,7 @@ fn value(kv: Option<shoal_client::KeyValue>) -> Option<(String, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_coordinator_that_dies_after_prewrite_leaves_locks_readers_roll_back() {
     let (mut c, client) = coordinator_armed_with("txn-after-prewrite=return(crash)").await;
-    commit_and_lose_the_coordinator(&mut c, &client).await;
+    commit_and_lose_the_coordinator(&mut c, &client, Commit::TwoPhase).await;
     // Readers meet the locks, wait out their time to live, and roll the transaction
     // back: neither key changed.
     let other = c.client_of([1, 2]);
@@ -304,7 +320,7 @@ async fn a_coordinator_that_dies_after_prewrite_leaves_locks_readers_roll_back()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_coordinator_that_dies_after_the_primary_commits_leaves_locks_readers_roll_forward() {
     let (mut c, client) = coordinator_armed_with("txn-before-secondaries=return(crash)").await;
-    commit_and_lose_the_coordinator(&mut c, &client).await;
+    commit_and_lose_the_coordinator(&mut c, &client, Commit::TwoPhase).await;
     // The primary is committed: the secondary's lock is rolled forward by its first
     // reader, at the transaction's commit timestamp.
     let other = c.client_of([1, 2]);
@@ -312,6 +328,41 @@ async fn a_coordinator_that_dies_after_the_primary_commits_leaves_locks_readers_
     let a = value(other.get("a").await.unwrap()).unwrap();
     assert_eq!((a.0.as_str(), x.0.as_str()), ("new", "new"));
     assert_eq!(a.1, x.1, "one commit timestamp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_asynchronous_commit_whose_coordinator_dies_once_every_key_is_locked_is_rolled_forward()
+{
+    let (mut c, client) = coordinator_armed_with("txn-after-prewrite=return(crash)").await;
+    commit_and_lose_the_coordinator(&mut c, &client, Commit::Async).await;
+    // Every key was locked: the transaction is committed. A reader of either key
+    // waits out the primary lock's time to live, finds the other key locked, and
+    // rolls both forward at the larger of their timestamps.
+    let other = c.client_of([1, 2]);
+    let x = value(other.get("x").await.unwrap()).unwrap();
+    let a = value(other.get("a").await.unwrap()).unwrap();
+    assert_eq!((a.0.as_str(), x.0.as_str()), ("new", "new"));
+    assert_eq!(a.1, x.1, "one commit timestamp");
+    // No lock is left: a scan and a write pass.
+    assert_eq!(other.scan("", "", 0).await.unwrap().len(), 2);
+    other.put("a", "later").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_asynchronous_commit_whose_prewrite_was_lost_is_rolled_back_by_readers() {
+    // The prewrite of x is lost; the coordinator dies before rolling back.
+    let (mut c, client) =
+        coordinator_armed_with("txn-prewrite-secondary=return;txn-before-rollback=return(crash)")
+            .await;
+    commit_and_lose_the_coordinator(&mut c, &client, Commit::Async).await;
+    // A reader of a finds its lock abandoned and x never locked: x is marked rolled
+    // back (its prewrite can no longer land), then a.
+    let other = c.client_of([1, 2]);
+    let a = value(other.get("a").await.unwrap()).unwrap();
+    let x = value(other.get("x").await.unwrap()).unwrap();
+    assert_eq!((a.0.as_str(), x.0.as_str()), ("old", "old"));
+    assert_eq!(other.scan("", "", 0).await.unwrap().len(), 2);
+    other.put("x", "later").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -37,6 +37,7 @@ async fn prewrite(client: &Client, start: u64, key: &str, value: &str, ttl_ms: u
             value: value.into(),
         }],
         ttl_ms,
+        async_commit: None,
     });
     assert_eq!(step(client, key, cmd).await, OpResult::TxnDone);
 }

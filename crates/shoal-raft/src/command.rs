@@ -90,6 +90,10 @@ pub enum Command {
         commit_ts: u64,
         spans: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// The state of a transaction committed asynchronously, as its locks on `keys`
+    /// tell it (asked by a reader whose primary lock outlived its time to live): a key
+    /// with no trace of it is marked rolled back, so its prewrite never applies.
+    CheckSecondaries { start_ts: u64, keys: Vec<Vec<u8>> },
 }
 
 impl std::fmt::Display for Command {
@@ -139,6 +143,9 @@ impl std::fmt::Display for Command {
             }
             Command::CheckTxn { start_ts, .. } => write!(f, "check-txn({start_ts})"),
             Command::HeartbeatTxn { start_ts, .. } => write!(f, "heartbeat-txn({start_ts})"),
+            Command::CheckSecondaries { start_ts, keys } => {
+                write!(f, "check-secondaries({} keys of {start_ts})", keys.len())
+            }
             Command::OnePhase(t) => {
                 write!(f, "one-phase({} keys of {})", t.mutations.len(), t.start_ts)
             }
@@ -364,7 +371,9 @@ impl Command {
                 .map(|m| Touch::Key(m.key()))
                 .chain(t.reads.iter().map(|(s, e)| Touch::Span(s, e)))
                 .find(|t| pred(t)),
-            Command::CommitKeys { keys, .. } | Command::RollbackKeys { keys, .. } => {
+            Command::CommitKeys { keys, .. }
+            | Command::RollbackKeys { keys, .. }
+            | Command::CheckSecondaries { keys, .. } => {
                 keys.iter().map(|k| Touch::Key(k)).find(|t| pred(t))
             }
             Command::CheckTxn { primary, .. } | Command::HeartbeatTxn { primary, .. } => {
@@ -405,14 +414,20 @@ impl Command {
                 | Command::HeartbeatTxn { .. }
                 | Command::OnePhase(_)
                 | Command::ValidateReads { .. }
+                | Command::CheckSecondaries { .. }
         )
     }
 
     /// Whether the command's writes carry their own timestamps (a transaction's
     /// steps, but a one-phase transaction, which commits at the timestamp of its
-    /// `At`).
+    /// `At`, and an asynchronous commit's prewrite, whose `At` is its locks'
+    /// `min_commit_ts`).
     pub fn carries_its_timestamps(&self) -> bool {
-        self.is_txn_step() && !matches!(self, Command::OnePhase(_) | Command::ValidateReads { .. })
+        match self {
+            Command::OnePhase(_) | Command::ValidateReads { .. } => false,
+            Command::Prewrite(p) => p.async_commit.is_none(),
+            c => c.is_txn_step(),
+        }
     }
 
     /// Whether the command is a plain data write or an etcd-style transaction (inside

@@ -103,9 +103,21 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
             a.ts = outer;
             return inner;
         }
-        Command::Prewrite(p) => resp
-            .results
-            .push(txn_step(crate::percolator::apply_prewrite(a, p)?)),
+        Command::Prewrite(p) if p.async_commit.is_some() && a.ts.is_none() => {
+            return Ok(CommandResponse::refused(
+                a.version(),
+                "an asynchronous commit's prewrite needs a timestamp".into(),
+                None,
+            ))
+        }
+        Command::Prewrite(p) => match crate::percolator::apply_prewrite(a, p)? {
+            // The answer's version: the largest `min_commit_ts` of its locks here.
+            Ok(min_commit_ts) => {
+                resp.version = min_commit_ts;
+                resp.results.push(OpResult::TxnDone);
+            }
+            Err(c) => resp.results.push(OpResult::TxnConflict(c)),
+        },
         Command::CommitKeys {
             start_ts,
             commit_ts,
@@ -133,6 +145,9 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
                 *now_ms,
                 *rollback_if_missing,
             )?)),
+        Command::CheckSecondaries { start_ts, keys } => resp.results.push(OpResult::TxnStatus(
+            crate::percolator::apply_check_secondaries(a, *start_ts, keys)?,
+        )),
         Command::HeartbeatTxn {
             primary,
             start_ts,

@@ -19,8 +19,12 @@
 //! `snapshot-install-before-data` (install intent recorded, data not yet replaced) and
 //! `snapshot-install-after-data` (data replaced, snapshot not yet recorded). A
 //! transaction's coordinator (`shoal-txn`) has `txn-after-prewrite` (every range's
-//! locks written, no commit timestamp yet) and `txn-before-secondaries` (the primary
-//! committed, the other ranges' locks not yet).
+//! prewrite answered: in two phases, no commit timestamp yet; committed
+//! asynchronously, the client not yet answered), `txn-before-secondaries` (two
+//! phases: the primary committed, the other ranges' locks not yet),
+//! `txn-prewrite-secondary` (an asynchronous commit's prewrites but the primary key's
+//! are lost in flight) and `txn-before-rollback` (an asynchronous commit refused or
+//! unanswered, before it is rolled back).
 
 use std::io;
 

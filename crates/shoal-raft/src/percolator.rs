@@ -13,6 +13,9 @@
 //!   (and when), rolled back, or alive; a lock past its time to live (by the clock of
 //!   the one asking, carried in the command) is rolled back.
 //! - [`apply_heartbeat`]: the coordinator extends its primary lock's time to live.
+//! - [`apply_check_secondaries`]: for a transaction committed asynchronously whose
+//!   primary lock outlived its time to live, whether its other keys here are locked
+//!   (each key with no trace of it is marked rolled back first).
 //! - [`apply_one_phase`]: a transaction whose keys all lie in this range, in one
 //!   command: validated and written at its commit timestamp, no lock left. Applied
 //!   again (a retry with a fresh timestamp), it answers `Committed` with the first
@@ -28,7 +31,7 @@ use shoal_storage::{Engine, KeySpan, VersionKind};
 
 use crate::apply::Apply;
 use crate::codec::{decode, encode, io_err};
-use crate::txn_record::{Lock, Mutation, OnePhase, Prewrite, TxnConflict, TxnStatus};
+use crate::txn_record::{AsyncCommit, Lock, Mutation, OnePhase, Prewrite, TxnConflict, TxnStatus};
 
 /// A step's outcome: done, or refused whole.
 pub type Step<T = ()> = Result<T, TxnConflict>;
@@ -54,13 +57,24 @@ fn outcome_of(engine: &Engine, key: &[u8], start_ts: u64) -> io::Result<Option<R
     Ok(None)
 }
 
-/// `Prewrite`: locks every key of the transaction in this range, or none.
-pub fn apply_prewrite(a: &mut Apply<'_>, p: &Prewrite) -> io::Result<Step> {
+/// `Prewrite`: locks every key of the transaction in this range, or none. Answers the
+/// largest `min_commit_ts` of the transaction's locks here (0 unless it commits
+/// asynchronously): a prewrite applied again answers its first application's.
+pub fn apply_prewrite(a: &mut Apply<'_>, p: &Prewrite) -> io::Result<Step<u64>> {
+    // Proposed at its timestamp (`Command::At`; dispatch refuses it without one).
+    let min_commit_ts = match &p.async_commit {
+        Some(_) => a.ts.unwrap_or(0),
+        None => 0,
+    };
     let mut to_lock = Vec::new();
+    let mut locked_before = 0;
     for m in &p.mutations {
         let key = m.key();
         match lock_of(a.engine, key)? {
-            Some(l) if l.start_ts == p.start_ts => continue,
+            Some(l) if l.start_ts == p.start_ts => {
+                locked_before = locked_before.max(l.async_commit.map_or(0, |c| c.min_commit_ts));
+                continue;
+            }
             Some(lock) => {
                 return Ok(Err(TxnConflict::Locked {
                     key: key.to_vec(),
@@ -90,6 +104,12 @@ pub fn apply_prewrite(a: &mut Apply<'_>, p: &Prewrite) -> io::Result<Step> {
         }
         to_lock.push(m);
     }
+    // Keys locked by an earlier application keep their `min_commit_ts`.
+    let answer = if to_lock.is_empty() {
+        locked_before
+    } else {
+        min_commit_ts.max(locked_before)
+    };
     for m in to_lock {
         let lock = Lock {
             primary: p.primary.clone(),
@@ -99,10 +119,18 @@ pub fn apply_prewrite(a: &mut Apply<'_>, p: &Prewrite) -> io::Result<Step> {
                 Mutation::Put { value, .. } => Some(value.clone()),
                 Mutation::Delete { .. } => None,
             },
+            async_commit: p.async_commit.as_ref().map(|secondaries| AsyncCommit {
+                min_commit_ts,
+                secondaries: if m.key() == p.primary.as_slice() {
+                    secondaries.clone()
+                } else {
+                    Vec::new()
+                },
+            }),
         };
         a.batch.put_lock(a.engine, m.key(), &encode(&lock)?);
     }
-    Ok(Ok(()))
+    Ok(Ok(answer))
 }
 
 /// `CommitKeys`: writes the transaction's locked values at `commit_ts`.
@@ -182,13 +210,15 @@ pub fn apply_check(
         Ok(TxnStatus::RolledBack)
     };
     match lock_of(a.engine, primary)? {
-        Some(l) if l.start_ts == start_ts => {
-            if l.expired(now_ms) {
-                rollback(a)
-            } else {
-                Ok(TxnStatus::Alive { ttl_ms: l.ttl_ms })
-            }
-        }
+        Some(l) if l.start_ts == start_ts => match l.async_commit {
+            // Committed if every other key is locked too: the reader asks them.
+            Some(c) if l.expired(now_ms) => Ok(TxnStatus::Prewritten {
+                min_commit_ts: c.min_commit_ts,
+                secondaries: c.secondaries,
+            }),
+            None if l.expired(now_ms) => rollback(a),
+            _ => Ok(TxnStatus::Alive { ttl_ms: l.ttl_ms }),
+        },
         _ => match outcome_of(a.engine, primary, start_ts)? {
             Some(Ok(commit_ts)) => Ok(TxnStatus::Committed { commit_ts }),
             Some(Err(())) => Ok(TxnStatus::RolledBack),
@@ -220,6 +250,42 @@ pub fn apply_heartbeat(
             _ => TxnStatus::RolledBack,
         }),
     }
+}
+
+/// `CheckSecondaries`: what the locks on `keys` (in this range) say of the transaction
+/// committed asynchronously at `start_ts`: committed (one of them was), rolled back
+/// (one was, or has no trace of it and is marked so), or every one locked (the
+/// largest `min_commit_ts` among them).
+pub fn apply_check_secondaries(
+    a: &mut Apply<'_>,
+    start_ts: u64,
+    keys: &[Vec<u8>],
+) -> io::Result<TxnStatus> {
+    let mut min_commit_ts = 0;
+    let mut missing = Vec::new();
+    for key in keys {
+        match lock_of(a.engine, key)? {
+            Some(l) if l.start_ts == start_ts => {
+                min_commit_ts = min_commit_ts.max(l.async_commit.map_or(0, |c| c.min_commit_ts));
+            }
+            _ => match outcome_of(a.engine, key, start_ts)? {
+                Some(Ok(commit_ts)) => return Ok(TxnStatus::Committed { commit_ts }),
+                Some(Err(())) => return Ok(TxnStatus::RolledBack),
+                None => missing.push(key.clone()),
+            },
+        }
+    }
+    if !missing.is_empty() {
+        // Never prewritten here (or not yet): marked, its prewrite can no longer apply,
+        // and the transaction can no longer commit.
+        apply_rollback(a, start_ts, &missing)?
+            .map_err(|c| io::Error::other(format!("rolling back {start_ts}: {c:?}")))?;
+        return Ok(TxnStatus::RolledBack);
+    }
+    Ok(TxnStatus::Prewritten {
+        min_commit_ts,
+        secondaries: Vec::new(),
+    })
 }
 
 /// `OnePhase`: the whole transaction at the command's commit timestamp, validated

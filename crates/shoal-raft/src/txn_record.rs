@@ -32,6 +32,26 @@ pub struct Lock {
     pub ttl_ms: u64,
     /// The value to write at commit (`None`: a delete).
     pub value: Option<Vec<u8>>,
+    /// Set when the transaction commits asynchronously: see [`AsyncCommit`].
+    pub async_commit: Option<AsyncCommit>,
+}
+
+/// What a lock of a transaction committed asynchronously holds besides its value.
+///
+/// Such a transaction is committed as soon as every one of its keys is locked: its
+/// coordinator answers then, and commits the locks afterwards. Its commit timestamp is
+/// the largest of its locks' `min_commit_ts`. So a reader that finds the primary lock
+/// past its time to live (the coordinator died) asks about every secondary key: all
+/// locked, the transaction is committed; one without its lock (never prewritten, now
+/// marked rolled back so it never will be) or rolled back, it is rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncCommit {
+    /// A timestamp taken by the range's leader under latches on the key, after every
+    /// read of it at a lower timestamp: the transaction commits at or above it, so no
+    /// read served before the lock misses it.
+    pub min_commit_ts: u64,
+    /// On the primary lock: the transaction's other keys. Empty on the others.
+    pub secondaries: Vec<Vec<u8>>,
 }
 
 impl Lock {
@@ -48,6 +68,10 @@ pub struct Prewrite {
     pub primary: Vec<u8>,
     pub mutations: Vec<Mutation>,
     pub ttl_ms: u64,
+    /// Committed asynchronously: the transaction's other keys (`Some(vec![])` in a
+    /// range without its primary key). The prewrite is then proposed at a timestamp
+    /// (`Command::At`), each lock's `min_commit_ts`.
+    pub async_commit: Option<Vec<Vec<u8>>>,
 }
 
 /// A transaction whose keys all lie in one range, written at the commit timestamp of
@@ -72,6 +96,13 @@ pub enum TxnStatus {
         commit_ts: u64,
     },
     RolledBack,
+    /// Committed asynchronously, and every lock asked about is in place, the largest
+    /// `min_commit_ts` among them given; on the primary key's range (its lock past its
+    /// time to live), the transaction's other keys to ask about.
+    Prewritten {
+        min_commit_ts: u64,
+        secondaries: Vec<Vec<u8>>,
+    },
 }
 
 /// Why a transaction's step was refused (nothing written).

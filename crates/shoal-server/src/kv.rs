@@ -381,8 +381,8 @@ impl KvService {
             let view = r.view()?;
             // A lock the read must not pass: a transaction that may have committed at
             // or below the read's timestamp. Resolved, then the read starts over. A
-            // read of the newest versions passes a transaction still alive: that one
-            // commits after the read.
+            // read of the newest versions passes a transaction still alive (that one
+            // commits after the read) unless it commits asynchronously.
             // A check of a transaction's reads judges the locks there itself.
             if matches!(op, Op::Step(_)) {
                 break view;
@@ -391,7 +391,9 @@ impl KvService {
                 break view;
             };
             match resolve::resolve(&self.ranges, &key, &lock, resolve::wall_ms()).await? {
-                Resolved::Alive if ts.is_none() => break view,
+                // Not one committed asynchronously: that one may be committed
+                // already, its coordinator having answered once every key was locked.
+                Resolved::Alive if ts.is_none() && lock.async_commit.is_none() => break view,
                 Resolved::Alive => wait_for_lock(&key, &lock, deadline).await?,
                 _ => {}
             }
@@ -505,7 +507,15 @@ async fn wait_for_lock(key: &[u8], lock: &Lock, deadline: Instant) -> Result<()>
 /// committed at or below `ts` (`None`: the newest versions, any lock). A lock that
 /// cannot be read is left to the read, which reports the store's failure.
 fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>, Lock)> {
-    let blocks = |l: &Lock| ts.is_none_or(|ts| l.start_ts <= ts);
+    // A lock committed asynchronously commits at or above its `min_commit_ts`.
+    let blocks = |l: &Lock| {
+        ts.is_none_or(|ts| {
+            l.start_ts <= ts
+                && l.async_commit
+                    .as_ref()
+                    .is_none_or(|c| c.min_commit_ts <= ts)
+        })
+    };
     match op {
         Op::Get { key, .. } => match view.lock(key) {
             Ok(Some(l)) if blocks(&l) => Some((key.clone(), l)),

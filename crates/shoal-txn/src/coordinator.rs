@@ -50,6 +50,11 @@ pub const LOCK_TTL: Duration = Duration::from_secs(3);
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(1000);
 /// How many times a step goes again after the ranges it was sent to split.
 const MAX_REGROUPS: usize = 16;
+/// The most keys, and the most bytes of keys, a transaction commits asynchronously
+/// with (more go through two phases): its primary lock lists them, and a reader that
+/// finds it abandoned asks about each.
+const ASYNC_MAX_KEYS: usize = 64;
+const ASYNC_MAX_KEY_BYTES: usize = 16 << 10;
 /// How many times a validation goes again after resolving a lock it met.
 const MAX_VALIDATIONS: usize = 8;
 
@@ -443,8 +448,20 @@ async fn step_all<T: Clone + Send + Sync>(
     key: &(dyn Fn(&T) -> &[u8] + Sync),
     make: &(dyn Fn(Vec<T>) -> Command + Sync),
 ) -> Result<OpResult> {
+    Ok(step_all_versions(ranges, items, key, make).await?.0)
+}
+
+/// [`step_all`], with the largest version among the answers (an asynchronous commit's
+/// prewrites answer their locks' `min_commit_ts` there).
+async fn step_all_versions<T: Clone + Send + Sync>(
+    ranges: &dyn Ranges,
+    items: Vec<T>,
+    key: &(dyn Fn(&T) -> &[u8] + Sync),
+    make: &(dyn Fn(Vec<T>) -> Command + Sync),
+) -> Result<(OpResult, u64)> {
     let mut pending = vec![items];
     let mut refused = None;
+    let mut version = 0;
     for _ in 0..MAX_REGROUPS {
         let mut groups = Vec::new();
         for items in pending.drain(..) {
@@ -460,17 +477,20 @@ async fn step_all<T: Clone + Send + Sync>(
             match answer {
                 Err(Error::Regroup) => pending.push(g),
                 Err(e) => failed = failed.or(Some(e)),
-                Ok(resp) => match result_of(resp)? {
-                    OpResult::TxnDone => {}
-                    other => refused = refused.or(Some(other)),
-                },
+                Ok(resp) => {
+                    version = version.max(resp.version);
+                    match result_of(resp)? {
+                        OpResult::TxnDone => {}
+                        other => refused = refused.or(Some(other)),
+                    }
+                }
             }
         }
         if let Some(e) = failed {
             return Err(e);
         }
         if pending.is_empty() {
-            return Ok(refused.unwrap_or(OpResult::TxnDone));
+            return Ok((refused.unwrap_or(OpResult::TxnDone), version));
         }
     }
     Err(Error::Unavailable(
@@ -507,7 +527,100 @@ async fn commit(
             done => return done,
         }
     }
+    if reads.is_empty() && commits_asynchronously(&mutations) {
+        return async_commit(ranges, start_ts, mutations).await;
+    }
     two_phase(ranges, start_ts, mutations, reads).await
+}
+
+/// Whether a transaction writing `mutations` and with no reads to check commits
+/// asynchronously: its primary lock lists its other keys, so they must be few.
+fn commits_asynchronously(mutations: &[Mutation]) -> bool {
+    mutations.len() <= ASYNC_MAX_KEYS
+        && mutations.iter().map(|m| m.key().len()).sum::<usize>() <= ASYNC_MAX_KEY_BYTES
+}
+
+/// Commits asynchronously (see [`shoal_raft::txn_record::AsyncCommit`]): every range's
+/// keys are prewritten at once, each lock at a `min_commit_ts` its range's leader
+/// takes; once all are in place the transaction is committed, at the largest of them,
+/// and the client is answered. The locks are committed in the background. A reader
+/// that meets a lock of a coordinator that died asks every key's range.
+async fn async_commit(
+    ranges: Arc<dyn Ranges>,
+    start_ts: u64,
+    mutations: Vec<Mutation>,
+) -> Result<u64> {
+    let primary = mutations[0].key().to_vec();
+    let keys: Vec<Vec<u8>> = mutations.iter().map(|m| m.key().to_vec()).collect();
+    let secondaries = keys[1..].to_vec();
+    let heartbeat = Heartbeat::start(ranges.clone(), primary.clone(), start_ts);
+    let ttl = ttl_ms(start_ts);
+    let prewrite = |mutations: Vec<Mutation>| {
+        let has_primary = mutations.iter().any(|m| m.key() == primary.as_slice());
+        Command::Prewrite(Prewrite {
+            start_ts,
+            primary: primary.clone(),
+            mutations,
+            ttl_ms: ttl,
+            async_commit: Some(if has_primary {
+                secondaries.clone()
+            } else {
+                Vec::new()
+            }),
+        })
+    };
+    // A failpoint: the prewrites of the keys but the primary are lost in flight.
+    let prewritten = if hit("txn-prewrite-secondary").is_err() {
+        let primary_only = mutations.into_iter().take(1).collect();
+        step_all_versions(&*ranges, primary_only, &mutation_key, &prewrite)
+            .await
+            .and(Err(Error::Unavailable(
+                "failpoint txn-prewrite-secondary: the other prewrites were lost".into(),
+            )))
+    } else {
+        step_all_versions(&*ranges, mutations, &mutation_key, &prewrite).await
+    };
+    drop(heartbeat);
+    // A coordinator that crashes here leaves a committed transaction (every key
+    // locked) for readers to roll forward.
+    hit("txn-after-prewrite")?;
+    let commit_ts = match prewritten {
+        Ok((OpResult::TxnDone, commit_ts)) => commit_ts,
+        // Committed already: by a one-phase attempt whose answer was lost before its
+        // range split, or settled by a reader.
+        Ok((OpResult::TxnConflict(TxnConflict::Committed { commit_ts, .. }), _)) => {
+            return Ok(commit_ts)
+        }
+        Ok((OpResult::TxnConflict(c), _)) => {
+            // A key refused its lock: the transaction can never commit.
+            hit("txn-before-rollback")?;
+            let _ = roll_back(&*ranges, start_ts, &primary, keys).await;
+            return Err(conflict(&c));
+        }
+        Ok((other, _)) => return Err(Error::Internal(format!("a prewrite answered {other:?}"))),
+        Err(e) => {
+            // Some prewrite's answer was lost: every key may be locked, the
+            // transaction committed. Its primary's record decides.
+            hit("txn-before-rollback")?;
+            return match roll_back(&*ranges, start_ts, &primary, keys).await {
+                Ok(None) => Err(e),
+                Ok(Some(commit_ts)) => Ok(commit_ts),
+                Err(_) => Err(Error::OutcomeUnknown(format!("prewriting: {e}"))),
+            };
+        }
+    };
+    tokio::spawn(async move {
+        let commit = |keys: Vec<Vec<u8>>| Command::CommitKeys {
+            start_ts,
+            commit_ts,
+            keys,
+        };
+        match step_all(&*ranges, keys, &plain_key, &commit).await {
+            Ok(OpResult::TxnDone) => {}
+            other => tracing::warn!(start_ts, commit_ts, ?other, "committing keys"),
+        }
+    });
+    Ok(commit_ts)
 }
 
 /// The whole transaction in its one range, at the command's commit timestamp.
@@ -587,6 +700,7 @@ async fn two_phase(
             primary: primary.clone(),
             mutations,
             ttl_ms: ttl,
+            async_commit: None,
         })
     };
     let prewritten = step_all(&*ranges, mutations, &mutation_key, &prewrite).await;
@@ -614,7 +728,7 @@ async fn two_phase(
         Ok(ts) => ts,
         Err(e) => {
             drop(heartbeat);
-            roll_back(&*ranges, start_ts, &primary, keys).await;
+            let _ = roll_back(&*ranges, start_ts, &primary, keys).await;
             return Err(e);
         }
     };
@@ -652,7 +766,7 @@ async fn two_phase(
         OpResult::TxnDone => {}
         OpResult::TxnConflict(c) => {
             // Rolled back by a reader that found its lock expired.
-            roll_back(&*ranges, start_ts, &primary, rest).await;
+            let _ = roll_back(&*ranges, start_ts, &primary, rest).await;
             return Err(conflict(&c));
         }
         other => {
@@ -728,9 +842,16 @@ async fn validate(
 }
 
 /// Rolls the transaction's `keys` back, its primary's first, so its record says so
-/// before its other locks go. Failures are left to the readers that meet its locks
-/// (they roll it back once its time to live has passed).
-async fn roll_back(ranges: &dyn Ranges, start_ts: u64, primary: &[u8], keys: Vec<Vec<u8>>) {
+/// before its other locks go. `Some(commit_ts)`: the primary was committed instead (a
+/// transaction committed asynchronously, settled by a reader meanwhile). Failures are
+/// left to the readers that meet its locks (they settle it once its time to live has
+/// passed).
+async fn roll_back(
+    ranges: &dyn Ranges,
+    start_ts: u64,
+    primary: &[u8],
+    keys: Vec<Vec<u8>>,
+) -> Result<Option<u64>> {
     let rollback = |keys: Vec<Vec<u8>>| Command::RollbackKeys { start_ts, keys };
     let (first, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
         keys.into_iter().partition(|k| k.as_slice() == primary);
@@ -738,11 +859,18 @@ async fn roll_back(ranges: &dyn Ranges, start_ts: u64, primary: &[u8], keys: Vec
         if keys.is_empty() {
             continue;
         }
-        if let Err(e) = step_all(ranges, keys, &plain_key, &rollback).await {
-            tracing::debug!(start_ts, error = %e, "rolling back");
-            return;
+        match step_all(ranges, keys, &plain_key, &rollback).await {
+            Ok(OpResult::TxnConflict(TxnConflict::Committed { commit_ts, .. })) => {
+                return Ok(Some(commit_ts))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(start_ts, error = %e, "rolling back");
+                return Err(e);
+            }
         }
     }
+    Ok(None)
 }
 
 #[cfg(test)]

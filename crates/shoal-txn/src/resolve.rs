@@ -2,13 +2,16 @@
 //! transaction is asked about at its primary key's range (`CheckTxn`); a committed
 //! transaction's lock is committed too (rolled forward), a rolled back one's removed.
 //! A lock past its time to live gets its transaction rolled back by the check; an
-//! alive one is left to its coordinator.
+//! alive one is left to its coordinator. A transaction committed asynchronously whose
+//! primary lock is past its time to live is judged by its other keys' locks
+//! ([`settle`]): all in place, it is committed; one missing, rolled back.
 //!
 //! The ranges are reached through [`Ranges`], wherever they are.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use shoal_raft::txn_record::{Lock, TxnStatus};
+use futures::future::join_all;
+use shoal_raft::txn_record::{Lock, TxnConflict, TxnStatus};
 use shoal_raft::{Command, CommandResponse, OpResult};
 
 use crate::error::{Error, Result};
@@ -71,25 +74,27 @@ pub async fn resolve(
     now_ms: u64,
 ) -> Result<Resolved> {
     let status = check(ranges, lock, now_ms).await?;
-    let (step, resolved) = match status {
+    let resolved = match status {
         TxnStatus::Alive { .. } => return Ok(Resolved::Alive),
-        TxnStatus::Committed { commit_ts } => (
-            Command::CommitKeys {
-                start_ts: lock.start_ts,
-                commit_ts,
-                keys: vec![key.to_vec()],
-            },
-            Resolved::Committed { commit_ts },
-        ),
-        TxnStatus::RolledBack => (
-            Command::RollbackKeys {
-                start_ts: lock.start_ts,
-                keys: vec![key.to_vec()],
-            },
-            Resolved::RolledBack,
-        ),
+        TxnStatus::Committed { commit_ts } => Resolved::Committed { commit_ts },
+        TxnStatus::RolledBack => Resolved::RolledBack,
+        TxnStatus::Prewritten {
+            min_commit_ts,
+            secondaries,
+        } => settle(ranges, lock, min_commit_ts, &secondaries).await?,
     };
-    // The primary's own lock went with the check.
+    let step = match resolved {
+        Resolved::Committed { commit_ts } => Command::CommitKeys {
+            start_ts: lock.start_ts,
+            commit_ts,
+            keys: vec![key.to_vec()],
+        },
+        _ => Command::RollbackKeys {
+            start_ts: lock.start_ts,
+            keys: vec![key.to_vec()],
+        },
+    };
+    // The primary's own lock went with the check, or with the settling.
     if key != lock.primary.as_slice() {
         match result_of(ranges.step(key, step).await?)? {
             OpResult::TxnDone => {}
@@ -103,4 +108,70 @@ pub async fn resolve(
     }
     tracing::debug!(start_ts = lock.start_ts, ?resolved, "lock resolved");
     Ok(resolved)
+}
+
+/// Decides the fate of the transaction committed asynchronously whose primary lock,
+/// `lock`'s transaction's, outlived its time to live: committed at the largest
+/// `min_commit_ts` if every one of its `secondaries` is locked, rolled back if one is
+/// not (that key is marked, so its prewrite never applies). The primary key's lock is
+/// committed or rolled back accordingly, first: its record decides for every later
+/// reader.
+async fn settle(
+    ranges: &dyn Ranges,
+    lock: &Lock,
+    min_commit_ts: u64,
+    secondaries: &[Vec<u8>],
+) -> Result<Resolved> {
+    let start_ts = lock.start_ts;
+    let asked = join_all(secondaries.iter().map(|key| {
+        ranges.step(
+            key,
+            Command::CheckSecondaries {
+                start_ts,
+                keys: vec![key.clone()],
+            },
+        )
+    }))
+    .await;
+    let mut commit_ts = min_commit_ts;
+    let mut fate = None;
+    for answer in asked {
+        match result_of(answer?)? {
+            OpResult::TxnStatus(TxnStatus::Prewritten { min_commit_ts, .. }) => {
+                commit_ts = commit_ts.max(min_commit_ts)
+            }
+            OpResult::TxnStatus(TxnStatus::Committed { commit_ts }) => {
+                fate = Some(Resolved::Committed { commit_ts })
+            }
+            OpResult::TxnStatus(TxnStatus::RolledBack) => {
+                fate = fate.or(Some(Resolved::RolledBack))
+            }
+            other => {
+                return Err(Error::Internal(format!(
+                    "checking a secondary key of {start_ts} answered {other:?}"
+                )))
+            }
+        }
+    }
+    let fate = fate.unwrap_or(Resolved::Committed { commit_ts });
+    let keys = vec![lock.primary.clone()];
+    let step = match fate {
+        Resolved::Committed { commit_ts } => Command::CommitKeys {
+            start_ts,
+            commit_ts,
+            keys,
+        },
+        _ => Command::RollbackKeys { start_ts, keys },
+    };
+    match result_of(ranges.step(&lock.primary, step).await?)? {
+        OpResult::TxnDone => Ok(fate),
+        // Decided meanwhile by another reader (or the coordinator).
+        OpResult::TxnConflict(TxnConflict::Committed { commit_ts, .. }) => {
+            Ok(Resolved::Committed { commit_ts })
+        }
+        OpResult::TxnConflict(TxnConflict::RolledBack { .. }) => Ok(Resolved::RolledBack),
+        other => Err(Error::Internal(format!(
+            "settling the primary key of {start_ts} answered {other:?}"
+        ))),
+    }
 }

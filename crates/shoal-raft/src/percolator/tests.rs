@@ -24,7 +24,35 @@ fn prewrite(start_ts: u64, primary: &str, mutations: Vec<Mutation>) -> Command {
         primary: primary.into(),
         mutations,
         ttl_ms: 3_000,
+        async_commit: None,
     })
+}
+
+/// An asynchronous commit's prewrite, proposed at `min_commit_ts` (its `At`).
+fn prewrite_async(
+    start_ts: u64,
+    min_commit_ts: u64,
+    primary: &str,
+    mutations: Vec<Mutation>,
+    secondaries: &[&str],
+) -> Command {
+    Command::At {
+        ts: min_commit_ts,
+        cmd: Box::new(Command::Prewrite(Prewrite {
+            start_ts,
+            primary: primary.into(),
+            mutations,
+            ttl_ms: 3_000,
+            async_commit: Some(secondaries.iter().map(|k| k.as_bytes().to_vec()).collect()),
+        })),
+    }
+}
+
+fn check_secondaries(start_ts: u64, keys: &[&str]) -> Command {
+    Command::CheckSecondaries {
+        start_ts,
+        keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+    }
 }
 
 fn commit(start_ts: u64, commit_ts: u64, keys: &[&str]) -> Command {
@@ -345,4 +373,88 @@ fn one_phase_validates_writes_and_reads_then_writes_at_its_timestamp() {
     // Without a commit timestamp: refused, nothing written.
     let r = h.run(6, Command::OnePhase(t));
     assert!(r.refusal().is_some(), "{r:?}");
+}
+
+#[test]
+fn an_asynchronous_prewrite_answers_its_min_commit_ts_and_again_the_first_one() {
+    let mut h = Harness::new();
+    let start = ts(1000, 0);
+    let cmd = prewrite_async(start, ts(1000, 7), "a", vec![put("a", "1")], &["x"]);
+    let r = h.run(1, cmd);
+    assert_eq!(r.results, vec![OpResult::TxnDone]);
+    assert_eq!(r.version, ts(1000, 7));
+    // Sent again (an answer lost), proposed at a later timestamp: the lock stands,
+    // and so does its `min_commit_ts`.
+    let again = prewrite_async(start, ts(1000, 9), "a", vec![put("a", "1")], &["x"]);
+    assert_eq!(h.run(2, again).version, ts(1000, 7));
+    let lock: Lock = crate::codec::decode(&h.engine.lock(b"a").unwrap().unwrap()).unwrap();
+    let c = lock.async_commit.expect("an asynchronous lock");
+    assert_eq!(c.min_commit_ts, ts(1000, 7));
+    assert_eq!(c.secondaries, vec![b"x".to_vec()]);
+    // Without a timestamp it is refused, and locks nothing.
+    let bare = match prewrite_async(ts(900, 0), 1, "b", vec![put("b", "1")], &[]) {
+        Command::At { cmd, .. } => *cmd,
+        _ => unreachable!(),
+    };
+    assert!(h.run(3, bare).refusal().is_some());
+    assert!(!locked(&h, "b"));
+}
+
+#[test]
+fn an_expired_asynchronous_primary_is_judged_by_its_secondaries() {
+    let mut h = Harness::new();
+    let start = ts(1000, 0);
+    let p = prewrite_async(start, ts(1000, 5), "a", vec![put("a", "1")], &["x", "y"]);
+    assert_eq!(one(&mut h, 1, p), OpResult::TxnDone);
+    // Alive: left to its coordinator.
+    assert!(matches!(
+        one(&mut h, 2, check("a", start, 1_500, true)),
+        OpResult::TxnStatus(TxnStatus::Alive { .. })
+    ));
+    // Past its time to live: not rolled back, but handed to the reader with the
+    // keys to ask about.
+    assert_eq!(
+        one(&mut h, 3, check("a", start, 10_000, true)),
+        OpResult::TxnStatus(TxnStatus::Prewritten {
+            min_commit_ts: ts(1000, 5),
+            secondaries: vec![b"x".to_vec(), b"y".to_vec()],
+        })
+    );
+    assert!(locked(&h, "a"));
+    // x is locked (at a larger min_commit_ts); y never was: asked together, y is
+    // marked rolled back, and its late prewrite fails.
+    let x = prewrite_async(start, ts(1000, 8), "a", vec![put("x", "1")], &[]);
+    assert_eq!(one(&mut h, 4, x), OpResult::TxnDone);
+    assert_eq!(
+        one(&mut h, 5, check_secondaries(start, &["x"])),
+        OpResult::TxnStatus(TxnStatus::Prewritten {
+            min_commit_ts: ts(1000, 8),
+            secondaries: Vec::new(),
+        })
+    );
+    assert_eq!(
+        one(&mut h, 6, check_secondaries(start, &["x", "y"])),
+        OpResult::TxnStatus(TxnStatus::RolledBack)
+    );
+    let late = prewrite_async(start, ts(1000, 9), "a", vec![put("y", "1")], &[]);
+    assert!(matches!(
+        one(&mut h, 7, late),
+        OpResult::TxnConflict(TxnConflict::RolledBack { .. })
+    ));
+    assert!(!locked(&h, "y"));
+    // Another transaction, one of whose secondaries a reader committed already: the
+    // transaction was committed, at that key's timestamp.
+    let start2 = ts(2000, 0);
+    let z = prewrite_async(start2, ts(2000, 3), "b", vec![put("z", "2")], &[]);
+    assert_eq!(one(&mut h, 8, z), OpResult::TxnDone);
+    assert_eq!(
+        one(&mut h, 9, commit(start2, ts(2000, 4), &["z"])),
+        OpResult::TxnDone
+    );
+    assert_eq!(
+        one(&mut h, 10, check_secondaries(start2, &["z"])),
+        OpResult::TxnStatus(TxnStatus::Committed {
+            commit_ts: ts(2000, 4)
+        })
+    );
 }

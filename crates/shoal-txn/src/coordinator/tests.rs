@@ -29,6 +29,12 @@ struct Fake {
 
 const NOW: u64 = 5_000 << 18;
 
+/// The fake's `min_commit_ts` for an asynchronous prewrite: after `NOW`, by its first
+/// key.
+fn min_commit_ts(p: &Prewrite) -> u64 {
+    NOW + 100 + u64::from(p.mutations[0].key()[0])
+}
+
 impl Fake {
     fn split_at(keys: &[&str]) -> Self {
         Self {
@@ -79,7 +85,11 @@ impl Ranges for Fake {
                 .and_then(|f| f(&step))
                 .unwrap_or(OpResult::TxnDone);
             Ok(CommandResponse {
-                version: 77,
+                version: match &step {
+                    // An asynchronous commit's prewrite: its locks' `min_commit_ts`.
+                    Command::Prewrite(p) if p.async_commit.is_some() => min_commit_ts(p),
+                    _ => 77,
+                },
                 succeeded: true,
                 results: vec![answer],
             })
@@ -181,8 +191,13 @@ async fn keys_of_one_range_commit_in_one_phase_with_the_reads_to_check() {
 
 #[tokio::test]
 async fn keys_of_two_ranges_prewrite_both_then_commit_the_primary_then_the_rest() {
-    let fake = Arc::new(Fake::split_at(&["m"]));
+    let fake = Arc::new(Fake {
+        data: [(b"c".to_vec(), b"3".to_vec())].into(),
+        ..Fake::split_at(&["m"])
+    });
     let mut t = txn(Options::default());
+    // A read to check: two phases.
+    t.get(&*fake, b"c").await.unwrap();
     t.put(b"x".to_vec(), b"1".to_vec()).unwrap();
     t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
     t.put(b"b".to_vec(), b"1".to_vec()).unwrap();
@@ -215,10 +230,118 @@ async fn keys_of_two_ranges_prewrite_both_then_commit_the_primary_then_the_rest(
     assert!(steps[..first_commit]
         .iter()
         .all(|s| !s.to_string().starts_with("commit")));
-    assert!(
-        named(&steps, "validate").is_empty(),
-        "no reads: nothing to check"
+    assert_eq!(named(&steps, "validate").len(), 1, "{steps:?}");
+}
+
+#[tokio::test]
+async fn writes_alone_commit_asynchronously_at_the_largest_min_commit_ts() {
+    let fake = Arc::new(Fake::split_at(&["m"]));
+    let mut t = txn(Options::default());
+    t.put(b"x".to_vec(), b"1".to_vec()).unwrap();
+    t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
+    t.put(b"b".to_vec(), b"1".to_vec()).unwrap();
+    // The ranges' answers: NOW + 100 + 'a' and NOW + 100 + 'x'; the larger is the
+    // commit timestamp, known once every key is locked.
+    let commit_ts = NOW + 100 + u64::from(b'x');
+    assert_eq!(t.commit(fake.clone()).await.unwrap(), commit_ts);
+    settle().await;
+    let steps = fake.steps();
+    let prewrites = named(&steps, "prewrite");
+    assert_eq!(prewrites.len(), 2, "{steps:?}");
+    for p in &prewrites {
+        let Command::Prewrite(p) = p else { panic!() };
+        assert_eq!(p.primary, b"a");
+        // The primary's range carries the other keys, for its lock.
+        let expected = if p.mutations[0].key() == b"a" {
+            keys(&["b", "x"])
+        } else {
+            Vec::new()
+        };
+        assert_eq!(p.async_commit, Some(expected), "{p:?}");
+    }
+    let mut commits = named(&steps, "commit");
+    commits.sort_by_key(|c| c.to_string());
+    assert_eq!(commits.len(), 2, "{steps:?}");
+    for c in commits {
+        let Command::CommitKeys {
+            commit_ts: ts,
+            start_ts,
+            ..
+        } = c
+        else {
+            panic!()
+        };
+        assert_eq!((start_ts, ts), (NOW, commit_ts));
+    }
+    assert!(named(&steps, "validate").is_empty(), "no reads to check");
+}
+
+#[tokio::test]
+async fn a_lost_asynchronous_prewrite_is_decided_by_the_primary_record() {
+    // The prewrite of x fails without an answer: every key may be locked. The
+    // rollback of the primary decides; here a reader had settled it committed.
+    let fake = Arc::new(Fake::split_at(&["m"]));
+    *fake.answer.lock().unwrap() = Some(Box::new(|c: &Command| match c {
+        Command::RollbackKeys { keys, .. } if keys[0] == b"a" => {
+            Some(OpResult::TxnConflict(TxnConflict::Committed {
+                key: b"a".to_vec(),
+                commit_ts: NOW + 500,
+            }))
+        }
+        _ => None,
+    }));
+    struct Lossy(Arc<Fake>);
+    impl Ranges for Lossy {
+        fn step<'a>(
+            &'a self,
+            key: &'a [u8],
+            step: Command,
+        ) -> BoxFuture<'a, Result<CommandResponse>> {
+            Box::pin(async move {
+                let answer = self.0.step(key, step.clone()).await;
+                match step {
+                    Command::Prewrite(_) if key == b"x" => {
+                        Err(Error::Unavailable("no answer".into()))
+                    }
+                    _ => answer,
+                }
+            })
+        }
+        fn locate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Bounds>> {
+            self.0.locate(key)
+        }
+        fn get<'a>(&'a self, key: &'a [u8], ts: u64) -> BoxFuture<'a, Result<Option<Read>>> {
+            self.0.get(key, ts)
+        }
+        fn scan<'a>(
+            &'a self,
+            start: &'a [u8],
+            end: &'a [u8],
+            ts: u64,
+            limit: usize,
+        ) -> BoxFuture<'a, Result<Vec<Read>>> {
+            self.0.scan(start, end, ts, limit)
+        }
+        fn now(&self) -> BoxFuture<'_, Result<u64>> {
+            self.0.now()
+        }
+    }
+    let mut t = txn(Options::default());
+    t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
+    t.put(b"x".to_vec(), b"1".to_vec()).unwrap();
+    assert_eq!(
+        t.commit(Arc::new(Lossy(fake.clone()))).await.unwrap(),
+        NOW + 500
     );
+    // Rolled back instead: the error stands, and the outcome is known.
+    let fake = Arc::new(Fake::split_at(&["m"]));
+    let mut t = txn(Options::default());
+    t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
+    t.put(b"x".to_vec(), b"1".to_vec()).unwrap();
+    let e = t.commit(Arc::new(Lossy(fake.clone()))).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+    assert_eq!(t.state(), State::RolledBack);
+    assert_eq!(named(&fake.steps(), "rollback").len(), 2);
 }
 
 #[tokio::test]
@@ -267,8 +390,9 @@ async fn a_range_split_under_a_step_sends_its_keys_to_each_range_apart() {
     t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
     t.put(b"x".to_vec(), b"1".to_vec()).unwrap();
     // One range as far as the coordinator knows: one phase, refused for the split,
-    // then two.
-    assert_eq!(t.commit(fake.clone()).await.unwrap(), NOW + 9);
+    // then asynchronous.
+    let commit_ts = NOW + 100 + u64::from(b'x');
+    assert_eq!(t.commit(fake.clone()).await.unwrap(), commit_ts);
     settle().await;
     let steps = fake.steps();
     assert!(named(&steps, "one-phase").is_empty(), "{steps:?}");
