@@ -16,6 +16,10 @@ use crate::peer_call;
 const REDIRECTS: usize = 3;
 /// The wait before asking again, for a leader to be known.
 const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
+/// How long a batch waits for the meta range's leader: its oracle's own bound, and a
+/// second for the way there and back.
+const CALL_PATIENCE: Duration =
+    Duration::from_secs(shoal_txn::oracle::FETCH_PATIENCE.as_secs() + 1);
 
 /// This node's source of timestamps, and its oracle (which answers while this node
 /// leads the meta range).
@@ -108,10 +112,16 @@ async fn fetch(node: &Node, local: &Oracle, total: u64) -> Result<Timestamp> {
         let asked = match node.meta_leader() {
             Ok(None) => local.get(total).await.map_err(Error::from),
             Ok(Some((_, addr))) => {
+                // Bounded, as the oracle's own batches are: this node's asks wait
+                // behind this call.
                 let req = TimestampsRequest { count: total };
-                peer_call::call::<_, TimestampsResponse>(node, &addr, "Timestamps", req)
-                    .await
-                    .map(|r| Timestamp(r.first))
+                let call = peer_call::call::<_, TimestampsResponse>(node, &addr, "Timestamps", req);
+                match tokio::time::timeout(CALL_PATIENCE, call).await {
+                    Ok(answer) => answer.map(|r| Timestamp(r.first)),
+                    Err(_) => Err(Error::Unavailable(format!(
+                        "the timestamp oracle at {addr} did not answer within {CALL_PATIENCE:?}"
+                    ))),
+                }
             }
             Err(e) => Err(e),
         };

@@ -28,6 +28,8 @@ use crate::timestamp::Timestamp;
 const WINDOW: Duration = Duration::from_secs(3);
 /// How long a batch waits for the leadership check.
 const PATIENCE: Duration = Duration::from_secs(3);
+/// How long a batch may take in all (the leadership check and a reservation).
+pub const FETCH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The timestamps this leadership may give: `[next, high)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +91,17 @@ impl Oracle {
             let (router, engine, window) = (router.clone(), engine.clone(), window.clone());
             async move {
                 let mut w = window.lock().map_err(|_| poisoned())?.take();
-                let r = allocate(&router, &engine, &mut w, total, skew_ms).await;
+                // Bounded: the batcher fetches one batch at a time, so one that never
+                // ends (a reservation no quorum commits) would stop every ask after it.
+                // Cut short, a batch hands out nothing, and the window keeps what it
+                // had persisted.
+                let allocating = allocate(&router, &engine, &mut w, total, skew_ms);
+                let r = match tokio::time::timeout(FETCH_PATIENCE, allocating).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Unavailable(format!(
+                        "the timestamp oracle could not serve a batch within {FETCH_PATIENCE:?}"
+                    ))),
+                };
                 *window.lock().map_err(|_| poisoned())? = w;
                 r
             }
