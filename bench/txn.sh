@@ -103,7 +103,7 @@ print(f"loopback, data on the same disk, the load generator on the same cores. 1
 print(f"split into 4 ranges (etcd is one Raft group). Each run: `shoal-bench --workload W --clients C --connections 8")
 print(f"--duration {runs[0]['seconds']:.0f}`; medians of 3 rounds, targets in alternation. Latencies in ms. `txn2`: two keys")
 print("half the key space apart (shoal: a `Batch` across two ranges, coordinated by a node: prewrite both,")
-print("commit the primary); `rmw4`: four keys read, then written (shoal: `client.transaction`, serializable,")
+print("answer, then commit (async commit)); `rmw4`: four keys read, then written (shoal: `client.transaction`, serializable,")
 print("run again on a conflict; etcd: a `Txn` of gets, then a `Txn` of puts guarded by the revisions read).\n")
 print("| workload | clients | etcd ops/s | shoal ops/s | shoal/etcd | etcd p50 | shoal p50 | shoal p99 | shoal runs (ops/s) | errors (etcd / shoal) |")
 print("|---|---|---|---|---|---|---|---|---|---|")

@@ -296,8 +296,10 @@ async fn commit_and_lose_the_coordinator(
     c.restart(0).unwrap();
 }
 
-fn value(kv: Option<shoal_client::KeyValue>) -> Option<(String, u64)> {
-    kv.map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.version))
+/// `key`'s value and version, read through `client` (present).
+async fn read(client: &shoal_client::Client, key: &str) -> (String, u64) {
+    let kv = client.get(key).await.unwrap().expect("present");
+    (String::from_utf8_lossy(&kv.value).into_owned(), kv.version)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -307,14 +309,13 @@ async fn a_coordinator_that_dies_after_prewrite_leaves_locks_readers_roll_back()
     // Readers meet the locks, wait out their time to live, and roll the transaction
     // back: neither key changed.
     let other = c.client_of([1, 2]);
-    let (a, x) = (other.get("a").await.unwrap(), other.get("x").await.unwrap());
-    assert_eq!(value(a).unwrap().0, "old");
-    assert_eq!(value(x).unwrap().0, "old");
+    assert_eq!(read(&other, "a").await.0, "old");
+    assert_eq!(read(&other, "x").await.0, "old");
     // A scan resolves every lock it meets: none is left, and writes pass.
     let all = other.scan("", "", 0).await.unwrap();
     assert_eq!(all.len(), 2);
     other.put("x", "later").await.unwrap();
-    assert_eq!(value(other.get("x").await.unwrap()).unwrap().0, "later");
+    assert_eq!(read(&other, "x").await.0, "later");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -324,8 +325,8 @@ async fn a_coordinator_that_dies_after_the_primary_commits_leaves_locks_readers_
     // The primary is committed: the secondary's lock is rolled forward by its first
     // reader, at the transaction's commit timestamp.
     let other = c.client_of([1, 2]);
-    let x = value(other.get("x").await.unwrap()).unwrap();
-    let a = value(other.get("a").await.unwrap()).unwrap();
+    let x = read(&other, "x").await;
+    let a = read(&other, "a").await;
     assert_eq!((a.0.as_str(), x.0.as_str()), ("new", "new"));
     assert_eq!(a.1, x.1, "one commit timestamp");
 }
@@ -339,8 +340,8 @@ async fn an_asynchronous_commit_whose_coordinator_dies_once_every_key_is_locked_
     // waits out the primary lock's time to live, finds the other key locked, and
     // rolls both forward at the larger of their timestamps.
     let other = c.client_of([1, 2]);
-    let x = value(other.get("x").await.unwrap()).unwrap();
-    let a = value(other.get("a").await.unwrap()).unwrap();
+    let x = read(&other, "x").await;
+    let a = read(&other, "a").await;
     assert_eq!((a.0.as_str(), x.0.as_str()), ("new", "new"));
     assert_eq!(a.1, x.1, "one commit timestamp");
     // No lock is left: a scan and a write pass.
@@ -358,8 +359,8 @@ async fn an_asynchronous_commit_whose_prewrite_was_lost_is_rolled_back_by_reader
     // A reader of a finds its lock abandoned and x never locked: x is marked rolled
     // back (its prewrite can no longer land), then a.
     let other = c.client_of([1, 2]);
-    let a = value(other.get("a").await.unwrap()).unwrap();
-    let x = value(other.get("x").await.unwrap()).unwrap();
+    let a = read(&other, "a").await;
+    let x = read(&other, "x").await;
     assert_eq!((a.0.as_str(), x.0.as_str()), ("old", "old"));
     assert_eq!(other.scan("", "", 0).await.unwrap().len(), 2);
     other.put("x", "later").await.unwrap();
@@ -384,7 +385,7 @@ async fn a_split_and_leader_moves_between_prewrite_and_commit_do_not_break_a_tra
     c.restart(1).unwrap();
     let commit_ts = commit.await.unwrap().unwrap();
     for k in ["a", "x", "y", "z"] {
-        let (v, version) = value(other.get(k).await.unwrap()).unwrap();
+        let (v, version) = read(&other, k).await;
         assert_eq!((v.as_str(), version), ("new", commit_ts), "{k}");
     }
 }

@@ -72,7 +72,7 @@ pub fn apply_prewrite(a: &mut Apply<'_>, p: &Prewrite) -> io::Result<Step<u64>> 
         let key = m.key();
         match lock_of(a.engine, key)? {
             Some(l) if l.start_ts == p.start_ts => {
-                locked_before = locked_before.max(l.async_commit.map_or(0, |c| c.min_commit_ts));
+                locked_before = locked_before.max(l.min_commit_ts());
                 continue;
             }
             Some(lock) => {
@@ -266,7 +266,7 @@ pub fn apply_check_secondaries(
     for key in keys {
         match lock_of(a.engine, key)? {
             Some(l) if l.start_ts == start_ts => {
-                min_commit_ts = min_commit_ts.max(l.async_commit.map_or(0, |c| c.min_commit_ts));
+                min_commit_ts = min_commit_ts.max(l.min_commit_ts());
             }
             _ => match outcome_of(a.engine, key, start_ts)? {
                 Some(Ok(commit_ts)) => return Ok(TxnStatus::Committed { commit_ts }),

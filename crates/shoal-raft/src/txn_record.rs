@@ -59,6 +59,19 @@ impl Lock {
     pub fn expired(&self, now_ms: u64) -> bool {
         (self.start_ts >> 18).saturating_add(self.ttl_ms) < now_ms
     }
+
+    /// The lowest timestamp its transaction may commit at, as this lock knows it (0
+    /// unless the transaction commits asynchronously).
+    pub fn min_commit_ts(&self) -> u64 {
+        self.async_commit.as_ref().map_or(0, |c| c.min_commit_ts)
+    }
+
+    /// Whether its transaction may commit at or below `ts`: a read at `ts` must not
+    /// pass the lock. A transaction commits above its start, and one committed
+    /// asynchronously at or above its locks' `min_commit_ts`.
+    pub fn may_commit_at_or_below(&self, ts: u64) -> bool {
+        self.start_ts <= ts && self.min_commit_ts() <= ts
+    }
 }
 
 /// The first phase of a transaction, for the keys of `mutations` in one range.
@@ -123,4 +136,35 @@ pub enum TxnConflict {
     LockNotFound { key: Vec<u8> },
     /// The transaction committed `key` already: it cannot be rolled back.
     Committed { key: Vec<u8>, commit_ts: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(start_ts: u64, min_commit_ts: Option<u64>) -> Lock {
+        Lock {
+            primary: b"a".to_vec(),
+            start_ts,
+            ttl_ms: 3_000,
+            value: None,
+            async_commit: min_commit_ts.map(|min_commit_ts| AsyncCommit {
+                min_commit_ts,
+                secondaries: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_read_passes_a_lock_only_below_where_its_transaction_may_commit() {
+        // Two phases: from its start on.
+        let l = lock(10, None);
+        assert!(!l.may_commit_at_or_below(9));
+        assert!(l.may_commit_at_or_below(10));
+        // Asynchronous: from its `min_commit_ts` on, however early it started.
+        let l = lock(10, Some(20));
+        assert_eq!(l.min_commit_ts(), 20);
+        assert!(!l.may_commit_at_or_below(19));
+        assert!(l.may_commit_at_or_below(20));
+    }
 }

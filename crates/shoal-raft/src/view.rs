@@ -89,12 +89,7 @@ impl RangeView {
                 return Err(self.outside(end));
             }
             for (key, lock) in self.locks(start, end, usize::MAX)? {
-                let may_commit_below = lock.start_ts <= commit_ts
-                    && lock
-                        .async_commit
-                        .as_ref()
-                        .is_none_or(|c| c.min_commit_ts <= commit_ts);
-                if lock.start_ts != start_ts && may_commit_below {
+                if lock.start_ts != start_ts && lock.may_commit_at_or_below(commit_ts) {
                     return Ok(Some(TxnConflict::Locked { key, lock }));
                 }
             }

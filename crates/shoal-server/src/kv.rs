@@ -507,15 +507,7 @@ async fn wait_for_lock(key: &[u8], lock: &Lock, deadline: Instant) -> Result<()>
 /// committed at or below `ts` (`None`: the newest versions, any lock). A lock that
 /// cannot be read is left to the read, which reports the store's failure.
 fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>, Lock)> {
-    // A lock committed asynchronously commits at or above its `min_commit_ts`.
-    let blocks = |l: &Lock| {
-        ts.is_none_or(|ts| {
-            l.start_ts <= ts
-                && l.async_commit
-                    .as_ref()
-                    .is_none_or(|c| c.min_commit_ts <= ts)
-        })
-    };
+    let blocks = |l: &Lock| ts.is_none_or(|ts| l.may_commit_at_or_below(ts));
     match op {
         Op::Get { key, .. } => match view.lock(key) {
             Ok(Some(l)) if blocks(&l) => Some((key.clone(), l)),

@@ -9,7 +9,7 @@ use shoal_raft::txn_record::{Mutation, Prewrite, TxnConflict};
 use shoal_raft::{Command, OpResult};
 
 use super::{
-    conflict, hit, mutation_key, plain_key, roll_back, step_all, step_all_versions, ttl_ms,
+    commit_in_background, conflict, hit, mutation_key, roll_back, step_all_versions, ttl_ms,
     Heartbeat,
 };
 use crate::error::{Error, Result};
@@ -58,16 +58,18 @@ pub(super) async fn async_commit(
         })
     };
     // A failpoint: the prewrites of the keys but the primary are lost in flight.
-    let prewritten = if hit("txn-prewrite-secondary").is_err() {
-        let primary_only = mutations.into_iter().take(1).collect();
-        step_all_versions(&*ranges, primary_only, &mutation_key, &prewrite)
-            .await
-            .and(Err(Error::Unavailable(
-                "failpoint txn-prewrite-secondary: the other prewrites were lost".into(),
-            )))
+    let lost = hit("txn-prewrite-secondary").is_err();
+    let sent = if lost {
+        mutations.into_iter().take(1).collect()
     } else {
-        step_all_versions(&*ranges, mutations, &mutation_key, &prewrite).await
+        mutations
     };
+    let mut prewritten = step_all_versions(&*ranges, sent, &mutation_key, &prewrite).await;
+    if lost {
+        prewritten = prewritten.and(Err(Error::Unavailable(
+            "failpoint txn-prewrite-secondary: the other prewrites were lost".into(),
+        )));
+    }
     drop(heartbeat);
     // A coordinator that crashes here leaves a committed transaction (every key
     // locked) for readers to roll forward.
@@ -97,16 +99,6 @@ pub(super) async fn async_commit(
             };
         }
     };
-    tokio::spawn(async move {
-        let commit = |keys: Vec<Vec<u8>>| Command::CommitKeys {
-            start_ts,
-            commit_ts,
-            keys,
-        };
-        match step_all(&*ranges, keys, &plain_key, &commit).await {
-            Ok(OpResult::TxnDone) => {}
-            other => tracing::warn!(start_ts, commit_ts, ?other, "committing keys"),
-        }
-    });
+    commit_in_background(ranges, start_ts, commit_ts, keys);
     Ok(commit_ts)
 }

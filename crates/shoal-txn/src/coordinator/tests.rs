@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use shoal_raft::txn_record::TxnConflict;
+use shoal_raft::txn_record::{Prewrite, TxnConflict};
 use shoal_raft::{Command, CommandResponse, OpResult};
 
 use super::*;
