@@ -268,23 +268,15 @@ impl Run {
     /// and checks.
     async fn run(mut self, nemeses: &[Nemesis]) {
         // Transactions across ranges beside the registers: the bank's accounts and
-        // the lists split over ten ranges. Not under the full disk alone: there, in
-        // about one run in four, a range stayed without a serving leader after the
-        // run (an open finding in tests/RELIABILITY.md); the combined nemesis, with
-        // full disks among its faults, runs them.
-        let txns = if nemeses == [FullDisk] {
-            None
-        } else {
-            let client = self.p.client();
-            for k in TXN_SPLITS {
-                client.split_range(k).await.unwrap();
-            }
-            let bank = Bank::start(&self.p.addrs(), ACCOUNTS, 100, 2, 1)
-                .await
-                .unwrap();
-            let lists = ListAppend::start(&self.p.addrs(), 16, 2).unwrap();
-            Some((bank, lists))
-        };
+        // the lists split over ten ranges.
+        let client = self.p.client();
+        for k in TXN_SPLITS {
+            client.split_range(k).await.unwrap();
+        }
+        let bank = Bank::start(&self.p.addrs(), ACCOUNTS, 100, 2, 1)
+            .await
+            .unwrap();
+        let lists = ListAppend::start(&self.p.addrs(), 16, 2).unwrap();
         let w = Workload::start(self.endpoints.clone(), CLIENTS);
         let until = Instant::now() + duration();
         while Instant::now() < until {
@@ -304,10 +296,7 @@ impl Run {
         self.p.wait_all_ready(READY).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let report = w.finish().await;
-        let txns = match txns {
-            Some((bank, lists)) => Some((bank.finish().await, lists.finish().await)),
-            None => None,
-        };
+        let (bank, lists) = (bank.finish().await, lists.finish().await);
         let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
         for l in &self.log {
             *kinds.entry(l.split(' ').next().unwrap_or("")).or_default() += 1;
@@ -327,7 +316,6 @@ impl Run {
             .check_all(&self.p.addrs(), 40, Duration::from_secs(60))
             .await
             .unwrap();
-        let Some((bank, lists)) = txns else { return };
         eprintln!(
             "bank: {:?}, {} snapshot sums\nlist-append: {:?}",
             bank.transfers, bank.reads, lists.tally

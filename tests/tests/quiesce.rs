@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shoal_tests::{TestCluster, FAST_ELECTIONS};
+use shoal_tests::{shoal, TestCluster, FAST_ELECTIONS};
 
 const RANGES: usize = 12;
 
@@ -128,5 +128,76 @@ async fn idle_ranges_quiesce_wake_on_writes_and_elect_when_their_leader_dies() {
     for r in 0..RANGES {
         let kv = c.client_via(victim).get(key(r, 200)).await.unwrap();
         assert_eq!(kv.unwrap().value, b"after");
+    }
+}
+
+/// A node restarted while its ranges were quiesced has heard nothing from their leaders
+/// since (an idle range sends nothing). The leaderships the placement driver then moves
+/// to it must still move, and no range may be left with a leader that serves nothing.
+/// (A leader whose handover is refused stays leader of its term, silent and refusing
+/// every request: a handover now begins only once the target is ready, and a range
+/// whose leader hands over never quiesces, so its followers would elect.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaderships_move_to_a_node_restarted_while_its_ranges_were_quiesced() {
+    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    let client = c.client();
+    for r in 1..RANGES {
+        client.split_range(key(r, 0)).await.expect("split");
+    }
+    for r in 0..RANGES {
+        for i in 0..10 {
+            client.put(key(r, i), format!("v{i}")).await.unwrap();
+        }
+    }
+    // Node 2 hands its leaderships over, then every range goes idle.
+    let out = shoal(&["node", "drain", "--host", &c.nodes[2].grpc]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_all_quiesced(&c, &[0, 1, 2], Duration::from_secs(30)).await;
+    let leads = |c: &TestCluster, i: usize| {
+        c.raft_gauges(i, "is_leader")
+            .unwrap_or_default()
+            .iter()
+            .filter(|(&r, &v)| r != 1 && v == 1)
+            .count()
+    };
+    eprintln!("before the restart, node 2 leads {} ranges", leads(&c, 2));
+
+    c.kill9(2);
+    c.restart(2).unwrap();
+    // The driver evens the leaderships out: node 2 takes some.
+    let start = Instant::now();
+    while leads(&c, 2) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "node 2 leads {} ranges after {:?}; leaders on nodes 0 and 1: {}, {}",
+            leads(&c, 2),
+            start.elapsed(),
+            leads(&c, 0),
+            leads(&c, 1)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "node 2 leads {} ranges {:?} after its restart",
+        leads(&c, 2),
+        start.elapsed()
+    );
+    // Every range serves writes and reads through every node.
+    for via in 0..3 {
+        let client = c.client_via(via);
+        for r in 0..RANGES {
+            client
+                .put(key(r, 300 + via), "after")
+                .await
+                .unwrap_or_else(|e| panic!("via node {via}, range of {}: {e}", key(r, 300)));
+            let kv = client.get(key(r, 4)).await.unwrap();
+            assert_eq!(kv.unwrap().value, b"v4");
+        }
     }
 }

@@ -18,6 +18,9 @@
 //!   lost its leadership or restarted), the follower ticks again and elects as usual.
 //! - A leader ticks again at the first new entry (a write, a membership change); the
 //!   entry itself reaches the followers without waiting for a tick.
+//! - A leader that began handing its leadership over never quiesces again in that term:
+//!   openraft stops its heartbeats and refuses every request there until the term ends,
+//!   so if the handover fails, its followers must tick to elect another leader.
 //!
 //! Linearizable reads on a quiesced range still confirm the leadership with a
 //! heartbeat round of their own (openraft sends it on demand), so they need no ticker.
@@ -199,6 +202,7 @@ impl Quiescer {
                         };
                     }
                     let q = r.range_id != FIRST_RANGE_ID
+                        && !r.handing_over_in(m.current_term)
                         && now.duration_since(a.since) >= self.opts.idle_after
                         && caught_up(m, me);
                     if q {

@@ -74,6 +74,11 @@ pub struct Replica {
     leader_contact_ms: AtomicU64,
     /// Whether the range's ticker is stopped (see `quiesce.rs`).
     quiesced: AtomicBool,
+    /// The term in which this replica, leading, last asked openraft to hand its
+    /// leadership over (0: never). From then to the end of that term openraft sends no
+    /// heartbeats and refuses every write and read here: the range must not quiesce,
+    /// so that its followers elect if the handover fails.
+    handover_term: AtomicU64,
     /// The longest a leader waking from quiescence waits for its lease (the longest
     /// election timeout).
     wake_patience: Duration,
@@ -132,6 +137,7 @@ impl Replica {
             opened: Instant::now(),
             leader_contact_ms: AtomicU64::new(0),
             quiesced: AtomicBool::new(false),
+            handover_term: AtomicU64::new(0),
             wake_patience: Duration::from_millis(env.opts.election_timeout_max_ms),
             latches: Arc::default(),
         }))
@@ -293,12 +299,78 @@ impl Replica {
     }
 
     /// Asks the leadership to move to `to`.
+    ///
+    /// openraft's handover is one-way: from the moment it begins, this leader sends no
+    /// heartbeats and refuses every request until its term ends, and `to` takes over
+    /// only if it has flushed this leader's whole log under this leader's vote, which
+    /// it learns from an append or a heartbeat (a replica restarted while its range was
+    /// quiesced has heard neither). So the range is woken, and the handover begins only
+    /// once `to` answered a heartbeat sent now and holds the whole log; otherwise this
+    /// fails and the leader keeps serving. If `to` still refuses, the followers elect:
+    /// the range does not quiesce while its leader hands over (see `quiesce.rs`).
     pub async fn transfer_leader(&self, to: NodeId) -> Result<()> {
+        self.wake().await;
+        let term = self.ready_to_take_over(to).await?;
+        self.handover_term.store(term, Ordering::Relaxed);
+        self.set_quiesced(false);
         self.raft
             .trigger()
             .transfer_leader(to)
             .await
             .map_err(|e| Error::from_fatal(self.range_id, e))
+    }
+
+    /// Whether this replica asked, in `term`, to hand its leadership over (openraft
+    /// then keeps it from serving until the term ends).
+    pub(crate) fn handing_over_in(&self, term: u64) -> bool {
+        self.handover_term.load(Ordering::Relaxed) == term
+    }
+
+    /// On the leader: sends a heartbeat round and waits (at most the longest election
+    /// timeout) until `to` acknowledged it, or a later append, and holds the whole log.
+    /// The leader's term then; `NoQuorum` if `to` did not get there.
+    async fn ready_to_take_over(&self, to: NodeId) -> Result<u64> {
+        use openraft::Instant as _;
+        let sent = Instant::now();
+        if self.raft.trigger().heartbeat().await.is_err() {
+            self.check_leader()?;
+        }
+        loop {
+            let (leading, term, ready) = self.with_metrics(|m| {
+                let heard = m
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(&to).cloned().flatten())
+                    .is_some_and(|t| t.elapsed() < sent.elapsed());
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&to).cloned().flatten())
+                    .map(|l| l.index);
+                (
+                    m.current_leader == Some(self.node_id),
+                    m.current_term,
+                    heard && matched.is_some() && matched == m.last_log_index,
+                )
+            });
+            if !leading {
+                self.check_leader()?;
+            }
+            if ready {
+                return Ok(term);
+            }
+            if sent.elapsed() >= self.wake_patience {
+                return Err(Error::NoQuorum {
+                    range_id: self.range_id,
+                    why: format!(
+                        "node {to} did not answer a heartbeat holding the whole log within {:?}: \
+                         the leadership stays",
+                        self.wake_patience
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Starts an election here now.

@@ -133,9 +133,9 @@ pub async fn drain(node: &Node, patience: Duration) -> Vec<u64> {
             if Instant::now() >= deadline {
                 break false;
             }
+            // A target not ready yet (it is catching up) is asked again.
             if let Err(e) = r.transfer_leader(to).await {
                 tracing::warn!(error = %e, "leadership transfer");
-                break false;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
