@@ -384,7 +384,12 @@ pub struct ListAppend {
     stop: Arc<AtomicBool>,
     recorder: Arc<Recorder>,
     tasks: Vec<JoinHandle<Tally>>,
+    /// Transactions committed so far.
+    committed: Arc<AtomicU64>,
 }
+
+/// The fewest committed list-append transactions a history is checked with.
+pub const MIN_LIST_COMMITS: u64 = 10;
 
 /// What a list-append run came to.
 #[derive(Debug)]
@@ -400,10 +405,12 @@ impl ListAppend {
         let stop = Arc::new(AtomicBool::new(false));
         let recorder = Arc::new(Recorder::new());
         let next = Arc::new(AtomicU64::new(1));
+        let committed = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for p in 0..processes {
             let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
             let (stop, recorder, next) = (stop.clone(), recorder.clone(), next.clone());
+            let done = committed.clone();
             tasks.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + p as u64);
                 let mut tally = Tally::default();
@@ -424,7 +431,9 @@ impl ListAppend {
                     recorder
                         .complete(id, outcome, lists)
                         .expect("a transaction completes once");
-                    if outcome != Outcome::Committed {
+                    if outcome == Outcome::Committed {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
@@ -435,7 +444,25 @@ impl ListAppend {
             stop,
             recorder,
             tasks,
+            committed,
         })
+    }
+
+    /// Waits until at least [`MIN_LIST_COMMITS`] transactions committed (a run whose
+    /// faults left little room to commit goes on, on the healed cluster, until its
+    /// history is worth checking); fails after `within`.
+    pub async fn wait_for_enough_commits(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let n = self.committed.load(Ordering::Relaxed);
+            if n >= MIN_LIST_COMMITS {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{n} list-append transactions committed in {within:?} on the healed cluster");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn finish(self) -> ListAppendReport {
@@ -513,7 +540,7 @@ impl ListAppendReport {
     /// Fails on any anomaly of strict serializability, or when too little committed
     /// to check anything.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.tally.committed < 10 {
+        if self.tally.committed < MIN_LIST_COMMITS {
             bail!("too few transactions committed to check: {:?}", self.tally);
         }
         let report = check(&self.history, Consistency::StrictSerializable);

@@ -295,6 +295,10 @@ impl Run {
         }
         self.p.wait_all_ready(READY).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
+        lists
+            .wait_for_enough_commits(Duration::from_secs(60))
+            .await
+            .unwrap();
         let report = w.finish().await;
         let (bank, lists) = (bank.finish().await, lists.finish().await);
         let mut kinds = std::collections::BTreeMap::<&str, usize>::new();

@@ -2,7 +2,7 @@
 //! (`shoal_txn::Oracle`, on the meta range's leader) through one batcher: concurrent
 //! callers share one call to the leader, or none when this node is the leader.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use shoal_proto::v1::{TimestampsRequest, TimestampsResponse};
@@ -21,6 +21,22 @@ const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
 const CALL_PATIENCE: Duration =
     Duration::from_secs(shoal_txn::oracle::FETCH_PATIENCE.as_secs() + 1);
 
+/// How many timestamps [`Clock::unique`] takes at once.
+const RESERVE: u64 = 64;
+/// The oldest a reserve is handed out from: a transaction that starts at a timestamp
+/// this old meets (as a conflict, and starts again) the commits of its keys since.
+/// With 200 ms, two-key transactions of 64 clients over 10,000 keys ran at 0.91x the
+/// throughput of fresh starts; with 20 ms, at 1.15x.
+const RESERVE_AGE: Duration = Duration::from_millis(20);
+
+/// Unique timestamps taken from the oracle and not handed out yet.
+#[derive(Debug, Clone, Copy)]
+struct Reserve {
+    next: Timestamp,
+    left: u64,
+    taken: std::time::Instant,
+}
+
 /// This node's source of timestamps, and its oracle (which answers while this node
 /// leads the meta range).
 #[derive(Clone)]
@@ -28,6 +44,7 @@ pub struct Clock {
     batcher: Batcher<Error>,
     oracle: Oracle,
     node: Weak<Node>,
+    reserve: Arc<Mutex<Option<Reserve>>>,
 }
 
 impl Clock {
@@ -53,6 +70,7 @@ impl Clock {
             batcher,
             oracle,
             node,
+            reserve: Arc::default(),
         }
     }
 
@@ -83,6 +101,31 @@ impl Clock {
     /// A timestamp above every timestamp handed out in the cluster before this call.
     pub async fn now(&self) -> Result<Timestamp> {
         self.batcher.get(1).await
+    }
+
+    /// A timestamp no other caller gets, at most [`RESERVE_AGE`] older than one taken
+    /// now (from a reserve of the oracle's timestamps, refilled as it runs out or
+    /// ages), but not necessarily above every timestamp handed out before this call.
+    pub async fn unique(&self) -> Result<Timestamp> {
+        {
+            let mut reserve = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = reserve.as_mut() {
+                if r.left > 0 && r.taken.elapsed() < RESERVE_AGE {
+                    let ts = r.next;
+                    r.next = r.next.plus(1);
+                    r.left -= 1;
+                    return Ok(ts);
+                }
+            }
+        }
+        let taken = std::time::Instant::now();
+        let first = self.take(RESERVE).await?;
+        *self.reserve.lock().unwrap_or_else(|p| p.into_inner()) = Some(Reserve {
+            next: first.plus(1),
+            left: RESERVE - 1,
+            taken,
+        });
+        Ok(first)
     }
 
     /// The first of `count` consecutive timestamps, each above every timestamp handed

@@ -54,6 +54,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// still alive.
 const LOCK_PAUSE: Duration = Duration::from_millis(20);
 
+/// How long a transaction's step served on this node's own replica may take (a step
+/// sent by the node's client gets as long).
+const LOCAL_STEP_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Default and largest number of pairs a scan returns per page.
 pub const DEFAULT_SCAN_PAGE: usize = 1_000;
 pub const MAX_SCAN_PAGE: usize = 10_000;
@@ -519,6 +523,39 @@ fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>,
             .into_iter()
             .find(|(_, l)| blocks(l)),
         _ => None,
+    }
+}
+
+impl crate::steps::LocalSteps for KvService {
+    fn step_here<'a>(
+        &'a self,
+        key: &'a [u8],
+        step: &'a Command,
+    ) -> futures::future::BoxFuture<'a, Option<shoal_raft::CommandResponse>> {
+        Box::pin(async move {
+            let r = self.node.router.lookup(key).filter(|r| r.is_leader())?;
+            let req = Request {
+                op: Op::Step(step.clone()),
+                target: None,
+                request_id: None,
+            };
+            let deadline = Instant::now() + LOCAL_STEP_PATIENCE;
+            let served = async {
+                let Route::Serve(r) = route::route(&self.node, &req, route::Hop::ToLeader).await?
+                else {
+                    return Err(Error::Internal("a step routed elsewhere".into()));
+                };
+                self.serve::<pb::TxnStepRequest>(&r, req, deadline).await
+            };
+            // Boxed: serving a step may resolve locks, which steps again.
+            match Box::pin(served).await {
+                Ok(reply) => shoal_raft::codec::decode(&reply.result).ok(),
+                Err(e) => {
+                    tracing::debug!(range_id = r.range_id, error = %e, "a step served here failed; through the client");
+                    None
+                }
+            }
+        })
     }
 }
 

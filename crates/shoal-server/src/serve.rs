@@ -154,7 +154,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
     let ranges = NodeRanges::new(&node.advertise, clock.clone())
         .map_err(|e| RunError::Client(e.to_string()))?;
-    let kv = KvServer::new(KvService::new(node.clone(), clock.clone(), ranges.clone()))
+    let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
+    let here: Arc<dyn crate::steps::LocalSteps> = kv_service.clone();
+    ranges.serve_steps_with(Arc::downgrade(&here));
+    let kv = KvServer::from_arc(kv_service)
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(usize::MAX);
     let admin = AdminServer::new(AdminService::new(

@@ -1,8 +1,11 @@
 //! [`NodeRanges`]: how this node reaches the cluster's ranges for transactions
-//! (`shoal_txn::Ranges`): through its own client of the cluster, which routes each
-//! step and read to its range, follows redirects and splits, and sends idempotent
-//! steps again after ambiguous failures, as it does any request; and its timestamps
-//! through the node's [`Clock`].
+//! (`shoal_txn::Ranges`): a step of a range this node leads is served here
+//! ([`LocalSteps`], no gRPC loopback); any other step, and every read, through the
+//! node's own client of the cluster, which routes each to its range, follows
+//! redirects and splits, and sends idempotent steps again after ambiguous failures,
+//! as it does any request; and its timestamps through the node's [`Clock`].
+
+use std::sync::{Arc, OnceLock, Weak};
 
 use futures::future::BoxFuture;
 use shoal_client::{Client, ClientOptions};
@@ -14,11 +17,24 @@ use shoal_txn::Ranges;
 
 use crate::clock::Clock;
 
+/// Serves a transaction's step on this node's replica of its range, when that replica
+/// leads it: `None` otherwise, or when serving it here failed (the step, idempotent,
+/// then goes through the client, which retries and re-routes).
+pub trait LocalSteps: Send + Sync {
+    fn step_here<'a>(
+        &'a self,
+        key: &'a [u8],
+        step: &'a Command,
+    ) -> BoxFuture<'a, Option<CommandResponse>>;
+}
+
 /// The node's way to reach any range.
 #[derive(Clone)]
 pub struct NodeRanges {
     client: Client,
     clock: Clock,
+    /// Set once the node's `Kv` service exists (it holds a clone of this).
+    local: Arc<OnceLock<Weak<dyn LocalSteps>>>,
 }
 
 impl NodeRanges {
@@ -27,7 +43,13 @@ impl NodeRanges {
         Ok(Self {
             client: Client::with_options([advertise.to_string()], ClientOptions::default())?,
             clock,
+            local: Arc::default(),
         })
+    }
+
+    /// Steps of ranges this node leads go to `here` from now on (every clone).
+    pub fn serve_steps_with(&self, here: Weak<dyn LocalSteps>) {
+        let _ = self.local.set(here);
     }
 }
 
@@ -74,6 +96,11 @@ impl Ranges for NodeRanges {
         step: Command,
     ) -> BoxFuture<'a, shoal_txn::Result<CommandResponse>> {
         Box::pin(async move {
+            if let Some(here) = self.local.get().and_then(Weak::upgrade) {
+                if let Some(answer) = here.step_here(key, &step).await {
+                    return Ok(answer);
+                }
+            }
             let bytes = encode(&step).map_err(|e| shoal_txn::Error::Internal(e.to_string()))?;
             let end = extent_end(&step);
             let answer = self
@@ -128,6 +155,16 @@ impl Ranges for NodeRanges {
         Box::pin(async move {
             self.clock
                 .now()
+                .await
+                .map(|ts| ts.0)
+                .map_err(|e| shoal_txn::Error::Unavailable(format!("a timestamp: {e}")))
+        })
+    }
+
+    fn unique(&self) -> BoxFuture<'_, shoal_txn::Result<u64>> {
+        Box::pin(async move {
+            self.clock
+                .unique()
                 .await
                 .map(|ts| ts.0)
                 .map_err(|e| shoal_txn::Error::Unavailable(format!("a timestamp: {e}")))

@@ -60,4 +60,11 @@ pub trait Ranges: Send + Sync {
     /// A fresh timestamp from the cluster's oracle: above every timestamp handed out
     /// before the call.
     fn now(&self) -> BoxFuture<'_, Result<u64>>;
+
+    /// A timestamp from the cluster's oracle that no other caller gets, but not
+    /// necessarily above those handed out before the call (it may come from a reserve
+    /// taken a moment ago): what the start of a transaction that reads nothing needs.
+    fn unique(&self) -> BoxFuture<'_, Result<u64>> {
+        self.now()
+    }
 }

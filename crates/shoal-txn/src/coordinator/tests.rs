@@ -135,7 +135,14 @@ impl Ranges for Fake {
     fn now(&self) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async { Ok(NOW + 9) })
     }
+
+    fn unique(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async { Ok(RESERVED) })
+    }
 }
+
+/// What the fake's `unique` answers: a timestamp from a reserve, below `NOW`.
+const RESERVED: u64 = NOW - 50;
 
 const LIMITS: Limits = Limits {
     max_keys: 3,
@@ -569,4 +576,57 @@ fn spans_read_merge_when_they_overlap_or_touch() {
         vec![s("a", "d"), s("x", "")]
     );
     assert_eq!(merge_spans(vec![s("a", ""), s("b", "c")]), vec![s("a", "")]);
+}
+
+/// The start timestamps of the prewrites in `steps`, in order.
+fn prewrite_starts(steps: &[Command]) -> Vec<u64> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Command::Prewrite(p) => Some(p.start_ts),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_of_puts_starts_at_a_reserved_timestamp_and_again_fresh_after_a_conflict() {
+    use shoal_raft::{TxnOp, WriteOp};
+    let put = |k: &str| {
+        TxnOp::Write(WriteOp::Put {
+            key: k.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let fake = Arc::new(Fake::split_at(&["m"]));
+    // A commit of "x" after the reserved timestamp: the first attempt's prewrite of
+    // "x" meets it.
+    *fake.answer.lock().unwrap() = Some(Box::new(|c: &Command| match c {
+        Command::Prewrite(p) if p.mutations[0].key() == b"x" && p.start_ts < NOW => {
+            Some(OpResult::TxnConflict(TxnConflict::WriteConflict {
+                key: b"x".to_vec(),
+                commit_ts: NOW - 10,
+            }))
+        }
+        _ => None,
+    }));
+    let ranges: Arc<dyn Ranges> = fake.clone();
+    let done = crate::across::run(ranges, LIMITS, deadline, &[], &[put("a"), put("x")], &[])
+        .await
+        .unwrap();
+    assert!(done.succeeded);
+    let starts = prewrite_starts(&fake.steps());
+    // Both keys prewritten at the reserved start, refused; then both again, fresh.
+    assert_eq!(starts[..2], [RESERVED, RESERVED], "{starts:?}");
+    assert_eq!(starts[2..], [NOW + 9, NOW + 9], "{starts:?}");
+
+    // A batch that reads (a delete counts what it deletes) starts fresh at once.
+    let fake = Arc::new(Fake::split_at(&["m"]));
+    let del = TxnOp::Write(WriteOp::Delete { key: b"x".to_vec() });
+    let ranges: Arc<dyn Ranges> = fake.clone();
+    crate::across::run(ranges, LIMITS, deadline, &[], &[put("a"), del], &[])
+        .await
+        .unwrap();
+    assert_eq!(prewrite_starts(&fake.steps()), [NOW + 9, NOW + 9]);
 }
