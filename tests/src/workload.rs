@@ -304,7 +304,8 @@ impl Report {
     }
 
     /// Waits until every node in `addrs` has applied the same log, then checks that
-    /// each holds the same value and version of every key the clients touched.
+    /// each holds the same value and version of every key the clients touched (within
+    /// `timeout` in all).
     pub async fn check_converged(&self, addrs: &[String], timeout: Duration) -> anyhow::Result<()> {
         let client = Client::with_options(addrs.to_vec(), client_options())?;
         let deadline = Instant::now() + timeout;
@@ -330,17 +331,26 @@ impl Report {
             .keys()
             .map(|k| format!("lin-{k}"))
             .chain(self.attempted.iter().cloned());
+        // The wait above is on the first range's log; a key of another range may still
+        // be on its way to a replica that was cut off. So each key is read again until
+        // its replicas agree: only a disagreement that lasts to the deadline fails.
         for key in keys {
-            let mut seen = Vec::new();
-            for a in addrs {
-                let kv = client
-                    .get_from(a, &key, Consistency::Stale)
-                    .await
-                    .with_context(|| format!("stale read of {key} from {a}"))?;
-                seen.push(kv.map(|kv| (kv.value, kv.version)));
-            }
-            if seen.iter().any(|s| *s != seen[0]) {
-                bail!("replicas disagree on {key}: {seen:?} ({addrs:?})");
+            loop {
+                let mut seen = Vec::new();
+                for a in addrs {
+                    let kv = client
+                        .get_from(a, &key, Consistency::Stale)
+                        .await
+                        .with_context(|| format!("stale read of {key} from {a}"))?;
+                    seen.push(kv.map(|kv| (kv.value, kv.version)));
+                }
+                if seen.iter().all(|s| *s == seen[0]) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("replicas disagree on {key}: {seen:?} ({addrs:?})");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         Ok(())
