@@ -41,9 +41,9 @@ async fn wait_all_quiesced(c: &TestCluster, nodes: &[usize], within: Duration) -
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_ranges_quiesce_wake_on_writes_and_elect_when_their_leader_dies() {
-    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+/// A 3-node cluster of `RANGES` ranges, 10 keys written in each.
+async fn start_with_ranges() -> TestCluster {
+    let c = TestCluster::start_initialized(3, FAST_ELECTIONS)
         .await
         .unwrap();
     let client = c.client();
@@ -55,6 +55,22 @@ async fn idle_ranges_quiesce_wake_on_writes_and_elect_when_their_leader_dies() {
             client.put(key(r, i), format!("v{i}")).await.unwrap();
         }
     }
+    c
+}
+
+/// How many ranges but the meta range node `i` leads.
+fn leads(c: &TestCluster, i: usize) -> usize {
+    c.raft_gauges(i, "is_leader")
+        .unwrap_or_default()
+        .iter()
+        .filter(|(&r, &v)| r != 1 && v == 1)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ranges_quiesce_wake_on_writes_and_elect_when_their_leader_dies() {
+    let mut c = start_with_ranges().await;
+    let client = c.client();
     let took = wait_all_quiesced(&c, &[0, 1, 2], Duration::from_secs(30)).await;
     eprintln!(
         "{} ranges quiesced on 3 nodes {took:?} after the writes",
@@ -81,12 +97,7 @@ async fn idle_ranges_quiesce_wake_on_writes_and_elect_when_their_leader_dies() {
 
     // The node leading the most quiesced ranges dies for good: the followers of those
     // ranges stop hearing its beats, tick again and elect among themselves.
-    let leads: Vec<usize> = (0..3)
-        .map(|i| {
-            let l = c.raft_gauges(i, "is_leader").unwrap();
-            l.iter().filter(|(&r, &v)| r != 1 && v == 1).count()
-        })
-        .collect();
+    let leads: Vec<usize> = (0..3).map(|i| leads(&c, i)).collect();
     let victim = (0..3).max_by_key(|&i| leads[i]).unwrap();
     assert!(leads[victim] > 0, "{leads:?}");
     let victim_id = c.status(victim).await.unwrap().node_id;
@@ -139,18 +150,7 @@ async fn idle_ranges_quiesce_wake_on_writes_and_elect_when_their_leader_dies() {
 /// whose leader hands over never quiesces, so its followers would elect.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaderships_move_to_a_node_restarted_while_its_ranges_were_quiesced() {
-    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
-        .await
-        .unwrap();
-    let client = c.client();
-    for r in 1..RANGES {
-        client.split_range(key(r, 0)).await.expect("split");
-    }
-    for r in 0..RANGES {
-        for i in 0..10 {
-            client.put(key(r, i), format!("v{i}")).await.unwrap();
-        }
-    }
+    let mut c = start_with_ranges().await;
     // Node 2 hands its leaderships over, then every range goes idle.
     let out = shoal(&["node", "drain", "--host", &c.nodes[2].grpc]);
     assert!(
@@ -159,13 +159,6 @@ async fn leaderships_move_to_a_node_restarted_while_its_ranges_were_quiesced() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_all_quiesced(&c, &[0, 1, 2], Duration::from_secs(30)).await;
-    let leads = |c: &TestCluster, i: usize| {
-        c.raft_gauges(i, "is_leader")
-            .unwrap_or_default()
-            .iter()
-            .filter(|(&r, &v)| r != 1 && v == 1)
-            .count()
-    };
     eprintln!("before the restart, node 2 leads {} ranges", leads(&c, 2));
 
     c.kill9(2);

@@ -332,9 +332,11 @@ impl Replica {
     async fn ready_to_take_over(&self, to: NodeId) -> Result<u64> {
         use openraft::Instant as _;
         let sent = Instant::now();
-        if self.raft.trigger().heartbeat().await.is_err() {
-            self.check_leader()?;
-        }
+        self.raft
+            .trigger()
+            .heartbeat()
+            .await
+            .map_err(|e| Error::from_fatal(self.range_id, e))?;
         loop {
             let (leading, term, ready) = self.with_metrics(|m| {
                 let heard = m

@@ -26,7 +26,7 @@ const RESERVE: u64 = 64;
 /// The oldest a reserve is handed out from: a transaction that starts at a timestamp
 /// this old meets (as a conflict, and starts again) the commits of its keys since.
 /// With 200 ms, two-key transactions of 64 clients over 10,000 keys ran at 0.91x the
-/// throughput of fresh starts; with 20 ms, at 1.15x.
+/// throughput of fresh starts; with 20 ms, at 1.15x (`bench/ab-txn.sh`).
 const RESERVE_AGE: Duration = Duration::from_millis(20);
 
 /// Unique timestamps taken from the oracle and not handed out yet.

@@ -155,8 +155,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let ranges = NodeRanges::new(&node.advertise, clock.clone())
         .map_err(|e| RunError::Client(e.to_string()))?;
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
-    let here: Arc<dyn crate::steps::LocalSteps> = kv_service.clone();
-    ranges.serve_steps_with(Arc::downgrade(&here));
+    let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
+    ranges.serve_steps_with(here);
     let kv = KvServer::from_arc(kv_service)
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(usize::MAX);

@@ -81,6 +81,12 @@ fn failed(what: impl std::fmt::Display, e: shoal_client::Error) -> shoal_txn::Er
     shoal_txn::Error::Unavailable(format!("{what}: {e}"))
 }
 
+/// A timestamp from the node's clock, as the transaction layer takes it.
+fn stamp(ts: crate::error::Result<shoal_txn::Timestamp>) -> shoal_txn::Result<u64> {
+    ts.map(|ts| ts.0)
+        .map_err(|e| shoal_txn::Error::Unavailable(format!("a timestamp: {e}")))
+}
+
 fn read_of(kv: shoal_client::KeyValue) -> Read {
     Read {
         key: kv.key,
@@ -152,22 +158,10 @@ impl Ranges for NodeRanges {
     }
 
     fn now(&self) -> BoxFuture<'_, shoal_txn::Result<u64>> {
-        Box::pin(async move {
-            self.clock
-                .now()
-                .await
-                .map(|ts| ts.0)
-                .map_err(|e| shoal_txn::Error::Unavailable(format!("a timestamp: {e}")))
-        })
+        Box::pin(async move { stamp(self.clock.now().await) })
     }
 
     fn unique(&self) -> BoxFuture<'_, shoal_txn::Result<u64>> {
-        Box::pin(async move {
-            self.clock
-                .unique()
-                .await
-                .map(|ts| ts.0)
-                .map_err(|e| shoal_txn::Error::Unavailable(format!("a timestamp: {e}")))
-        })
+        Box::pin(async move { stamp(self.clock.unique().await) })
     }
 }
