@@ -86,6 +86,63 @@ async fn a_transaction_across_ranges_commits_whole_at_one_timestamp() {
     assert_eq!(c.version, d.version);
 }
 
+/// The decided commits of every node's ranges: (carried by another proposal, sent
+/// alone).
+fn held_commits(c: &TestCluster) -> (u64, u64) {
+    let sum = |name| -> u64 {
+        (0..c.nodes.len())
+            .map(|i| c.raft_gauges(i, name).unwrap().values().sum::<u64>())
+            .sum()
+    };
+    (sum("commits_carried"), sum("commits_alone"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decided_commits_ride_with_the_next_writes_of_their_range_or_go_alone_soon() {
+    let (c, client) = cluster(&[]).await;
+    // Batches of puts across the two ranges commit asynchronously: each answered
+    // once its keys are locked, its locks committed after. Back to back, a batch's
+    // commits are carried by the next batch's prewrites (one entry, one round).
+    let mut versions = Vec::new();
+    for i in 0..40 {
+        let ops = vec![
+            shoal_client::ops::write_put(format!("a{}", i % 4), format!("{i}")),
+            shoal_client::ops::write_put(format!("x{}", i % 4), format!("{i}")),
+        ];
+        versions.push(client.batch(ops).await.unwrap());
+    }
+    let (carried, _) = held_commits(&c);
+    assert!(carried > 0, "no commit rode with a later proposal");
+    // Every key holds its last batch's value, at that batch's version.
+    for k in 0..4 {
+        let i = 36 + k;
+        for key in [format!("a{k}"), format!("x{k}")] {
+            let kv = client.get(&key).await.unwrap().unwrap();
+            assert_eq!(kv.value, format!("{i}").into_bytes(), "{key}");
+            assert_eq!(kv.version, versions[i], "{key}");
+        }
+    }
+    // One batch, then nothing: its commits wait briefly for a carrier, then go.
+    let before = held_commits(&c);
+    let ops = vec![
+        shoal_client::ops::write_put("b", "last"),
+        shoal_client::ops::write_put("y", "last"),
+    ];
+    let v = client.batch(ops).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = held_commits(&c);
+        if now.0 + now.1 >= before.0 + before.1 + 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last commits never went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for key in ["b", "y"] {
+        assert_eq!(client.get(key).await.unwrap().unwrap().version, v);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_two_transactions_writing_what_both_read_one_commits_the_other_is_refused() {
     let (_c, client) = cluster(&[]).await;

@@ -94,6 +94,19 @@ pub enum Command {
     /// tell it (asked by a reader whose primary lock outlived its time to live): a key
     /// with no trace of it is marked rolled back, so its prewrite never applies.
     CheckSecondaries { start_ts: u64, keys: Vec<Vec<u8>> },
+    /// Commits of decided transactions (`CommitKeys`) that the range's leader held
+    /// back to send with `cmd`, its next proposal (see `Replica::propose`): they apply
+    /// first, as entries of their own just before it would, and their answers follow
+    /// `cmd`'s results, an [`OpResult::Rider`] each. Entries are decoded by variant
+    /// position: new variants go last.
+    Riding {
+        riders: Vec<Command>,
+        cmd: Box<Command>,
+    },
+    /// `cmd`, the commit of a transaction already decided (its client has its
+    /// answer), which the range's leader may hold back briefly to send with its next
+    /// proposal (a `Riding`): what a coordinator sends, never what a log holds.
+    Deferrable(Box<Command>),
 }
 
 impl std::fmt::Display for Command {
@@ -158,6 +171,8 @@ impl std::fmt::Display for Command {
                 "validate-reads({} spans of {start_ts} at {commit_ts})",
                 spans.len()
             ),
+            Command::Riding { riders, cmd } => write!(f, "{cmd} with {} commits", riders.len()),
+            Command::Deferrable(cmd) => write!(f, "{cmd}, deferrable"),
         }
     }
 }
@@ -251,6 +266,8 @@ pub enum OpResult {
     TxnStatus(TxnStatus),
     /// A transaction's step was refused whole: nothing was written.
     TxnConflict(TxnConflict),
+    /// The answer to one of a `Riding` command's riders.
+    Rider(Box<CommandResponse>),
 }
 
 /// A key read by a transaction's get.
@@ -359,7 +376,18 @@ impl Command {
                 success,
                 failure,
             } => txn_touches(compares, success, failure).find(|t| pred(t)),
-            Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.find_touch(pred),
+            Command::Once { cmd, .. } | Command::At { cmd, .. } | Command::Deferrable(cmd) => {
+                cmd.find_touch(pred)
+            }
+            Command::Riding { riders, cmd } => {
+                // One closure type at every depth (a `&mut pred` per level would be a
+                // new type each).
+                let pred: &mut dyn FnMut(&Touch<'a>) -> bool = &mut pred;
+                riders
+                    .iter()
+                    .chain(std::iter::once(cmd.as_ref()))
+                    .find_map(|c| c.find_touch(&mut *pred))
+            }
             Command::Prewrite(p) => p
                 .mutations
                 .iter()
@@ -415,7 +443,29 @@ impl Command {
                 | Command::OnePhase(_)
                 | Command::ValidateReads { .. }
                 | Command::CheckSecondaries { .. }
-        )
+        ) || self.deferred_commit().is_some()
+    }
+
+    /// The commit inside a `Deferrable`, if this is one.
+    pub fn deferred_commit(&self) -> Option<&Command> {
+        match self {
+            Command::Deferrable(cmd) if matches!(**cmd, Command::CommitKeys { .. }) => Some(cmd),
+            _ => None,
+        }
+    }
+
+    /// Whether the range's leader may send held-back commits with this command (see
+    /// `Command::Riding`): a data write or a transaction's step, not a split or a
+    /// meta range's command.
+    pub fn may_carry_riders(&self) -> bool {
+        match self {
+            Command::Write(_) | Command::Txn { .. } => true,
+            Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.may_carry_riders(),
+            Command::ValidateReads { .. } | Command::Riding { .. } | Command::Deferrable(_) => {
+                false
+            }
+            c => c.is_txn_step(),
+        }
     }
 
     /// Whether the command's writes carry their own timestamps (a transaction's

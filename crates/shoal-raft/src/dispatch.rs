@@ -17,6 +17,11 @@ use crate::txn_record::{Lock, TxnConflict};
 /// state machine commits each entry's batch before applying the next); within a
 /// command, later ops see the earlier ops' writes. A refused command writes nothing.
 pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, Effect)> {
+    match cmd {
+        Command::Riding { riders, cmd } => return apply_riding(a, riders, cmd),
+        Command::Deferrable(cmd) => return apply(a, cmd),
+        _ => {}
+    }
     if cmd.is_meta_only() && !a.is_meta() {
         let why = format!("range {} is not the meta range", a.range_id);
         return Ok((
@@ -53,6 +58,52 @@ pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, E
         return crate::split::apply_split(a, key, *new_range_id, *expected_version);
     }
     Ok((apply_unchecked(a, cmd)?, Effect::None))
+}
+
+/// Applies `riders` (held-back commits, see `Command::Riding`), then `cmd`; answers
+/// `cmd`'s response, followed by an `OpResult::Rider` for each rider.
+///
+/// The riders' writes are committed to the store before `cmd` applies, as the entries
+/// before it would have been: `cmd`'s reads see them (a prewrite of a key a rider
+/// commits must not meet its lock). A crash in between replays the whole entry, and
+/// the riders, idempotent, then write nothing again. The riders share one batch: each
+/// commits a different transaction, and a commit writes a key only where it finds its
+/// own transaction's lock, so no rider's writes change what another reads (two riders
+/// of one transaction write the same).
+fn apply_riding(
+    a: &mut Apply<'_>,
+    riders: &[Command],
+    cmd: &Command,
+) -> io::Result<(CommandResponse, Effect)> {
+    let mut batch = a.engine.batch(a.range_id);
+    let mut answers = Vec::with_capacity(riders.len());
+    {
+        let mut first = Apply {
+            engine: a.engine,
+            batch: &mut batch,
+            range_id: a.range_id,
+            log_id: a.log_id,
+            membership: a.membership,
+            descriptor: a.descriptor,
+            ts: None,
+        };
+        for r in riders {
+            let answer = match r {
+                Command::CommitKeys { .. } => apply(&mut first, r)?.0,
+                other => CommandResponse::refused(
+                    first.version(),
+                    format!("only a transaction's commit rides with another command, not {other}"),
+                    None,
+                ),
+            };
+            answers.push(answer);
+        }
+    }
+    a.engine.commit(batch).map_err(io_err)?;
+    let (mut resp, effect) = apply(a, cmd)?;
+    resp.results
+        .extend(answers.into_iter().map(|r| OpResult::Rider(Box::new(r))));
+    Ok((resp, effect))
 }
 
 /// Applies a command the range may take (see [`apply`]).
@@ -178,6 +229,14 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
             return Ok(CommandResponse::refused(
                 a.version(),
                 "a validation of reads is served as a read, never proposed".into(),
+                None,
+            ))
+        }
+        Command::Deferrable(cmd) => return apply_unchecked(a, cmd),
+        Command::Riding { .. } => {
+            return Ok(CommandResponse::refused(
+                a.version(),
+                "commits ride only with a whole entry, never inside a request id".into(),
                 None,
             ))
         }

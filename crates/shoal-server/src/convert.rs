@@ -724,7 +724,8 @@ impl KvRpc for pb::TxnRequest {
                     | OpResult::TimestampHigh(_)
                     | OpResult::TxnDone
                     | OpResult::TxnStatus(_)
-                    | OpResult::TxnConflict(_) => None,
+                    | OpResult::TxnConflict(_)
+                    | OpResult::Rider(_) => None,
                 },
             })
             .collect();

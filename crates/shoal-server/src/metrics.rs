@@ -55,7 +55,7 @@ impl Metrics {
         let raft = GaugeVec::new(
             Opts::new(
                 "shoal_raft",
-                "Raft state per range: term, leader, commit/applied/last log index, is_leader, quiesced",
+                "Raft state per range: term, leader, commit/applied/last log index, is_leader, quiesced, decided commits carried by another proposal or sent alone",
             ),
             &["range", "metric"],
         )
@@ -125,6 +125,9 @@ impl Metrics {
             set("snapshot_index", m.snapshot.as_ref().map_or(0, |l| l.index));
             set("purged_index", m.purged.as_ref().map_or(0, |l| l.index));
             set("quiesced", r.is_quiesced() as u64);
+            let (carried, alone) = r.held_commits();
+            set("commits_carried", carried);
+            set("commits_alone", alone);
         }
         self.gc_dropped
             .set(i64::try_from(gc.dropped()).unwrap_or(i64::MAX));

@@ -577,10 +577,15 @@ fn commit_in_background(
         return;
     }
     tokio::spawn(async move {
-        let commit = |keys: Vec<Vec<u8>>| Command::CommitKeys {
-            start_ts,
-            commit_ts,
-            keys,
+        // Decided already: each range's leader may hold the commit back to send it
+        // with its next proposal (the next prewrites of a busy range no longer queue
+        // behind it).
+        let commit = |keys: Vec<Vec<u8>>| {
+            Command::Deferrable(Box::new(Command::CommitKeys {
+                start_ts,
+                commit_ts,
+                keys,
+            }))
         };
         match step_all(&*ranges, keys, &plain_key, &commit).await {
             Ok(OpResult::TxnDone) => {}

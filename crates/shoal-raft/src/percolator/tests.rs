@@ -458,3 +458,78 @@ fn an_expired_asynchronous_primary_is_judged_by_its_secondaries() {
         })
     );
 }
+
+#[test]
+fn commits_riding_with_a_prewrite_apply_first_and_each_is_answered() {
+    let mut h = Harness::new();
+    let (t1, t2) = (ts(1000, 0), ts(1000, 10));
+    assert_eq!(
+        one(
+            &mut h,
+            1,
+            prewrite(t1, "a", vec![put("a", "1"), put("b", "1")])
+        ),
+        OpResult::TxnDone
+    );
+    // Alone, t2's prewrite of `a` meets t1's lock.
+    assert!(matches!(
+        one(&mut h, 2, prewrite(t2, "a", vec![put("a", "2")])),
+        OpResult::TxnConflict(TxnConflict::Locked { .. })
+    ));
+    // With t1's commit riding (a duplicate of it too, and a rider that is no
+    // commit), the prewrite sees `a` committed: it locks it.
+    let riding = Command::Riding {
+        riders: vec![
+            commit(t1, ts(1000, 5), &["a", "b"]),
+            rollback(t1, &["a"]),
+            commit(t1, ts(1000, 5), &["a"]),
+        ],
+        cmd: Box::new(prewrite(t2, "a", vec![put("a", "2")])),
+    };
+    let r = h.run(3, riding);
+    assert_eq!(r.results.len(), 4, "{r:?}");
+    assert_eq!(
+        r.results[0],
+        OpResult::TxnDone,
+        "the carrier's own answer first"
+    );
+    let riders: Vec<_> = r.results[1..]
+        .iter()
+        .map(|o| match o {
+            OpResult::Rider(r) => r.results[0].clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(riders[0], OpResult::TxnDone);
+    assert!(
+        matches!(&riders[1], OpResult::Refused { reason, .. } if reason.contains("only a transaction's commit")),
+        "{riders:?}"
+    );
+    assert_eq!(riders[2], OpResult::TxnDone, "a commit applied again");
+    assert_eq!(value(&h, "a", ts(1000, 5)).as_deref(), Some("1"));
+    assert_eq!(value(&h, "b", ts(1000, 5)).as_deref(), Some("1"));
+    assert!(!locked(&h, "b"));
+    assert!(locked(&h, "a"), "t2's lock");
+    // The entry replayed (a crash after the riders' writes): the same answers.
+    let again = Command::Riding {
+        riders: vec![commit(t1, ts(1000, 5), &["a", "b"])],
+        cmd: Box::new(prewrite(t2, "a", vec![put("a", "2")])),
+    };
+    let r = h.run(3, again);
+    assert_eq!(r.results[0], OpResult::TxnDone);
+    assert!(matches!(&r.results[1], OpResult::Rider(r) if r.results[0] == OpResult::TxnDone));
+}
+
+#[test]
+fn a_deferrable_commit_applies_as_its_commit() {
+    let mut h = Harness::new();
+    let (t1, at) = (ts(1000, 0), ts(1000, 5));
+    one(&mut h, 1, prewrite(t1, "a", vec![put("a", "1")]));
+    let deferrable = Command::Deferrable(Box::new(commit(t1, at, &["a"])));
+    assert!(deferrable.is_txn_step() && deferrable.carries_its_timestamps());
+    assert_eq!(one(&mut h, 2, deferrable), OpResult::TxnDone);
+    assert_eq!(value(&h, "a", at).as_deref(), Some("1"));
+    assert!(Command::Deferrable(Box::new(rollback(t1, &["a"])))
+        .deferred_commit()
+        .is_none());
+}

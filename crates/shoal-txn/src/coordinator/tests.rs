@@ -226,11 +226,12 @@ async fn keys_of_two_ranges_prewrite_both_then_commit_the_primary_then_the_rest(
                 commit_ts: NOW + 9,
                 keys: keys(&["a", "b"])
             },
-            Command::CommitKeys {
+            // Decided once the primary is: a commit its range may hold back.
+            Command::Deferrable(Box::new(Command::CommitKeys {
                 start_ts: NOW,
                 commit_ts: NOW + 9,
                 keys: keys(&["x"])
-            },
+            })),
         ]
     );
     let first_commit = steps.iter().position(|s| s == &commits[0]).unwrap();
@@ -270,13 +271,14 @@ async fn writes_alone_commit_asynchronously_at_the_largest_min_commit_ts() {
     commits.sort_by_key(|c| c.to_string());
     assert_eq!(commits.len(), 2, "{steps:?}");
     for c in commits {
-        let Command::CommitKeys {
+        // Decided already: every range may hold its commit back.
+        let Some(Command::CommitKeys {
             commit_ts: ts,
             start_ts,
             ..
-        } = c
+        }) = c.deferred_commit().cloned()
         else {
-            panic!()
+            panic!("{c:?}")
         };
         assert_eq!((start_ts, ts), (NOW, commit_ts));
     }
