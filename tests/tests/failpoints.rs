@@ -251,9 +251,17 @@ async fn a_snapshot_stream_cut_short_is_refused_and_sent_again() {
 /// its secondary (`x`) in two ranges, with node 0 armed with `failpoints`; a client
 /// through node 0 alone (so node 0 coordinates its transactions).
 async fn coordinator_armed_with(failpoints: &str) -> (TestCluster, shoal_client::Client) {
-    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
-        .await
-        .unwrap();
+    coordinator_armed_with_flags(failpoints, &[]).await
+}
+
+/// [`coordinator_armed_with`], the nodes started with `extra` flags too.
+async fn coordinator_armed_with_flags(
+    failpoints: &str,
+    extra: &[&str],
+) -> (TestCluster, shoal_client::Client) {
+    let mut flags = FAST_ELECTIONS.to_vec();
+    flags.extend(extra);
+    let mut c = TestCluster::start_initialized(3, &flags).await.unwrap();
     c.client().split_range("m").await.unwrap();
     c.client().put("a", "old").await.unwrap();
     c.client().put("x", "old").await.unwrap();
@@ -329,6 +337,48 @@ async fn a_coordinator_that_dies_after_the_primary_commits_leaves_locks_readers_
     let a = read(&other, "a").await;
     assert_eq!((a.0.as_str(), x.0.as_str()), ("new", "new"));
     assert_eq!(a.1, x.1, "one commit timestamp");
+}
+
+/// Locks resolved by the ranges' leaders' sweeps, over every node.
+fn swept_locks(c: &TestCluster) -> u64 {
+    (0..c.nodes.len())
+        .filter_map(|i| c.http_get(i, "/metrics").ok())
+        .filter_map(|(_, body)| {
+            body.lines()
+                .find_map(|l| l.strip_prefix("shoal_txn_locks_swept_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map(|v| v as u64)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_nobody_reads_is_rolled_forward_by_its_ranges_leader_within_the_gc_ttl() {
+    // With --gc-ttl 8s, a range's leader resolves its locks older than 2 s every 2 s;
+    // the primary's commit record could be collected 8 s after the start at the
+    // earliest.
+    let (mut c, client) =
+        coordinator_armed_with_flags("txn-before-secondaries=return(crash)", &["--gc-ttl", "8s"])
+            .await;
+    commit_and_lose_the_coordinator(&mut c, &client, Commit::TwoPhase).await;
+    // Nobody reads `x`; its primary `a` moves on.
+    let other = c.client_of([1, 2]);
+    for i in 0..20 {
+        other.put("a", format!("later-{i}")).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while swept_locks(&c) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the secondary's lock was not resolved by its range's leader"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Rolled forward: the transaction's value, at a version below every later `a`.
+    let (x, x_version) = read(&other, "x").await;
+    assert_eq!(x, "new");
+    let a_then = other.get_at("a", x_version).await.unwrap().unwrap();
+    assert_eq!(a_then.value, b"new", "one commit timestamp for a and x");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -446,6 +446,18 @@ impl Command {
         ) || self.deferred_commit().is_some()
     }
 
+    /// Whether applying the command may write a transaction's lock (a prewrite).
+    pub fn may_lock(&self) -> bool {
+        match self {
+            Command::Prewrite(_) => true,
+            Command::Once { cmd, .. } | Command::At { cmd, .. } | Command::Deferrable(cmd) => {
+                cmd.may_lock()
+            }
+            Command::Riding { riders, cmd } => cmd.may_lock() || riders.iter().any(Self::may_lock),
+            _ => false,
+        }
+    }
+
     /// The commit inside a `Deferrable`, if this is one.
     pub fn deferred_commit(&self) -> Option<&Command> {
         match self {

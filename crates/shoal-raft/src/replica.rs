@@ -364,6 +364,13 @@ impl Replica {
         self.with_metrics(|m| m.running_state.as_ref().err().map(|e| e.to_string()))
     }
 
+    /// Entries applied here that may have written a transaction's lock, and snapshots
+    /// installed, since the replica opened: a range found without locks has none while
+    /// this stays put.
+    pub fn lock_writes(&self) -> u64 {
+        self.state_machine.lock_writes()
+    }
+
     /// Decided commits held back since the replica opened: (carried by another
     /// proposal, sent alone once none came).
     pub fn held_commits(&self) -> (u64, u64) {

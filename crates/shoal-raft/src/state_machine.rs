@@ -65,6 +65,9 @@ pub struct StateMachine {
     /// that snapshot's file: what [`crate::replica::snapshot_due`] weighs.
     since_snapshot: Arc<AtomicU64>,
     snapshot_bytes: Arc<AtomicU64>,
+    /// Entries applied that may have written a transaction's lock (prewrites), and
+    /// snapshots installed: a range that had no lock has none while this stays put.
+    lock_writes: Arc<AtomicU64>,
     index: Option<Arc<RangeIndex>>,
     events: Option<tokio::sync::mpsc::UnboundedSender<RangeEvent>>,
 }
@@ -101,6 +104,7 @@ impl StateMachine {
             written: Arc::new(AtomicU64::new(0)),
             since_snapshot: Arc::new(AtomicU64::new(0)),
             snapshot_bytes: Arc::new(AtomicU64::new(0)),
+            lock_writes: Arc::new(AtomicU64::new(0)),
             index,
             events,
         };
@@ -172,6 +176,12 @@ impl StateMachine {
     }
 
     /// Bytes of data applied since the last call.
+    /// How many entries that may have written a lock were applied, and snapshots
+    /// installed, since the replica opened.
+    pub fn lock_writes(&self) -> u64 {
+        self.lock_writes.load(Ordering::Relaxed)
+    }
+
     pub fn take_written(&self) -> u64 {
         self.written.swap(0, Ordering::Relaxed)
     }
@@ -428,6 +438,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     ..Default::default()
                 },
                 EntryPayload::Normal(cmd) => {
+                    if cmd.may_lock() {
+                        self.lock_writes.fetch_add(1, Ordering::Relaxed);
+                    }
                     let (resp, effect) = self.with_descriptor(|descriptor| {
                         let mut a = Apply {
                             engine: &self.engine,
@@ -517,6 +530,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             sm.remove_files_except(Some(&stored.file), false)?;
             sm.snapshot_taken(std::fs::metadata(sm.dir.join(&stored.file))?.len());
             sm.since_snapshot.store(0, Ordering::Relaxed);
+            sm.lock_writes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(range_id = sm.range_id, file = %stored.file, "snapshot installed");
             Ok(())
         })

@@ -26,6 +26,8 @@
 //!   range (`shoal_txn`).
 //! - [`lifecycle`]: readiness, a replica's fatal failure, drain.
 //! - [`tasks`]: the guard that owns every background loop.
+//! - [`sweep`]: the ranges' leaders resolve locks nobody met, before garbage
+//!   collection could drop what decides them.
 //!
 //! Serving:
 //! - [`kv`]: the public `Kv` service, one pipeline for every request; [`route`]: where
@@ -64,6 +66,7 @@ pub mod route;
 pub mod routing;
 pub mod serve;
 pub mod steps;
+pub mod sweep;
 pub mod tasks;
 pub mod txn;
 pub mod validate;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use shoal_raft::Router;
 use shoal_storage::GcState;
@@ -19,6 +19,7 @@ pub struct Metrics {
     raft: GaugeVec,
     gc_dropped: IntGauge,
     gc_safe_point: IntGauge,
+    locks_swept: IntCounter,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -70,12 +71,18 @@ impl Metrics {
             "the timestamp below which versions hidden by newer ones may be dropped",
         )
         .expect("valid metric");
+        let locks_swept = IntCounter::new(
+            "shoal_txn_locks_swept_total",
+            "old locks of transactions this node's ranges resolved without a reader meeting them",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(raft.clone()),
             Box::new(gc_dropped.clone()),
             Box::new(gc_safe_point.clone()),
+            Box::new(locks_swept.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -86,8 +93,13 @@ impl Metrics {
             raft,
             gc_dropped,
             gc_safe_point,
+            locks_swept,
             rendering: Default::default(),
         }
+    }
+
+    pub fn count_swept_locks(&self, n: u64) {
+        self.locks_swept.inc_by(n);
     }
 
     pub fn observe_rpc(&self, rpc: &str, code: &str, took: Duration) {

@@ -26,6 +26,7 @@ use crate::peer::PeerService;
 use crate::peer_call::LegacyPathsLayer;
 use crate::placement::driver::{PlacementDriver, HEARTBEAT_INTERVAL};
 use crate::steps::NodeRanges;
+use crate::sweep;
 use crate::tasks::Tasks;
 use crate::txn::TxnService;
 
@@ -154,6 +155,21 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
     let ranges = NodeRanges::new(&node.advertise, clock.clone())
         .map_err(|e| RunError::Client(e.to_string()))?;
+    // Old locks nobody met, resolved before garbage collection could drop what
+    // decides them.
+    {
+        let sweeper = Arc::new(sweep::LockSweeper::new(node.clone(), ranges.clone()));
+        tasks.every(
+            "lock sweep",
+            sweep::sweep_every(node.cfg.gc_ttl),
+            move || {
+                let sweeper = sweeper.clone();
+                async move {
+                    sweeper.round().await;
+                }
+            },
+        );
+    }
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
     let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
     ranges.serve_steps_with(here);

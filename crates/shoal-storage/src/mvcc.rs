@@ -112,6 +112,18 @@ impl Engine {
 
     /// Up to `limit` locks of `span`, with their keys, in key order.
     pub fn locks_in(&self, span: &KeySpan, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.locks_where(span, limit, |_| true)
+    }
+
+    /// Up to `limit` locks of `span` whose stored value `pick` accepts, with their
+    /// keys, in key order. Visits every key of the span (locks live beside their keys'
+    /// versions).
+    pub fn locks_where(
+        &self,
+        span: &KeySpan,
+        limit: usize,
+        mut pick: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         self.each_key(span, false, |it, key, prefix| {
             if out.len() == limit {
@@ -121,7 +133,9 @@ impl Engine {
             it.seek(&lock);
             match (it.key(), it.value()) {
                 (Some(k), Some(v)) if k == lock.as_slice() && k.starts_with(prefix) => {
-                    out.push((key, v.to_vec()));
+                    if pick(v) {
+                        out.push((key, v.to_vec()));
+                    }
                 }
                 _ => it.status()?,
             }
