@@ -26,7 +26,7 @@ fn text(kv: &Option<shoal_client::KeyValue>) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transaction_across_ranges_commits_whole_at_one_timestamp() {
-    let (_c, client) = cluster(&[]).await;
+    let (c, client) = cluster(&[]).await;
     client.put("b", "old").await.unwrap();
     let t = client.begin().await.unwrap();
     t.put("a", "1").await.unwrap();
@@ -79,11 +79,22 @@ async fn a_transaction_across_ranges_commits_whole_at_one_timestamp() {
         })
         .await;
     assert!(ts.is_ok(), "{ts:?}");
-    let (c, d) = (
+    let (kc, kd) = (
         client.get("c").await.unwrap().unwrap(),
         client.get("d").await.unwrap().unwrap(),
     );
-    assert_eq!(c.version, d.version);
+    assert_eq!(kc.version, kd.version);
+    // The `Txn` service's calls, and the steps a coordinator served itself, are
+    // counted with the other RPCs.
+    let metrics: String = (0..c.nodes.len())
+        .map(|i| c.http_get(i, "/metrics").unwrap().1)
+        .collect();
+    for rpc in ["Txn.Begin", "Txn.Put", "Txn.Commit", "Txn.Scan"] {
+        assert!(
+            metrics.contains(&format!("code=\"OK\",rpc=\"{rpc}\"")),
+            "{rpc} not counted"
+        );
+    }
 }
 
 /// The decided commits of every node's ranges: (carried by another proposal, sent
@@ -113,6 +124,15 @@ async fn decided_commits_ride_with_the_next_writes_of_their_range_or_go_alone_so
     }
     let (carried, _) = held_commits(&c);
     assert!(carried > 0, "no commit rode with a later proposal");
+    // A coordinator leading one of the two ranges serves that range's steps itself.
+    assert!(
+        (0..c.nodes.len()).any(|i| c
+            .http_get(i, "/metrics")
+            .unwrap()
+            .1
+            .contains("rpc=\"TxnStep.Local\"")),
+        "no step was served by its coordinator"
+    );
     // Every key holds its last batch's value, at that batch's version.
     for k in 0..4 {
         let i = 36 + k;

@@ -24,6 +24,8 @@
 //!   makes of it; [`view`]: [`RangeView`], reads bounded by the range; [`latch`]:
 //!   [`latch::Latches`], a leader's writes in flight by key (writes of one key in
 //!   timestamp order; reads at a timestamp wait for the writes below it).
+//! - [`riders`]: decided commits held back a moment to ride with a range's next
+//!   proposal.
 //! - [`router`]: [`Router`], the node's replicas by range id and by key.
 //! - [`transport`]: the peer transport, both sides, in one place.
 //! - [`quiesce`]: idle ranges stop their Raft timers; one beat per node pair keeps
@@ -51,6 +53,7 @@ pub mod percolator;
 pub mod quiesce;
 pub mod range;
 pub mod replica;
+pub mod riders;
 pub mod router;
 pub mod split;
 pub mod state_machine;

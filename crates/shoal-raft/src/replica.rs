@@ -15,13 +15,14 @@ use shoal_proto::error::{detail, ErrorCode};
 use shoal_proto::v1::{error_detail, RaftMessage};
 use shoal_storage::Engine;
 
-use crate::command::{Command, CommandResponse, OpResult};
+use crate::command::{Command, CommandResponse};
 use crate::error::{Error, Result};
 use crate::index::RangeIndex;
 use crate::latch::{Latches, ReadAt};
 use crate::log_store::LogStore;
 use crate::options::{snapshot_due, RaftOptions};
 use crate::range::RangeDescriptor;
+use crate::riders::Riders;
 use crate::state_machine::{RangeEvent, StateMachine};
 use crate::transport::network::NetworkFactory;
 use crate::transport::pool::PeerPool;
@@ -88,118 +89,7 @@ pub struct Replica {
     /// The writes in flight while this replica leads (see `latch.rs`).
     latches: Arc<Latches>,
     /// Commits held back to ride with the range's next proposal.
-    riders: Arc<std::sync::Mutex<Riders>>,
-}
-
-/// How long a deferrable commit waits for a proposal to ride with before it goes
-/// alone. A decided transaction's locks linger that much longer (a reader of the newest
-/// versions waits for them); the next prewrite of a busy range, which would otherwise
-/// queue behind the commit's own round, carries it instead.
-const RIDE_WAIT: Duration = Duration::from_millis(2);
-/// The most commits one proposal carries, and the most bytes of their keys (a commit
-/// alone past it goes alone).
-const MAX_RIDERS: usize = 256;
-const MAX_RIDER_BYTES: usize = 256 << 10;
-
-type RiderAnswer = tokio::sync::oneshot::Sender<Result<CommandResponse>>;
-
-/// Commits waiting for a proposal to ride with (see `Command::Riding`).
-#[derive(Default)]
-struct Riders {
-    waiting: Vec<(Command, RiderAnswer)>,
-    /// Whether a task will send the waiting ones alone, if nothing carries them first.
-    timer: bool,
-    /// Commits another proposal carried, and commits sent alone, since the replica
-    /// opened.
-    carried: u64,
-    alone: u64,
-}
-
-impl Riders {
-    /// Up to [`MAX_RIDERS`] of the waiting commits, to ride with a proposal
-    /// (`carried`) or to go alone.
-    fn take(&mut self, carried: bool) -> Vec<(Command, RiderAnswer)> {
-        let mut bytes = 0;
-        let n = self
-            .waiting
-            .iter()
-            .take(MAX_RIDERS)
-            .take_while(|(c, _)| {
-                bytes += c
-                    .touches()
-                    .iter()
-                    .map(|t| t.first_key().len())
-                    .sum::<usize>();
-                bytes <= MAX_RIDER_BYTES
-            })
-            .count()
-            .max(usize::from(!carried && !self.waiting.is_empty()));
-        *(if carried {
-            &mut self.carried
-        } else {
-            &mut self.alone
-        }) += n as u64;
-        self.waiting.drain(..n).collect()
-    }
-}
-
-/// Proposes `cmd` with `riders` (none: `cmd` alone), on a task of its own, so that a
-/// cancelled caller never cancels the riders; answers each rider, and returns `cmd`'s
-/// answer.
-async fn propose_with(
-    raft: &Raft,
-    range_id: u64,
-    cmd: Command,
-    riders: Vec<(Command, RiderAnswer)>,
-) -> Result<CommandResponse> {
-    if riders.is_empty() {
-        return match raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
-            Err(e) => Err(Error::from_write(range_id, e)),
-        };
-    }
-    let (carried, answers): (Vec<Command>, Vec<RiderAnswer>) = riders.into_iter().unzip();
-    let n = carried.len();
-    let raft = raft.clone();
-    let written = tokio::spawn(async move {
-        let riding = Command::Riding {
-            riders: carried,
-            cmd: Box::new(cmd),
-        };
-        let written = match raft.client_write(riding).await {
-            Ok(r) => {
-                let mut resp = r.data;
-                let riders = resp.results.split_off(resp.results.len().saturating_sub(n));
-                Ok((resp, riders))
-            }
-            Err(e) => Err(Error::from_write(range_id, e)),
-        };
-        match &written {
-            Ok((_, riders)) => {
-                for (answer, r) in answers.into_iter().zip(riders) {
-                    let _ = answer.send(match r {
-                        OpResult::Rider(r) => Ok((**r).clone()),
-                        other => Err(Error::Stopped {
-                            range_id,
-                            why: format!("a rider was answered {other:?}"),
-                        }),
-                    });
-                }
-            }
-            Err(e) => {
-                for answer in answers {
-                    let _ = answer.send(Err(e.clone()));
-                }
-            }
-        }
-        written.map(|(resp, _)| resp)
-    });
-    written.await.unwrap_or_else(|e| {
-        Err(Error::Stopped {
-            range_id,
-            why: format!("a proposal's task failed: {e}"),
-        })
-    })
+    riders: Riders,
 }
 
 impl std::fmt::Debug for Replica {
@@ -237,6 +127,7 @@ impl Replica {
             sm.clone(),
         )
         .await?;
+        let riders = Riders::new(raft.clone(), range_id);
         Ok(Arc::new(Self {
             range_id,
             node_id,
@@ -253,7 +144,7 @@ impl Replica {
             handover_term: AtomicU64::new(0),
             wake_patience: Duration::from_millis(env.opts.election_timeout_max_ms),
             latches: Arc::default(),
-            riders: Arc::default(),
+            riders,
         }))
     }
 
@@ -374,77 +265,18 @@ impl Replica {
     /// Decided commits held back since the replica opened: (carried by another
     /// proposal, sent alone once none came).
     pub fn held_commits(&self) -> (u64, u64) {
-        let r = self.riders.lock().unwrap_or_else(|p| p.into_inner());
-        (r.carried, r.alone)
+        self.riders.counts()
     }
 
     // ---- proposals ---------------------------------------------------------------
 
     /// Proposes `cmd` and returns once it is committed and applied here (the leader
-    /// only; a quiesced range is woken first).
+    /// only; a quiesced range is woken first). A deferrable commit may wait a moment to
+    /// ride with another proposal (see [`crate::riders`]).
     #[tracing::instrument(level = "debug", skip_all, fields(range_id = self.range_id, cmd = %cmd))]
-    ///
-    /// A deferrable commit (`Command::Deferrable`) waits up to [`RIDE_WAIT`] for
-    /// another proposal to carry it (a `Command::Riding`: one entry, one round), then
-    /// goes alone with any other commits waiting.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse> {
         self.wake().await;
-        if let Some(commit) = cmd.deferred_commit() {
-            return self.defer(commit.clone()).await;
-        }
-        let cmd = match cmd {
-            Command::Deferrable(cmd) => *cmd,
-            cmd => cmd,
-        };
-        let riders = if cmd.may_carry_riders() {
-            self.riders
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(true)
-        } else {
-            Vec::new()
-        };
-        propose_with(&self.raft, self.range_id, cmd, riders).await
-    }
-
-    /// Holds `commit` back to ride with the next proposal, or goes with the others
-    /// waiting after [`RIDE_WAIT`].
-    async fn defer(&self, commit: Command) -> Result<CommandResponse> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let arm = {
-            let mut riders = self.riders.lock().unwrap_or_else(|p| p.into_inner());
-            riders.waiting.push((commit, tx));
-            !std::mem::replace(&mut riders.timer, true)
-        };
-        if arm {
-            let (raft, riders, range_id) = (self.raft.clone(), self.riders.clone(), self.range_id);
-            tokio::spawn(async move {
-                tokio::time::sleep(RIDE_WAIT).await;
-                loop {
-                    let mut waiting = {
-                        let mut r = riders.lock().unwrap_or_else(|p| p.into_inner());
-                        let waiting = r.take(false);
-                        r.timer = !r.waiting.is_empty();
-                        waiting
-                    };
-                    if waiting.is_empty() {
-                        return;
-                    }
-                    let (first, answer) = waiting.remove(0);
-                    let answered = propose_with(&raft, range_id, first, waiting).await;
-                    let _ = answer.send(answered);
-                    if !riders.lock().unwrap_or_else(|p| p.into_inner()).timer {
-                        return;
-                    }
-                }
-            });
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(Error::Stopped {
-                range_id: self.range_id,
-                why: "a held-back commit was dropped".into(),
-            })
-        })
+        self.riders.propose(cmd).await
     }
 
     /// Founds the range (the meta range of a new cluster) with `voters`.

@@ -37,6 +37,30 @@ struct Reserve {
     taken: std::time::Instant,
 }
 
+impl Reserve {
+    /// The reserve of `RESERVE` timestamps from `first` (taken from the oracle at
+    /// `taken`), `first` itself handed out.
+    fn after(first: Timestamp, taken: std::time::Instant) -> Self {
+        Self {
+            next: first.plus(1),
+            left: RESERVE - 1,
+            taken,
+        }
+    }
+
+    /// The next timestamp of the reserve, unless it ran out or is older than
+    /// [`RESERVE_AGE`] at `now`.
+    fn next(&mut self, now: std::time::Instant) -> Option<Timestamp> {
+        if self.left == 0 || now.saturating_duration_since(self.taken) >= RESERVE_AGE {
+            return None;
+        }
+        let ts = self.next;
+        self.next = self.next.plus(1);
+        self.left -= 1;
+        Some(ts)
+    }
+}
+
 /// This node's source of timestamps, and its oracle (which answers while this node
 /// leads the meta range).
 #[derive(Clone)]
@@ -107,24 +131,17 @@ impl Clock {
     /// now (from a reserve of the oracle's timestamps, refilled as it runs out or
     /// ages), but not necessarily above every timestamp handed out before this call.
     pub async fn unique(&self) -> Result<Timestamp> {
-        {
+        let now = std::time::Instant::now();
+        let kept = {
             let mut reserve = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(r) = reserve.as_mut() {
-                if r.left > 0 && r.taken.elapsed() < RESERVE_AGE {
-                    let ts = r.next;
-                    r.next = r.next.plus(1);
-                    r.left -= 1;
-                    return Ok(ts);
-                }
-            }
+            reserve.as_mut().and_then(|r| r.next(now))
+        };
+        if let Some(ts) = kept {
+            return Ok(ts);
         }
-        let taken = std::time::Instant::now();
+        // Taken before the call to the oracle: its age counts from before.
         let first = self.take(RESERVE).await?;
-        *self.reserve.lock().unwrap_or_else(|p| p.into_inner()) = Some(Reserve {
-            next: first.plus(1),
-            left: RESERVE - 1,
-            taken,
-        });
+        *self.reserve.lock().unwrap_or_else(|p| p.into_inner()) = Some(Reserve::after(first, now));
         Ok(first)
     }
 
@@ -180,5 +197,34 @@ async fn fetch(node: &Node, local: &Oracle, total: u64) -> Result<Timestamp> {
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_reserve_hands_out_each_timestamp_once_until_it_runs_out_or_ages() {
+        let t0 = Instant::now();
+        let mut r = Reserve::after(Timestamp(1000), t0);
+        // `1000` went to the caller that took the reserve.
+        let mut got = Vec::new();
+        while let Some(ts) = r.next(t0) {
+            got.push(ts.0);
+        }
+        assert_eq!(got, (1001..1000 + RESERVE).collect::<Vec<_>>());
+        // Aged: nothing more, though timestamps are left.
+        let mut r = Reserve::after(Timestamp(5000), t0);
+        assert_eq!(r.next(t0 + RESERVE_AGE / 2), Some(Timestamp(5001)));
+        assert_eq!(r.next(t0 + RESERVE_AGE), None);
+    }
+
+    #[test]
+    fn gc_trails_the_read_floor_by_a_quarter_of_the_ttl_at_most_a_minute() {
+        assert_eq!(gc_margin(Duration::from_secs(8)), Duration::from_secs(2));
+        assert_eq!(gc_margin(Duration::from_secs(600)), Duration::from_secs(60));
     }
 }

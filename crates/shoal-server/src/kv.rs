@@ -548,7 +548,17 @@ impl crate::steps::LocalSteps for KvService {
                 self.serve::<pb::TxnStepRequest>(&r, req, deadline).await
             };
             // Boxed: serving a step may resolve locks, which steps again.
-            match Box::pin(served).await {
+            let start = Instant::now();
+            let served = Box::pin(served).await;
+            let code = match &served {
+                Ok(_) => "OK",
+                Err(e) => e.code().as_str(),
+            };
+            // Beside the `TxnStep` RPCs, as the steps this node served itself.
+            self.node
+                .metrics
+                .observe_rpc("TxnStep.Local", code, start.elapsed());
+            match served {
                 Ok(reply) => shoal_raft::codec::decode(&reply.result).ok(),
                 Err(e) => {
                     tracing::debug!(range_id = r.range_id, error = %e, "a step served here failed; through the client");

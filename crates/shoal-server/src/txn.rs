@@ -267,8 +267,23 @@ impl TxnService {
 }
 
 /// Runs `f`, the answer of a call, as a gRPC response.
-async fn answer<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<Response<T>, Status> {
-    f.await.map(Response::new).map_err(Status::from)
+impl TxnService {
+    /// `f`'s answer to the RPC `rpc` (`Txn.<method>`), counted and timed in the node's
+    /// per-RPC metrics.
+    async fn answer<T>(
+        &self,
+        rpc: &'static str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<Response<T>, Status> {
+        let start = Instant::now();
+        let res = f.await;
+        let code = match &res {
+            Ok(_) => "OK",
+            Err(e) => e.code().as_str(),
+        };
+        self.node.metrics.observe_rpc(rpc, code, start.elapsed());
+        res.map(Response::new).map_err(Status::from)
+    }
 }
 
 #[tonic::async_trait]
@@ -278,18 +293,19 @@ impl Txn for TxnService {
         req: Request<pb::TxnTimestampsRequest>,
     ) -> Result<Response<pb::TxnTimestampsResponse>, Status> {
         let count = req.into_inner().count;
-        self.clock
-            .take(count)
-            .await
-            .map(|first| Response::new(pb::TxnTimestampsResponse { first: first.0 }))
-            .map_err(Status::from)
+        self.answer("Txn.Timestamps", async {
+            let first = self.clock.take(count).await?;
+            Ok(pb::TxnTimestampsResponse { first: first.0 })
+        })
+        .await
     }
 
     async fn begin(
         &self,
         req: Request<pb::TxnBeginRequest>,
     ) -> Result<Response<pb::TxnBeginResponse>, Status> {
-        answer(TxnService::begin(self, req.into_inner())).await
+        self.answer("Txn.Begin", TxnService::begin(self, req.into_inner()))
+            .await
     }
 
     async fn get(
@@ -297,7 +313,7 @@ impl Txn for TxnService {
         req: Request<pb::TxnGetRequest>,
     ) -> Result<Response<pb::TxnGetResponse>, Status> {
         let req = req.into_inner();
-        answer(async {
+        self.answer("Txn.Get", async {
             self.limits.check_key("key", &req.key, false)?;
             let ranges = self.ranges.clone();
             let found = self
@@ -315,7 +331,7 @@ impl Txn for TxnService {
         req: Request<pb::TxnScanRequest>,
     ) -> Result<Response<pb::TxnScanResponse>, Status> {
         let req = req.into_inner();
-        answer(async {
+        self.answer("Txn.Scan", async {
             self.limits.check_span(&req.start, &req.end)?;
             let ranges = self.ranges.clone();
             let found = self
@@ -336,7 +352,7 @@ impl Txn for TxnService {
         req: Request<pb::TxnPutRequest>,
     ) -> Result<Response<pb::TxnWriteResponse>, Status> {
         let req = req.into_inner();
-        answer(async {
+        self.answer("Txn.Put", async {
             self.limits.check_key("key", &req.key, false)?;
             self.limits.check_value(&req.value)?;
             self.with(req.handle, async move |t| Ok(t.put(req.key, req.value)?))
@@ -351,7 +367,7 @@ impl Txn for TxnService {
         req: Request<pb::TxnDeleteRequest>,
     ) -> Result<Response<pb::TxnWriteResponse>, Status> {
         let req = req.into_inner();
-        answer(async {
+        self.answer("Txn.Delete", async {
             self.limits.check_key("key", &req.key, false)?;
             self.with(req.handle, async move |t| Ok(t.delete(req.key)?))
                 .await?;
@@ -365,7 +381,7 @@ impl Txn for TxnService {
         req: Request<pb::TxnCommitRequest>,
     ) -> Result<Response<pb::TxnCommitResponse>, Status> {
         let handle = req.into_inner().handle;
-        answer(async {
+        self.answer("Txn.Commit", async {
             let commit_ts = TxnService::commit(self, handle).await?;
             Ok(pb::TxnCommitResponse { commit_ts })
         })
@@ -377,7 +393,7 @@ impl Txn for TxnService {
         req: Request<pb::TxnRollbackRequest>,
     ) -> Result<Response<pb::TxnRollbackResponse>, Status> {
         let handle = req.into_inner().handle;
-        answer(async {
+        self.answer("Txn.Rollback", async {
             // Rolled back already (or for its age): again, nothing to do.
             let rolled_back = Ended::Closed(State::RolledBack.name());
             let again = matches!(

@@ -31,7 +31,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture};
 use shoal_raft::txn_record::{Mutation, OnePhase, TxnConflict};
 use shoal_raft::{Command, OpResult};
 
@@ -434,12 +434,32 @@ async fn step_all_versions<T: Clone + Send + Sync>(
     key: &(dyn Fn(&T) -> &[u8] + Sync),
     make: &(dyn Fn(Vec<T>) -> Command + Sync),
 ) -> Result<(OpResult, u64)> {
+    let as_they_are =
+        |items: Vec<T>| -> BoxFuture<'_, Result<Vec<T>>> { Box::pin(async { Ok(items) }) };
+    step_all_recut(ranges, items, key, make, &as_they_are).await
+}
+
+/// [`step_all_versions`], where `recut` prepares the items of a group refused after a
+/// split before they are grouped again (spans read are cut at the ranges' new
+/// bounds: a span across one would be refused for ever).
+async fn step_all_recut<'r, T: Clone + Send + Sync>(
+    ranges: &'r dyn Ranges,
+    items: Vec<T>,
+    key: &(dyn Fn(&T) -> &[u8] + Sync),
+    make: &(dyn Fn(Vec<T>) -> Command + Sync),
+    recut: &(dyn Fn(Vec<T>) -> BoxFuture<'r, Result<Vec<T>>> + Sync),
+) -> Result<(OpResult, u64)> {
     let mut pending = vec![items];
     let mut refused = None;
     let mut version = 0;
-    for _ in 0..MAX_REGROUPS {
+    for round in 0..MAX_REGROUPS {
         let mut groups = Vec::new();
         for items in pending.drain(..) {
+            let items = if round == 0 {
+                items
+            } else {
+                recut(items).await?
+            };
             groups.extend(group(ranges, items, key).await?);
         }
         let sent = join_all(groups.into_iter().map(|g| async move {

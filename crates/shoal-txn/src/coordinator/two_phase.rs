@@ -7,13 +7,18 @@ use std::sync::Arc;
 use shoal_raft::txn_record::{Mutation, Prewrite, TxnConflict};
 use shoal_raft::{Command, OpResult};
 
+use futures::future::BoxFuture;
+
 use super::{
-    commit_in_background, conflict, hit, mutation_key, roll_back, step_all, ttl_ms, within,
-    Heartbeat,
+    commit_in_background, conflict, hit, mutation_key, roll_back, step_all, step_all_recut, ttl_ms,
+    within, Heartbeat,
 };
 use crate::error::{Error, Result};
 use crate::ranges::Ranges;
 use crate::resolve::{self, result_of, Resolved};
+
+/// Spans read, `[start, end)` each.
+type Spans = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// How many times a validation goes again after resolving a lock it met.
 const MAX_VALIDATIONS: usize = 8;
@@ -156,8 +161,10 @@ async fn validate(
         commit_ts,
         spans,
     };
+    let recut = |spans| -> BoxFuture<'_, Result<Spans>> { Box::pin(cut_spans(ranges, spans)) };
     for _ in 0..MAX_VALIDATIONS {
-        let answer = step_all(ranges, spans.clone(), &span_start, &check).await?;
+        let (answer, _) =
+            step_all_recut(ranges, spans.clone(), &span_start, &check, &recut).await?;
         match answer {
             OpResult::TxnDone => return Ok(()),
             OpResult::TxnConflict(TxnConflict::Locked { key, lock }) => {
