@@ -603,8 +603,43 @@ fn rand_suffix() -> String {
     )
 }
 
+impl Pods {
+    /// After a failed test: each pod's log kept under the system's temporary
+    /// directory, and its last lines printed (a CI run shows them), before the
+    /// containers go.
+    fn keep_logs(&self) {
+        let dir = std::env::temp_dir()
+            .join("shoal-pod-logs")
+            .join(&self.prefix);
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        for (name, p) in &self.pods {
+            let Ok(out) = Command::new("docker").args(["logs", &p.container]).output() else {
+                continue;
+            };
+            let mut log = out.stdout;
+            log.extend_from_slice(&out.stderr);
+            let path = dir.join(format!("{name}.log"));
+            let _ = std::fs::write(&path, &log);
+            let text = String::from_utf8_lossy(&log);
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "---- pod {name}: last lines of its log (all of it in {}) ----",
+                path.display()
+            );
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 impl Drop for Pods {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
         let names: Vec<String> = self.pods.values().map(|p| p.container.clone()).collect();
         for c in names {
             let _ = docker(&["rm", "-f", &c]);
