@@ -413,6 +413,37 @@ async fn a_range_split_under_a_step_sends_its_keys_to_each_range_apart() {
     assert_eq!(named(&steps, "commit").len(), 2, "{steps:?}");
 }
 
+/// A span read, `[start, end)`.
+type Span = (Vec<u8>, Vec<u8>);
+
+/// The (start, commit) timestamps of every check of reads among `steps`, and the
+/// spans they checked, sorted.
+fn checked_spans(steps: &[Command]) -> (Vec<(u64, u64)>, Vec<Span>) {
+    let (mut at, mut all) = (Vec::new(), Vec::new());
+    for s in named(steps, "validate") {
+        let Command::ValidateReads {
+            start_ts,
+            commit_ts,
+            spans,
+        } = s
+        else {
+            unreachable!()
+        };
+        at.push((start_ts, commit_ts));
+        all.extend(spans);
+    }
+    all.sort();
+    (at, all)
+}
+
+/// `[b, o)`, cut at `m`.
+fn b_to_o_cut_at_m() -> Vec<Span> {
+    vec![
+        (b"b".to_vec(), b"m".to_vec()),
+        (b"m".to_vec(), b"o".to_vec()),
+    ]
+}
+
 #[tokio::test]
 async fn a_span_read_across_a_split_the_coordinator_did_not_know_is_checked_in_each_range() {
     let fake = Arc::new(Fake::split_at(&["x"]));
@@ -423,21 +454,7 @@ async fn a_span_read_across_a_split_the_coordinator_did_not_know_is_checked_in_e
     // `m` splits the span read after it was cut: its check is refused, then cut again.
     fake.hidden_splits.lock().unwrap().push(b"m".to_vec());
     t.commit(fake.clone()).await.unwrap();
-    let mut spans: Vec<(Vec<u8>, Vec<u8>)> = named(&fake.steps(), "validate")
-        .into_iter()
-        .flat_map(|s| match s {
-            Command::ValidateReads { spans, .. } => spans,
-            _ => unreachable!(),
-        })
-        .collect();
-    spans.sort();
-    assert_eq!(
-        spans,
-        vec![
-            (b"b".to_vec(), b"m".to_vec()),
-            (b"m".to_vec(), b"o".to_vec())
-        ]
-    );
+    assert_eq!(checked_spans(&fake.steps()).1, b_to_o_cut_at_m());
 }
 
 #[tokio::test]
@@ -457,30 +474,10 @@ async fn a_serializable_commit_checks_its_reads_at_the_commit_timestamp() {
     t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
     t.put(b"x".to_vec(), b"1".to_vec()).unwrap();
     t.commit(fake.clone()).await.unwrap();
-    let steps = fake.steps();
-    let mut spans: Vec<(Vec<u8>, Vec<u8>)> = named(&steps, "validate")
-        .into_iter()
-        .flat_map(|s| match s {
-            Command::ValidateReads {
-                start_ts,
-                commit_ts,
-                spans,
-            } => {
-                assert_eq!((start_ts, commit_ts), (NOW, NOW + 9));
-                spans
-            }
-            _ => unreachable!(),
-        })
-        .collect();
-    spans.sort();
+    let (at, spans) = checked_spans(&fake.steps());
+    assert!(at.iter().all(|&ts| ts == (NOW, NOW + 9)), "{at:?}");
     // `c` lies inside the scanned span: merged into it.
-    assert_eq!(
-        spans,
-        vec![
-            (b"b".to_vec(), b"m".to_vec()),
-            (b"m".to_vec(), b"o".to_vec())
-        ]
-    );
+    assert_eq!(spans, b_to_o_cut_at_m());
     // Snapshot isolation checks no reads.
     let fake = Arc::new(Fake::split_at(&["m"]));
     let mut t = txn(Options {
