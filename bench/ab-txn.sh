@@ -14,14 +14,8 @@ case "${1:-}" in
   -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
 esac
 [ $# -eq 2 ] || { echo "usage: $0 BASE_BIN NEW_BIN   (or --help)" >&2; exit 2; }
-base_bin=$(cd "$1" && pwd)
-new_bin=$(cd "$2" && pwd)
-for b in "$base_bin" "$new_bin"; do
-  for f in shoal shoal-bench; do
-    [ -x "$b/$f" ] || { echo "$b/$f: not an executable" >&2; exit 2; }
-  done
-done
 source bench/cluster.sh
+ab_bins "$1" "$2"
 work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/ab-txn}"
 rm -rf "$work"
 mkdir -p "$work"

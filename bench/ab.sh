@@ -29,14 +29,8 @@ case "${1:-}" in
   --quick) quick=1; shift ;;
 esac
 [ $# -eq 2 ] || { echo "$usage" >&2; exit 2; }
-base_bin=$(cd "$1" && pwd)
-new_bin=$(cd "$2" && pwd)
-for b in "$base_bin" "$new_bin"; do
-  for f in shoal shoal-bench; do
-    [ -x "$b/$f" ] || { echo "$b/$f: not an executable" >&2; exit 2; }
-  done
-done
 source bench/cluster.sh
+ab_bins "$1" "$2"
 
 if [ "$quick" = 1 ]; then
   rounds=3; secs=4; records=10000

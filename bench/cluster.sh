@@ -5,6 +5,9 @@
 #       takes writes. Sets NAME_eps (comma-separated endpoints) and NAME_pids.
 #   shoal_stop NAME       SIGTERM to the nodes, then waits for them.
 #   shoal_cpu NAME SECS   each node's CPU over SECS seconds, in % of one core.
+#   ab_bins BASE_BIN NEW_BIN
+#       sets base_bin and new_bin (absolute) for an A/B script, or exits 2 unless
+#       each directory holds `shoal` and `shoal-bench`.
 shoal_cluster() {
   local name=$1 work=$2 bin=$3 port=$4
   shift 4
@@ -46,4 +49,15 @@ shoal_cpu() {
     i=$((i + 1))
   done
   echo "${out[*]}"
+}
+
+ab_bins() {
+  base_bin=$(cd "$1" && pwd)
+  new_bin=$(cd "$2" && pwd)
+  local b f
+  for b in "$base_bin" "$new_bin"; do
+    for f in shoal shoal-bench; do
+      [ -x "$b/$f" ] || { echo "$b/$f: not an executable" >&2; exit 2; }
+    done
+  done
 }
