@@ -124,7 +124,15 @@ async fn decided_commits_ride_with_the_next_writes_of_their_range_or_go_alone_so
     }
     let (carried, _) = held_commits(&c);
     assert!(carried > 0, "no commit rode with a later proposal");
-    // A coordinator leading one of the two ranges serves that range's steps itself.
+    // A batch with a delete is coordinated by a node (the leader of its first key's
+    // range), which serves that range's steps itself.
+    client
+        .batch(vec![
+            shoal_client::ops::write_put("a9", "9"),
+            shoal_client::ops::write_delete("x9"),
+        ])
+        .await
+        .unwrap();
     assert!(
         (0..c.nodes.len()).any(|i| c
             .http_get(i, "/metrics")
@@ -161,6 +169,178 @@ async fn decided_commits_ride_with_the_next_writes_of_their_range_or_go_alone_so
     for key in ["b", "y"] {
         assert_eq!(client.get(key).await.unwrap().unwrap().version, v);
     }
+}
+
+/// Every node's `/metrics`, together.
+fn all_metrics(c: &TestCluster) -> String {
+    (0..c.nodes.len())
+        .map(|i| c.http_get(i, "/metrics").unwrap().1)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_puts_across_ranges_is_prewritten_by_the_sdk_on_each_leader_and_lands_whole() {
+    let (c, client) = cluster(&[]).await;
+    // Four writers put the same value in a0 and x0 (two ranges), over and over, and
+    // collide; a reader takes snapshots of both meanwhile.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut versions = Vec::new();
+                for i in 0..25 {
+                    let v = format!("{w}-{i}");
+                    let ops = vec![
+                        shoal_client::ops::write_put("a0", &v),
+                        shoal_client::ops::write_put("x0", &v),
+                    ];
+                    versions.push(client.batch(ops).await.unwrap());
+                }
+                client.flush().await;
+                versions
+            })
+        })
+        .collect();
+    let reader = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut seen = 0;
+            for _ in 0..60 {
+                let ts = client.timestamp().await.unwrap();
+                let (a, x) = (
+                    client.get_at("a0", ts).await.unwrap(),
+                    client.get_at("x0", ts).await.unwrap(),
+                );
+                let pair = |kv: &Option<shoal_client::KeyValue>| {
+                    kv.as_ref().map(|kv| (kv.value.clone(), kv.version))
+                };
+                assert_eq!(pair(&a), pair(&x), "a snapshot at {ts} saw half a batch");
+                seen += usize::from(a.is_some());
+            }
+            seen
+        })
+    };
+    let mut versions = Vec::new();
+    for w in writers {
+        versions.extend(w.await.unwrap());
+    }
+    assert!(reader.await.unwrap() > 0, "the reader never saw a batch");
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        100,
+        "two batches answered one commit timestamp"
+    );
+    let (a, x) = (
+        client.get("a0").await.unwrap().unwrap(),
+        client.get("x0").await.unwrap().unwrap(),
+    );
+    assert_eq!((&a.value, a.version), (&x.value, x.version));
+    assert_eq!(a.version, *versions.last().unwrap(), "the last commit won");
+    // Sent by the SDK to the ranges' leaders, then finished by a node; no node
+    // coordinated a `Batch`.
+    let metrics = all_metrics(&c);
+    for rpc in ["Prewrite", "Txn.Finish"] {
+        assert!(
+            metrics.contains(&format!("code=\"OK\",rpc=\"{rpc}\"")),
+            "{rpc} not counted"
+        );
+    }
+    assert!(!metrics.contains("rpc=\"Batch\""), "a batch went to a node");
+
+    // A split the client does not know of: the prewrite is refused there and goes
+    // again as one per range.
+    let other = Client::new(c.addrs()).unwrap();
+    other.split_range("x5").await.unwrap();
+    let ops = vec![
+        shoal_client::ops::write_put("x1", "s"),
+        shoal_client::ops::write_put("x9", "s"),
+        shoal_client::ops::write_put("a1", "s"),
+    ];
+    let v = client.batch(ops).await.unwrap();
+    for key in ["x1", "x9", "a1"] {
+        let kv = client.get(key).await.unwrap().unwrap();
+        assert_eq!((kv.value.as_slice(), kv.version), (&b"s"[..], v), "{key}");
+    }
+
+    // The wire refuses what would break the protocol, and writes nothing.
+    let mut kv = pb::kv_client::KvClient::connect(format!("http://{}", c.nodes[0].grpc))
+        .await
+        .unwrap();
+    let start_ts = client.timestamp().await.unwrap();
+    let prewrite = |start_ts, primary: &str, keys: &[&str], secondaries: &[&str], ttl_ms| {
+        pb::PrewriteRequest {
+            start_ts,
+            primary: primary.into(),
+            puts: keys
+                .iter()
+                .map(|k| pb::PutOp {
+                    key: k.as_bytes().to_vec(),
+                    value: b"bad".to_vec(),
+                })
+                .collect(),
+            secondaries: secondaries.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            ttl_ms,
+            target: None,
+        }
+    };
+    let too_many: Vec<String> = (0..65).map(|i| format!("b{i}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    for (why, req) in [
+        ("no start", prewrite(0, "b", &["b"], &[], 1000)),
+        ("no keys", prewrite(start_ts, "b", &[], &[], 1000)),
+        ("no ttl", prewrite(start_ts, "b", &["b"], &[], 0)),
+        (
+            "a ttl too long",
+            prewrite(start_ts, "b", &["b"], &[], 600_000),
+        ),
+        (
+            "a key twice",
+            prewrite(start_ts, "b", &["b", "b"], &[], 1000),
+        ),
+        (
+            "secondaries without the primary",
+            prewrite(start_ts, "b", &["c"], &["c"], 1000),
+        ),
+        (
+            "65 secondaries",
+            prewrite(start_ts, "b", &["b"], &too_many, 1000),
+        ),
+    ] {
+        let s = kv.prewrite(req).await.unwrap_err();
+        assert_eq!(
+            shoal_proto::error::code_of(&s),
+            "INVALID_ARGUMENT",
+            "{why}: {s:?}"
+        );
+    }
+    let s = kv
+        .prewrite(prewrite(start_ts, "", &[""], &[], 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(shoal_proto::error::code_of(&s), "EMPTY_KEY", "{s:?}");
+    let mut txn = pb::txn_client::TxnClient::connect(format!("http://{}", c.nodes[0].grpc))
+        .await
+        .unwrap();
+    let finish = |commit_ts, keys: &[&str]| pb::TxnFinishRequest {
+        start_ts,
+        primary: b"b".to_vec(),
+        keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+        commit_ts,
+    };
+    for (why, req) in [
+        ("a commit below the start", finish(start_ts - 1, &["b"])),
+        ("keys without the primary", finish(0, &["c"])),
+    ] {
+        let s = txn.finish(req).await.unwrap_err();
+        assert_eq!(
+            shoal_proto::error::code_of(&s),
+            "INVALID_ARGUMENT",
+            "{why}: {s:?}"
+        );
+    }
+    assert!(client.scan("b", "d", 0).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

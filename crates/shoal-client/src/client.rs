@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shoal_proto::reserve::SharedReserve;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_client::AdminClient;
 use shoal_proto::v1::kv_client::KvClient;
@@ -111,6 +112,10 @@ pub(crate) struct Inner {
     /// the cluster (through a Service or published ports) cannot reach the addresses
     /// the nodes advertise, and goes through its seeds instead.
     unreachable: Mutex<HashMap<String, Instant>>,
+    /// Unique timestamps for batches across ranges (see `across.rs`).
+    pub(crate) reserve: SharedReserve,
+    /// Work sent in the background: the commits of batches across ranges.
+    pub(crate) background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A connection to a shoal cluster. Cheap to clone; clones share connections.
@@ -191,6 +196,8 @@ impl Client {
                 ids: RequestIds::new(),
                 cache: RangeCache::default(),
                 unreachable: Mutex::new(HashMap::new()),
+                reserve: SharedReserve::default(),
+                background: Mutex::new(Vec::new()),
             }),
         })
     }

@@ -46,6 +46,20 @@ fn is_cross_range(e: &Error) -> bool {
     e.code() == Some(shoal_proto::error::ErrorCode::CrossRange.as_str())
 }
 
+/// The keys and values of `ops` when they are puts alone, few enough for a
+/// transaction committed asynchronously (its primary lock lists its other keys).
+fn puts_alone(ops: &[WriteOp]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let puts = ops
+        .iter()
+        .map(|op| match &op.op {
+            Some(pb::write_op::Op::Put(p)) => Some((p.key.clone(), p.value.clone())),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let keys = puts.iter().map(|(k, _)| k.as_slice());
+    (!puts.is_empty() && shoal_proto::txn::commits_asynchronously(keys)).then_some(puts)
+}
+
 /// Refuses (unsent) a batch or transaction whose keys fall in more than one range of
 /// the cache: it goes across ranges instead.
 fn one_range(c: &Option<crate::cache::CachedRange>, keys: &[Vec<u8>]) -> Result<()> {
@@ -354,9 +368,10 @@ impl Client {
 
     /// Applies `ops` atomically; returns the version they were written at. Keys in
     /// one range: one command there (retried with its request id, applied once).
-    /// Keys in several: one transaction across them, coordinated by a node; not
-    /// sent again once it may have reached one (an unanswered one is
-    /// [`Error::OutcomeUnknown`]).
+    /// Keys in several: one transaction across them. Puts alone (up to 64 keys, 16 KiB
+    /// of keys): committed by this client, its prewrites sent to each range's leader
+    /// (see [`crate::across`]). Others: coordinated by a node; not sent again once
+    /// it may have reached one (an unanswered one is [`Error::OutcomeUnknown`]).
     pub async fn batch(&self, ops: Vec<WriteOp>) -> Result<u64> {
         let keys: Vec<Vec<u8>> = ops.iter().filter_map(write_op_key).collect();
         let first = keys.first().cloned().unwrap_or_default();
@@ -379,6 +394,9 @@ impl Client {
         match one {
             Err(e) if is_cross_range(&e) => {}
             done => return done,
+        }
+        if let Some(puts) = puts_alone(&ops) {
+            return self.put_across(puts).await;
         }
         self.run(Route::key(&first), Retry::IfNotApplied, |ch, _| {
             let req = self.request(pb::BatchRequest {

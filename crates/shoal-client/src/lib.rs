@@ -28,9 +28,11 @@
 //! - [`retry`]: retry decisions per error code, backoff, request ids.
 //! - [`client`]: [`Client`], its connections, and the call loop that applies them.
 //! - [`kv`], [`txn`] and [`admin`]: the operations, as methods of [`Client`].
+//! - [`across`]: a batch of puts across ranges, committed by the client itself.
 //! - [`ops`]: builders of write ops, transaction ops and compares.
 //! - [`error`]: the SDK's [`Error`].
 
+pub mod across;
 pub mod admin;
 pub mod cache;
 pub mod client;

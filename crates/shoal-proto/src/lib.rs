@@ -7,12 +7,16 @@
 //!   decide retries without reading message text.
 //! - [`span`]: key-span arithmetic (`[start, end)`, an empty end unbounded), written
 //!   once for the node's descriptors and reads and the SDK's range cache.
+//! - [`txn`]: the bounds of a transaction committed asynchronously.
+//! - [`reserve`]: unique timestamps handed out from a reserve taken of the oracle.
 //!
 //! Conversions between these wire types and the node's domain types live in
 //! `shoal-server`'s `convert` module; the SDK speaks the wire types directly.
 
 pub mod error;
+pub mod reserve;
 pub mod span;
+pub mod txn;
 
 #[allow(clippy::all, missing_docs, rust_2018_idioms)]
 pub mod v1 {

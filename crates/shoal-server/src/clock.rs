@@ -2,9 +2,10 @@
 //! (`shoal_txn::Oracle`, on the meta range's leader) through one batcher: concurrent
 //! callers share one call to the leader, or none when this node is the leader.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use shoal_proto::reserve::SharedReserve;
 use shoal_proto::v1::{TimestampsRequest, TimestampsResponse};
 use shoal_txn::{Batcher, Oracle, Timestamp};
 
@@ -21,46 +22,6 @@ const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
 const CALL_PATIENCE: Duration =
     Duration::from_secs(shoal_txn::oracle::FETCH_PATIENCE.as_secs() + 1);
 
-/// How many timestamps [`Clock::unique`] takes at once.
-const RESERVE: u64 = 64;
-/// The oldest a reserve is handed out from: a transaction that starts at a timestamp
-/// this old meets (as a conflict, and starts again) the commits of its keys since.
-/// With 200 ms, two-key transactions of 64 clients over 10,000 keys ran at 0.91x the
-/// throughput of fresh starts; with 20 ms, at 1.15x (`bench/ab-txn.sh`).
-const RESERVE_AGE: Duration = Duration::from_millis(20);
-
-/// Unique timestamps taken from the oracle and not handed out yet.
-#[derive(Debug, Clone, Copy)]
-struct Reserve {
-    next: Timestamp,
-    left: u64,
-    taken: std::time::Instant,
-}
-
-impl Reserve {
-    /// The reserve of `RESERVE` timestamps from `first` (taken from the oracle at
-    /// `taken`), `first` itself handed out.
-    fn after(first: Timestamp, taken: std::time::Instant) -> Self {
-        Self {
-            next: first.plus(1),
-            left: RESERVE - 1,
-            taken,
-        }
-    }
-
-    /// The next timestamp of the reserve, unless it ran out or is older than
-    /// [`RESERVE_AGE`] at `now`.
-    fn next(&mut self, now: std::time::Instant) -> Option<Timestamp> {
-        if self.left == 0 || now.saturating_duration_since(self.taken) >= RESERVE_AGE {
-            return None;
-        }
-        let ts = self.next;
-        self.next = self.next.plus(1);
-        self.left -= 1;
-        Some(ts)
-    }
-}
-
 /// This node's source of timestamps, and its oracle (which answers while this node
 /// leads the meta range).
 #[derive(Clone)]
@@ -68,7 +29,7 @@ pub struct Clock {
     batcher: Batcher<Error>,
     oracle: Oracle,
     node: Weak<Node>,
-    reserve: Arc<Mutex<Option<Reserve>>>,
+    reserve: Arc<SharedReserve>,
 }
 
 impl Clock {
@@ -127,22 +88,16 @@ impl Clock {
         self.batcher.get(1).await
     }
 
-    /// A timestamp no other caller gets, at most [`RESERVE_AGE`] older than one taken
+    /// A timestamp no other caller gets, at most
+    /// [`RESERVE_AGE`](shoal_proto::reserve::RESERVE_AGE) older than one taken
     /// now (from a reserve of the oracle's timestamps, refilled as it runs out or
     /// ages), but not necessarily above every timestamp handed out before this call.
     pub async fn unique(&self) -> Result<Timestamp> {
-        let now = std::time::Instant::now();
-        let kept = {
-            let mut reserve = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
-            reserve.as_mut().and_then(|r| r.next(now))
-        };
-        if let Some(ts) = kept {
-            return Ok(ts);
-        }
-        // Taken before the call to the oracle: its age counts from before.
-        let first = self.take(RESERVE).await?;
-        *self.reserve.lock().unwrap_or_else(|p| p.into_inner()) = Some(Reserve::after(first, now));
-        Ok(first)
+        let ts = self
+            .reserve
+            .unique(|count| async move { self.take(count).await.map(|t| t.0) })
+            .await?;
+        Ok(Timestamp(ts))
     }
 
     /// The first of `count` consecutive timestamps, each above every timestamp handed
@@ -202,25 +157,7 @@ async fn fetch(node: &Node, local: &Oracle, total: u64) -> Result<Timestamp> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-
-    #[test]
-    fn a_reserve_hands_out_each_timestamp_once_until_it_runs_out_or_ages() {
-        let t0 = Instant::now();
-        let mut r = Reserve::after(Timestamp(1000), t0);
-        // `1000` went to the caller that took the reserve.
-        let mut got = Vec::new();
-        while let Some(ts) = r.next(t0) {
-            got.push(ts.0);
-        }
-        assert_eq!(got, (1001..1000 + RESERVE).collect::<Vec<_>>());
-        // Aged: nothing more, though timestamps are left.
-        let mut r = Reserve::after(Timestamp(5000), t0);
-        assert_eq!(r.next(t0 + RESERVE_AGE / 2), Some(Timestamp(5001)));
-        assert_eq!(r.next(t0 + RESERVE_AGE), None);
-    }
 
     #[test]
     fn gc_trails_the_read_floor_by_a_quarter_of_the_ttl_at_most_a_minute() {

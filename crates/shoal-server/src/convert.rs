@@ -738,6 +738,7 @@ impl KvRpc for pb::TxnRequest {
     }
 }
 
+mod prewrite;
 mod step;
 #[cfg(test)]
 mod tests;

@@ -614,4 +614,11 @@ impl Kv for KvService {
     ) -> Result<Response<pb::TxnStepResponse>, Status> {
         self.handle(req).await
     }
+
+    async fn prewrite(
+        &self,
+        req: Wire<pb::PrewriteRequest>,
+    ) -> Result<Response<pb::PrewriteResponse>, Status> {
+        self.handle(req).await
+    }
 }

@@ -407,4 +407,56 @@ impl Txn for TxnService {
         })
         .await
     }
+
+    async fn finish(
+        &self,
+        req: Request<pb::TxnFinishRequest>,
+    ) -> Result<Response<pb::TxnFinishResponse>, Status> {
+        let req = req.into_inner();
+        self.answer("Txn.Finish", async {
+            if req.start_ts == 0 {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidArgument,
+                    "finishing a transaction needs its start timestamp".to_string(),
+                ));
+            }
+            if req.commit_ts != 0 && req.commit_ts <= req.start_ts {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "commit timestamp {} is not above the start {}",
+                        req.commit_ts, req.start_ts
+                    ),
+                ));
+            }
+            self.limits.check_key("primary", &req.primary, false)?;
+            if !req.keys.contains(&req.primary) {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidArgument,
+                    "the keys must include the primary".to_string(),
+                ));
+            }
+            if req.keys.len() > self.txn_limits.max_keys {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidArgument,
+                    format!("more than {} keys", self.txn_limits.max_keys),
+                ));
+            }
+            for k in &req.keys {
+                self.limits.check_key("key", k, false)?;
+            }
+            let commit_ts = shoal_txn::coordinator::finish(
+                self.ranges.clone(),
+                req.start_ts,
+                &req.primary,
+                req.keys,
+                (req.commit_ts != 0).then_some(req.commit_ts),
+            )
+            .await?;
+            Ok(pb::TxnFinishResponse {
+                commit_ts: commit_ts.unwrap_or(0),
+            })
+        })
+        .await
+    }
 }

@@ -362,8 +362,13 @@ fn within(b: &Bounds, start: &[u8], end: &[u8]) -> bool {
 }
 
 fn conflict(c: &TxnConflict) -> Error {
+    Error::Conflict(describe(c))
+}
+
+/// Why a step was refused, for people.
+pub fn describe(c: &TxnConflict) -> String {
     let key = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
-    Error::Conflict(match c {
+    match c {
         TxnConflict::Locked { key: k, lock } => format!(
             "key {:?} is locked by the transaction started at {}",
             key(k),
@@ -384,7 +389,7 @@ fn conflict(c: &TxnConflict) -> Error {
         TxnConflict::Committed { key: k, commit_ts } => {
             format!("key {:?} was committed at {commit_ts}", key(k))
         }
-    })
+    }
 }
 
 /// The time to live of a lock of the transaction started at `start_ts`: from its start
@@ -648,6 +653,7 @@ async fn roll_back(
 
 mod async_commit;
 mod two_phase;
+pub use async_commit::finish;
 use async_commit::{async_commit, commits_asynchronously};
 use two_phase::two_phase;
 

@@ -15,17 +15,10 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ranges::Ranges;
 
-/// The most keys, and the most bytes of keys, a transaction commits asynchronously
-/// with (more go through two phases): its primary lock lists them, and a reader that
-/// finds it abandoned asks about each.
-const ASYNC_MAX_KEYS: usize = 64;
-const ASYNC_MAX_KEY_BYTES: usize = 16 << 10;
-
 /// Whether a transaction writing `mutations` and with no reads to check commits
 /// asynchronously: its primary lock lists its other keys, so they must be few.
 pub(super) fn commits_asynchronously(mutations: &[Mutation]) -> bool {
-    mutations.len() <= ASYNC_MAX_KEYS
-        && mutations.iter().map(|m| m.key().len()).sum::<usize>() <= ASYNC_MAX_KEY_BYTES
+    shoal_proto::txn::commits_asynchronously(mutations.iter().map(Mutation::key))
 }
 
 /// Commits asynchronously (see [`shoal_raft::txn_record::AsyncCommit`]): every range's
@@ -101,4 +94,26 @@ pub(super) async fn async_commit(
     };
     commit_in_background(ranges, start_ts, commit_ts, keys);
     Ok(commit_ts)
+}
+
+/// Ends a transaction a client prewrote itself (`Kv.Prewrite`, each lock taken as
+/// [`async_commit`] takes them): with `commit_ts` (the largest `min_commit_ts` its
+/// prewrites answered), its locks are committed in the background; without, its keys
+/// are rolled back, primary first. The timestamp it committed at (`None`: rolled
+/// back); a transaction every key of which was locked may have been settled as
+/// committed by a reader meanwhile.
+pub async fn finish(
+    ranges: Arc<dyn Ranges>,
+    start_ts: u64,
+    primary: &[u8],
+    keys: Vec<Vec<u8>>,
+    commit_ts: Option<u64>,
+) -> Result<Option<u64>> {
+    match commit_ts {
+        Some(commit_ts) => {
+            commit_in_background(ranges, start_ts, commit_ts, keys);
+            Ok(Some(commit_ts))
+        }
+        None => roll_back(&*ranges, start_ts, primary, keys).await,
+    }
 }
