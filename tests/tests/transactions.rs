@@ -320,20 +320,30 @@ async fn a_batch_of_puts_across_ranges_is_prewritten_by_the_sdk_on_each_leader_a
         .await
         .unwrap_err();
     assert_eq!(shoal_proto::error::code_of(&s), "EMPTY_KEY", "{s:?}");
-    let mut txn = pb::txn_client::TxnClient::connect(format!("http://{}", c.nodes[0].grpc))
+    let mut txns = pb::txn_client::TxnClient::connect(format!("http://{}", c.nodes[0].grpc))
         .await
         .unwrap();
-    let finish = |commit_ts, keys: &[&str]| pb::TxnFinishRequest {
+    let txn = |commit_ts, keys: &[&str]| pb::FinishTxn {
         start_ts,
         primary: b"b".to_vec(),
         keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
         commit_ts,
     };
+    let finish = |txns| pb::TxnFinishRequest { txns };
     for (why, req) in [
-        ("a commit below the start", finish(start_ts - 1, &["b"])),
-        ("keys without the primary", finish(0, &["c"])),
+        (
+            "a commit below the start",
+            finish(vec![txn(start_ts - 1, &["b"])]),
+        ),
+        ("keys without the primary", finish(vec![txn(0, &["c"])])),
+        // One bad among good ones: none is finished.
+        (
+            "one of two bad",
+            finish(vec![txn(0, &["b"]), txn(0, &["c"])]),
+        ),
+        ("1,025 at once", finish(vec![txn(0, &["b"]); 1025])),
     ] {
-        let s = txn.finish(req).await.unwrap_err();
+        let s = txns.finish(req).await.unwrap_err();
         assert_eq!(
             shoal_proto::error::code_of(&s),
             "INVALID_ARGUMENT",
@@ -341,6 +351,94 @@ async fn a_batch_of_puts_across_ranges_is_prewritten_by_the_sdk_on_each_leader_a
         );
     }
     assert!(client.scan("b", "d", 0).await.unwrap().is_empty());
+}
+
+/// A client's own prewrite of `puts` (key, value) at `start_ts`, primary `primary`,
+/// sent to `node` (which forwards it to the range's leader).
+async fn prewrite(
+    c: &TestCluster,
+    node: usize,
+    start_ts: u64,
+    primary: &str,
+    puts: &[(&str, &str)],
+    secondaries: &[&str],
+) -> pb::prewrite_response::Outcome {
+    let mut kv = pb::kv_client::KvClient::connect(format!("http://{}", c.nodes[node].grpc))
+        .await
+        .unwrap();
+    let req = pb::PrewriteRequest {
+        start_ts,
+        primary: primary.into(),
+        puts: puts
+            .iter()
+            .map(|(k, v)| pb::PutOp {
+                key: k.as_bytes().to_vec(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect(),
+        secondaries: secondaries.iter().map(|k| k.as_bytes().to_vec()).collect(),
+        // Half a second past the start: readers settle the locks soon after.
+        ttl_ms: 500,
+        target: None,
+    };
+    kv.prewrite(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn locks_of_a_client_that_died_after_its_prewrites_are_settled_by_readers() {
+    use pb::prewrite_response::Outcome;
+    let (c, client) = cluster(&[]).await;
+    // Every key locked, then the client is gone (no `Txn.Finish`): the transaction
+    // is committed, at the larger of the two `min_commit_ts`.
+    let start_ts = client.timestamp().await.unwrap();
+    let Outcome::MinCommitTs(m1) = prewrite(&c, 0, start_ts, "a7", &[("a7", "1")], &["x7"]).await
+    else {
+        panic!("the primary's prewrite was refused")
+    };
+    let Outcome::MinCommitTs(m2) = prewrite(&c, 1, start_ts, "a7", &[("x7", "1")], &[]).await
+    else {
+        panic!("the secondary's prewrite was refused")
+    };
+    assert!(m1 > start_ts && m2 > start_ts);
+    // Sent again (an answer lost): the same answer, nothing more written.
+    assert_eq!(
+        prewrite(&c, 2, start_ts, "a7", &[("x7", "1")], &[]).await,
+        Outcome::MinCommitTs(m2)
+    );
+    for key in ["x7", "a7"] {
+        let kv = client.get(key).await.unwrap().unwrap();
+        assert_eq!(
+            (kv.value.as_slice(), kv.version),
+            (&b"1"[..], m1.max(m2)),
+            "{key}"
+        );
+    }
+    // Sent again after it was settled: committed, and at what timestamp.
+    assert_eq!(
+        prewrite(&c, 0, start_ts, "a7", &[("x7", "1")], &[]).await,
+        Outcome::CommittedAt(m1.max(m2))
+    );
+
+    // Only the primary locked, its secondary's prewrite never sent: a reader rolls
+    // the transaction back, and the late prewrite is refused.
+    let start_ts = client.timestamp().await.unwrap();
+    assert!(matches!(
+        prewrite(&c, 0, start_ts, "a8", &[("a8", "1")], &["x8"]).await,
+        Outcome::MinCommitTs(_)
+    ));
+    assert_eq!(client.get("a8").await.unwrap(), None);
+    assert!(matches!(
+        prewrite(&c, 1, start_ts, "a8", &[("x8", "1")], &[]).await,
+        Outcome::Conflict(_)
+    ));
+    assert_eq!(client.get("x8").await.unwrap(), None);
+    client.put("a8", "2").await.unwrap();
+    client.put("x8", "2").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,8 +11,9 @@
 //!    is grouped again by the new bounds.
 //! 3. Every key locked: the transaction is committed, at the largest `min_commit_ts`
 //!    the leaders answered, and the caller is answered. The locks are committed by a
-//!    node (`Txn.Finish`), sent in the background ([`Client::flush`] waits for it);
-//!    a reader that meets one first rolls it forward from the primary's list.
+//!    node (`Txn.Finish`), asked in the background by the client's committer, which
+//!    sends the commits of many batches in one call ([`Client::flush`] waits for
+//!    it); a reader that meets a lock first rolls it forward from the primary's list.
 //! 4. A refused key (another transaction's lock, a newer commit): every key is rolled
 //!    back, and the batch runs again. A prewrite with no answer: the keys are rolled
 //!    back, unless the transaction turns out committed (every key was locked).
@@ -23,10 +24,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use shoal_proto::error::ErrorCode;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::prewrite_response::Outcome;
-use tokio::task::JoinHandle;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot};
 use tonic::Code;
 
-use crate::client::{Client, Failure, Retry, Route};
+use crate::client::{Client, Failure, Inner, Retry, Route};
 use crate::error::Error;
 use crate::retry::Backoff;
 use crate::Result;
@@ -93,6 +96,49 @@ fn last_value_per_key(puts: Vec<Put>) -> Vec<Put> {
         }
     }
     out
+}
+
+/// What the committer is handed.
+pub(crate) enum Finishing {
+    /// A transaction's locks to commit.
+    Commit(pb::FinishTxn),
+    /// Answered once everything handed before is sent.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The most commits one call sends.
+const MAX_COMMITS_PER_CALL: usize = 1024;
+
+/// The client's committer: sends the commits handed to it, those that arrived while
+/// the last call was in flight together in the next (an idle client sends each at
+/// once, a busy one few calls). It ends with the client (the last clone dropped).
+async fn commit_in_turn(client: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Finishing>) {
+    while let Some(first) = rx.recv().await {
+        let (mut txns, mut flushes) = (Vec::new(), Vec::new());
+        let mut next = Some(first);
+        while let Some(f) = next.take() {
+            match f {
+                Finishing::Commit(t) => txns.push(t),
+                Finishing::Flush(done) => flushes.push(done),
+            }
+            if txns.len() < MAX_COMMITS_PER_CALL {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !txns.is_empty() {
+            let Some(inner) = client.upgrade() else {
+                return;
+            };
+            let n = txns.len();
+            if let Err(e) = (Client { inner }).finish_all(txns).await {
+                // Their locks stay until readers meet them and roll them forward.
+                tracing::debug!(transactions = n, error = %e, "committing batches' locks");
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
 }
 
 impl Client {
@@ -273,12 +319,22 @@ impl Client {
         keys: Vec<Vec<u8>>,
         commit_ts: u64,
     ) -> Result<u64> {
-        let req = pb::TxnFinishRequest {
+        let txn = pb::FinishTxn {
             start_ts,
             primary: primary.to_vec(),
             keys,
             commit_ts,
         };
+        let answer = self.finish_all(vec![txn]).await?;
+        answer
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Unavailable("finishing a transaction answered nothing".into()))
+    }
+
+    /// Ends `txns` in one call to a node.
+    async fn finish_all(&self, txns: Vec<pb::FinishTxn>) -> Result<Vec<u64>> {
+        let req = pb::TxnFinishRequest { txns };
         self.run(Route::Any, Retry::Always, |ch, _| {
             let req = self.request(req.clone());
             async move {
@@ -292,21 +348,24 @@ impl Client {
         .await
     }
 
+    /// Hands the commit of a transaction's locks to the client's committer, which
+    /// sends those handed to it meanwhile together, one call at a time.
     fn finish_in_background(&self, start_ts: u64, primary: Vec<u8>, keys: Vec<Vec<u8>>, ts: u64) {
-        let me = self.clone();
-        let task: JoinHandle<()> = tokio::spawn(async move {
-            if let Err(e) = me.finish(start_ts, &primary, keys, ts).await {
-                // Its locks stay until a reader meets them and rolls them forward.
-                tracing::debug!(start_ts, commit_ts = ts, error = %e, "committing a batch's locks");
-            }
-        });
-        let mut tasks = self
-            .inner
-            .background
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
+        let txn = pb::FinishTxn {
+            start_ts,
+            primary,
+            keys,
+            commit_ts: ts,
+        };
+        let _ = self.committer().send(Finishing::Commit(txn));
+    }
+
+    fn committer(&self) -> &mpsc::UnboundedSender<Finishing> {
+        self.inner.committer.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(commit_in_turn(Arc::downgrade(&self.inner), rx));
+            tx
+        })
     }
 
     /// Waits until this client's work in the background is done: the commits of the
@@ -314,15 +373,12 @@ impl Client {
     /// such a batch calls it, so that readers do not meet the locks (and wait for
     /// them to expire, up to 3 s, before rolling them forward).
     pub async fn flush(&self) {
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(
-            &mut *self
-                .inner
-                .background
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for t in tasks {
-            let _ = t.await;
+        let Some(committer) = self.inner.committer.get() else {
+            return;
+        };
+        let (done, sent) = oneshot::channel();
+        if committer.send(Finishing::Flush(done)).is_ok() {
+            let _ = sent.await;
         }
     }
 

@@ -114,8 +114,10 @@ pub(crate) struct Inner {
     unreachable: Mutex<HashMap<String, Instant>>,
     /// Unique timestamps for batches across ranges (see `across.rs`).
     pub(crate) reserve: SharedReserve,
-    /// Work sent in the background: the commits of batches across ranges.
-    pub(crate) background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Sends the commits of batches across ranges in the background (started with
+    /// the first).
+    pub(crate) committer:
+        std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::across::Finishing>>,
 }
 
 /// A connection to a shoal cluster. Cheap to clone; clones share connections.
@@ -197,7 +199,7 @@ impl Client {
                 cache: RangeCache::default(),
                 unreachable: Mutex::new(HashMap::new()),
                 reserve: SharedReserve::default(),
-                background: Mutex::new(Vec::new()),
+                committer: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -412,51 +412,72 @@ impl Txn for TxnService {
         &self,
         req: Request<pb::TxnFinishRequest>,
     ) -> Result<Response<pb::TxnFinishResponse>, Status> {
-        let req = req.into_inner();
+        let txns = req.into_inner().txns;
         self.answer("Txn.Finish", async {
-            if req.start_ts == 0 {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidArgument,
-                    "finishing a transaction needs its start timestamp".to_string(),
-                ));
+            if txns.len() > MAX_FINISHED {
+                return Err(invalid(format!(
+                    "{} transactions to finish; at most {MAX_FINISHED} in one call",
+                    txns.len()
+                )));
             }
-            if req.commit_ts != 0 && req.commit_ts <= req.start_ts {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "commit timestamp {} is not above the start {}",
-                        req.commit_ts, req.start_ts
-                    ),
-                ));
+            for t in &txns {
+                self.check_finish(t)?;
             }
-            self.limits.check_key("primary", &req.primary, false)?;
-            if !req.keys.contains(&req.primary) {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidArgument,
-                    "the keys must include the primary".to_string(),
-                ));
+            // Commits go in the background at once; rollbacks are answered with
+            // what each transaction's record says.
+            let finished = txns.into_iter().map(|t| {
+                shoal_txn::coordinator::finish(
+                    self.ranges.clone(),
+                    t.start_ts,
+                    t.primary,
+                    t.keys,
+                    (t.commit_ts != 0).then_some(t.commit_ts),
+                )
+            });
+            let mut commit_ts = Vec::new();
+            for ts in futures::future::join_all(finished).await {
+                commit_ts.push(ts?.unwrap_or(0));
             }
-            if req.keys.len() > self.txn_limits.max_keys {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidArgument,
-                    format!("more than {} keys", self.txn_limits.max_keys),
-                ));
-            }
-            for k in &req.keys {
-                self.limits.check_key("key", k, false)?;
-            }
-            let commit_ts = shoal_txn::coordinator::finish(
-                self.ranges.clone(),
-                req.start_ts,
-                &req.primary,
-                req.keys,
-                (req.commit_ts != 0).then_some(req.commit_ts),
-            )
-            .await?;
-            Ok(pb::TxnFinishResponse {
-                commit_ts: commit_ts.unwrap_or(0),
-            })
+            Ok(pb::TxnFinishResponse { commit_ts })
         })
         .await
+    }
+}
+
+/// The most transactions one `Finish` call ends.
+const MAX_FINISHED: usize = 1024;
+
+fn invalid(why: String) -> Error {
+    Error::invalid(ErrorCode::InvalidArgument, why)
+}
+
+impl TxnService {
+    /// Refuses a transaction to finish that could not be one the client prewrote.
+    fn check_finish(&self, t: &pb::FinishTxn) -> Result<()> {
+        if t.start_ts == 0 {
+            return Err(invalid(
+                "finishing a transaction needs its start timestamp".into(),
+            ));
+        }
+        if t.commit_ts != 0 && t.commit_ts <= t.start_ts {
+            return Err(invalid(format!(
+                "commit timestamp {} is not above the start {}",
+                t.commit_ts, t.start_ts
+            )));
+        }
+        self.limits.check_key("primary", &t.primary, false)?;
+        if !t.keys.contains(&t.primary) {
+            return Err(invalid("the keys must include the primary".into()));
+        }
+        if t.keys.len() > self.txn_limits.max_keys {
+            return Err(invalid(format!(
+                "more than {} keys",
+                self.txn_limits.max_keys
+            )));
+        }
+        for k in &t.keys {
+            self.limits.check_key("key", k, false)?;
+        }
+        Ok(())
     }
 }

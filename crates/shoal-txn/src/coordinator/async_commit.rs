@@ -105,7 +105,7 @@ pub(super) async fn async_commit(
 pub async fn finish(
     ranges: Arc<dyn Ranges>,
     start_ts: u64,
-    primary: &[u8],
+    primary: Vec<u8>,
     keys: Vec<Vec<u8>>,
     commit_ts: Option<u64>,
 ) -> Result<Option<u64>> {
@@ -114,6 +114,6 @@ pub async fn finish(
             commit_in_background(ranges, start_ts, commit_ts, keys);
             Ok(Some(commit_ts))
         }
-        None => roll_back(&*ranges, start_ts, primary, keys).await,
+        None => roll_back(&*ranges, start_ts, &primary, keys).await,
     }
 }
