@@ -10,6 +10,7 @@
 //! - [`pods`]: pods simulated as Docker containers, and the faults done to them.
 
 pub mod linearizability;
+pub mod pairs;
 pub mod pods;
 pub mod txn_workload;
 pub mod workload;

@@ -36,7 +36,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, o: &Tally) {
+    pub(crate) fn add(&mut self, o: &Tally) {
         self.committed += o.committed;
         self.aborted += o.aborted;
         self.unknown += o.unknown;
@@ -46,7 +46,7 @@ impl Tally {
         }
     }
 
-    fn note(&mut self, e: &Error) {
+    pub(crate) fn note(&mut self, e: &Error) {
         let key = e.code().map(str::to_string).unwrap_or_else(|| {
             let s = e.to_string();
             s.chars().take(60).collect()

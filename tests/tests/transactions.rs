@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use shoal_client::{Client, Isolation, TxnOptions};
 use shoal_proto::v1 as pb;
+use shoal_tests::pairs::Pairs;
 use shoal_tests::txn_workload::{Bank, ListAppend};
 use shoal_tests::{TestCluster, FAST_ELECTIONS};
 
@@ -612,6 +613,7 @@ const SPLITS: &[&str] = &[
 ];
 /// Split later, while the workloads run.
 const LATE_SPLITS: &[&str] = &[
+    "p/pair/004",
     "t/bank/002",
     "t/bank/010",
     "t/bank/018",
@@ -633,6 +635,7 @@ async fn bank_and_list_append_hold_over_ten_ranges_while_they_split_and_leaders_
     let addrs = c.addrs();
     let bank = Bank::start(&addrs, 20, 100, 4, 2).await.unwrap();
     let lists = ListAppend::start(&addrs, 16, 4).unwrap();
+    let pairs = Pairs::start(&addrs, 8, 2, 1).unwrap();
     let mut log = Vec::new();
     for (i, k) in LATE_SPLITS.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -648,14 +651,17 @@ async fn bank_and_list_append_hold_over_ten_ranges_while_they_split_and_leaders_
     tokio::time::sleep(Duration::from_secs(2)).await;
     let bank_report = bank.finish().await;
     let lists_report = lists.finish().await;
+    let pairs_report = pairs.finish().await;
     let ranges = client.ranges().await.unwrap().ranges.len();
     eprintln!(
-        "{log:?}\n{ranges} ranges\nbank: {:?}, {} snapshot sums\nlist-append: {:?}",
-        bank_report.transfers, bank_report.reads, lists_report.tally
+        "{log:?}\n{ranges} ranges\nbank: {:?}, {} snapshot sums\nlist-append: {:?}\npairs: {:?}, {} reads",
+        bank_report.transfers, bank_report.reads, lists_report.tally, pairs_report.batches,
+        pairs_report.reads
     );
     assert!(ranges >= 16, "{ranges} ranges");
     bank_report.check(&client, 20, 100).await.unwrap();
     lists_report.check().unwrap();
+    pairs_report.check(&client).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -665,6 +671,7 @@ async fn bank_and_list_append_hold_while_nodes_and_the_oracles_leader_are_killed
     let addrs = c.addrs();
     let bank = Bank::start(&addrs, 20, 100, 4, 2).await.unwrap();
     let lists = ListAppend::start(&addrs, 16, 4).unwrap();
+    let pairs = Pairs::start(&addrs, 8, 2, 1).unwrap();
     let mut log = Vec::new();
     let until = Instant::now() + Duration::from_secs(16);
     let mut round = 0;
@@ -692,10 +699,16 @@ async fn bank_and_list_append_hold_while_nodes_and_the_oracles_leader_are_killed
     tokio::time::sleep(Duration::from_secs(3)).await;
     let bank_report = bank.finish().await;
     let lists_report = lists.finish().await;
+    let pairs_report = pairs.finish().await;
     eprintln!(
-        "{log:?}\nbank: {:?}, {} snapshot sums\nlist-append: {:?}",
-        bank_report.transfers, bank_report.reads, lists_report.tally
+        "{log:?}\nbank: {:?}, {} snapshot sums\nlist-append: {:?}\npairs: {:?}, {} reads",
+        bank_report.transfers,
+        bank_report.reads,
+        lists_report.tally,
+        pairs_report.batches,
+        pairs_report.reads
     );
     bank_report.check(&client, 20, 100).await.unwrap();
     lists_report.check().unwrap();
+    pairs_report.check(&client).await.unwrap();
 }
