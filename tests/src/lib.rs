@@ -7,6 +7,7 @@
 //! - [`linearizability`]: the history checker.
 //! - [`workload`]: checked clients for fault tests, and the checks they end with.
 //! - [`txn_workload`]: transactional workloads (bank, list-append) and their checks.
+//! - [`pairs`]: batches of puts across ranges (committed by the SDK) and their checks.
 //! - [`pods`]: pods simulated as Docker containers, and the faults done to them.
 
 pub mod linearizability;

@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Code;
 
-use crate::client::{Client, Failure, Inner, Retry, Route};
+use crate::client::{Client, Failure, Finishing, Inner, Retry, Route};
 use crate::error::Error;
 use crate::retry::Backoff;
 use crate::Result;
@@ -96,14 +96,6 @@ fn last_value_per_key(puts: Vec<Put>) -> Vec<Put> {
         }
     }
     out
-}
-
-/// What the committer is handed.
-pub(crate) enum Finishing {
-    /// A transaction's locks to commit.
-    Commit(pb::FinishTxn),
-    /// Answered once everything handed before is sent.
-    Flush(oneshot::Sender<()>),
 }
 
 /// The most commits one call sends.

@@ -99,6 +99,14 @@ const MAX_QUICK_REROUTES: u32 = 5;
 /// How long a node address that refused a connection is routed around.
 const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
 
+/// What the committer of batches across ranges (`across.rs`) is handed.
+pub(crate) enum Finishing {
+    /// A transaction's locks to commit.
+    Commit(pb::FinishTxn),
+    /// Answered once everything handed before is sent.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 pub(crate) struct Inner {
     seeds: Vec<String>,
     pub(crate) opts: ClientOptions,
@@ -116,8 +124,7 @@ pub(crate) struct Inner {
     pub(crate) reserve: SharedReserve,
     /// Sends the commits of batches across ranges in the background (started with
     /// the first).
-    pub(crate) committer:
-        std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::across::Finishing>>,
+    pub(crate) committer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Finishing>>,
 }
 
 /// A connection to a shoal cluster. Cheap to clone; clones share connections.
@@ -276,8 +283,9 @@ impl Client {
 
     /// The address to send a request for range `c` to: its leader, else a replica.
     /// Addresses that failed to connect lately are skipped; with none left, a seed
-    /// (whose node forwards writes to the leader and serves reads itself).
-    fn range_addr(&self, c: &CachedRange) -> String {
+    /// (whose node forwards writes to the leader and serves reads itself): then
+    /// `true`.
+    fn range_addr(&self, c: &CachedRange) -> (String, bool) {
         let unreachable = lock(&self.inner.unreachable);
         let reachable = |a: &str| {
             unreachable
@@ -285,7 +293,7 @@ impl Client {
                 .is_none_or(|t| t.elapsed() >= UNREACHABLE_FOR)
         };
         if let Some(l) = c.leader.as_deref().filter(|l| reachable(l)) {
-            return l.to_string();
+            return (l.to_string(), false);
         }
         let addrs: Vec<&String> = c
             .desc
@@ -296,9 +304,12 @@ impl Client {
             .collect();
         drop(unreachable);
         if addrs.is_empty() {
-            return self.target();
+            return (self.target(), true);
         }
-        addrs[rand::random::<u32>() as usize % addrs.len()].clone()
+        (
+            addrs[rand::random::<u32>() as usize % addrs.len()].clone(),
+            false,
+        )
     }
 
     /// Runs `call` against the cluster with redirects, retries and timeouts. With a
@@ -328,11 +339,16 @@ impl Client {
             }
         );
         while Instant::now() < deadline || last.is_none() {
-            let (addr, range) = match route {
-                Route::Any => (self.target(), None),
+            // `by_seed`: a keyed request sent to a seed, for want of a reachable
+            // replica's address.
+            let (addr, range, by_seed) = match route {
+                Route::Any => (self.target(), None, false),
                 Route::Key { key, before, .. } => match Box::pin(self.locate(key, before)).await {
-                    Ok(c) if seed_first => (self.target(), Some(c)),
-                    Ok(c) => (self.range_addr(&c), Some(c)),
+                    Ok(c) if seed_first => (self.target(), Some(c), false),
+                    Ok(c) => {
+                        let (addr, by_seed) = self.range_addr(&c);
+                        (addr, Some(c), by_seed)
+                    }
                     Err(e @ Error::InvalidArgument { .. }) => return Err(e),
                     Err(e) => {
                         last = Some(e);
@@ -362,6 +378,17 @@ impl Client {
                 None => self.set_leader(None),
             };
             let err = Error::from_status(&addr, status);
+            if by_seed
+                && matches!(
+                    decision,
+                    Decision::Redirect { .. } | Decision::Reroute { .. }
+                )
+            {
+                // That seed's node cannot serve the range (a follower that does not
+                // forward this call, or a node without a replica): the next try goes
+                // to the next seed, not to the same one again.
+                self.set_leader(None);
+            }
             match decision {
                 Decision::Fail => return Err(err),
                 Decision::Redirect { leader } => {
