@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 use rand::{Rng, SeedableRng};
-use shoal_client::{ops, Client, Error};
+use shoal_client::{ops, Client};
 use tokio::task::JoinHandle;
 
-use crate::txn_workload::Tally;
+use crate::txn_workload::{join_readers, Reader, Tally};
 
 /// The pair's two keys: the first sorts before the bank's and the lists' keys (and
 /// after `n`), the second after them, so splits at those keys put them in two
@@ -29,7 +29,7 @@ type Writer = JoinHandle<(Tally, BTreeMap<usize, u64>)>;
 pub struct Pairs {
     stop: Arc<AtomicBool>,
     writers: Vec<Writer>,
-    readers: Vec<JoinHandle<(u64, Vec<String>)>>,
+    readers: Vec<Reader>,
 }
 
 /// What a pairs run came to.
@@ -75,12 +75,7 @@ impl Pairs {
                             *top = version.max(*top);
                         }
                         Err(e) => {
-                            tally.note(&e);
-                            match e {
-                                Error::OutcomeUnknown(_) => tally.unknown += 1,
-                                e if e.is_txn_retriable() => tally.aborted += 1,
-                                _ => tally.failed += 1,
-                            }
+                            tally.count_failure(&e);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -127,13 +122,7 @@ impl Pairs {
                 }
             }
         }
-        let (mut reads, mut bad_reads) = (0, Vec::new());
-        for r in self.readers {
-            if let Ok((n, bad)) = r.await {
-                reads += n;
-                bad_reads.extend(bad);
-            }
-        }
+        let (reads, bad_reads) = join_readers(self.readers).await;
         PairsReport {
             batches,
             acked,

@@ -46,6 +46,17 @@ impl Tally {
         }
     }
 
+    /// Counts a request that failed with `e`: unknown outcome, aborted (nothing
+    /// written, may run again) or failed.
+    pub(crate) fn count_failure(&mut self, e: &Error) {
+        self.note(e);
+        match e {
+            Error::OutcomeUnknown(_) => self.unknown += 1,
+            e if e.is_txn_retriable() => self.aborted += 1,
+            _ => self.failed += 1,
+        }
+    }
+
     pub(crate) fn note(&mut self, e: &Error) {
         let key = e.code().map(str::to_string).unwrap_or_else(|| {
             let s = e.to_string();
@@ -67,7 +78,7 @@ pub struct Bank {
     pub initial: i64,
     stop: Arc<AtomicBool>,
     writers: Vec<JoinHandle<(Tally, Vec<Transfer>)>>,
-    readers: Vec<JoinHandle<(u64, Vec<String>)>>,
+    readers: Vec<Reader>,
 }
 
 /// A transfer a writer tried, and what it heard.
@@ -163,12 +174,7 @@ impl Bank {
                     match r {
                         Ok(_) => tally.committed += 1,
                         Err(e) => {
-                            tally.note(&e);
-                            match e {
-                                Error::OutcomeUnknown(_) => tally.unknown += 1,
-                                e if e.is_txn_retriable() => tally.aborted += 1,
-                                _ => tally.failed += 1,
-                            }
+                            tally.count_failure(&e);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -216,13 +222,7 @@ impl Bank {
                 log.extend(l);
             }
         }
-        let (mut reads, mut bad_reads) = (0, Vec::new());
-        for r in self.readers {
-            if let Ok((n, bad)) = r.await {
-                reads += n;
-                bad_reads.extend(bad);
-            }
-        }
+        let (reads, bad_reads) = join_readers(self.readers).await;
         BankReport {
             transfers,
             log,
@@ -230,6 +230,21 @@ impl Bank {
             bad_reads,
         }
     }
+}
+
+/// A checking reader: how many reads it made, and what the wrong ones saw.
+pub(crate) type Reader = JoinHandle<(u64, Vec<String>)>;
+
+/// The readers' reads and wrong reads, together, once they stopped.
+pub(crate) async fn join_readers(readers: Vec<Reader>) -> (u64, Vec<String>) {
+    let (mut reads, mut bad_reads) = (0, Vec::new());
+    for r in readers {
+        if let Ok((n, bad)) = r.await {
+            reads += n;
+            bad_reads.extend(bad);
+        }
+    }
+    (reads, bad_reads)
 }
 
 /// The sum of the balances and the number of accounts, read in one read-only
