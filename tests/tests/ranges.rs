@@ -342,3 +342,30 @@ async fn a_split_on_demand_keeps_every_key_and_clients_follow_it() {
     assert_eq!(after.scan("", "", 0).await.unwrap().len(), 200);
     assert_eq!(after.ranges().await.unwrap().ranges.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_sent_to_a_follower_is_passed_on_to_the_leader() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let leader = c.wait_leader(Duration::from_secs(10)).await.unwrap();
+    let follower = (leader + 1) % 3;
+    let mut admin = shoal_proto::v1::admin_client::AdminClient::connect(format!(
+        "http://{}",
+        c.nodes[follower].grpc
+    ))
+    .await
+    .unwrap();
+    // A client that reaches this node only (one call, no redirect followed).
+    let resp = admin
+        .split_range(shoal_proto::v1::SplitRangeRequest { key: b"m".to_vec() })
+        .await
+        .unwrap()
+        .into_inner();
+    let (left, right) = (resp.left.unwrap(), resp.right.unwrap());
+    assert_eq!(
+        (left.end.as_slice(), right.start.as_slice()),
+        (&b"m"[..], &b"m"[..])
+    );
+    let client = c.client();
+    let l = client.range_lookup("n").await.unwrap();
+    assert_eq!(l.descriptor.unwrap().range_id, right.range_id);
+}

@@ -4,16 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_proto::error::ErrorCode;
+use shoal_proto::v1::admin_client::AdminClient;
 use shoal_proto::v1::{self as pb, admin_server::Admin};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::bootstrap::Bootstrap;
 use crate::convert::descriptor;
 use crate::error::{Error, Result};
+use crate::forward;
 use crate::keeper::RangeKeeper;
 use crate::lifecycle;
 use crate::node::Node;
 use crate::placement::driver::PlacementDriver;
+use crate::route::Hop;
 use crate::routing;
 
 pub struct AdminService {
@@ -214,20 +219,75 @@ impl AdminService {
         })
     }
 
-    async fn split_range(&self, key: Vec<u8>) -> Result<pb::SplitRangeResponse> {
+    async fn split_range(&self, key: Vec<u8>, hop: Hop) -> Result<pb::SplitRangeResponse> {
         if key.is_empty() {
             return Err(Error::invalid(
                 shoal_proto::error::ErrorCode::EmptyKey,
                 "a split needs a key",
             ));
         }
-        let (left, right) = self.keeper.split_range(&key).await?;
+        let (left, right) = match self.keeper.split_range(&key).await {
+            Ok(halves) => halves,
+            // Not this node's to split: passed on once to the node that can (the
+            // range's leader, else a node holding the range), as writes are, so a
+            // client that reaches one node only still splits.
+            Err(e)
+                if hop == Hop::Client
+                    && (e.is_not_leader() || e.code() == ErrorCode::RangeNotFound) =>
+            {
+                return match self.split_elsewhere(&key).await? {
+                    Some(resp) => Ok(resp),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         Ok(pb::SplitRangeResponse {
             left: Some(descriptor(&self.node.locate(left, None))),
             right: Some(descriptor(&self.node.locate(right, None))),
         })
     }
+
+    /// Sends a split at `key` to the leader of its range as this node's replica knows
+    /// it, else to a node holding the range (`None`: no such node known).
+    async fn split_elsewhere(&self, key: &[u8]) -> Result<Option<pb::SplitRangeResponse>> {
+        let addr = match self.node.router.lookup(key) {
+            Some(r) => r.leader().1,
+            None => routing::range_for(&self.node, key, false)
+                .await?
+                .map(|d| self.node.locate(d, None))
+                .and_then(|d| {
+                    let me = self.node.cfg.advertise();
+                    d.desc
+                        .replicas
+                        .iter()
+                        .filter_map(|r| d.addr(r.node_id))
+                        .find(|a| !a.is_empty() && *a != me)
+                        .map(str::to_string)
+                }),
+        };
+        let Some(addr) = addr.filter(|a| *a != self.node.cfg.advertise()) else {
+            return Ok(None);
+        };
+        let ch = self
+            .node
+            .pool
+            .channel(&addr)
+            .map_err(|e| Error::Unavailable(format!("{addr}: {e}")))?;
+        let mut req = Request::new(pb::SplitRangeRequest { key: key.to_vec() });
+        req.metadata_mut()
+            .insert(forward::FORWARDED, MetadataValue::from_static("1"));
+        req.set_timeout(SPLIT_PATIENCE);
+        let resp = AdminClient::new(ch)
+            .split_range(req)
+            .await
+            .map_err(Error::Remote)?;
+        Ok(Some(resp.into_inner()))
+    }
 }
+
+/// How long a split passed on to another node may take.
+const SPLIT_PATIENCE: Duration = Duration::from_secs(10);
 
 #[tonic::async_trait]
 impl Admin for AdminService {
@@ -292,7 +352,8 @@ impl Admin for AdminService {
         &self,
         req: Request<pb::SplitRangeRequest>,
     ) -> std::result::Result<Response<pb::SplitRangeResponse>, Status> {
-        answer(self.split_range(req.into_inner().key).await)
+        let hop = forward::hop(req.metadata());
+        answer(self.split_range(req.into_inner().key, hop).await)
     }
 
     async fn init(
