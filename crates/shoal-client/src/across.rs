@@ -121,11 +121,7 @@ async fn commit_in_turn(client: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Fin
             let Some(inner) = client.upgrade() else {
                 return;
             };
-            let n = txns.len();
-            if let Err(e) = (Client { inner }).finish_all(txns).await {
-                // Their locks stay until readers meet them and roll them forward.
-                tracing::debug!(transactions = n, error = %e, "committing batches' locks");
-            }
+            (Client { inner }).commit_by_leader(txns).await;
         }
         for done in flushes {
             let _ = done.send(());
@@ -338,6 +334,49 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Sends the commits of `txns` to the nodes leading their keys' ranges, as the
+    /// range cache knows them (a call per node, each transaction's keys split among
+    /// them): each node commits the keys of the ranges it leads in its own process,
+    /// and those ranges fold the commits into their next proposal. A call that fails
+    /// leaves its locks for readers to roll forward.
+    async fn commit_by_leader(&self, txns: Vec<pb::FinishTxn>) {
+        // Per leader (`None`: not known), a key to route the call by, and the commits.
+        let mut by_node: HashMap<Option<String>, (Vec<u8>, Vec<pb::FinishTxn>)> = HashMap::new();
+        for t in txns {
+            let mut parts: HashMap<Option<String>, Vec<Vec<u8>>> = HashMap::new();
+            for k in t.keys {
+                let leader = self.inner.cache.get(&k, false).and_then(|c| c.leader);
+                parts.entry(leader).or_default().push(k);
+            }
+            for (leader, keys) in parts {
+                let (_, commits) = by_node
+                    .entry(leader)
+                    .or_insert_with(|| (keys[0].clone(), Vec::new()));
+                commits.push(pb::FinishTxn {
+                    start_ts: t.start_ts,
+                    primary: t.primary.clone(),
+                    keys,
+                    commit_ts: t.commit_ts,
+                });
+            }
+        }
+        let sent = by_node.into_values().map(|(key, txns)| async move {
+            let n = txns.len();
+            let req = pb::TxnFinishRequest { txns };
+            // Routed by one of its keys: to the leader of that key's range.
+            let sent = self
+                .run(Route::key(&key), Retry::Always, |ch, _| {
+                    let req = self.request(req.clone());
+                    async move { Ok(Self::txn_service(ch).finish(req).await?.into_inner()) }
+                })
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(transactions = n, error = %e, "committing batches' locks");
+            }
+        });
+        futures::future::join_all(sent).await;
     }
 
     /// Hands the commit of a transaction's locks to the client's committer, which

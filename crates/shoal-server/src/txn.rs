@@ -466,8 +466,15 @@ impl TxnService {
             )));
         }
         self.limits.check_key("primary", &t.primary, false)?;
-        if !t.keys.contains(&t.primary) {
-            return Err(invalid("the keys must include the primary".into()));
+        // A rollback goes primary first; a commit may name any of the keys (a
+        // client sends each node the keys of the ranges it leads).
+        if t.commit_ts == 0 && !t.keys.contains(&t.primary) {
+            return Err(invalid(
+                "the keys to roll back must include the primary".into(),
+            ));
+        }
+        if t.keys.is_empty() {
+            return Err(invalid("no keys to finish".into()));
         }
         if t.keys.len() > self.txn_limits.max_keys {
             return Err(invalid(format!(
