@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use shoal_client::{ops, Client};
 use tokio::task::JoinHandle;
 
-use crate::txn_workload::{join_readers, Reader, Tally};
+use crate::txn_workload::{join_readers, spawn_readers, Reader, Tally};
 
 /// The pair's two keys: the first sorts before the bank's and the lists' keys (and
 /// after `n`), the second after them, so splits at those keys put them in two
@@ -84,24 +84,13 @@ impl Pairs {
                 (tally, acked)
             }));
         }
-        let mut r = Vec::new();
-        for n in 0..readers {
-            let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
-            let stop = stop.clone();
-            r.push(tokio::spawn(async move {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(2000 + n as u64);
-                let (mut reads, mut bad) = (0, Vec::new());
-                while !stop.load(Ordering::Relaxed) {
-                    let i = rng.random_range(0..pairs);
-                    match read_pair(&client, i).await {
-                        Ok(Some(apart)) => bad.push(apart),
-                        Ok(None) => reads += 1,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-                (reads, bad)
-            }));
-        }
+        let r = spawn_readers(addrs, readers, &stop, |n| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(2000 + n as u64);
+            move |client: Client| {
+                let i = rng.random_range(0..pairs);
+                async move { read_pair(&client, i).await }
+            }
+        })?;
         Ok(Self {
             stop,
             writers: w,

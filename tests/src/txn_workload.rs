@@ -182,26 +182,13 @@ impl Bank {
                 (tally, log)
             }));
         }
-        let mut r = Vec::new();
-        for _ in 0..readers {
-            let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
-            let stop = stop.clone();
-            r.push(tokio::spawn(async move {
-                let (mut reads, mut bad) = (0, Vec::new());
-                while !stop.load(Ordering::Relaxed) {
-                    match sum(&client, accounts).await {
-                        Ok((s, n)) => {
-                            reads += 1;
-                            if s != initial * accounts as i64 || n != accounts {
-                                bad.push(format!("{n} accounts summing to {s}"));
-                            }
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-                (reads, bad)
-            }));
-        }
+        let r = spawn_readers(addrs, readers, &stop, |_| {
+            move |client: Client| async move {
+                let (s, n) = sum(&client, accounts).await?;
+                Ok((s != initial * accounts as i64 || n != accounts)
+                    .then(|| format!("{n} accounts summing to {s}")))
+            }
+        })?;
         Ok(Self {
             accounts,
             initial,
@@ -234,6 +221,42 @@ impl Bank {
 
 /// A checking reader: how many reads it made, and what the wrong ones saw.
 pub(crate) type Reader = JoinHandle<(u64, Vec<String>)>;
+
+/// Starts `count` checking readers, each with its own client of `addrs`, until
+/// `stop`: reader `n` reads with `make(n)`, which answers what a wrong read saw
+/// (`None`: right); a failed read pauses the reader a moment.
+pub(crate) fn spawn_readers<M, C, Fut>(
+    addrs: &[String],
+    count: usize,
+    stop: &Arc<AtomicBool>,
+    make: M,
+) -> anyhow::Result<Vec<Reader>>
+where
+    M: Fn(usize) -> C,
+    C: FnMut(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = shoal_client::Result<Option<String>>> + Send,
+{
+    let mut readers = Vec::new();
+    for n in 0..count {
+        let client = Client::with_options(addrs.to_vec(), crate::workload::client_options())?;
+        let stop = stop.clone();
+        let mut check = make(n);
+        readers.push(tokio::spawn(async move {
+            let (mut reads, mut bad) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match check(client.clone()).await {
+                    Ok(wrong) => {
+                        reads += 1;
+                        bad.extend(wrong);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            (reads, bad)
+        }));
+    }
+    Ok(readers)
+}
 
 /// The readers' reads and wrong reads, together, once they stopped.
 pub(crate) async fn join_readers(readers: Vec<Reader>) -> (u64, Vec<String>) {
