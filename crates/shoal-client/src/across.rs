@@ -19,13 +19,13 @@
 //!    back, unless the transaction turns out committed (every key was locked).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use shoal_proto::error::ErrorCode;
+use shoal_proto::txn::lock_ttl_ms;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::prewrite_response::Outcome;
-use std::sync::{Arc, Weak};
-
 use tokio::sync::{mpsc, oneshot};
 use tonic::Code;
 
@@ -34,9 +34,6 @@ use crate::error::Error;
 use crate::retry::Backoff;
 use crate::Result;
 
-/// How long locks live after the start timestamp's wall-clock time: no heartbeat
-/// extends them (a batch is prewritten in one round).
-const LOCK_TTL_MS: u64 = 3_000;
 /// How many times the keys of a range that split are grouped again.
 const MAX_REGROUPS: usize = 16;
 /// The first pause after a conflict; it doubles up to `MAX_PAUSE`.
@@ -54,12 +51,6 @@ enum Prewritten {
     Committed(u64),
     /// A key refused its lock: why.
     Refused(String),
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn conflict(why: String) -> Error {
@@ -160,9 +151,8 @@ impl Client {
     async fn put_across_at(&self, start_ts: u64, puts: &[Put]) -> Result<u64> {
         let keys: Vec<Vec<u8>> = puts.iter().map(|(k, _)| k.clone()).collect();
         let primary = keys[0].clone();
-        let ttl_ms = wall_ms()
-            .saturating_sub(start_ts >> 18)
-            .saturating_add(LOCK_TTL_MS);
+        // No heartbeat extends the locks: the batch is prewritten in one round.
+        let ttl_ms = lock_ttl_ms(start_ts);
         let prewritten = self
             .prewrite_all(start_ts, &primary, &keys[1..], ttl_ms, puts.to_vec())
             .await;
@@ -313,27 +303,18 @@ impl Client {
             keys,
             commit_ts,
         };
-        let answer = self.finish_all(vec![txn]).await?;
+        let req = pb::TxnFinishRequest { txns: vec![txn] };
+        let answer = self
+            .run(Route::Any, Retry::Always, |ch, _| {
+                let req = self.request(req.clone());
+                async move { Ok(Self::txn_service(ch).finish(req).await?.into_inner()) }
+            })
+            .await?;
         answer
+            .commit_ts
             .first()
             .copied()
             .ok_or_else(|| Error::Unavailable("finishing a transaction answered nothing".into()))
-    }
-
-    /// Ends `txns` in one call to a node.
-    async fn finish_all(&self, txns: Vec<pb::FinishTxn>) -> Result<Vec<u64>> {
-        let req = pb::TxnFinishRequest { txns };
-        self.run(Route::Any, Retry::Always, |ch, _| {
-            let req = self.request(req.clone());
-            async move {
-                Ok(Self::txn_service(ch)
-                    .finish(req)
-                    .await?
-                    .into_inner()
-                    .commit_ts)
-            }
-        })
-        .await
     }
 
     /// Sends the commits of `txns` to the nodes leading their keys' ranges, as the

@@ -266,7 +266,6 @@ impl TxnService {
     }
 }
 
-/// Runs `f`, the answer of a call, as a gRPC response.
 impl TxnService {
     /// `f`'s answer to the RPC `rpc` (`Txn.<method>`), counted and timed in the node's
     /// per-RPC metrics.

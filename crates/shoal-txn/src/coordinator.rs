@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
+use shoal_proto::txn::lock_ttl_ms;
+pub use shoal_proto::txn::LOCK_TTL;
 use shoal_raft::txn_record::{Mutation, OnePhase, TxnConflict};
 use shoal_raft::{Command, OpResult};
 
@@ -43,11 +45,8 @@ fn hit(name: &str) -> Result<()> {
 
 use crate::error::{Error, Result};
 use crate::ranges::{Bounds, Ranges, Read};
-use crate::resolve::{self, result_of};
+use crate::resolve::result_of;
 
-/// How long a lock outlives the last heartbeat of its coordinator: a reader that meets
-/// a lock older than this (a coordinator that died) rolls its transaction back.
-pub const LOCK_TTL: Duration = Duration::from_secs(3);
 /// How often the coordinator extends its primary lock's time to live while it
 /// commits.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(1000);
@@ -392,15 +391,6 @@ pub fn describe(c: &TxnConflict) -> String {
     }
 }
 
-/// The time to live of a lock of the transaction started at `start_ts`: from its start
-/// to `LOCK_TTL` past now.
-fn ttl_ms(start_ts: u64) -> u64 {
-    let ttl = u64::try_from(LOCK_TTL.as_millis()).unwrap_or(u64::MAX);
-    resolve::wall_ms()
-        .saturating_sub(start_ts >> 18)
-        .saturating_add(ttl)
-}
-
 /// `items` grouped by the range holding each one's key, as last known.
 async fn group<T>(
     ranges: &dyn Ranges,
@@ -573,7 +563,7 @@ impl Heartbeat {
                 let step = Command::HeartbeatTxn {
                     primary: primary.clone(),
                     start_ts,
-                    ttl_ms: ttl_ms(start_ts),
+                    ttl_ms: lock_ttl_ms(start_ts),
                 };
                 if let Err(e) = ranges.step(&primary, step).await {
                     tracing::debug!(start_ts, error = %e, "heartbeat failed");

@@ -8,8 +8,6 @@
 //!
 //! The ranges are reached through [`Ranges`], wherever they are.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use futures::future::join_all;
 use shoal_raft::txn_record::{Lock, TxnConflict, TxnStatus};
 use shoal_raft::{Command, CommandResponse, OpResult};
@@ -28,13 +26,7 @@ pub enum Resolved {
     Alive,
 }
 
-/// This node's wall clock, in milliseconds since the Unix epoch (a lock's time to live
-/// is judged by it).
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use shoal_proto::txn::wall_ms;
 
 /// The single result of a step's response.
 pub(crate) fn result_of(resp: CommandResponse) -> Result<OpResult> {

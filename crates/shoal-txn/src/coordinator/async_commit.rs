@@ -9,7 +9,7 @@ use shoal_raft::txn_record::{Mutation, Prewrite, TxnConflict};
 use shoal_raft::{Command, OpResult};
 
 use super::{
-    commit_in_background, conflict, hit, mutation_key, roll_back, step_all_versions, ttl_ms,
+    commit_in_background, conflict, hit, lock_ttl_ms, mutation_key, roll_back, step_all_versions,
     Heartbeat,
 };
 use crate::error::{Error, Result};
@@ -35,7 +35,7 @@ pub(super) async fn async_commit(
     let keys: Vec<Vec<u8>> = mutations.iter().map(|m| m.key().to_vec()).collect();
     let secondaries = keys[1..].to_vec();
     let heartbeat = Heartbeat::start(ranges.clone(), primary.clone(), start_ts);
-    let ttl = ttl_ms(start_ts);
+    let ttl = lock_ttl_ms(start_ts);
     let prewrite = |mutations: Vec<Mutation>| {
         let has_primary = mutations.iter().any(|m| m.key() == primary.as_slice());
         Command::Prewrite(Prewrite {

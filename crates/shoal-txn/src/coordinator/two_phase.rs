@@ -10,8 +10,8 @@ use shoal_raft::{Command, OpResult};
 use futures::future::BoxFuture;
 
 use super::{
-    commit_in_background, conflict, hit, mutation_key, roll_back, step_all, step_all_recut, ttl_ms,
-    within, Heartbeat,
+    commit_in_background, conflict, hit, lock_ttl_ms, mutation_key, roll_back, step_all,
+    step_all_recut, within, Heartbeat,
 };
 use crate::error::{Error, Result};
 use crate::ranges::Ranges;
@@ -57,7 +57,7 @@ pub(super) async fn two_phase(
     let primary = mutations[0].key().to_vec();
     let keys: Vec<Vec<u8>> = mutations.iter().map(|m| m.key().to_vec()).collect();
     let heartbeat = Heartbeat::start(ranges.clone(), primary.clone(), start_ts);
-    let ttl = ttl_ms(start_ts);
+    let ttl = lock_ttl_ms(start_ts);
     let prewrite = |mutations: Vec<Mutation>| {
         Command::Prewrite(Prewrite {
             start_ts,
