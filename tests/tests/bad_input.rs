@@ -487,6 +487,60 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "INVALID_ARGUMENT",
         ),
         (
+            "garbage as a client's prewrite",
+            "/shoal.v1.Kv/Prewrite",
+            vec![0xff; 12],
+            Code::Internal,
+            "failed to decode Protobuf message",
+        ),
+        (
+            "a client's prewrite without its start timestamp",
+            "/shoal.v1.Kv/Prewrite",
+            pb::PrewriteRequest {
+                primary: b"k".to_vec(),
+                puts: vec![pb::PutOp {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                }],
+                ttl_ms: 1000,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a client's prewrite of a value over the limit",
+            "/shoal.v1.Kv/Prewrite",
+            pb::PrewriteRequest {
+                start_ts: 1 << 40,
+                primary: b"k".to_vec(),
+                puts: vec![pb::PutOp {
+                    key: b"k".to_vec(),
+                    value: vec![b'v'; 1025],
+                }],
+                ttl_ms: 1000,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "VALUE_TOO_LARGE",
+        ),
+        (
+            "a finish of a transaction without its start timestamp",
+            "/shoal.v1.Txn/Finish",
+            pb::TxnFinishRequest {
+                txns: vec![pb::FinishTxn {
+                    primary: b"k".to_vec(),
+                    keys: vec![b"k".to_vec()],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
             "a commit of a transaction no node gave",
             "/shoal.v1.Txn/Commit",
             pb::TxnCommitRequest { handle: 7 }.encode_to_vec(),
