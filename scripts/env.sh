@@ -15,6 +15,10 @@ fi
 command -v protoc >/dev/null 2>&1 || _shoal_need_apt+=(protobuf-compiler)
 command -v g++ >/dev/null 2>&1 || _shoal_need_apt+=(g++)
 command -v make >/dev/null 2>&1 || _shoal_need_apt+=(make)
+# The SQL tests: psql as a client, and a real PostgreSQL server whose answers the
+# logic files are checked against.
+command -v psql >/dev/null 2>&1 || _shoal_need_apt+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || _shoal_need_apt+=(postgresql)
 if [ ${#_shoal_need_apt[@]} -gt 0 ]; then
   echo "installing ${_shoal_need_apt[*]} (Debian packages)" >&2
   _sudo=""; [ "$(id -u)" -ne 0 ] && _sudo="sudo"
@@ -33,7 +37,15 @@ if [ ! -x "$_shoal_venv/bin/kubernetes-validate" ]; then
   "$_shoal_venv/bin/pip" install -q "kubernetes-validate==1.31.0" >&2
 fi
 export SHOAL_PYTHON="$_shoal_venv/bin/python"
-unset _shoal_venv
+# A Postgres driver for Python (psycopg), which runs the SQL logic files.
+_shoal_sqlvenv="$HOME/.cache/shoal/sqlvenv"
+if ! "$_shoal_sqlvenv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+  echo "installing psycopg (PyPI) into $_shoal_sqlvenv" >&2
+  python3 -m venv "$_shoal_sqlvenv" >&2
+  "$_shoal_sqlvenv/bin/pip" install -q "psycopg[binary]==3.3.9" >&2
+fi
+export SHOAL_SQL_PYTHON="$_shoal_sqlvenv/bin/python"
+unset _shoal_venv _shoal_sqlvenv
 ROCKSDB_LIB_DIR="$("$_shoal_root/scripts/rocksdb-lib.sh")" || return 1 2>/dev/null || exit 1
 export ROCKSDB_LIB_DIR
 export ROCKSDB_STATIC=1

@@ -81,8 +81,14 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Free loopback addresses for a node's gRPC, HTTP and SQL servers.
+fn loopback_addrs() -> (String, String, String) {
+    let at = || format!("127.0.0.1:{}", free_port());
+    (at(), at(), at())
+}
+
 /// The `shoal start` arguments of a test node in `dir`.
-fn start_args(dir: &Path, grpc: &str, http: &str, join: &[String]) -> Vec<String> {
+fn start_args(dir: &Path, grpc: &str, http: &str, sql: &str, join: &[String]) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "start".into(),
         "--data-dir".into(),
@@ -93,6 +99,8 @@ fn start_args(dir: &Path, grpc: &str, http: &str, join: &[String]) -> Vec<String
         grpc.into(),
         "--http-addr".into(),
         http.into(),
+        "--sql-addr".into(),
+        sql.into(),
     ];
     if !join.is_empty() {
         args.push("--join".into());
@@ -105,6 +113,8 @@ fn start_args(dir: &Path, grpc: &str, http: &str, join: &[String]) -> Vec<String
 pub struct TestNode {
     pub grpc: String,
     pub http: String,
+    /// The SQL (Postgres protocol) address.
+    pub sql: String,
     pub data: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
@@ -155,28 +165,22 @@ impl TestCluster {
             root.disable_cleanup(true);
             eprintln!("keeping {}", root.path().display());
         }
-        let addrs: Vec<(String, String)> = (0..n)
-            .map(|_| {
-                (
-                    format!("127.0.0.1:{}", free_port()),
-                    format!("127.0.0.1:{}", free_port()),
-                )
-            })
-            .collect();
+        let addrs: Vec<(String, String, String)> = (0..n).map(|_| loopback_addrs()).collect();
         let mut nodes = Vec::new();
-        for (i, (grpc, http)) in addrs.iter().enumerate() {
+        for (i, (grpc, http, sql)) in addrs.iter().enumerate() {
             let dir = root.path().join(format!("node-{i}"));
             std::fs::create_dir_all(&dir)?;
             let join: Vec<String> = addrs
                 .iter()
-                .filter(|(g, _)| g != grpc)
-                .map(|(g, _)| g.clone())
+                .filter(|(g, _, _)| g != grpc)
+                .map(|(g, _, _)| g.clone())
                 .collect();
-            let mut args = start_args(&dir, grpc, http, &join);
+            let mut args = start_args(&dir, grpc, http, sql, &join);
             args.extend(extra.iter().map(|s| s.to_string()));
             let mut node = TestNode {
                 grpc: grpc.clone(),
                 http: http.clone(),
+                sql: sql.clone(),
                 data: dir.join("data"),
                 log: dir.join("node.log"),
                 args,
@@ -297,17 +301,15 @@ impl TestCluster {
     /// `--join`; returns its index.
     pub fn add_node(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
         let i = self.nodes.len();
-        let (grpc, http) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
+        let (grpc, http, sql) = loopback_addrs();
         let dir = self._root.path().join(format!("node-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let mut args = start_args(&dir, &grpc, &http, &self.addrs());
+        let mut args = start_args(&dir, &grpc, &http, &sql, &self.addrs());
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut node = TestNode {
             grpc,
             http,
+            sql,
             data: dir.join("data"),
             log: dir.join("node.log"),
             args,

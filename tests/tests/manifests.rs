@@ -155,6 +155,25 @@ fn manifests_use_only_what_the_binary_accepts() {
                         "{o}: HTTP port and SHOAL_HTTP_ADDR disagree"
                     );
                 }
+                // A node's SQL port is named, and is where SHOAL_SQL_ADDR listens.
+                if http_port.is_none() {
+                    continue;
+                }
+                let sql_port = c["ports"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == "sql"))
+                    .map(|p| p["containerPort"].as_u64().unwrap());
+                let env_sql = c["env"]
+                    .as_array()
+                    .and_then(|es| es.iter().find(|e| e["name"] == "SHOAL_SQL_ADDR"))
+                    .and_then(|e| e["value"].as_str())
+                    .and_then(|v| v.rsplit_once(':'))
+                    .map(|(_, p)| p.parse::<u64>().unwrap());
+                assert!(sql_port.is_some(), "{o}: no port named sql");
+                assert_eq!(
+                    env_sql, sql_port,
+                    "{o}: SQL port and SHOAL_SQL_ADDR disagree"
+                );
             }
         }
     }

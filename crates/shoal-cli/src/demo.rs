@@ -31,6 +31,7 @@ pub struct DemoArgs {
 struct DemoNode {
     grpc: String,
     http: String,
+    sql: String,
     dir: PathBuf,
     child: Child,
 }
@@ -106,21 +107,24 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
         remove_root,
     };
     let mut ports = Vec::new();
-    for _ in 0..args.nodes * 2 {
+    for _ in 0..args.nodes * 3 {
         ports.push(free_port(&ports)?);
     }
-    let addrs: Vec<(String, String)> = ports
-        .chunks(2)
-        .map(|p| (format!("127.0.0.1:{}", p[0]), format!("127.0.0.1:{}", p[1])))
+    let addrs: Vec<(String, String, String)> = ports
+        .chunks(3)
+        .map(|p| {
+            let at = |port| format!("127.0.0.1:{port}");
+            (at(p[0]), at(p[1]), at(p[2]))
+        })
         .collect();
-    for (i, (grpc, http)) in addrs.iter().enumerate() {
+    for (i, (grpc, http, sql)) in addrs.iter().enumerate() {
         let dir = root.join(format!("node-{}", i + 1));
         std::fs::create_dir_all(&dir)?;
         let log = std::fs::File::create(dir.join("node.log"))?;
         let join: Vec<&str> = addrs
             .iter()
-            .filter(|(g, _)| g != grpc)
-            .map(|(g, _)| g.as_str())
+            .filter(|(g, _, _)| g != grpc)
+            .map(|(g, _, _)| g.as_str())
             .collect();
         let mut cmd = Command::new(&exe);
         cmd.arg("start")
@@ -133,6 +137,8 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
                 grpc,
                 "--http-addr",
                 http,
+                "--sql-addr",
+                sql,
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -144,6 +150,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
         cluster.nodes.push(DemoNode {
             grpc: grpc.clone(),
             http: http.clone(),
+            sql: sql.clone(),
             dir,
             child,
         });
@@ -187,10 +194,11 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
     );
     for (i, n) in cluster.nodes.iter().enumerate() {
         println!(
-            "  node {}  grpc {}  http http://{}  log {}",
+            "  node {}  grpc {}  http http://{}  sql postgresql://root@{}/defaultdb  log {}",
             i + 1,
             n.grpc,
             n.http,
+            n.sql,
             n.dir.join("node.log").display()
         );
     }

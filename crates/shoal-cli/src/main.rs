@@ -7,6 +7,7 @@
 //! - `node ls|status|drain|decommission|remove`, `range ls|lookup|split`: here.
 //! - `demo`: a real local 3-node cluster ([`demo`]) and a shell on it ([`shell`]).
 //! - `shell`: the shell on a running cluster (what `kubectl exec` opens).
+//! - `sql`: a SQL shell over the Postgres protocol ([`sql`]).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed (a missing key included,
 //! with a message on stderr), 2 on a usage error.
@@ -14,6 +15,7 @@
 mod demo;
 mod kv;
 mod shell;
+mod sql;
 mod txn;
 
 use std::process::ExitCode;
@@ -64,6 +66,9 @@ enum Command {
     /// Open a shell on a running cluster (in a pod: `kubectl exec -it shoal-0 -- shoal
     /// shell`). Reads commands from stdin when it is not a terminal.
     Shell(ClientArgs),
+    /// A SQL shell on a node's SQL server (in a pod: `kubectl exec -it shoal-0 -- shoal
+    /// sql`); `-e` or statements on stdin run and exit.
+    Sql(sql::SqlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +198,10 @@ fn main() -> ExitCode {
         Command::Shell(c) => {
             init_tracing("warn");
             c.client().and_then(|client| shell::run(&rt, &client))
+        }
+        Command::Sql(args) => {
+            init_tracing("warn");
+            sql::run(&rt, args)
         }
         Command::Demo(args) => {
             init_tracing("warn");

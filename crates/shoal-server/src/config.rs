@@ -38,6 +38,10 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "0.0.0.0:7080")]
     pub http_addr: SocketAddr,
 
+    /// Address of the SQL server (the Postgres wire protocol).
+    #[arg(long, env = "SHOAL_SQL_ADDR", default_value = "0.0.0.0:5432")]
+    pub sql_addr: SocketAddr,
+
     /// Peers to bootstrap with (`host:port`, comma-separated); `shoal init` founds the
     /// cluster from this node and these.
     #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]

@@ -249,8 +249,8 @@ fn write_op(op: pb::WriteOp) -> Result<WriteOp> {
         }),
         Some(W::Delete(d)) => Ok(WriteOp::Delete { key: d.key }),
         Some(W::DeleteRange(r)) => Ok(WriteOp::DeleteRange {
+            end: crate::validate::kv_delete_end(&r.start, r.end)?,
             start: r.start,
-            end: r.end,
         }),
         None => Err(Error::invalid(
             ErrorCode::InvalidArgument,
@@ -479,8 +479,8 @@ impl KvRpc for pb::ScanRequest {
         limits.check_span(&self.start, &self.end)?;
         let op = Op::Scan {
             consistency: consistency(self.consistency)?,
+            end: crate::validate::kv_end(&self.start, self.end),
             start: self.start,
-            end: self.end,
             limit: self.limit,
             reverse: self.reverse,
             read_ts: (self.read_ts != 0).then_some(self.read_ts),
@@ -533,7 +533,7 @@ impl KvRpc for pb::PutRequest {
     rpc_glue!("Put", pb::PutResponse, put);
 
     fn into_request(self, limits: &Limits) -> Result<Request> {
-        limits.check_key("key", &self.key, false)?;
+        limits.check_writable("key", &self.key)?;
         limits.check_value(&self.value)?;
         limits.check_request_size(self.key.len() + self.value.len())?;
         Ok(Request {
@@ -570,7 +570,7 @@ impl KvRpc for pb::DeleteRequest {
     rpc_glue!("Delete", pb::DeleteResponse, delete);
 
     fn into_request(self, limits: &Limits) -> Result<Request> {
-        limits.check_key("key", &self.key, false)?;
+        limits.check_writable("key", &self.key)?;
         Ok(Request {
             op: Op::Write(WriteOp::Delete { key: self.key }),
             target: target(self.target),
@@ -606,8 +606,8 @@ impl KvRpc for pb::DeleteRangeRequest {
         limits.check_span(&self.start, &self.end)?;
         Ok(Request {
             op: Op::Write(WriteOp::DeleteRange {
+                end: crate::validate::kv_delete_end(&self.start, self.end)?,
                 start: self.start,
-                end: self.end,
             }),
             target: target(self.target),
             request_id: request_id(limits, self.request_id)?,

@@ -1,13 +1,14 @@
 //! HTTP endpoints (hyper, HTTP/1): `/healthz` (liveness: the process and its store
 //! answer, and no replica stopped for good; never depends on quorum), `/readyz` (the
 //! checks of [`crate::lifecycle::readiness`]: initialised, not draining, joined, caught
-//! up; `?verbose` lists each), `/metrics` (Prometheus text format).
+//! up; `?verbose` lists each), `/metrics` (Prometheus text format), and the SQL API
+//! (`POST /db/execute`, `POST /db/query`: `shoal_sql::http`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,7 +19,11 @@ use crate::lifecycle;
 use crate::node::Node;
 
 /// Serves until the node's shutdown token is cancelled.
-pub async fn serve(node: Arc<Node>, listener: TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    sql: Arc<shoal_sql::Engine>,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = tokio::select! {
             _ = node.shutdown.cancelled() => return Ok(()),
@@ -32,10 +37,17 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) -> std::io::Result<()
         };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
+        let sql = sql.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let node = node.clone();
-                async move { Ok::<_, Infallible>(handle(&node, req)) }
+                let sql = sql.clone();
+                async move {
+                    if req.uri().path().starts_with("/db/") {
+                        return Ok::<_, Infallible>(sql_api(&node, sql, req).await);
+                    }
+                    Ok::<_, Infallible>(handle(&node, req))
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -55,6 +67,44 @@ fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The SQL API: a POST whose body (at most the node's request limit) is a JSON array
+/// of statements.
+async fn sql_api(
+    node: &Node,
+    sql: Arc<shoal_sql::Engine>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only POST\n".into());
+    }
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let limit = node.cfg.max_request_bytes;
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body could not be read within {limit} bytes: {e}\n"),
+            )
+        }
+    };
+    match shoal_sql::http::handle(sql, &path, query.as_deref(), &body).await {
+        Some(a) => {
+            let mut r = text(
+                StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                a.body,
+            );
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        None => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
 }
 
 fn handle(node: &Node, req: Request<Incoming>) -> Response<Full<Bytes>> {

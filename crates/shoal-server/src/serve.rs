@@ -70,8 +70,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     };
     let grpc_listener = bind("gRPC", listen).await?;
     let http_listener = bind("HTTP", http_addr).await?;
+    let sql_addr = cfg.sql_addr;
+    let sql_listener = bind("SQL", sql_addr).await?;
     let (node, events) = Node::open(cfg).await?;
-    tracing::info!(grpc = %listen, http = %http_addr, advertise = %node.advertise, "serving");
+    tracing::info!(grpc = %listen, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, "serving");
 
     // The drivers, each with the state it owns.
     let keeper = Arc::new(RangeKeeper::new(node.clone()));
@@ -170,6 +172,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
             },
         );
     }
+    // SQL: every connection a session whose statements run as transactions through
+    // this node's ranges.
+    let engine = Arc::new(shoal_sql::Engine {
+        ranges: Arc::new(ranges.clone()),
+        limits: crate::txn::txn_limits(&node.cfg),
+        max_statement_bytes: node.cfg.max_request_bytes,
+    });
+    tasks.spawn(
+        "sql",
+        shoal_sql::pg::serve(sql_listener, engine.clone(), node.shutdown.clone()),
+    );
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
     let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
     ranges.serve_steps_with(here);
@@ -212,7 +225,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             node.shutdown.clone().cancelled_owned(),
         );
-    let http = crate::http::serve(node.clone(), http_listener);
+    let http = crate::http::serve(node.clone(), http_listener, engine);
     let servers = async { tokio::join!(grpc, http) };
     let deadline = async {
         node.shutdown.cancelled().await;

@@ -332,10 +332,11 @@ impl Txn for TxnService {
         let req = req.into_inner();
         self.answer("Txn.Scan", async {
             self.limits.check_span(&req.start, &req.end)?;
+            let end = crate::validate::kv_end(&req.start, req.end);
             let ranges = self.ranges.clone();
             let found = self
                 .with(req.handle, async move |t| {
-                    Ok(t.scan(&*ranges, &req.start, &req.end, req.limit as usize)
+                    Ok(t.scan(&*ranges, &req.start, &end, req.limit as usize)
                         .await?)
                 })
                 .await?;
@@ -352,7 +353,7 @@ impl Txn for TxnService {
     ) -> Result<Response<pb::TxnWriteResponse>, Status> {
         let req = req.into_inner();
         self.answer("Txn.Put", async {
-            self.limits.check_key("key", &req.key, false)?;
+            self.limits.check_writable("key", &req.key)?;
             self.limits.check_value(&req.value)?;
             self.with(req.handle, async move |t| Ok(t.put(req.key, req.value)?))
                 .await?;
@@ -367,7 +368,7 @@ impl Txn for TxnService {
     ) -> Result<Response<pb::TxnWriteResponse>, Status> {
         let req = req.into_inner();
         self.answer("Txn.Delete", async {
-            self.limits.check_key("key", &req.key, false)?;
+            self.limits.check_writable("key", &req.key)?;
             self.with(req.handle, async move |t| Ok(t.delete(req.key)?))
                 .await?;
             Ok(pb::TxnWriteResponse {})

@@ -5,6 +5,7 @@
 
 use shoal_proto::error::ErrorCode;
 use shoal_raft::{Compare, CompareTarget, TxnOp, WriteOp};
+use shoal_storage::keys::{SQL_SPACE, SQL_SPACE_START};
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
@@ -45,6 +46,13 @@ impl Limits {
         Ok(())
     }
 
+    /// A key the KV API may write: not empty, not too long, and not one of the SQL
+    /// tables' keys (those that start with byte `0xFF`).
+    pub fn check_writable(&self, what: &str, key: &[u8]) -> Result<()> {
+        self.check_key(what, key, false)?;
+        in_kv_space(what, key)
+    }
+
     pub fn check_value(&self, value: &[u8]) -> Result<()> {
         let max = self.max_value_bytes;
         if value.len() > max {
@@ -83,12 +91,12 @@ impl Limits {
     pub fn write_op(&self, op: &WriteOp) -> Result<usize> {
         match op {
             WriteOp::Put { key, value } => {
-                self.check_key("key", key, false)?;
+                self.check_writable("key", key)?;
                 self.check_value(value)?;
                 Ok(key.len() + value.len())
             }
             WriteOp::Delete { key } => {
-                self.check_key("key", key, false)?;
+                self.check_writable("key", key)?;
                 Ok(key.len())
             }
             WriteOp::DeleteRange { start, end } => {
@@ -135,6 +143,44 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// Refuses a key of the SQL tables' space to a KV write.
+fn in_kv_space(what: &str, key: &[u8]) -> Result<()> {
+    if key.first() == Some(&SQL_SPACE) {
+        return Err(Error::invalid(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{what} starts with byte 0xFF: keys that do hold SQL tables, which only SQL writes"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The end of a KV scan: an open end stops where the SQL tables' keys begin (or at
+/// the start, for a scan that starts among them), so a scan of "everything" is
+/// everything the KV API wrote.
+pub fn kv_end(start: &[u8], end: Vec<u8>) -> Vec<u8> {
+    if !end.is_empty() {
+        end
+    } else if start >= SQL_SPACE_START {
+        start.to_vec()
+    } else {
+        SQL_SPACE_START.to_vec()
+    }
+}
+
+/// The end of a KV delete of `[start, end)`: below the SQL tables' keys. An open end
+/// stops there (an SDK deleting "everything" range by range sends the last range's
+/// part with an open end, whatever it starts at); a span starting among them is
+/// refused.
+pub fn kv_delete_end(start: &[u8], end: Vec<u8>) -> Result<Vec<u8>> {
+    if end.is_empty() {
+        return Ok(kv_end(start, end));
+    }
+    in_kv_space("start key", start)?;
+    Ok(end.min(SQL_SPACE_START.to_vec()))
 }
 
 #[cfg(test)]

@@ -359,9 +359,182 @@ pub fn decode_version(stored: &[u8]) -> Option<(VersionKind, u64, &[u8])> {
     Some((kind, decode_u64(start)?, value))
 }
 
+// ---- SQL: tables and the catalog, inside the user key space ----
+//
+// Every key of the SQL layer begins with [`SQL_SPACE`], a byte no key of the KV API
+// may begin with (the KV API refuses such keys and clips its open-ended spans below
+// it), so SQL rows travel through the same transactions, splits and snapshots as any
+// user key, yet no KV call can read or break them.
+//
+// - `SQL_SPACE | 'c' | table name` -> a table's descriptor (the catalog);
+// - `SQL_SPACE | 'n'` -> the next table id to hand out;
+// - `SQL_SPACE | 't' | table_id (u32 BE) | index_id (u32 BE) | key parts` -> a row
+//   (index 1, the primary key: its key parts are the primary key's columns) or an
+//   index entry (its columns, then the primary key's when the index is not unique).
+//
+// Key parts are memcomparable: each starts with a tag, so NULL sorts first and values
+// of one type sort as the values do.
+
+/// First byte of every key of the SQL layer; the KV API refuses keys that start with it.
+pub const SQL_SPACE: u8 = 0xFF;
+
+/// The first key of the SQL layer: the KV API's open-ended spans end here.
+pub const SQL_SPACE_START: &[u8] = &[SQL_SPACE];
+
+/// The index id of a table's rows (its primary key).
+pub const PRIMARY_INDEX: u32 = 1;
+
+/// The catalog key of table `name`.
+pub fn sql_catalog_key(name: &str) -> Vec<u8> {
+    let mut k = vec![SQL_SPACE, b'c'];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Bounds `[start, end)` of every catalog key.
+pub fn sql_catalog_span() -> (Vec<u8>, Vec<u8>) {
+    (vec![SQL_SPACE, b'c'], vec![SQL_SPACE, b'c' + 1])
+}
+
+/// The key holding the next table id.
+pub fn sql_next_table_id_key() -> Vec<u8> {
+    vec![SQL_SPACE, b'n']
+}
+
+/// Prefix of every key of one index of a table (the rows: [`PRIMARY_INDEX`]).
+pub fn sql_index_prefix(table_id: u32, index_id: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + 32);
+    k.extend_from_slice(&[SQL_SPACE, b't']);
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k.extend_from_slice(&index_id.to_be_bytes());
+    k
+}
+
+/// Bounds `[start, end)` of every key of a table, all its indexes included.
+pub fn sql_table_span(table_id: u32) -> (Vec<u8>, Vec<u8>) {
+    let start = sql_index_prefix(table_id, 0);
+    let end = match table_id.checked_add(1) {
+        Some(next) => sql_index_prefix(next, 0),
+        None => vec![SQL_SPACE, b't' + 1],
+    };
+    (start, end)
+}
+
+/// The first key after every key that starts with `prefix` (`prefix` must not be all
+/// `0xFF`; SQL prefixes never are).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
+}
+
+const PART_NULL: u8 = 0x00;
+const PART_FALSE: u8 = 0x02;
+const PART_TRUE: u8 = 0x03;
+const PART_INT: u8 = 0x10;
+const PART_FLOAT: u8 = 0x20;
+const PART_BYTES: u8 = 0x30;
+
+/// Appends a NULL key part (it sorts before every value).
+pub fn push_null_part(out: &mut Vec<u8>) {
+    out.push(PART_NULL);
+}
+
+/// Appends a boolean key part.
+pub fn push_bool_part(out: &mut Vec<u8>, v: bool) {
+    out.push(if v { PART_TRUE } else { PART_FALSE });
+}
+
+/// Appends an integer key part: the sign bit flipped, big-endian, so negatives sort
+/// first.
+pub fn push_int_part(out: &mut Vec<u8>, v: i64) {
+    out.push(PART_INT);
+    out.extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+/// Appends a float key part: positive numbers with the sign bit set, negative ones with
+/// every bit inverted, so the bytes sort as the numbers (NaN above +inf, as Postgres
+/// sorts it).
+pub fn push_float_part(out: &mut Vec<u8>, v: f64) {
+    let v = if v == 0.0 { 0.0 } else { v }; // -0 and +0 are one key
+    let bits = v.to_bits();
+    let ordered = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    out.push(PART_FLOAT);
+    out.extend_from_slice(&ordered.to_be_bytes());
+}
+
+/// Appends a string or byte-string key part: escaped and terminated, so no part is a
+/// prefix of a longer one and the parts after it still compare.
+pub fn push_bytes_part(out: &mut Vec<u8>, v: &[u8]) {
+    out.push(PART_BYTES);
+    escape_into(out, v);
+    out.extend_from_slice(&KEY_TERMINATOR);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_key_parts_sort_as_their_values() {
+        let part = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut k = Vec::new();
+            f(&mut k);
+            k
+        };
+        let ints = [i64::MIN, -300, -1, 0, 1, 255, 256, i64::MAX];
+        let keys: Vec<_> = ints
+            .iter()
+            .map(|&v| part(&|k| push_int_part(k, v)))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        let floats = [
+            f64::NEG_INFINITY,
+            -2.5,
+            -1e-300,
+            0.0,
+            1e-300,
+            2.5,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        let keys: Vec<_> = floats
+            .iter()
+            .map(|&v| part(&|k| push_float_part(k, v)))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(
+            part(&|k| push_float_part(k, -0.0)),
+            part(&|k| push_float_part(k, 0.0))
+        );
+        // A string that is a prefix of another sorts first, whatever follows it.
+        let mut a = part(&|k| push_bytes_part(k, b"ab"));
+        push_int_part(&mut a, i64::MAX);
+        let mut b = part(&|k| push_bytes_part(k, b"ab\0"));
+        push_int_part(&mut b, i64::MIN);
+        assert!(a < b);
+        assert!(part(&|k| push_null_part(k)) < part(&|k| push_bool_part(k, false)));
+        assert!(part(&|k| push_bool_part(k, false)) < part(&|k| push_bool_part(k, true)));
+    }
+
+    #[test]
+    fn sql_keys_lie_above_every_key_the_kv_api_takes_and_tables_apart() {
+        let (start, end) = sql_table_span(7);
+        let row = sql_index_prefix(7, PRIMARY_INDEX);
+        assert!(start <= row && row < end);
+        assert!(end <= sql_index_prefix(8, 0));
+        assert!(sql_catalog_key("t")[0] == SQL_SPACE && row[0] == SQL_SPACE);
+        assert_eq!(prefix_end(&[1, 0xFF, 0xFF]), vec![2]);
+    }
 
     #[test]
     fn log_keys_sort_by_range_then_index() {

@@ -38,11 +38,11 @@ impl KvRpc for pb::PrewriteRequest {
                 self.ttl_ms
             )));
         }
-        limits.check_key("primary", &self.primary, false)?;
+        limits.check_writable("primary", &self.primary)?;
         let mut seen = BTreeSet::new();
         let mut bytes = 0;
         for p in &self.puts {
-            limits.check_key("key", &p.key, false)?;
+            limits.check_writable("key", &p.key)?;
             limits.check_value(&p.value)?;
             if !seen.insert(p.key.as_slice()) {
                 return Err(invalid(format!(

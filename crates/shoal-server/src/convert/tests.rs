@@ -214,7 +214,7 @@ fn every_request_round_trips_through_its_domain_form() {
     });
     round(pb::DeleteRangeRequest {
         start: b"a".to_vec(),
-        end: Vec::new(),
+        end: b"m".to_vec(),
         request_id: None,
         target,
     });
@@ -267,6 +267,46 @@ fn within(op: &WriteOp) -> bool {
             start.len() <= 16 && end.len() <= 16 && (end.is_empty() || start <= end)
         }
     }
+}
+
+#[test]
+fn the_kv_api_neither_writes_nor_reaches_with_open_spans_the_sql_tables_keys() {
+    let sql_key = vec![0xFF, b't', 1];
+    let put = pb::PutRequest {
+        key: sql_key.clone(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    let e = put.into_request(&LIMITS).unwrap_err();
+    assert_eq!(Status::from(e).code(), Code::InvalidArgument);
+    // An open end stops where the SQL tables begin; an explicit end past it too.
+    for (start, end, want) in [
+        (&b"a"[..], &b""[..], vec![0xFF]),
+        (b"a", &[0xFF, 9][..], vec![0xFF]),
+        (&[0xFF, 1][..], b"", vec![0xFF, 1]),
+    ] {
+        let req = pb::DeleteRangeRequest {
+            start: start.to_vec(),
+            end: end.to_vec(),
+            ..Default::default()
+        }
+        .into_request(&LIMITS)
+        .unwrap();
+        let Op::Write(WriteOp::DeleteRange { end, .. }) = req.op else {
+            panic!("not a delete range: {req:?}");
+        };
+        assert_eq!(end, want);
+    }
+    let req = pb::ScanRequest {
+        start: b"a".to_vec(),
+        ..Default::default()
+    }
+    .into_request(&LIMITS)
+    .unwrap();
+    let Op::Scan { end, .. } = req.op else {
+        panic!("not a scan: {req:?}");
+    };
+    assert_eq!(end, vec![0xFF]);
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {

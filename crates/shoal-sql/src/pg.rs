@@ -1,0 +1,554 @@
+//! The Postgres wire protocol (pgwire): a listener whose every connection is a
+//! [`Session`], answering the simple and extended query protocols with Postgres'
+//! message flow, text and binary formats, and SQLSTATE codes.
+//!
+//! Startup: no password on an insecure node; user `root`, database `defaultdb` (or
+//! none, or the user's name, which libpq sends when none is given). A connection that
+//! ends with its transaction open leaves nothing behind: nothing of a transaction
+//! reaches the cluster before its commit.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{BufMut, BytesMut};
+use futures::{stream, Sink};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    ServerParameterProvider, StartupHandler,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use sqlparser::ast::Statement;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::ctx::Output;
+use crate::error::{state, SqlError};
+use crate::session::{parse, Description, Engine, Session};
+use crate::types::{Datum, SqlType};
+use crate::{DATABASE, USER};
+
+/// Serves the Postgres protocol on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, stop: CancellationToken) {
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a SQL connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = Arc::new(Conn::new(engine.clone()));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                r = pgwire::tokio::process_socket(socket, None, Handlers(conn)) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "a SQL connection ended");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One connection: its session, shared by its protocol handlers.
+pub struct Conn {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<Parser>,
+}
+
+impl Conn {
+    pub fn new(engine: Arc<Engine>) -> Conn {
+        let max = engine.max_statement_bytes;
+        let session = Arc::new(Mutex::new(Session::new(engine)));
+        Conn {
+            parser: Arc::new(Parser {
+                session: session.clone(),
+                max_bytes: max,
+            }),
+            session,
+        }
+    }
+}
+
+struct Handlers(Arc<Conn>);
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Startup)
+    }
+}
+
+fn user_error(state: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        state.into(),
+        message,
+    )))
+}
+
+fn pg_error(e: &SqlError) -> PgWireError {
+    user_error(e.state, e.message.clone())
+}
+
+/// Startup without a password: checks the user and database, then reports the
+/// session's parameters.
+struct Startup;
+
+struct Parameters {
+    user: String,
+    application_name: Option<String>,
+}
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C>(&self, _client: &C) -> Option<HashMap<String, String>>
+    where
+        C: ClientInfo,
+    {
+        let mut p = HashMap::new();
+        for (k, v) in [
+            ("server_version", crate::SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("TimeZone", "UTC"),
+            ("IntervalStyle", "postgres"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "on"),
+        ] {
+            p.insert(k.to_string(), v.to_string());
+        }
+        p.insert("session_authorization".into(), self.user.clone());
+        p.insert(
+            "application_name".into(),
+            self.application_name.clone().unwrap_or_default(),
+        );
+        Some(p)
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(ref startup) = message else {
+            return Ok(());
+        };
+        protocol_negotiation(client, startup).await?;
+        save_startup_parameters_to_metadata(client, startup);
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        if user != USER {
+            return Err(user_error(
+                "28000",
+                format!("role \"{user}\" does not exist (an insecure node takes only \"{USER}\")"),
+            ));
+        }
+        let db = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_default();
+        if !(db.is_empty() || db == DATABASE || db == user) {
+            return Err(user_error(
+                "3D000",
+                format!("database \"{db}\" does not exist (there is one: \"{DATABASE}\")"),
+            ));
+        }
+        let (pid, key) = RandomPidSecretKeyGenerator::default().generate(client);
+        client.set_pid_and_secret_key(pid, key);
+        let params = Parameters {
+            user,
+            application_name: client.metadata().get("application_name").cloned(),
+        };
+        finish_authentication(client, &params).await
+    }
+}
+
+/// The wire type of a column type.
+pub fn wire_type(t: SqlType) -> Type {
+    match t {
+        SqlType::Bool => Type::BOOL,
+        SqlType::Int2 => Type::INT2,
+        SqlType::Int4 => Type::INT4,
+        SqlType::Int8 => Type::INT8,
+        SqlType::Float8 => Type::FLOAT8,
+        SqlType::Text => Type::TEXT,
+        SqlType::Varchar(_) => Type::VARCHAR,
+        SqlType::Bytea => Type::BYTEA,
+        SqlType::TimestampTz => Type::TIMESTAMPTZ,
+        SqlType::Jsonb => Type::JSONB,
+    }
+}
+
+/// The column type of a wire type a client named for a parameter (`None`: one it
+/// leaves to the server).
+fn sql_type_of(t: &Type) -> Option<SqlType> {
+    Some(match *t {
+        Type::BOOL => SqlType::Bool,
+        Type::INT2 => SqlType::Int2,
+        Type::INT4 => SqlType::Int4,
+        Type::INT8 => SqlType::Int8,
+        Type::FLOAT8 => SqlType::Float8,
+        Type::TEXT => SqlType::Text,
+        Type::VARCHAR => SqlType::Varchar(None),
+        Type::BYTEA => SqlType::Bytea,
+        Type::TIMESTAMPTZ => SqlType::TimestampTz,
+        Type::JSONB | Type::JSON => SqlType::Jsonb,
+        _ => return None,
+    })
+}
+
+/// Microseconds from 1970-01-01 to 2000-01-01, Postgres' epoch of binary timestamps.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// A value in binary format.
+fn binary(d: &Datum, t: SqlType, out: &mut BytesMut) -> Result<(), SqlError> {
+    let d = d.clone().fit(t)?;
+    match (d, t) {
+        (Datum::Bool(b), _) => out.put_u8(b as u8),
+        (Datum::Int(i), SqlType::Int2) => out.put_i16(i as i16),
+        (Datum::Int(i), SqlType::Int4) => out.put_i32(i as i32),
+        (Datum::Int(i), _) => out.put_i64(i),
+        (Datum::Float(f), _) => out.put_f64(f),
+        (Datum::Timestamp(us), _) => out.put_i64(us - PG_EPOCH_US),
+        (Datum::Bytes(b), _) => out.put_slice(&b),
+        (Datum::Json(j), _) => {
+            out.put_u8(1);
+            out.put_slice(j.as_bytes());
+        }
+        (d, _) => out.put_slice(d.to_text().unwrap_or_default().as_bytes()),
+    }
+    Ok(())
+}
+
+/// A parameter sent in binary format, read as a value of `t`.
+fn from_binary(b: &[u8], t: SqlType) -> Result<Datum, SqlError> {
+    let bad = || {
+        SqlError::new(
+            state::PROTOCOL_VIOLATION,
+            format!("a binary {} parameter of {} bytes", t.name(), b.len()),
+        )
+    };
+    let arr = |n: usize| -> Result<&[u8], SqlError> {
+        if b.len() == n {
+            Ok(b)
+        } else {
+            Err(bad())
+        }
+    };
+    Ok(match t {
+        SqlType::Bool => Datum::Bool(arr(1)?[0] != 0),
+        SqlType::Int2 => {
+            Datum::Int(i16::from_be_bytes(arr(2)?.try_into().map_err(|_| bad())?) as i64)
+        }
+        SqlType::Int4 => {
+            Datum::Int(i32::from_be_bytes(arr(4)?.try_into().map_err(|_| bad())?) as i64)
+        }
+        SqlType::Int8 => Datum::Int(i64::from_be_bytes(arr(8)?.try_into().map_err(|_| bad())?)),
+        SqlType::Float8 => Datum::Float(f64::from_be_bytes(arr(8)?.try_into().map_err(|_| bad())?)),
+        SqlType::TimestampTz => Datum::Timestamp(
+            i64::from_be_bytes(arr(8)?.try_into().map_err(|_| bad())?) + PG_EPOCH_US,
+        ),
+        SqlType::Bytea => Datum::Bytes(b.to_vec()),
+        SqlType::Jsonb => {
+            let text = b.strip_prefix(&[1]).ok_or_else(bad)?;
+            Datum::parse(
+                SqlType::Jsonb,
+                std::str::from_utf8(text).map_err(|_| bad())?,
+            )?
+        }
+        SqlType::Text | SqlType::Varchar(_) => {
+            Datum::Text(String::from_utf8(b.to_vec()).map_err(|_| bad())?)
+        }
+    })
+}
+
+/// The rows of an answer as data rows in each column's format.
+fn data_rows(
+    columns: &[(String, SqlType)],
+    rows: Vec<Vec<Datum>>,
+    format: &Format,
+) -> Result<Vec<PgWireResult<DataRow>>, SqlError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut data = BytesMut::new();
+        for (i, d) in row.iter().enumerate() {
+            if d.is_null() {
+                data.put_i32(-1);
+                continue;
+            }
+            let at = data.len();
+            data.put_i32(0);
+            if format.is_binary(i) {
+                binary(d, columns[i].1, &mut data)?;
+            } else {
+                let text = match d {
+                    Datum::Untyped(s) => s.clone(),
+                    d => d.to_text().unwrap_or_default(),
+                };
+                data.put_slice(text.as_bytes());
+            }
+            let len = (data.len() - at - 4) as i32;
+            data[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        out.push(Ok(DataRow::new(data, row.len() as i16)));
+    }
+    Ok(out)
+}
+
+fn schema(columns: &[(String, SqlType)], format: &Format) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, t))| {
+            FieldInfo::new(
+                name.clone(),
+                None,
+                None,
+                wire_type(*t),
+                format.format_for(i),
+            )
+        })
+        .collect()
+}
+
+/// A statement's answer as a protocol response.
+fn response(out: Output, format: &Format) -> Result<Response, SqlError> {
+    Ok(match out {
+        Output::Rows { columns, rows, .. } => {
+            let fields = Arc::new(schema(&columns, format));
+            let rows = data_rows(&columns, rows, format)?;
+            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+        }
+        Output::Command { tag, rows } => match (tag.as_str(), rows) {
+            ("BEGIN", _) => Response::TransactionStart(Tag::new("BEGIN")),
+            ("COMMIT" | "ROLLBACK", _) => Response::TransactionEnd(Tag::new(&tag)),
+            ("INSERT", Some(n)) => {
+                Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(n as usize))
+            }
+            (_, Some(n)) => Response::Execution(Tag::new(&tag).with_rows(n as usize)),
+            (_, None) => Response::Execution(Tag::new(&tag)),
+        },
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Conn {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (outs, err) = self.session.lock().await.execute(query).await;
+        let mut responses = Vec::with_capacity(outs.len() + 1);
+        for o in outs {
+            responses.push(response(o, &Format::UnifiedText).map_err(|e| pg_error(&e))?);
+        }
+        if let Some(e) = err {
+            responses.push(Response::Error(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                e.state.into(),
+                e.message,
+            ))));
+        }
+        Ok(responses)
+    }
+}
+
+/// A prepared statement: parsed, and described against the catalog.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    statement: Statement,
+    description: Description,
+}
+
+/// Parses and describes the extended protocol's statements in the connection's
+/// session.
+pub struct Parser {
+    session: Arc<Mutex<Session>>,
+    max_bytes: usize,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = parse(sql, self.max_bytes).map_err(|e| pg_error(&e))?;
+        if statements.len() > 1 {
+            return Err(user_error(
+                state::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let description = self
+            .session
+            .lock()
+            .await
+            .describe(&statement)
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(Some(Prepared {
+            statement,
+            description,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .description
+            .params
+            .iter()
+            .map(|t| wire_type(*t))
+            .collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(schema(
+            &stmt.description.columns,
+            format.unwrap_or(&Format::UnifiedText),
+        ))
+    }
+}
+
+/// The parameters of a portal as values: each read by the type the client named, or
+/// the one the statement's description gave.
+fn params(portal: &Portal<Prepared>) -> Result<Vec<Datum>, SqlError> {
+    let described = &portal.statement.statement.description.params;
+    let named = &portal.statement.parameter_types;
+    portal
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let Some(bytes) = p else {
+                return Ok(Datum::Null);
+            };
+            let ty = named
+                .get(i)
+                .and_then(|t| t.as_ref())
+                .and_then(sql_type_of)
+                .or_else(|| described.get(i).copied());
+            if portal.parameter_format.is_binary(i) {
+                let ty = ty.ok_or_else(|| {
+                    SqlError::new(
+                        state::PROTOCOL_VIOLATION,
+                        format!(
+                            "parameter ${} has no type to read its binary value by",
+                            i + 1
+                        ),
+                    )
+                })?;
+                return from_binary(bytes, ty);
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                SqlError::new(
+                    state::PROTOCOL_VIOLATION,
+                    format!("parameter ${} is not UTF-8", i + 1),
+                )
+            })?;
+            Ok(match ty {
+                Some(SqlType::Text | SqlType::Varchar(_)) | None => {
+                    Datum::Untyped(text.to_string())
+                }
+                Some(t) => Datum::parse(t, text)?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Conn {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let params = params(portal).map_err(|e| pg_error(&e))?;
+        let out = self
+            .session
+            .lock()
+            .await
+            .run(&portal.statement.statement.statement, &params)
+            .await
+            .map_err(|e| pg_error(&e))?;
+        response(out, &portal.result_column_format).map_err(|e| pg_error(&e))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.session.try_lock() {
+            s.abandon();
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! SQL on a real cluster, through real Postgres clients: the logic files of
+//! `tests/sql` (whose answers a real PostgreSQL server gives too, checked here),
+//! tokio-postgres with the extended protocol and binary parameters, psql, and bad
+//! input (errors with their SQLSTATE, garbage on the port, a client gone
+//! mid-transaction) after which the node keeps serving and nothing is half written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use shoal_tests::TestCluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Python with psycopg that runs the logic files (scripts/env.sh makes it).
+fn python() -> PathBuf {
+    std::env::var_os("SHOAL_SQL_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/shoal/sqlvenv/bin/python")
+        })
+}
+
+fn logic_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/sql"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "the logic files: {files:?}");
+    files
+}
+
+fn run_logic_files(dsn: &str, fresh: bool) {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/sql/slt.py"))
+        .arg("--dsn")
+        .arg(dsn);
+    if fresh {
+        cmd.arg("--fresh");
+    }
+    let out = cmd.args(logic_files()).output().expect("running slt.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "logic files against {dsn}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+fn dsn(c: &TestCluster, i: usize) -> String {
+    format!("postgresql://root@{}/defaultdb", c.nodes[i].sql)
+}
+
+async fn connect(c: &TestCluster, i: usize) -> Client {
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{}?connect_timeout=10", dsn(c, i)), NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
+    e.code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_logic_files_answer_on_shoal_as_postgres_answers_them() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    run_logic_files(&dsn(&c, 1), false);
+}
+
+#[test]
+fn the_logic_files_answers_are_postgres_own() {
+    // Postgres refuses to run as root and must reach its directory.
+    let dir = tempfile::Builder::new()
+        .prefix("shoal-pg-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let script = repo().join("tests/sql/postgres.sh");
+    let out = Command::new(&script)
+        .arg("start")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "starting postgres: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dsn = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let result = std::panic::catch_unwind(|| run_logic_files(&dsn, true));
+    let _ = Command::new(&script).arg("stop").arg(dir.path()).output();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rust_driver_writes_and_reads_with_binary_parameters_and_gets_sqlstates() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let db = connect(&c, 0).await;
+    db.batch_execute(
+        "CREATE TABLE accounts (id INT8 PRIMARY KEY, owner TEXT NOT NULL, balance FLOAT8, \
+         active BOOL DEFAULT true, photo BYTEA, small INT4)",
+    )
+    .await
+    .unwrap();
+    // Prepared, with binary parameters of each type.
+    let insert = db
+        .prepare(
+            "INSERT INTO accounts (id, owner, balance, photo, small) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .await
+        .unwrap();
+    for i in 0..20i64 {
+        let n = db
+            .execute(
+                &insert,
+                &[
+                    &i,
+                    &format!("owner-{i}"),
+                    &(i as f64 * 1.5),
+                    &vec![i as u8, 0, 255],
+                    &(i as i32),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let row = db
+        .query_one(
+            "SELECT owner, balance, active, photo, small FROM accounts WHERE id = $1",
+            &[&7i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "owner-7");
+    assert_eq!(row.get::<_, f64>(1), 10.5);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, Vec<u8>>(3), vec![7u8, 0, 255]);
+    assert_eq!(row.get::<_, i32>(4), 7);
+    let rows = db
+        .query(
+            "SELECT id FROM accounts WHERE id >= $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&5i64, &15i64, &3i64],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![14, 13, 12]);
+    let sum: f64 = db
+        .query_one("SELECT sum(balance) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, (0..20).map(|i| i as f64 * 1.5).sum::<f64>());
+    let n: i64 = db
+        .query_one(
+            "SELECT count(*) FROM accounts WHERE owner LIKE $1",
+            &[&"owner-1%"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 11);
+
+    // Failures, each with its SQLSTATE; the connection goes on serving.
+    let dup = db
+        .execute(
+            &insert,
+            &[&3i64, &"again", &0.0f64, &Vec::<u8>::new(), &0i32],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&dup), Some(&SqlState::UNIQUE_VIOLATION), "{dup:?}");
+    let null = db
+        .execute("INSERT INTO accounts (id) VALUES (100)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&null), Some(&SqlState::NOT_NULL_VIOLATION), "{null:?}");
+    let missing = db.query("SELECT * FROM nope", &[]).await.unwrap_err();
+    assert_eq!(
+        code(&missing),
+        Some(&SqlState::UNDEFINED_TABLE),
+        "{missing:?}"
+    );
+    let column = db
+        .query("SELECT nope FROM accounts", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&column),
+        Some(&SqlState::UNDEFINED_COLUMN),
+        "{column:?}"
+    );
+    let syntax = db.batch_execute("SELEC 1").await.unwrap_err();
+    assert_eq!(code(&syntax), Some(&SqlState::SYNTAX_ERROR), "{syntax:?}");
+    let text = db
+        .batch_execute("INSERT INTO accounts (id, owner) VALUES ('x', 'y')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&text),
+        Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+        "{text:?}"
+    );
+    let range = db
+        .execute("UPDATE accounts SET small = 3000000000 WHERE id = 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&range),
+        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE),
+        "{range:?}"
+    );
+    // Nothing of the failed statements was written.
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 20);
+    let small: i32 = db
+        .query_one("SELECT small FROM accounts WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(small, 1);
+
+    // A transaction: its writes seen by itself, by nobody else before COMMIT.
+    let other = connect(&c, 2).await;
+    db.batch_execute(
+        "BEGIN; UPDATE accounts SET balance = balance - 5 WHERE id = 1; \
+                      UPDATE accounts SET balance = balance + 5 WHERE id = 2",
+    )
+    .await
+    .unwrap();
+    let mine: f64 = db
+        .query_one("SELECT balance FROM accounts WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mine, 1.5 - 5.0);
+    let theirs: f64 = other
+        .query_one("SELECT balance FROM accounts WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(theirs, 1.5);
+    db.batch_execute("COMMIT").await.unwrap();
+    let total: f64 = other
+        .query_one("SELECT sum(balance) FROM accounts WHERE id IN (1, 2)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 1.5 + 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_on_the_sql_port_gets_its_sqlstate_or_a_clean_close_and_leaves_nothing() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let db = connect(&c, 0).await;
+    db.batch_execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INT8)")
+        .await
+        .unwrap();
+
+    // Garbage on the port: the connection is closed, the node goes on.
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0xFFu8; 64][..],
+        &[0, 0, 0, 8, 0, 0, 0, 0][..],
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&c.nodes[0].sql)
+            .await
+            .unwrap();
+        let _ = s.write_all(garbage).await;
+        let mut buf = vec![0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "the node neither answered nor closed after {garbage:?}"
+        );
+    }
+
+    // A statement over the size limit (the node's request limit: 8 MiB).
+    let big = format!("INSERT INTO kv VALUES ('a', {})", "1".repeat(9 << 20));
+    let e = db.batch_execute(&big).await.unwrap_err();
+    assert_eq!(code(&e), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{e:?}");
+
+    // A client gone mid-transaction: nothing of it is written.
+    {
+        let gone = connect(&c, 1).await;
+        gone.batch_execute("BEGIN; INSERT INTO kv VALUES ('half', 1), ('done', 2)")
+            .await
+            .unwrap();
+        drop(gone);
+    }
+    // Another connection, and a failed transaction block.
+    db.batch_execute("BEGIN").await.unwrap();
+    db.batch_execute("INSERT INTO kv VALUES ('x', 1)")
+        .await
+        .unwrap();
+    let e = db
+        .batch_execute("INSERT INTO kv VALUES ('x', 2)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(&SqlState::UNIQUE_VIOLATION));
+    let e = db.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(code(&e), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    db.batch_execute("COMMIT").await.unwrap();
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM kv", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a rolled back or abandoned transaction left rows");
+
+    // The KV API cannot write the SQL tables' keys, nor delete them with "everything".
+    let kv = c.client();
+    kv.put("plain", "1").await.unwrap();
+    let e = kv.put(b"\xfft-sneaky".to_vec(), "1").await.unwrap_err();
+    assert!(e.to_string().contains("0xFF"), "{e}");
+    db.batch_execute("INSERT INTO kv VALUES ('kept', 7)")
+        .await
+        .unwrap();
+    kv.delete_range("", "").await.unwrap();
+    assert!(kv.get("plain").await.unwrap().is_none());
+    let v: i64 = db
+        .query_one("SELECT v FROM kv WHERE k = 'kept'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 7);
+    let all = kv.scan("", "", 0).await.unwrap();
+    assert!(
+        all.is_empty(),
+        "a KV scan of everything saw SQL rows: {all:?}"
+    );
+}
