@@ -350,3 +350,230 @@ async fn bad_input_on_the_sql_port_gets_its_sqlstate_or_a_clean_close_and_leaves
         "a KV scan of everything saw SQL rows: {all:?}"
     );
 }
+
+/// Runs psql with `script` on stdin against node `i`; (exit code, stdout, stderr).
+fn psql(c: &TestCluster, i: usize, script: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("psql")
+        .args([&dsn(c, i), "-X", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running psql");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_scripts_describe_write_read_and_stop_at_an_error() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let (rc, out, err) = psql(
+        &c,
+        0,
+        "CREATE TABLE fruit (id INT8 PRIMARY KEY, name TEXT NOT NULL, price FLOAT8 DEFAULT 1.5);\n\
+         CREATE UNIQUE INDEX fruit_name ON fruit (name);\n\
+         INSERT INTO fruit (id, name) VALUES (1, 'apple'), (2, 'pear');\n\
+         \\dt\n\
+         \\d fruit\n\
+         SELECT name, price FROM fruit ORDER BY id;\n",
+    );
+    assert_eq!(rc, 0, "{out}\n{err}");
+    for want in [
+        "INSERT 0 2",
+        " public | fruit | table | root",
+        "Table \"public.fruit\"",
+        " id     | bigint           |           | not null | ",
+        " price  | double precision |           |          | 1.5",
+        "\"fruit_pkey\" PRIMARY KEY, btree (id)",
+        "\"fruit_name\" UNIQUE, btree (name)",
+        " apple |   1.5",
+        "(2 rows)",
+    ] {
+        assert!(out.contains(want), "psql's output lacks {want:?}:\n{out}");
+    }
+    // ON_ERROR_STOP: psql exits 3 at the first error, the statements after it unrun.
+    let (rc, _, err) = psql(
+        &c,
+        1,
+        "INSERT INTO fruit VALUES (3, 'fig');\nINSERT INTO fruit VALUES (3, 'fig');\nINSERT INTO fruit VALUES (4, 'kiwi');\n",
+    );
+    assert_eq!(rc, 3, "{err}");
+    assert!(
+        err.contains("duplicate key value violates unique constraint"),
+        "{err}"
+    );
+    let (_, out, _) = psql(&c, 2, "SELECT count(*) FROM fruit;\n\\d nothing\n");
+    assert!(out.contains("     3\n"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shoal_sql_shell_runs_statements_from_flags_and_stdin_and_fails_with_the_sqlstate() {
+    use std::io::Write;
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let host = c.nodes[0].sql.clone();
+    let out = shoal_tests::shoal(&[
+        "sql",
+        "--host",
+        &host,
+        "-e",
+        "CREATE TABLE notes (id INT8 PRIMARY KEY, body TEXT)",
+        "-e",
+        "INSERT INTO notes VALUES (1, 'first'), (2, 'second; with a semicolon')",
+        "-e",
+        "SELECT id, body FROM notes ORDER BY id",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| 2  | second; with a semicolon |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(2 rows)"), "{stdout}");
+
+    // Statements on stdin (`kubectl exec -i ... shoal sql < script`): those before a
+    // failure run and print; the failure's SQLSTATE goes to stderr, the exit code is 1.
+    let mut child = Command::new(shoal_tests::shoal_bin())
+        .args(["sql", "--host", &host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"INSERT INTO notes VALUES (3, 'third');\nSELECT count(*) FROM notes;\nSELECT nope FROM notes;\nINSERT INTO notes VALUES (4, 'never');\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("| 3     |"), "{stdout}");
+    assert!(stderr.contains("42703"), "{stderr}");
+    let out = shoal_tests::shoal(&["sql", "--host", &host, "-e", "SELECT count(*) FROM notes"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| 3     |"));
+    // No server there: a clear error, exit code 1.
+    let out = shoal_tests::shoal(&[
+        "sql",
+        "--host",
+        "127.0.0.1:1",
+        "--connect-timeout",
+        "2",
+        "-e",
+        "SELECT 1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connecting to the SQL server"));
+}
+
+/// POSTs `body` to `path` on node `i`'s HTTP port with curl; (status, body).
+fn curl(c: &TestCluster, i: usize, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            body,
+        ])
+        .arg(format!("http://{}{path}", c.nodes[i].http))
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (json, code) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .expect("curl's status line");
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_sql_api_executes_queries_and_transactions_and_answers_sqlstates() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let (code, r) = curl(
+        &c,
+        0,
+        "/db/execute",
+        r#"["CREATE TABLE users (id INT8 PRIMARY KEY, name TEXT NOT NULL, admin BOOL DEFAULT false)",
+            ["INSERT INTO users (id, name) VALUES ($1, $2)", 1, "fiona"],
+            ["INSERT INTO users VALUES ($1, $2, $3)", 2, "sinead", true]]"#,
+    );
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["results"][1]["rows_affected"], 1, "{r}");
+    let (_, r) = curl(
+        &c,
+        1,
+        "/db/query?level=strong",
+        r#"["SELECT id, name, admin FROM users ORDER BY id", ["SELECT name FROM users WHERE id = $1", 2]]"#,
+    );
+    assert_eq!(
+        r["results"][0]["columns"],
+        serde_json::json!(["id", "name", "admin"]),
+        "{r}"
+    );
+    assert_eq!(
+        r["results"][0]["types"],
+        serde_json::json!(["bigint", "text", "boolean"]),
+        "{r}"
+    );
+    assert_eq!(
+        r["results"][0]["values"],
+        serde_json::json!([[1, "fiona", false], [2, "sinead", true]])
+    );
+    assert_eq!(r["results"][1]["values"], serde_json::json!([["sinead"]]));
+    // In one transaction: a failure rolls every statement back.
+    let (code, r) = curl(
+        &c,
+        2,
+        "/db/execute?transaction",
+        r#"[["INSERT INTO users (id, name) VALUES ($1, $2)", 3, "declan"], "INSERT INTO users (id) VALUES (4)"]"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(r["results"][1]["sqlstate"], "23502", "{r}");
+    let (_, r) = curl(&c, 0, "/db/query", r#"["SELECT count(*) FROM users"]"#);
+    assert_eq!(r["results"][0]["values"], serde_json::json!([[2]]), "{r}");
+    // Without it, each statement stands alone.
+    let (_, r) = curl(
+        &c,
+        0,
+        "/db/execute",
+        r#"["INSERT INTO users (id, name) VALUES (5, 'eve')", "INSERT INTO nope VALUES (1)"]"#,
+    );
+    assert_eq!(r["results"][0]["rows_affected"], 1, "{r}");
+    assert_eq!(r["results"][1]["sqlstate"], "42P01", "{r}");
+    // Malformed requests: 400 and nothing run.
+    for bad in [
+        "not json",
+        r#"{"a": 1}"#,
+        r#"[["SELECT $1", {"x": 1}]]"#,
+        r#"[42]"#,
+    ] {
+        let (code, r) = curl(&c, 0, "/db/execute", bad);
+        assert_eq!(code, 400, "{bad}: {r}");
+    }
+    let (code, _) = curl(&c, 0, "/db/query?level=psychic", r#"["SELECT 1"]"#);
+    assert_eq!(code, 400);
+}

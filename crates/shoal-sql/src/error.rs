@@ -19,6 +19,8 @@ pub mod state {
     pub const GROUPING_ERROR: &str = "42803";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const CARDINALITY_VIOLATION: &str = "21000";
+    pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
     pub const NOT_NULL_VIOLATION: &str = "23502";
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";

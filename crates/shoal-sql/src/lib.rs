@@ -7,7 +7,8 @@
 //!   (`shoal_storage::keys` owns the layout) and values.
 //! - [`ctx`]: what a statement runs with (its transaction, the ranges, its
 //!   parameters) and what it answers.
-//! - [`expr`]: binding an expression against the columns in scope, and evaluating it.
+//! - [`expr`]: binding an expression against the columns in scope, its type.
+//! - [`eval`]: evaluating a bound expression for a row.
 //! - [`plan`]: the access path a WHERE clause allows (point get, index lookup, range
 //!   scan, full scan), read a page at a time.
 //! - [`aggregate`]: aggregates and the binding of grouped queries.
@@ -30,6 +31,7 @@ pub mod catalog;
 pub mod ctx;
 pub mod ddl;
 pub mod error;
+pub mod eval;
 pub mod expr;
 pub mod http;
 pub mod pg;

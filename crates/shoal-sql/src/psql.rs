@@ -6,7 +6,6 @@
 use crate::catalog::Table;
 use crate::ctx::{Ctx, Output};
 use crate::error::Result;
-use crate::expr;
 use crate::types::{Datum, SqlType};
 
 /// One of psql's catalog queries.
@@ -104,8 +103,10 @@ async fn by_oid(ctx: &mut Ctx<'_>, oid: u32) -> Result<Option<Table>> {
 
 /// Answers one of psql's catalog queries.
 pub async fn answer(ctx: &mut Ctx<'_>, q: &Query) -> Result<Output> {
-    let matches =
-        |t: &Table, p: &Option<String>| p.as_ref().is_none_or(|p| expr::like_match(&t.name, p));
+    let matches = |t: &Table, p: &Option<String>| {
+        p.as_ref()
+            .is_none_or(|p| crate::eval::like_match(&t.name, p))
+    };
     Ok(match q {
         Query::ListTables(p) => {
             let mut found: Vec<Vec<Datum>> = ctx

@@ -49,11 +49,30 @@ enum SortBy {
     Expr(Scalar),
 }
 
+/// An inner join: its condition, and the two sides of one of its equalities (the
+/// right one over the joined row, its left columns NULL), whose values meet in the
+/// hash table.
+struct Join {
+    on: Scalar,
+    left_key: Scalar,
+    right_key: Scalar,
+    /// The keys compare as floats (one side is a float).
+    as_float: bool,
+}
+
+/// A join key as hash table key; `None` for NULL, which joins nothing.
+fn join_key(d: Datum, as_float: bool) -> Result<Option<Vec<u8>>> {
+    Ok(match d {
+        Datum::Null => None,
+        Datum::Int(i) if as_float => Some(key_part(&Datum::Float(i as f64))?),
+        d => Some(key_part(&d)?),
+    })
+}
+
 /// A bound query, ready to run.
 struct Bound {
     sources: Vec<Source>,
-    /// The join's ON condition and its equi-join columns `(left, right)` in the joined row.
-    join: Option<(Scalar, usize, usize)>,
+    join: Option<Join>,
     filter: Option<Scalar>,
     grouping: Option<(Vec<Scalar>, Vec<Agg>)>,
     having: Option<Scalar>,
@@ -170,22 +189,38 @@ async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
         };
         let mut parts = Vec::new();
         split_and(&on, &mut parts);
+        let side = |s: &Scalar| {
+            let mut cols = Vec::new();
+            s.columns(&mut cols);
+            if cols.is_empty() {
+                None
+            } else if cols.iter().all(|&c| c < left_len) {
+                Some(true)
+            } else if cols.iter().all(|&c| c >= left_len) {
+                Some(false)
+            } else {
+                None
+            }
+        };
         let eq = parts.iter().find_map(|p| match p {
-            Scalar::Binary(Op::Eq, a, b) => match (a.as_ref(), b.as_ref()) {
-                (Scalar::Column(x), Scalar::Column(y)) if *x < left_len && *y >= left_len => {
-                    Some((*x, *y))
-                }
-                (Scalar::Column(y), Scalar::Column(x)) if *x < left_len && *y >= left_len => {
-                    Some((*x, *y))
-                }
+            Scalar::Binary(Op::Eq, a, b) => match (side(a), side(b)) {
+                (Some(true), Some(false)) => Some((a.as_ref().clone(), b.as_ref().clone())),
+                (Some(false), Some(true)) => Some((b.as_ref().clone(), a.as_ref().clone())),
                 _ => None,
             },
             _ => None,
         });
-        let (l, r) = eq.ok_or_else(|| {
-            SqlError::unsupported("a join without an equality of a column of each table")
+        let (left_key, right_key) = eq.ok_or_else(|| {
+            SqlError::unsupported("a join without an equality between the two tables")
         })?;
-        join = Some((on, l, r));
+        let as_float = type_of(&left_key, &types) == SqlType::Float8
+            || type_of(&right_key, &types) == SqlType::Float8;
+        join = Some(Join {
+            on,
+            left_key,
+            right_key,
+            as_float,
+        });
     }
     // Grouping.
     let group_exprs: Vec<Expr> = match &sel.group_by {
@@ -371,11 +406,19 @@ fn bind_sort(
                     }
                     SortBy::Out(k - 1)
                 }
-                Expr::Identifier(i)
-                    if items.iter().any(|(n, _)| *n == ident(i))
-                        && scope.resolve(None, &ident(i)).is_err() =>
-                {
-                    SortBy::Out(items.iter().position(|(n, _)| *n == ident(i)).unwrap_or(0))
+                // A bare name is an output column's first (as in Postgres), and
+                // ambiguous when two different output columns bear it.
+                Expr::Identifier(i) if items.iter().any(|(n, _)| *n == ident(i)) => {
+                    let name = ident(i);
+                    let named: Vec<usize> =
+                        (0..items.len()).filter(|&k| items[k].0 == name).collect();
+                    if named.iter().any(|&k| items[k].1 != items[named[0]].1) {
+                        return Err(SqlError::new(
+                            state::AMBIGUOUS_COLUMN,
+                            format!("ORDER BY \"{name}\" is ambiguous"),
+                        ));
+                    }
+                    SortBy::Out(named[0])
                 }
                 e => SortBy::Expr(bind(e, scope, hook)?),
             };
@@ -408,7 +451,11 @@ pub async fn describe(
         }
         params[*n] = Some(SqlType::Int8);
     }
-    let mut scalars: Vec<&Scalar> = b.filter.iter().chain(b.join.iter().map(|j| &j.0)).collect();
+    let mut scalars: Vec<&Scalar> = b
+        .filter
+        .iter()
+        .chain(b.join.iter().map(|j| &j.on))
+        .collect();
     if b.grouping.is_none() {
         scalars.extend(b.project.iter());
     }
@@ -496,15 +543,16 @@ impl Input {
                 return Ok(None);
             };
             match (&self.right, &b.join) {
-                (Some(right), Some((on, l, _))) => {
-                    if row[*l].is_null() {
+                (Some(right), Some(j)) => {
+                    let Some(key) = join_key(j.left_key.eval(&row, ctx.params)?, j.as_float)?
+                    else {
                         continue;
-                    }
-                    if let Some(matches) = right.get(&key_part(&row[*l])?) {
+                    };
+                    if let Some(matches) = right.get(&key) {
                         for m in matches.iter().rev() {
                             let mut joined = row.clone();
                             joined.extend(m.iter().cloned());
-                            if on.passes(&joined, ctx.params)? {
+                            if j.on.passes(&joined, ctx.params)? {
                                 self.pending.push(joined);
                             }
                         }
@@ -516,25 +564,22 @@ impl Input {
     }
 }
 
-/// Reads every row of `table` into a hash table on column `col`.
+/// Reads every row of the right table into a hash table on the join's right key.
 async fn hash_table(
     ctx: &mut Ctx<'_>,
+    left_len: usize,
     table: &Table,
-    col: usize,
-    other: SqlType,
+    j: &Join,
 ) -> Result<HashMap<Vec<u8>, Vec<Row>>> {
     let mut cursor = Cursor::new(table, Access::Full);
     let mut out: HashMap<Vec<u8>, Vec<Row>> = HashMap::new();
+    let mut padded = vec![Datum::Null; left_len];
     while let Some((_, row)) = cursor.next(ctx, table).await? {
-        if row[col].is_null() {
-            continue;
+        padded.truncate(left_len);
+        padded.extend(row.iter().cloned());
+        if let Some(key) = join_key(j.right_key.eval(&padded, ctx.params)?, j.as_float)? {
+            out.entry(key).or_default().push(row);
         }
-        // Keys of the two sides must compare: an integer against a float is a float.
-        let v = match (&row[col], other) {
-            (Datum::Int(i), SqlType::Float8) => Datum::Float(*i as f64),
-            (d, _) => d.clone(),
-        };
-        out.entry(key_part(&v)?).or_default().push(row);
     }
     Ok(out)
 }
@@ -555,13 +600,11 @@ async fn run(ctx: &mut Ctx<'_>, b: &Bound) -> Result<Vec<Vec<Datum>>> {
             ))
         }
         [l, r] => {
-            let (lc, rc) = b.join.as_ref().map(|(_, l, r)| (*l, *r)).unwrap_or((0, 0));
-            let rcol = rc - l.table.columns.len();
-            let (lt, rt) = (l.table.columns[lc].ty, r.table.columns[rcol].ty);
-            if lt == SqlType::Float8 && rt != SqlType::Float8 {
-                // Build with the right side's integers as floats.
-            }
-            input.right = Some(hash_table(ctx, &r.table, rcol, lt).await?);
+            let j = b
+                .join
+                .as_ref()
+                .ok_or_else(|| SqlError::internal("a join without its keys"))?;
+            input.right = Some(hash_table(ctx, l.table.columns.len(), &r.table, j).await?);
             input.cursor = Some(Cursor::new(&l.table, Access::Full));
         }
         _ => unreachable!("bind_query allows two tables at most"),

@@ -222,7 +222,12 @@ impl Datum {
             (Datum::Float(f), SqlType::Float8) => Datum::Float(f),
             (Datum::Bool(b), SqlType::Bool) => Datum::Bool(b),
             (Datum::Text(s), SqlType::Varchar(Some(n))) => {
-                if s.chars().count() > n as usize {
+                let chars = s.chars().count();
+                // Postgres cuts excess trailing spaces silently.
+                if chars > n as usize && s.chars().skip(n as usize).all(|c| c == ' ') {
+                    return Ok(Datum::Text(s.chars().take(n as usize).collect()));
+                }
+                if chars > n as usize {
                     return Err(SqlError::new(
                         state::STRING_DATA_RIGHT_TRUNCATION,
                         format!("value too long for type character varying({n})"),

@@ -7,7 +7,7 @@ use sqlparser::ast::{self, Expr, SelectItem};
 
 use crate::catalog::{Row, Table};
 use crate::ctx::{Ctx, Output};
-use crate::error::{Result, SqlError};
+use crate::error::{state, Result, SqlError};
 use crate::expr::{bind, ident, object_name, NoHook, Scalar, Scope};
 use crate::expr::{infer_params, type_of};
 use crate::rows::{delete_row, duplicate, fit_row, put_row, replace_row, unique_conflict};
@@ -138,7 +138,10 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
     let ret = returning(&ins.returning, &table)?;
     let on_conflict = match &ins.on {
         None => None,
-        Some(ast::OnInsert::OnConflict(oc)) => Some(&oc.action),
+        Some(ast::OnInsert::OnConflict(oc)) => {
+            check_conflict_target(&table, oc)?;
+            Some(&oc.action)
+        }
         Some(other) => return Err(SqlError::unsupported(format!("{other}"))),
     };
     // ON CONFLICT DO UPDATE: over the row there (the table's name) and `excluded`.
@@ -158,6 +161,8 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
     };
     let mut count = 0u64;
     let mut out_rows = Vec::new();
+    // The rows this statement wrote: DO UPDATE may not change one twice.
+    let mut touched = std::collections::HashSet::new();
     for vals in values {
         if vals.len() > targets.len() {
             return Err(SqlError::syntax(
@@ -174,6 +179,7 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
         }
         let row = fit_row(&table, row)?;
         let key = table.key_of(&row)?;
+        let first_touch = touched.insert(key.clone());
         let written = match ctx.get(&key).await? {
             None => match unique_conflict(ctx, &table, &row).await? {
                 None => {
@@ -186,6 +192,12 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
             Some(existing) => match (&on_conflict, &upd) {
                 (Some(ast::OnConflictAction::DoNothing), _) => None,
                 (Some(ast::OnConflictAction::DoUpdate(_)), Some((sets, cond))) => {
+                    if !first_touch {
+                        return Err(SqlError::new(
+                            state::CARDINALITY_VIOLATION,
+                            "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                        ));
+                    }
                     let old = table.decode_row(&existing)?;
                     let mut both = old.clone();
                     both.extend(row.iter().cloned());
@@ -222,6 +234,41 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
         }
     }
     Ok(answer("INSERT", count, ret, out_rows))
+}
+
+/// An ON CONFLICT target names the primary key or a unique index (DO UPDATE must
+/// name one).
+fn check_conflict_target(table: &Table, oc: &ast::OnConflict) -> Result<()> {
+    let cols = match &oc.conflict_target {
+        None if matches!(oc.action, ast::OnConflictAction::DoUpdate(_)) => {
+            return Err(SqlError::syntax(
+                "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+            ))
+        }
+        None => return Ok(()),
+        Some(ast::ConflictTarget::Columns {
+            columns: cols,
+            predicate: None,
+        }) => cols
+            .iter()
+            .map(|c| table.column(&ident(c)))
+            .collect::<Result<Vec<usize>>>()?,
+        Some(other) => return Err(SqlError::unsupported(format!("ON CONFLICT {other}"))),
+    };
+    let same = |want: &[usize]| {
+        let mut a = want.to_vec();
+        let mut b = cols.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        a == b
+    };
+    if same(&table.primary_key) || table.indexes.iter().any(|i| i.unique && same(&i.columns)) {
+        return Ok(());
+    }
+    Err(SqlError::new(
+        state::INVALID_COLUMN_REFERENCE,
+        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+    ))
 }
 
 fn single_table(t: &ast::TableWithJoins) -> Result<(String, String)> {
