@@ -13,7 +13,7 @@ use shoal_raft::{RangeDescriptor, Replica, Touch};
 use crate::error::{Error, Result};
 use crate::located::LocatedRange;
 use crate::node::Node;
-use crate::request::Request;
+use crate::request::{Op, Request};
 
 /// How a request reached this node, as its metadata says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,11 +101,22 @@ fn replica_for(node: &Node, req: &Request) -> Result<Arc<Replica>> {
             &touches,
         ));
     }
+    // A transaction step whose anchor is inside but another key outside spans ranges
+    // (its reads reach a range split off since the coordinator looked): the sender
+    // regroups it. Otherwise a key outside is stale routing: the sender reroutes.
+    let anchor = req.op.anchor();
+    let step_spans = matches!(req.op, Op::Step(_))
+        && r.with_descriptor(|d| d.map(|d| Touch::Key(anchor.key).inside(d)))
+            .unwrap_or(false);
     check_inside(node, &r, &touches, || {
-        Misfit::Outside(format!(
-            "the request touches keys outside range {}",
-            t.range_id
-        ))
+        if step_spans {
+            Misfit::Cross
+        } else {
+            Misfit::Outside(format!(
+                "the request touches keys outside range {}",
+                t.range_id
+            ))
+        }
     })?;
     Ok(r)
 }
