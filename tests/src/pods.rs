@@ -347,6 +347,31 @@ impl Pods {
         Ok(Command::new("docker").args(&a).output()?)
     }
 
+    /// `kubectl exec -i POD -- shoal ARGS < input`.
+    pub fn exec_with_input(
+        &self,
+        name: &str,
+        args: &[&str],
+        input: &str,
+    ) -> anyhow::Result<Output> {
+        use std::io::Write;
+        let p = self.pods.get(name).context("no such pod")?;
+        let mut a = vec!["exec", "-i", p.container.as_str(), "shoal"];
+        a.extend_from_slice(args);
+        let mut child = Command::new("docker")
+            .args(&a)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(input.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    }
+
     pub fn logs(&self, name: &str) -> String {
         self.pods
             .get(name)

@@ -71,6 +71,45 @@ async fn statefulset_starts_with_the_init_job_and_serves_through_the_public_serv
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // kubectl exec shoal-1 -- shoal sql -e ...: the local node's SQL port by default.
+    let out = p
+        .exec(
+            "shoal-1",
+            &[
+                "sql",
+                "-e",
+                "CREATE TABLE pets (name TEXT PRIMARY KEY, legs INT4)",
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // kubectl exec -i shoal-2 -- shoal sql < script: statements on stdin.
+    let out = p
+        .exec_with_input(
+            "shoal-2",
+            &["sql"],
+            "INSERT INTO pets VALUES ('cat', 4), ('bird', 2);\nSELECT name, legs FROM pets ORDER BY name;\n",
+        )
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| bird | 2    |") && stdout.contains("| cat  | 4    |"),
+        "{stdout}"
+    );
+    let out = p
+        .exec_with_input("shoal-0", &["sql"], "SELECT nope FROM pets;\n")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("42703"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
