@@ -58,6 +58,20 @@ pub fn shoal(args: &[&str]) -> Output {
         .expect("running shoal")
 }
 
+/// Runs `cmd` with `input` on its stdin; its output (stdout and stderr captured).
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::io::Result<Output> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input)?;
+    }
+    child.wait_with_output()
+}
+
 /// A port that is free now and that nothing else will be handed: below the kernel's
 /// ephemeral range (outgoing connections never take it), and never twice in this
 /// process (tests of one binary run in parallel).

@@ -354,22 +354,13 @@ impl Pods {
         args: &[&str],
         input: &str,
     ) -> anyhow::Result<Output> {
-        use std::io::Write;
         let p = self.pods.get(name).context("no such pod")?;
         let mut a = vec!["exec", "-i", p.container.as_str(), "shoal"];
         a.extend_from_slice(args);
-        let mut child = Command::new("docker")
-            .args(&a)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(input.as_bytes())?;
-        Ok(child.wait_with_output()?)
+        Ok(crate::run_with_input(
+            Command::new("docker").args(&a),
+            input.as_bytes(),
+        )?)
     }
 
     pub fn logs(&self, name: &str) -> String {

@@ -124,22 +124,13 @@ async fn kv_commands_print_what_scripts_need() {
 
 /// Runs `shoal shell` against `hosts` with `script` on its stdin.
 fn shell(hosts: &str, script: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
-        .args(["shell", "--host", hosts])
-        .env("HOME", std::env::temp_dir())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    shoal_tests::run_with_input(
+        std::process::Command::new(shoal_tests::shoal_bin())
+            .args(["shell", "--host", hosts])
+            .env("HOME", std::env::temp_dir()),
+        script.as_bytes(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! binary (subcommands, flags, env vars, probe paths and ports) is what it accepts.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use shoal_tests::{http_get, shoal, TestCluster};
@@ -55,24 +55,19 @@ fn validate(yaml: &str) -> (bool, String) {
 }
 
 fn objects(yaml: &str) -> Vec<Value> {
-    let mut child = Command::new(python())
-        .args([
+    let out = shoal_tests::run_with_input(
+        Command::new(python()).args([
             "-c",
             "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+        ]),
+        yaml.as_bytes(),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

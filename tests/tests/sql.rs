@@ -353,21 +353,11 @@ async fn bad_input_on_the_sql_port_gets_its_sqlstate_or_a_clean_close_and_leaves
 
 /// Runs psql with `script` on stdin against node `i`; (exit code, stdout, stderr).
 fn psql(c: &TestCluster, i: usize, script: &str) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = Command::new("psql")
-        .args([&dsn(c, i), "-X", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running psql");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = shoal_tests::run_with_input(
+        Command::new("psql").args([&dsn(c, i), "-X", "-v", "ON_ERROR_STOP=1", "-f", "-"]),
+        script.as_bytes(),
+    )
+    .expect("running psql");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -419,7 +409,6 @@ async fn psql_scripts_describe_write_read_and_stop_at_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_shoal_sql_shell_runs_statements_from_flags_and_stdin_and_fails_with_the_sqlstate() {
-    use std::io::Write;
     let c = TestCluster::start_initialized(3, &[]).await.unwrap();
     let host = c.nodes[0].sql.clone();
     let out = shoal_tests::shoal(&[
@@ -447,20 +436,11 @@ async fn the_shoal_sql_shell_runs_statements_from_flags_and_stdin_and_fails_with
 
     // Statements on stdin (`kubectl exec -i ... shoal sql < script`): those before a
     // failure run and print; the failure's SQLSTATE goes to stderr, the exit code is 1.
-    let mut child = Command::new(shoal_tests::shoal_bin())
-        .args(["sql", "--host", &host])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"INSERT INTO notes VALUES (3, 'third');\nSELECT count(*) FROM notes;\nSELECT nope FROM notes;\nINSERT INTO notes VALUES (4, 'never');\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = shoal_tests::run_with_input(
+        Command::new(shoal_tests::shoal_bin()).args(["sql", "--host", &host]),
+        b"INSERT INTO notes VALUES (3, 'third');\nSELECT count(*) FROM notes;\nSELECT nope FROM notes;\nINSERT INTO notes VALUES (4, 'never');\n",
+    )
+    .unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -767,8 +747,10 @@ async fn a_bank_table_over_many_ranges_keeps_its_total_while_ranges_split_and_a_
     for r in readers {
         checks += r.await.unwrap();
     }
-    assert!(transfers > 20, "only {transfers} transfers committed");
-    assert!(checks > 20, "only {checks} snapshot sums read");
+    // Progress, not speed: on a loaded machine a reader's full scan of 16+ ranges takes
+    // about a second.
+    assert!(transfers >= 5, "only {transfers} transfers committed");
+    assert!(checks >= 5, "only {checks} snapshot sums read");
     let db = connect_any(&addrs, 0).await.unwrap();
     let row = db
         .query_one(

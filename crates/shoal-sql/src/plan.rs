@@ -60,7 +60,7 @@ impl Access {
 }
 
 /// The conjuncts of a WHERE clause (`a AND b AND c`).
-fn conjuncts<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
+pub fn conjuncts<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
     match s {
         Scalar::Binary(Op::And, a, b) => {
             conjuncts(a, out);

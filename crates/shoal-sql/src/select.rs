@@ -188,7 +188,7 @@ async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
             })?,
         };
         let mut parts = Vec::new();
-        split_and(&on, &mut parts);
+        plan::conjuncts(&on, &mut parts);
         let side = |s: &Scalar| {
             let mut cols = Vec::new();
             s.columns(&mut cols);
@@ -332,16 +332,6 @@ async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
         types,
         count_params,
     })
-}
-
-fn split_and<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
-    match s {
-        Scalar::Binary(Op::And, a, b) => {
-            split_and(a, out);
-            split_and(b, out);
-        }
-        o => out.push(o),
-    }
 }
 
 /// The select list with `*` expanded: `(output name, expression)`.

@@ -50,6 +50,24 @@ fn returning(items: &Option<Vec<SelectItem>>, table: &Table) -> Result<Option<Re
     Ok(Some((cols, exprs)))
 }
 
+/// Appends `row`'s RETURNING values, if the statement returns any.
+fn push_returned(
+    ret: &Option<Returning>,
+    row: &Row,
+    params: &[Datum],
+    out: &mut Vec<Vec<Datum>>,
+) -> Result<()> {
+    if let Some((_, exprs)) = ret {
+        out.push(
+            exprs
+                .iter()
+                .map(|e| e.eval(row, params))
+                .collect::<Result<_>>()?,
+        );
+    }
+    Ok(())
+}
+
 fn answer(command: &'static str, n: u64, ret: Option<Returning>, rows: Vec<Vec<Datum>>) -> Output {
     match ret {
         Some((columns, _)) => Output::Rows {
@@ -223,14 +241,7 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
         };
         if let Some(r) = written {
             count += 1;
-            if let Some((_, exprs)) = &ret {
-                out_rows.push(
-                    exprs
-                        .iter()
-                        .map(|e| e.eval(&r, ctx.params))
-                        .collect::<Result<_>>()?,
-                );
-            }
+            push_returned(&ret, &r, ctx.params, &mut out_rows)?;
         }
     }
     Ok(answer("INSERT", count, ret, out_rows))
@@ -312,14 +323,7 @@ pub async fn update(ctx: &mut Ctx<'_>, up: &ast::Update) -> Result<Output> {
         }
         let new = fit_row(&table, new)?;
         replace_row(ctx, &table, key, &old, new.clone()).await?;
-        if let Some((_, exprs)) = &ret {
-            out_rows.push(
-                exprs
-                    .iter()
-                    .map(|e| e.eval(&new, ctx.params))
-                    .collect::<Result<_>>()?,
-            );
-        }
+        push_returned(&ret, &new, ctx.params, &mut out_rows)?;
     }
     Ok(answer("UPDATE", n, ret, out_rows))
 }
@@ -347,14 +351,7 @@ pub async fn delete(ctx: &mut Ctx<'_>, del: &ast::Delete) -> Result<Output> {
     let mut out_rows = Vec::new();
     let n = rows.len() as u64;
     for (key, row) in rows {
-        if let Some((_, exprs)) = &ret {
-            out_rows.push(
-                exprs
-                    .iter()
-                    .map(|e| e.eval(&row, ctx.params))
-                    .collect::<Result<_>>()?,
-            );
-        }
+        push_returned(&ret, &row, ctx.params, &mut out_rows)?;
         delete_row(ctx, &table, key, &row).await?;
     }
     Ok(answer("DELETE", n, ret, out_rows))
