@@ -106,20 +106,24 @@ fn assignments(
         .collect()
 }
 
+/// The positions of an INSERT's target columns (all, in order, when it names none).
+fn target_columns(table: &Table, ins: &ast::Insert) -> Result<Vec<usize>> {
+    if ins.columns.is_empty() {
+        return Ok((0..table.columns.len()).collect());
+    }
+    ins.columns
+        .iter()
+        .map(|n| match n.0.last() {
+            Some(ast::ObjectNamePart::Identifier(i)) => table.column(&ident(i)),
+            _ => Err(SqlError::syntax(format!("bad column {n}"))),
+        })
+        .collect()
+}
+
 /// `INSERT`.
 pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
     let table = ctx.table(&table_name(&ins.table)?).await?;
-    let targets: Vec<usize> = if ins.columns.is_empty() {
-        (0..table.columns.len()).collect()
-    } else {
-        ins.columns
-            .iter()
-            .map(|n| match n.0.last() {
-                Some(ast::ObjectNamePart::Identifier(i)) => table.column(&ident(i)),
-                _ => Err(SqlError::syntax(format!("bad column {n}"))),
-            })
-            .collect::<Result<_>>()?
-    };
+    let targets = target_columns(&table, ins)?;
     let source = ins
         .source
         .as_ref()
@@ -364,17 +368,7 @@ pub type Description = (Vec<(String, SqlType)>, Vec<Option<SqlType>>);
 pub async fn describe_insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Description> {
     let table = ctx.table(&table_name(&ins.table)?).await?;
     let types: Vec<SqlType> = table.columns.iter().map(|c| c.ty).collect();
-    let targets: Vec<usize> = if ins.columns.is_empty() {
-        (0..table.columns.len()).collect()
-    } else {
-        ins.columns
-            .iter()
-            .map(|n| match n.0.last() {
-                Some(ast::ObjectNamePart::Identifier(i)) => table.column(&ident(i)),
-                _ => Err(SqlError::syntax(format!("bad column {n}"))),
-            })
-            .collect::<Result<_>>()?
-    };
+    let targets = target_columns(&table, ins)?;
     let mut params = Vec::new();
     if let Some(ast::SetExpr::Values(v)) = ins.source.as_ref().map(|s| s.body.as_ref()) {
         for r in &v.rows {
