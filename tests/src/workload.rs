@@ -266,7 +266,15 @@ impl Report {
             bail!("only {} operations recorded", self.operations());
         }
         self.check_linearizable()?;
-        let client = Client::with_options(addrs.to_vec(), client_options())?;
+        // The faults are healed, but routes may still settle (a redirect to a name
+        // this host cannot reach, a leader elected late): the checks' reads wait for
+        // an answer as long as the convergence check does. A value missing or wrong
+        // fails at once.
+        let opts = ClientOptions {
+            retry_deadline: timeout,
+            ..client_options()
+        };
+        let client = Client::with_options(addrs.to_vec(), opts)?;
         self.check_acknowledged(&client).await?;
         self.check_converged(addrs, timeout).await
     }
