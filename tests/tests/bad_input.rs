@@ -154,6 +154,9 @@ fn wrong_flags_are_usage_errors() {
         "not-an-addr",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    let out = shoal(&["start", "--data-dir", "/tmp/x", "--sql-addr", "5432"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sql-addr"));
     let out = shoal(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     // Semantically wrong values are refused by validation with a message naming the flag.
@@ -166,6 +169,8 @@ fn wrong_flags_are_usage_errors() {
         "--listen-addr",
         "127.0.0.1:0",
         "--http-addr",
+        "127.0.0.1:0",
+        "--sql-addr",
         "127.0.0.1:0",
         "--join",
         "nohost",
@@ -183,6 +188,8 @@ fn wrong_flags_are_usage_errors() {
         "--listen-addr",
         "127.0.0.1:0",
         "--http-addr",
+        "127.0.0.1:0",
+        "--sql-addr",
         "127.0.0.1:0",
         "--gc-ttl",
         "0s",
@@ -485,6 +492,47 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             .encode_to_vec(),
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
+        ),
+        (
+            "a put of a SQL table's key (0xFF...)",
+            "/shoal.v1.Kv/Put",
+            pb::PutRequest {
+                key: b"\xfft-row".to_vec(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "0xFF",
+        ),
+        (
+            "a delete-range starting among the SQL tables' keys",
+            "/shoal.v1.Kv/DeleteRange",
+            pb::DeleteRangeRequest {
+                start: b"\xfft".to_vec(),
+                end: b"\xfft\xff".to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "0xFF",
+        ),
+        (
+            "a client's prewrite of a SQL table's key",
+            "/shoal.v1.Kv/Prewrite",
+            pb::PrewriteRequest {
+                start_ts: 1 << 40,
+                primary: b"\xfft-row".to_vec(),
+                puts: vec![pb::PutOp {
+                    key: b"\xfft-row".to_vec(),
+                    value: b"v".to_vec(),
+                }],
+                ttl_ms: 1000,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "0xFF",
         ),
         (
             "garbage as a client's prewrite",
