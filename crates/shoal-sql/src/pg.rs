@@ -544,11 +544,3 @@ impl ExtendedQueryHandler for Conn {
         response(out, &portal.result_column_format).map_err(|e| pg_error(&e))
     }
 }
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.session.try_lock() {
-            s.abandon();
-        }
-    }
-}

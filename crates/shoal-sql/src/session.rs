@@ -114,21 +114,6 @@ impl Session {
         }
     }
 
-    /// Whether a transaction block is open (for the wire protocol's status byte):
-    /// `None` idle, `Some(true)` open, `Some(false)` failed.
-    pub fn in_block(&self) -> Option<bool> {
-        match self.block {
-            Block::Idle => None,
-            Block::Open { .. } => Some(true),
-            Block::Failed => Some(false),
-        }
-    }
-
-    /// Ends an open block without committing (the client went away).
-    pub fn abandon(&mut self) {
-        self.block = Block::Idle;
-    }
-
     async fn begin(&self, opts: Options) -> Result<Transaction> {
         let start_ts = self.engine.ranges.now().await?;
         Ok(Transaction::new(start_ts, opts, self.engine.limits))
