@@ -19,6 +19,8 @@ command -v make >/dev/null 2>&1 || _shoal_need_apt+=(make)
 # logic files are checked against.
 command -v psql >/dev/null 2>&1 || _shoal_need_apt+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || _shoal_need_apt+=(postgresql)
+# The HTTP SQL API is tested with curl.
+command -v curl >/dev/null 2>&1 || _shoal_need_apt+=(curl)
 if [ ${#_shoal_need_apt[@]} -gt 0 ]; then
   echo "installing ${_shoal_need_apt[*]} (Debian packages)" >&2
   _sudo=""; [ "$(id -u)" -ne 0 ] && _sudo="sudo"
