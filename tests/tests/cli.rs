@@ -45,8 +45,9 @@ async fn kv_commands_print_what_scripts_need() {
     assert_eq!(j["value"], "hello world");
     assert!(j["version"].as_u64().unwrap() > 0);
 
+    // A missing key has its own exit code (3), distinct from a failure's 1.
     let out = shoal(&["kv", "get", "missing", "--host", h]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(stdout(&out).is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 
@@ -54,9 +55,9 @@ async fn kv_commands_print_what_scripts_need() {
         assert!(shoal(&["kv", "put", k, v, "--host", h]).status.success());
     }
     let out = shoal(&["kv", "scan", "a", "c", "--host", h]);
-    assert_eq!(stdout(&out), "a\t1\nb\t2\n");
+    assert_eq!(stdout(&out), "KEY  VALUE\na    1\nb    2\n");
     let out = shoal(&["kv", "scan", "a", "--limit", "1", "--host", h]);
-    assert_eq!(stdout(&out), "a\t1\n");
+    assert_eq!(stdout(&out), "KEY  VALUE\na    1\n");
 
     // A timestamp, then a change: reads at the timestamp see the keys as they were.
     let out = shoal(&["kv", "now", "--host", h]);
@@ -68,7 +69,7 @@ async fn kv_commands_print_what_scripts_need() {
     let out = shoal(&["kv", "get", "b", "--at", &then, "--host", h]);
     assert_eq!(stdout(&out), "2\n");
     let out = shoal(&["kv", "scan", "a", "c", "--at", &then, "--host", h]);
-    assert_eq!(stdout(&out), "a\t1\nb\t2\n");
+    assert_eq!(stdout(&out), "KEY  VALUE\na    1\nb    2\n");
     let out = shoal(&["kv", "get", "b", "--host", h]);
     assert_eq!(stdout(&out), "20\n");
     let out = shoal(&["kv", "get", "b", "--at", "1", "--host", h]);
@@ -114,7 +115,7 @@ async fn kv_commands_print_what_scripts_need() {
     let out = shoal(&["kv", "del", "b", "--host", h]);
     assert!(out.status.success());
     let out = shoal(&["kv", "del", "b", "--host", h]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
 
     let out = shoal(&["node", "ls", "--host", h]);
     let text = stdout(&out);
@@ -211,21 +212,27 @@ async fn kv_txn_and_the_shells_transactions_span_ranges() {
         stdout(&out),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert_eq!(out.status.code(), Some(0), "{o}\n{e}");
-    let lines: Vec<&str> = o
-        .lines()
-        .filter(|l| !l.starts_with("Type `help`"))
-        .collect();
+    // On stdin, the shell runs every line and exits with the first failure's code:
+    // the `commit` with no transaction open.
+    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
+    let lines: Vec<&str> = o.lines().collect();
     assert!(lines[0].starts_with("BEGIN (snapshot at "), "{o}");
     assert_eq!(
-        &lines[1..6],
-        ["OK (at commit)", "OK (at commit)", "10", "a\t10", "x\t2"],
+        &lines[1..8],
+        [
+            "OK (at commit)",
+            "OK (at commit)",
+            "10",
+            "KEY  VALUE",
+            "a    10",
+            "x    2",
+            "z    10"
+        ],
         "{o}"
     );
-    assert_eq!(lines[6], "z\t10", "{o}");
-    assert!(lines[7].starts_with("COMMIT (version "), "{o}");
-    assert_eq!(lines[8], "10", "{o}");
-    assert!(lines[9].starts_with("BEGIN"), "{o}");
-    assert_eq!(&lines[10..], ["OK (at commit)", "ROLLBACK", "10"], "{o}");
+    assert!(lines[8].starts_with("COMMIT (version "), "{o}");
+    assert_eq!(lines[9], "10", "{o}");
+    assert!(lines[10].starts_with("BEGIN"), "{o}");
+    assert_eq!(&lines[11..], ["OK (at commit)", "ROLLBACK", "10"], "{o}");
     assert!(e.contains("no transaction is open"), "{e}");
 }

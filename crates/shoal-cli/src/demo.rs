@@ -86,7 +86,8 @@ fn log_tail(dir: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
+/// Runs the demo; returns the exit code (the shell's, see [`crate::shell::run`]).
+pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("locating the shoal binary")?;
     let (root, remove_root) = match &args.data_dir {
         Some(d) => {
@@ -203,7 +204,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!("connect with: shoal kv get KEY --host {}", seeds.join(","));
-    if args.no_shell {
+    let code = if args.no_shell {
         println!("running; Ctrl-C to stop");
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
@@ -219,10 +220,11 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<()> {
                 }
             }
         });
+        0
     } else {
-        crate::shell::run(rt, &client)?;
-    }
+        crate::shell::run(rt, &client, crate::Format::Plain)?
+    };
     println!("stopping the cluster");
     drop(cluster);
-    Ok(())
+    Ok(code)
 }

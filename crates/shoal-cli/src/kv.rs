@@ -1,5 +1,6 @@
-//! `shoal kv ...` and `shoal node ls`: one type per subcommand, shared by the CLI and
-//! the demo shell.
+//! `shoal kv ...`, `shoal node ...` and `shoal range ...`: one type per subcommand,
+//! shared by the CLI and the shell ([`crate::scan`] has the scan); tables through
+//! [`crate::table`].
 
 use std::io::{Read, Write};
 
@@ -7,12 +8,28 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use shoal_client::{Client, Consistency, KeyValue};
 
+use crate::scan::ScanArgs;
+use crate::table;
 use crate::{ClientArgs, Format};
+
+/// A key that does not exist: `kv get` and `kv del` exit with
+/// [`crate::EXIT_NOT_FOUND`] on it, not with a failure's 1.
+#[derive(Debug)]
+pub struct NotFound(pub String);
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key {:?} not found", self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum KvCommand {
-    /// Print the value of KEY (alone, so scripts can use it). Exit 1 if it is missing.
+    /// Print the value of KEY (alone, so scripts can use it). Exit 3 if it is missing.
     Get {
+        /// The key to read.
         key: String,
         /// Serve from the contacted replica's state, which may lag (no quorum check).
         #[arg(long, conflicts_with = "at")]
@@ -22,35 +39,46 @@ pub enum KvCommand {
         #[arg(long, value_name = "TS")]
         at: Option<u64>,
     },
-    /// Write VALUE under KEY ("-" reads the value from stdin).
-    Put { key: String, value: String },
-    /// Delete KEY. Exit 1 if it did not exist.
-    Del { key: String },
-    /// Print `key<TAB>value` for each key in [START, END) (END omitted: to the end).
-    Scan {
-        start: String,
-        end: Option<String>,
-        /// At most this many keys (0: all).
-        #[arg(long, default_value_t = 0)]
-        limit: usize,
-        /// The keys as they were at timestamp TS (default: now, one snapshot).
-        #[arg(long, value_name = "TS")]
-        at: Option<u64>,
+    /// Write VALUE under KEY and print its version.
+    Put {
+        /// The key to write.
+        key: String,
+        /// The value ("-" reads it from stdin).
+        value: String,
     },
+    /// Delete KEY. Exit 3 if it did not exist.
+    Del {
+        /// The key to delete.
+        key: String,
+    },
+    /// List the keys of [START, END) (END omitted: to the end) or under --prefix: a
+    /// table of KEY and VALUE, or one JSON object per line.
+    Scan(ScanArgs),
     /// Print a timestamp of the cluster's clock: above the version of every write
     /// acknowledged before (a point to read at later with --at).
     Now,
     /// Delete every key in [START, END) and print how many were deleted.
-    DelRange { start: String, end: Option<String> },
+    DelRange {
+        /// First key of the span (inclusive).
+        start: String,
+        /// End of the span (exclusive; omitted: to the end of the key space).
+        end: Option<String>,
+    },
     /// etcd-style transaction: if every --if holds, run the --then ops, else the --else ops.
     ///
     /// Compares: `version(KEY) OP N`, `value(KEY) OP VALUE`, `exists(KEY)`, `!exists(KEY)`,
     /// with OP one of = != > <. Ops: `put KEY VALUE`, `del KEY`, `get KEY`.
     Txn {
+        /// A condition (repeatable; all must hold): `version(KEY) OP N`,
+        /// `value(KEY) OP VALUE`, `exists(KEY)` or `!exists(KEY)`, OP one of = != > <.
         #[arg(long = "if", value_name = "COMPARE")]
         compares: Vec<String>,
+        /// An op run when every --if holds (repeatable, in order): `put KEY VALUE`,
+        /// `del KEY` or `get KEY`.
         #[arg(long = "then", value_name = "OP")]
         success: Vec<String>,
+        /// An op run when some --if does not hold (repeatable, in order): `put KEY
+        /// VALUE`, `del KEY` or `get KEY`.
         #[arg(long = "else", value_name = "OP")]
         failure: Vec<String>,
     },
@@ -62,7 +90,7 @@ pub async fn run(args: &ClientArgs, cmd: KvCommand) -> anyhow::Result<()> {
     exec(&client, args.format, cmd, &mut out).await
 }
 
-fn text(b: &[u8]) -> serde_json::Value {
+pub fn text(b: &[u8]) -> serde_json::Value {
     match std::str::from_utf8(b) {
         Ok(s) => serde_json::Value::String(s.to_string()),
         Err(_) => {
@@ -71,24 +99,8 @@ fn text(b: &[u8]) -> serde_json::Value {
     }
 }
 
-fn kv_json(kv: &KeyValue) -> serde_json::Value {
+pub fn kv_json(kv: &KeyValue) -> serde_json::Value {
     serde_json::json!({"key": text(&kv.key), "value": text(&kv.value), "version": kv.version})
-}
-
-/// Prints a scan's pairs: `key<TAB>value` lines, or one JSON object per line.
-pub fn print_kvs(format: Format, kvs: &[KeyValue], out: &mut dyn Write) -> anyhow::Result<()> {
-    for kv in kvs {
-        match format {
-            Format::Plain => {
-                out.write_all(&kv.key)?;
-                out.write_all(b"\t")?;
-                out.write_all(&kv.value)?;
-                out.write_all(b"\n")?;
-            }
-            Format::Json => writeln!(out, "{}", kv_json(kv))?,
-        }
-    }
-    Ok(())
 }
 
 /// Runs one kv command, writing its output to `out`.
@@ -117,7 +129,7 @@ pub async fn exec(
                     }
                     Format::Json => writeln!(out, "{}", kv_json(&kv))?,
                 },
-                None => bail!("key {key:?} not found"),
+                None => return Err(NotFound(key).into()),
             }
         }
         KvCommand::Put { key, value } => {
@@ -142,7 +154,7 @@ pub async fn exec(
                 writeln!(out, "{}", serde_json::json!({"deleted": existed}))?;
             }
             if !existed {
-                bail!("key {key:?} not found");
+                return Err(NotFound(key).into());
             }
             if format == Format::Plain {
                 writeln!(out, "deleted")?;
@@ -155,19 +167,7 @@ pub async fn exec(
                 Format::Json => writeln!(out, "{}", serde_json::json!({"timestamp": ts}))?,
             }
         }
-        KvCommand::Scan {
-            start,
-            end,
-            limit,
-            at,
-        } => {
-            let end = end.unwrap_or_default();
-            let kvs = match at {
-                Some(ts) => client.scan_at(&start, end, limit, ts).await?,
-                None => client.scan(&start, end, limit).await?,
-            };
-            print_kvs(format, &kvs, out)?;
-        }
+        KvCommand::Scan(args) => crate::scan::run(client, &args, format, out).await?,
         KvCommand::DelRange { start, end } => {
             let n = client.delete_range(&start, end.unwrap_or_default()).await?;
             match format {
@@ -220,7 +220,7 @@ pub async fn node_decommission(args: &ClientArgs, node_id: u64) -> anyhow::Resul
     eprintln!("decommissioning node {node_id}: its replicas move to other nodes");
     // Progress as the routing table shows it; patience runs from the last progress, so
     // a long drain of many replicas is fine while one that is stuck fails.
-    let patience = std::time::Duration::from_secs_f64(args.timeout.max(60.0));
+    let patience = args.timeout.max(std::time::Duration::from_secs(60));
     let mut last = u64::MAX;
     let mut since = std::time::Instant::now();
     loop {
@@ -294,12 +294,18 @@ pub async fn node_status(args: &ClientArgs) -> anyhow::Result<()> {
                     format!("no ({})", st.not_ready.join("; "))
                 }
             );
+            let mut t = table::new(["RANGE", "ROLE", "TERM", "LEADER", "COMMITTED", "APPLIED"]);
             for r in &st.ranges {
-                println!(
-                    "range {}: {} (term {}, leader {}), applied {} of {}",
-                    r.range_id, r.role, r.term, r.leader_id, r.applied_index, r.commit_index
-                );
+                t.add_row([
+                    r.range_id.to_string(),
+                    r.role.clone(),
+                    r.term.to_string(),
+                    r.leader_id.to_string(),
+                    r.commit_index.to_string(),
+                    r.applied_index.to_string(),
+                ]);
             }
+            table::write(&t, &mut std::io::stdout().lock())?;
         }
     }
     Ok(())
@@ -350,31 +356,37 @@ pub async fn print_nodes(
             )?;
         }
         Format::Plain => {
-            writeln!(
-                out,
-                "ID\tNAME\tADDRESS\tROLE\tLEADER\tLIVENESS\tREPLICAS\tLEADERS\tDISK FREE\tAPPLIED"
-            )?;
+            let mut t = table::new([
+                "ID",
+                "NAME",
+                "ADDRESS",
+                "ROLE",
+                "LEADER",
+                "LIVENESS",
+                "REPLICAS",
+                "LEADERS",
+                "DISK FREE",
+                "APPLIED",
+            ]);
             for n in &r.nodes {
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}\t{}{}\t{}\t{}\t{}\t{}",
-                    n.node_id,
-                    n.name,
-                    n.addr,
-                    n.role,
-                    if n.is_leader { "*" } else { "" },
-                    n.liveness,
+                t.add_row([
+                    n.node_id.to_string(),
+                    n.name.clone(),
+                    n.addr.clone(),
+                    n.role.clone(),
+                    if n.is_leader { "*" } else { "" }.to_string(),
                     if n.decommissioning {
-                        " (decommissioning)"
+                        format!("{} (decommissioning)", n.liveness)
                     } else {
-                        ""
+                        n.liveness.clone()
                     },
-                    n.replicas,
-                    n.leaders,
+                    n.replicas.to_string(),
+                    n.leaders.to_string(),
                     disk_free(n.available_bytes, n.capacity_bytes),
-                    n.applied_index
-                )?;
+                    n.applied_index.to_string(),
+                ]);
             }
+            table::write(&t, out)?;
         }
     }
     Ok(())
@@ -477,7 +489,7 @@ pub async fn print_ranges(
             writeln!(out, "{}", serde_json::json!({ "ranges": ranges }))?;
         }
         Format::Plain => {
-            writeln!(out, "ID\tSPAN\tEPOCH\tREPLICAS\tLEADER\tSIZE")?;
+            let mut t = table::new(["ID", "SPAN", "EPOCH", "REPLICAS", "LEADER", "SIZE"]);
             for i in &r.ranges {
                 let Some(d) = &i.descriptor else { continue };
                 let epoch = d.epoch.unwrap_or_default();
@@ -492,22 +504,20 @@ pub async fn print_ranges(
                         }
                     })
                     .collect();
-                writeln!(
-                    out,
-                    "{}\t{}\t{}.{}\t{}\t{}\t{}",
-                    d.range_id,
+                t.add_row([
+                    d.range_id.to_string(),
                     span_text(&d.start, &d.end),
-                    epoch.version,
-                    epoch.conf_ver,
+                    format!("{}.{}", epoch.version, epoch.conf_ver),
                     replicas.join(","),
                     if i.leader_id == 0 {
                         "-".to_string()
                     } else {
                         i.leader_id.to_string()
                     },
-                    human_bytes(i.approximate_bytes)
-                )?;
+                    human_bytes(i.approximate_bytes),
+                ]);
             }
+            table::write(&t, out)?;
         }
     }
     Ok(())

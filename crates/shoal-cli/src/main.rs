@@ -2,20 +2,28 @@
 //!
 //! - `start`: run a node ([`shoal_server::run`]).
 //! - `init`: found the cluster through one node.
-//! - `kv`: get / put / del / scan / del-range / txn through the SDK ([`kv`]; the
-//!   transaction syntax of `kv txn` and the shell is parsed in [`txn`]).
+//! - `kv`: get / put / del / scan / del-range / txn through the SDK ([`kv`]; `scan`
+//!   in [`scan`]; the transaction syntax of `kv txn` and the shell is parsed in
+//!   [`txn`]). Plain output prints aligned tables ([`table`]).
 //! - `node ls|status|drain|decommission|remove`, `range ls|lookup|split`: here.
 //! - `demo`: a real local 3-node cluster ([`demo`]) and a shell on it ([`shell`]).
 //! - `shell`: the shell on a running cluster (what `kubectl exec` opens).
 //! - `sql`: a SQL shell over the Postgres protocol ([`sql`]).
 //!
-//! Exit codes: 0 on success, 1 when the operation failed (a missing key included,
-//! with a message on stderr), 2 on a usage error.
+//! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error, 3 when
+//! `kv get` or `kv del` found no such key (with a message on stderr): a script tells
+//! "not there" from "could not ask".
+//!
+//! Every flag shared by the commands is also read from an env var (`SHOAL_HOST`,
+//! `SHOAL_FORMAT`, `SHOAL_TIMEOUT`); every duration flag takes one syntax (`1500ms`,
+//! `20s`, `5m`; a bare number is seconds), [`shoal_server::config::parse_duration`].
 
 mod demo;
 mod kv;
+mod scan;
 mod shell;
 mod sql;
+mod table;
 mod txn;
 
 use std::process::ExitCode;
@@ -76,9 +84,15 @@ enum RangeCommand {
     /// List the ranges: id, span, epoch, replicas, leader, approximate size.
     Ls,
     /// The range holding KEY.
-    Lookup { key: String },
+    Lookup {
+        /// A key of the range.
+        key: String,
+    },
     /// Split the range holding KEY at KEY (KEY starts the new right half).
-    Split { key: String },
+    Split {
+        /// Where to split: the first key of the new right half.
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,10 +101,16 @@ enum NodeCommand {
     Ls,
     /// Remove a node from the cluster (e.g. one whose disk was lost and that came back
     /// as a new node).
-    Remove { node_id: u64 },
+    Remove {
+        /// The node's id (the ID column of `shoal node ls`).
+        node_id: u64,
+    },
     /// Take a live node out of the cluster before removing its pod (scale-down): its
     /// replicas leave the range's membership (its leadership first moves away).
-    Decommission { node_id: u64 },
+    Decommission {
+        /// The node's id (the ID column of `shoal node ls`).
+        node_id: u64,
+    },
     /// Status of the node at --host: identity, readiness, and its ranges.
     Status,
     /// Prepare the node at --host to stop: unready, new requests refused, leaderships
@@ -100,8 +120,23 @@ enum NodeCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Aligned tables and plain lines, for people (`kv get` prints the value alone).
     Plain,
+    /// One JSON object per line, for programs.
     Json,
+}
+
+/// The exit code of `kv get` and `kv del` when the key does not exist.
+pub const EXIT_NOT_FOUND: u8 = 3;
+
+/// The exit code of a failed command: [`EXIT_NOT_FOUND`] for a missing key, 1 for any
+/// other failure.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<kv::NotFound>().is_some() {
+        EXIT_NOT_FOUND
+    } else {
+        1
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,19 +151,37 @@ pub struct ClientArgs {
     )]
     pub host: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "plain", global = true)]
+    #[arg(
+        long,
+        env = "SHOAL_FORMAT",
+        value_enum,
+        default_value = "plain",
+        global = true
+    )]
     pub format: Format,
-    /// Give up after this many seconds (retries included).
-    #[arg(long, default_value_t = 10.0, global = true)]
-    pub timeout: f64,
+    /// Give up after this long, retries included (`1500ms`, `20s`, `5m`; a bare number
+    /// is seconds).
+    #[arg(
+        long,
+        env = "SHOAL_TIMEOUT",
+        default_value = "10s",
+        global = true,
+        value_parser = parse_timeout
+    )]
+    pub timeout: Duration,
+}
+
+/// `--timeout`: a duration above zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match shoal_server::config::parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero".into()),
+        d => Ok(d),
+    }
 }
 
 impl ClientArgs {
     pub fn client(&self) -> anyhow::Result<Client> {
-        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
-            anyhow::bail!("--timeout must be a positive number of seconds");
-        }
-        let t = Duration::from_secs_f64(self.timeout);
+        let t = self.timeout;
         let opts = ClientOptions {
             retry_deadline: t,
             request_timeout: t.min(Duration::from_secs(5)),
@@ -197,7 +250,13 @@ fn main() -> ExitCode {
         }
         Command::Shell(c) => {
             init_tracing("warn");
-            c.client().and_then(|client| shell::run(&rt, &client))
+            match c
+                .client()
+                .and_then(|client| shell::run(&rt, &client, c.format))
+            {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
         }
         Command::Sql(args) => {
             init_tracing("warn");
@@ -205,14 +264,17 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => {
             init_tracing("warn");
-            demo::run(&rt, args)
+            match demo::run(&rt, args) {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
         }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -222,7 +284,7 @@ async fn init(c: &ClientArgs) -> anyhow::Result<()> {
     let addr = c.host.first().cloned().unwrap_or_default();
     // A node just started may not listen yet: wait (within --timeout) until it
     // answers a status request, which is safe to repeat; init itself is sent once.
-    let deadline = std::time::Instant::now() + Duration::from_secs_f64(c.timeout.max(1.0));
+    let deadline = std::time::Instant::now() + c.timeout.max(Duration::from_secs(1));
     while let Err(e) = client.status_of(&addr).await {
         if std::time::Instant::now() > deadline {
             return Err(e).context(format!("{addr} does not answer"));
@@ -248,9 +310,11 @@ async fn init(c: &ClientArgs) -> anyhow::Result<()> {
                 r.cluster_id,
                 r.nodes.len()
             );
+            let mut t = table::new(["ID", "ADDRESS"]);
             for n in &r.nodes {
-                println!("  node {}\t{}", n.node_id, n.addr);
+                t.add_row([n.node_id.to_string(), n.addr.clone()]);
             }
+            table::write(&t, &mut std::io::stdout().lock())?;
         }
     }
     Ok(())

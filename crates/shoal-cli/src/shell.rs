@@ -2,15 +2,19 @@
 //! opens in a pod): line editing and history (rustyline), each line parsed with the
 //! same command types as `shoal kv`. `begin` opens a transaction across ranges: the
 //! `get`, `put`, `del` and `scan` that follow go through it, until `commit` or
-//! `rollback`.
+//! `rollback`. Words are split as a POSIX shell splits them (shlex).
+//!
+//! With its stdin not a terminal it runs the lines it reads, all of them, and exits
+//! with the code of the first that failed (as `shoal` itself would have: 1, 2 for a
+//! line that does not parse, 3 for a missing key), 0 when none did.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use clap::{Parser, Subcommand};
 use rustyline::error::ReadlineError;
 use shoal_client::{Client, Isolation, Transaction, TxnOptions};
 
-use crate::kv::KvCommand;
+use crate::kv::{KvCommand, NotFound};
 use crate::Format;
 
 #[derive(Debug, Parser)]
@@ -58,8 +62,8 @@ commands:
   get KEY [--stale | --at TS]  print the value of KEY (at TS: as it was then)
   put KEY VALUE                write VALUE under KEY
   del KEY                      delete KEY
-  scan START [END] [--limit N] [--at TS]
-                               list keys in [START, END)
+  scan START [END] | --prefix P  [--reverse] [--keys-only] [--limit N] [--at TS]
+                               list keys in [START, END) or beginning with P
   now                          print a timestamp of the cluster's clock
   del-range START [END]        delete keys in [START, END)
   txn --if 'value(k) = v' --then 'put k w' --else 'get k'
@@ -70,64 +74,35 @@ commands:
   nodes                        list the cluster's nodes
   ranges                       list the ranges: span, epoch, replicas, leader, size
   help, exit (or Ctrl-D)
-Quote values with spaces: put greeting \"hello world\"";
+Words split as in a POSIX shell: put greeting \"hello world\" (# begins a comment)";
 
-/// Splits a line into words: whitespace separates, quotes group, backslash escapes.
+/// Splits a line into words as a POSIX shell does (shlex): whitespace separates,
+/// quotes group, backslash escapes, `#` at the start of a word comments out the rest.
 pub fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some('"'), '\\') | (None, '\\') => match chars.next() {
-                Some(n) => cur.push(n),
-                None => return Err("trailing backslash".into()),
-            },
-            (Some(_), c) => cur.push(c),
-            (None, '"') | (None, '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-        if quote.is_some() {
-            in_word = true;
-        }
-    }
-    if quote.is_some() {
-        return Err("unterminated quote".into());
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
+    shlex::split(line).ok_or_else(|| "unterminated quote or trailing backslash".to_string())
 }
 
 /// Runs one command of the shell inside the open transaction `t`.
-async fn in_txn(t: &Transaction, cmd: KvCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+async fn in_txn(
+    t: &Transaction,
+    format: Format,
+    cmd: KvCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     match cmd {
         KvCommand::Get { key, stale, at } => {
             if stale || at.is_some() {
                 anyhow::bail!("inside a transaction, reads see its snapshot (no --stale, --at)");
             }
             match t.get(&key).await? {
+                Some(kv) if format == Format::Json => {
+                    writeln!(out, "{}", crate::kv::kv_json(&kv))?;
+                }
                 Some(kv) => {
                     out.write_all(&kv.value)?;
                     out.write_all(b"\n")?;
                 }
-                None => anyhow::bail!("key {key:?} not found"),
+                None => return Err(NotFound(key).into()),
             }
         }
         KvCommand::Put { key, value } => {
@@ -136,38 +111,31 @@ async fn in_txn(t: &Transaction, cmd: KvCommand, out: &mut dyn Write) -> anyhow:
         }
         KvCommand::Del { key } => {
             if t.get(&key).await?.is_none() {
-                anyhow::bail!("key {key:?} not found");
+                return Err(NotFound(key).into());
             }
             t.delete(&key).await?;
             writeln!(out, "deleted (at commit)")?;
         }
-        KvCommand::Scan {
-            start,
-            end,
-            limit,
-            at,
-        } => {
-            if at.is_some() {
-                anyhow::bail!("inside a transaction, reads see its snapshot (no --at)");
-            }
-            let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-            let kvs = t.scan(&start, end.unwrap_or_default(), limit).await?;
-            crate::kv::print_kvs(Format::Plain, &kvs, out)?;
-        }
+        KvCommand::Scan(args) => crate::scan::run_in_txn(t, &args, format, out).await?,
         _ => anyhow::bail!("not inside a transaction: commit or rollback first"),
     }
     Ok(())
 }
 
-/// Runs the shell until Ctrl-D or `exit` (an open transaction is rolled back).
-pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> {
+/// Runs the shell until Ctrl-D or `exit` (an open transaction is rolled back);
+/// returns the exit code (see the module's doc).
+pub fn run(rt: &tokio::runtime::Runtime, client: &Client, format: Format) -> anyhow::Result<u8> {
+    let interactive = std::io::stdin().is_terminal();
+    let mut first_failure: Option<u8> = None;
     let mut ed = rustyline::DefaultEditor::new()?;
     let history =
         std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".shoal_history"));
     if let Some(h) = &history {
         let _ = ed.load_history(h);
     }
-    println!("Type `help` for commands, Ctrl-D to leave.");
+    if interactive {
+        println!("Type `help` for commands, Ctrl-D to leave.");
+    }
     let mut txn: Option<Transaction> = None;
     loop {
         let prompt = if txn.is_some() {
@@ -187,9 +155,11 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
         }
         let _ = ed.add_history_entry(trimmed);
         let words = match split_words(trimmed) {
+            Ok(w) if w.is_empty() => continue,
             Ok(w) => w,
             Err(e) => {
                 eprintln!("error: {e}");
+                first_failure.get_or_insert(2);
                 continue;
             }
         };
@@ -199,6 +169,7 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
                 let msg = e.to_string();
                 eprintln!("{}", msg.lines().next().unwrap_or("invalid command"));
                 eprintln!("(type `help` for commands)");
+                first_failure.get_or_insert(2);
                 continue;
             }
         };
@@ -209,12 +180,8 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
                 println!("{HELP}");
                 Ok(())
             }
-            ShellCommand::Nodes => {
-                rt.block_on(crate::kv::print_nodes(client, Format::Plain, &mut out))
-            }
-            ShellCommand::Ranges => {
-                rt.block_on(crate::kv::print_ranges(client, Format::Plain, &mut out))
-            }
+            ShellCommand::Nodes => rt.block_on(crate::kv::print_nodes(client, format, &mut out)),
+            ShellCommand::Ranges => rt.block_on(crate::kv::print_ranges(client, format, &mut out)),
             ShellCommand::Begin { .. } if txn.is_some() => Err(anyhow::anyhow!(
                 "a transaction is open: commit or rollback first"
             )),
@@ -253,13 +220,14 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
                     .map_err(Into::into)
             }
             ShellCommand::Kv(cmd) => match &txn {
-                Some(t) => rt.block_on(in_txn(t, cmd, &mut out)),
-                None => rt.block_on(crate::kv::exec(client, Format::Plain, cmd, &mut out)),
+                Some(t) => rt.block_on(in_txn(t, format, cmd, &mut out)),
+                None => rt.block_on(crate::kv::exec(client, format, cmd, &mut out)),
             },
         };
         let _ = out.flush();
         if let Err(e) = res {
             eprintln!("error: {e:#}");
+            first_failure.get_or_insert(crate::exit_code(&e));
         }
     }
     if let Some(t) = txn {
@@ -268,7 +236,11 @@ pub fn run(rt: &tokio::runtime::Runtime, client: &Client) -> anyhow::Result<()> 
     if let Some(h) = &history {
         let _ = ed.save_history(h);
     }
-    Ok(())
+    Ok(if interactive {
+        0
+    } else {
+        first_failure.unwrap_or(0)
+    })
 }
 
 #[cfg(test)]
@@ -286,7 +258,17 @@ mod tests {
             vec!["put", "x y", "z w"]
         );
         assert_eq!(split_words("put k ''").unwrap(), vec!["put", "k", ""]);
+        assert_eq!(
+            split_words("txn --if 'value(a) = 1' --then \"put a 2\"").unwrap(),
+            vec!["txn", "--if", "value(a) = 1", "--then", "put a 2"]
+        );
+        assert_eq!(
+            split_words("put k v # a comment").unwrap(),
+            vec!["put", "k", "v"]
+        );
+        assert!(split_words("# only a comment").unwrap().is_empty());
         assert!(split_words("put \"open").is_err());
+        assert!(split_words("put k v\\").is_err());
     }
 
     #[test]
@@ -321,6 +303,18 @@ mod tests {
             Line::try_parse_from(["commit"]).unwrap().cmd,
             ShellCommand::Commit
         ));
+        match Line::try_parse_from(["scan", "--prefix", "u/", "--reverse", "--keys-only"])
+            .unwrap()
+            .cmd
+        {
+            ShellCommand::Kv(KvCommand::Scan(a)) => {
+                assert!(a.reverse && a.keys_only);
+                assert_eq!(a.span(), (b"u/".to_vec(), b"u0".to_vec()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Line::try_parse_from(["scan", "a", "--prefix", "u/"]).is_err());
+        assert!(Line::try_parse_from(["scan"]).is_err());
         assert!(Line::try_parse_from(["frob"]).is_err());
     }
 }

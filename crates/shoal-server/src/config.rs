@@ -58,9 +58,10 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_BOOTSTRAP_EXPECT")]
     pub bootstrap_expect: Option<usize>,
 
-    /// On SIGTERM: seconds allowed to move leaderships away and finish in-flight
-    /// requests before the process exits (keep it under the pod's grace period).
-    #[arg(long, env = "SHOAL_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
+    /// On SIGTERM: how long moving leaderships away and finishing in-flight requests
+    /// may take before the process exits (keep it under the pod's grace period): a
+    /// duration (`20s`, `1m`), a bare number being seconds.
+    #[arg(long, env = "SHOAL_DRAIN_TIMEOUT_SECS", default_value_t = 20, value_parser = parse_secs)]
     pub drain_timeout_secs: u64,
 
     /// Largest key accepted, in bytes.
@@ -75,12 +76,14 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES", default_value_t = 8 << 20)]
     pub max_request_bytes: usize,
 
-    /// Raft heartbeat interval, in milliseconds.
-    #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 150)]
+    /// Raft heartbeat interval: a duration (`150ms`, `1s`), a bare number being
+    /// milliseconds.
+    #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 150, value_parser = parse_millis)]
     pub heartbeat_ms: u64,
 
-    /// Minimum Raft election timeout, in milliseconds (the maximum is twice this).
-    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    /// Minimum Raft election timeout (the maximum is twice this): a duration (`1s`,
+    /// `500ms`), a bare number being milliseconds.
+    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 1000, value_parser = parse_millis)]
     pub election_timeout_ms: u64,
 
     /// How a leader confirms a linearizable read: `read-index` (a heartbeat round to a
@@ -115,13 +118,14 @@ pub struct NodeConfig {
     pub replication_factor: usize,
 
     /// How long a node may go without a heartbeat before it is counted dead and its
-    /// replicas are made again on live nodes (`90s`, `5m`, `1h`; bare numbers are
+    /// replicas are made again on live nodes (`90s`, `5m`, `1h`; a bare number is
     /// seconds).
     #[arg(long, env = "SHOAL_TIME_UNTIL_DEAD", default_value = "5m", value_parser = parse_duration)]
     pub time_until_dead: std::time::Duration,
 
     /// How long old versions of keys are kept: reads at a past timestamp reach this far
-    /// back, and garbage collection drops what newer versions hid before it.
+    /// back, and garbage collection drops what newer versions hid before it (`10m`,
+    /// `1h`; a bare number is seconds).
     #[arg(long, env = "SHOAL_GC_TTL", default_value = "10m", value_parser = parse_duration)]
     pub gc_ttl: std::time::Duration,
 
@@ -143,24 +147,48 @@ pub struct NodeConfig {
     pub clock_skew_ms: i64,
 }
 
-/// A duration: a number with an optional unit, `s`, `m` or `h` (seconds without).
+/// A duration, in the one syntax of every duration flag of `shoal` (its server's and
+/// its CLI's): a number with a unit, `1500ms`, `20s`, `5m`, `1h`, or a sum such as
+/// `1m30s` (humantime's syntax); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration_in(s, std::time::Duration::from_secs(1))
+}
+
+/// As [`parse_duration`], a bare number counting `unit`s: a flag whose name ends in
+/// `-ms` or `-secs` keeps reading its bare numbers in that unit.
+pub fn parse_duration_in(
+    s: &str,
+    unit: std::time::Duration,
+) -> Result<std::time::Duration, String> {
     let t = s.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 5m, 1h)"))?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m or h)")),
-    };
-    secs.map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
+    let bare = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if bare {
+        let n: f64 = t
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration (e.g. 1500ms, 20s, 5m, 1h)"))?;
+        return std::time::Duration::try_from_secs_f64(n * unit.as_secs_f64())
+            .map_err(|_| format!("{s:?} is too long"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration ({e}; e.g. 1500ms, 20s, 5m, 1h)"))
+}
+
+/// A `--*-ms` flag: a duration, a bare number being milliseconds; in whole milliseconds.
+pub fn parse_millis(s: &str) -> Result<u64, String> {
+    let d = parse_duration_in(s, std::time::Duration::from_millis(1))?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!("{s:?} is finer than a millisecond"));
+    }
+    u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))
+}
+
+/// A `--*-secs` flag: a duration, a bare number being seconds; in whole seconds.
+pub fn parse_secs(s: &str) -> Result<u64, String> {
+    let d = parse_duration(s)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{s:?} is finer than a second"));
+    }
+    Ok(d.as_secs())
 }
 
 impl NodeConfig {
@@ -379,7 +407,19 @@ mod tests {
         assert_eq!(d("90s"), Ok(std::time::Duration::from_secs(90)));
         assert_eq!(d("5m"), Ok(std::time::Duration::from_secs(300)));
         assert_eq!(d("1h"), Ok(std::time::Duration::from_secs(3600)));
-        for bad in ["", "m", "5d", "-1s", "1.5m", "99999999999999999999h"] {
+        assert_eq!(d("1500ms"), Ok(std::time::Duration::from_millis(1500)));
+        assert_eq!(d("1m30s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(d("1.5m"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(d("0.5"), Ok(std::time::Duration::from_millis(500)));
+        for bad in [
+            "",
+            "m",
+            "5x",
+            "-1s",
+            "soon",
+            "1..5",
+            "99999999999999999999h",
+        ] {
             assert!(d(bad).is_err(), "{bad:?}");
         }
         let c = Cli::try_parse_from(["x", "--data-dir", "/d"]).unwrap().cfg;
@@ -392,5 +432,39 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "--data-dir", "/d", "--time-until-dead", "soon"]).is_err()
         );
+    }
+
+    #[test]
+    fn flags_named_in_a_unit_take_the_same_syntax_and_keep_their_bare_numbers() {
+        assert_eq!(parse_millis("150"), Ok(150));
+        assert_eq!(parse_millis("1s"), Ok(1000));
+        assert_eq!(parse_millis("1500ms"), Ok(1500));
+        assert!(parse_millis("1500us").is_err());
+        assert_eq!(parse_secs("20"), Ok(20));
+        assert_eq!(parse_secs("1m"), Ok(60));
+        assert!(parse_secs("1500ms").is_err());
+        let c = Cli::try_parse_from(["x", "--data-dir", "/d"]).unwrap().cfg;
+        assert_eq!(
+            (c.heartbeat_ms, c.election_timeout_ms, c.drain_timeout_secs),
+            (150, 1000, 20)
+        );
+        let c = Cli::try_parse_from([
+            "x",
+            "--data-dir",
+            "/d",
+            "--heartbeat-ms",
+            "50ms",
+            "--election-timeout-ms",
+            "1s",
+            "--drain-timeout-secs",
+            "2m",
+        ])
+        .unwrap()
+        .cfg;
+        assert_eq!(
+            (c.heartbeat_ms, c.election_timeout_ms, c.drain_timeout_secs),
+            (50, 1000, 120)
+        );
+        assert!(Cli::try_parse_from(["x", "--data-dir", "/d", "--heartbeat-ms", "fast"]).is_err());
     }
 }
