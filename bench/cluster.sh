@@ -1,8 +1,9 @@
 # Sourced by the bench scripts: a 3-node shoal cluster on loopback.
 #   shoal_cluster NAME WORK BIN PORT [flags...]
-#       starts (or restarts, on the same data) nodes on PORT+1..3 (gRPC) and
-#       PORT+11..13 (HTTP), data and logs in WORK/NAME-i; returns once the cluster
-#       takes writes. Sets NAME_eps (comma-separated endpoints) and NAME_pids.
+#       starts (or restarts, on the same data) nodes on PORT+1..3 (gRPC),
+#       PORT+11..13 (HTTP) and PORT+21..23 (SQL, for a build that has it), data and
+#       logs in WORK/NAME-i; returns once the cluster takes writes. Sets NAME_eps
+#       (comma-separated endpoints), NAME_sql (the SQL addresses) and NAME_pids.
 #   shoal_stop NAME       SIGTERM to the nodes, then waits for them.
 #   shoal_cpu NAME SECS   each node's CPU over SECS seconds, in % of one core.
 #   ab_bins BASE_BIN NEW_BIN
@@ -11,17 +12,22 @@
 shoal_cluster() {
   local name=$1 work=$2 bin=$3 port=$4
   shift 4
-  local i j join eps="" pids=()
+  local i j join eps="" sql="" pids=() sqlflag=0 sqlargs
+  "$bin/shoal" start --help 2>/dev/null | grep -q -- --sql-addr && sqlflag=1
   for i in 1 2 3; do
+    sqlargs=()
+    [ "$sqlflag" = 1 ] && sqlargs=(--sql-addr "127.0.0.1:$((port + 20 + i))")
     join=""
     for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
     "$bin/shoal" start --data-dir "$work/$name-$i" --listen-addr "127.0.0.1:$((port + i))" \
       --advertise-addr "127.0.0.1:$((port + i))" --http-addr "127.0.0.1:$((port + 10 + i))" \
-      --join "$join" "$@" >>"$work/$name-$i.log" 2>&1 &
+      --join "$join" "${sqlargs[@]}" "$@" >>"$work/$name-$i.log" 2>&1 &
     pids+=($!)
     eps="$eps${eps:+,}127.0.0.1:$((port + i))"
+    sql="$sql${sql:+,}127.0.0.1:$((port + 20 + i))"
   done
   eval "${name}_eps=$eps"
+  eval "${name}_sql=$sql"
   eval "${name}_pids=(${pids[*]})"
   for _ in $(seq 1 90); do
     SHOAL_HOST="$eps" "$bin/shoal" kv put bench-ready 1 --timeout 5 >/dev/null 2>&1 && return 0

@@ -33,6 +33,10 @@ use workload::{key, Distribution, KeyChooser, Op, Workload};
 pub enum TargetKind {
     Shoal,
     Etcd,
+    /// shoal through its SQL endpoint (endpoints: `--sql-addr`s): one table
+    /// `bench_kv (k BYTEA PRIMARY KEY, v BYTEA)`, prepared statements, a Postgres
+    /// connection per `--connections`.
+    Sql,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,7 +45,8 @@ pub enum Consistency {
     Stale,
 }
 
-/// Load generator for shoal and etcd (YCSB-style workloads).
+/// Load generator for shoal (its SDK or its SQL endpoint) and etcd (YCSB-style
+/// workloads).
 #[derive(Debug, Parser)]
 #[command(name = "shoal-bench", version)]
 struct Args {
@@ -362,8 +367,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let mut targets = Vec::new();
-    for _ in 0..args.connections {
-        targets.push(Target::connect(args.target, &args.endpoints).await?);
+    for n in 0..args.connections {
+        targets.push(Target::connect(args.target, &args.endpoints, n).await?);
     }
     if tso {
         return tso::run(&args, &targets).await;

@@ -1,5 +1,8 @@
-//! The two targets behind one interface: shoal through its SDK, etcd through its v3
-//! gRPC API.
+//! The targets behind one interface: shoal through its SDK, etcd through its v3 gRPC
+//! API, and shoal through its SQL endpoint (a table of the same keys and values, read
+//! by primary key and written by an upsert of one row, prepared once per connection).
+
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
@@ -9,11 +12,51 @@ use crate::TargetKind;
 pub enum Target {
     Shoal(shoal_client::Client),
     Etcd(Box<etcd_client::KvClient>),
+    Sql(Arc<Sql>),
+}
+
+/// A Postgres connection to a shoal node, and its prepared statements.
+pub struct Sql {
+    client: tokio_postgres::Client,
+    read: tokio_postgres::Statement,
+    write: tokio_postgres::Statement,
+}
+
+/// The SQL target's table.
+const SQL_TABLE: &str = "CREATE TABLE IF NOT EXISTS bench_kv (k BYTEA PRIMARY KEY, v BYTEA)";
+
+impl Sql {
+    async fn connect(endpoint: &str) -> anyhow::Result<Sql> {
+        let dsn = format!("postgresql://root@{endpoint}/defaultdb?connect_timeout=10");
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {endpoint}"))?;
+        tokio::spawn(conn);
+        client.batch_execute(SQL_TABLE).await?;
+        let read = client
+            .prepare("SELECT v FROM bench_kv WHERE k = $1")
+            .await?;
+        let write = client
+            .prepare(
+                "INSERT INTO bench_kv VALUES ($1, $2) \
+                 ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            )
+            .await?;
+        Ok(Sql {
+            client,
+            read,
+            write,
+        })
+    }
 }
 
 impl Target {
-    pub async fn connect(kind: TargetKind, endpoints: &[String]) -> anyhow::Result<Self> {
+    /// The `n`th connection: the SQL target spreads its connections over the nodes.
+    pub async fn connect(kind: TargetKind, endpoints: &[String], n: usize) -> anyhow::Result<Self> {
         Ok(match kind {
+            TargetKind::Sql => Target::Sql(Arc::new(
+                Sql::connect(&endpoints[n % endpoints.len()]).await?,
+            )),
             TargetKind::Shoal => {
                 Target::Shoal(shoal_client::Client::new(endpoints.iter().cloned())?)
             }
@@ -50,6 +93,12 @@ impl Target {
                 let opts = stale.then(|| etcd_client::GetOptions::new().with_serializable());
                 c.as_ref().clone().get(key, opts).await?;
             }
+            Target::Sql(s) => {
+                if stale {
+                    bail!("the SQL target reads linearizably only");
+                }
+                s.client.query_opt(&s.read, &[&key]).await?;
+            }
         }
         Ok(())
     }
@@ -61,6 +110,9 @@ impl Target {
             }
             Target::Etcd(c) => {
                 c.as_ref().clone().put(key, value, None).await?;
+            }
+            Target::Sql(s) => {
+                s.client.execute(&s.write, &[&key, &value]).await?;
             }
         }
         Ok(())
@@ -79,6 +131,7 @@ impl Target {
                     .with_limit(count as i64);
                 c.as_ref().clone().get(start, Some(opts)).await?;
             }
+            Target::Sql(_) => bail!("the SQL target runs reads and writes of one key"),
         }
         Ok(())
     }
@@ -89,6 +142,7 @@ impl Target {
         match self {
             Target::Shoal(c) => Ok(c.timestamps(count).await?),
             Target::Etcd(_) => bail!("etcd has no timestamp oracle"),
+            Target::Sql(_) => bail!("the SQL target has no timestamp oracle call"),
         }
     }
 
@@ -110,6 +164,7 @@ impl Target {
                     .collect();
                 c.as_ref().clone().txn(Txn::new().and_then(ops)).await?;
             }
+            Target::Sql(_) => bail!("the SQL target runs reads and writes of one key"),
         }
         Ok(())
     }
@@ -172,6 +227,7 @@ impl Target {
                     }
                 }
             }
+            Target::Sql(_) => bail!("the SQL target runs reads and writes of one key"),
         }
         Ok(())
     }
@@ -195,6 +251,7 @@ impl Target {
                     bail!("etcd txn: {e}");
                 }
             }
+            Target::Sql(_) => bail!("the SQL target runs reads and writes of one key"),
         }
         Ok(())
     }

@@ -9,10 +9,12 @@
 //! - [`txn_workload`]: transactional workloads (bank, list-append) and their checks.
 //! - [`pairs`]: batches of puts across ranges (committed by the SDK) and their checks.
 //! - [`pods`]: pods simulated as Docker containers, and the faults done to them.
+//! - [`sql_bank`]: the bank workload through SQL (Postgres connections) and its checks.
 
 pub mod linearizability;
 pub mod pairs;
 pub mod pods;
+pub mod sql_bank;
 pub mod txn_workload;
 pub mod workload;
 
@@ -222,6 +224,20 @@ impl TestCluster {
     /// A client seeded with every node.
     pub fn client(&self) -> Client {
         Client::with_options(self.addrs(), ClientOptions::default()).expect("client")
+    }
+
+    /// The Postgres DSN of node `i`'s SQL port.
+    pub fn sql_dsn(&self, i: usize) -> String {
+        format!("postgresql://root@{}/defaultdb", self.nodes[i].sql)
+    }
+
+    /// A Postgres client (tokio-postgres) on node `i`'s SQL port, its connection's
+    /// task spawned.
+    pub async fn sql_client(&self, i: usize) -> anyhow::Result<tokio_postgres::Client> {
+        let dsn = format!("{}?connect_timeout=10", self.sql_dsn(i));
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
     }
 
     /// A client that enters the cluster through node `i` only.

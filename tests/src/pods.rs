@@ -102,7 +102,8 @@ pub struct Pods {
     args: Vec<String>,
     env: Vec<(String, String)>,
     pub pods: BTreeMap<String, Pod>,
-    ports: BTreeMap<String, (u16, u16)>,
+    /// Each pod's published ports: gRPC, HTTP, SQL.
+    ports: BTreeMap<String, (u16, u16, u16)>,
     volumes: Vec<String>,
     /// Volumes that are host directories (tmpfs mounts of a fixed size).
     binds: BTreeMap<String, PathBuf>,
@@ -231,10 +232,10 @@ impl Pods {
         };
         // A pod keeps its published ports across restarts: the harness's clients reach
         // pods through them as through a Service, whose address does not change.
-        let (grpc_port, http_port) = *self
+        let (grpc_port, http_port, sql_port) = *self
             .ports
             .entry(name.to_string())
-            .or_insert_with(|| (crate::free_port(), crate::free_port()));
+            .or_insert_with(|| (crate::free_port(), crate::free_port(), crate::free_port()));
         let mut args: Vec<String> = vec![
             "run".into(),
             "-d".into(),
@@ -252,6 +253,8 @@ impl Pods {
             format!("127.0.0.1:{grpc_port}:7070"),
             "-p".into(),
             format!("127.0.0.1:{http_port}:7080"),
+            "-p".into(),
+            format!("127.0.0.1:{sql_port}:5432"),
             "--stop-timeout".into(),
             "30".into(),
         ];
@@ -428,6 +431,16 @@ impl Pods {
     /// Addresses (published gRPC ports) of every pod.
     pub fn addrs(&self) -> Vec<String> {
         self.pods.values().map(|p| p.grpc.clone()).collect()
+    }
+
+    /// Addresses (published SQL ports) of every pod; a pod keeps its own across
+    /// restarts and partitions.
+    pub fn sql_addrs(&self) -> Vec<String> {
+        self.pods
+            .keys()
+            .filter_map(|name| self.ports.get(name))
+            .map(|(_, _, sql)| format!("127.0.0.1:{sql}"))
+            .collect()
     }
 
     /// A volume that is a tmpfs of `mib` MiB mounted on the host: it keeps its data

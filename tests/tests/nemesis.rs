@@ -4,7 +4,10 @@
 //! the register histories are linearizable, no acknowledged write was lost, and every
 //! replica holds the same data; and, from the transactions across ten ranges that ran
 //! beside them (`shoal_tests::txn_workload`), that every bank snapshot summed to the
-//! total and the list-append history is strictly serializable.
+//! total and the list-append history is strictly serializable; and, from the bank
+//! through SQL beside them (`shoal_tests::sql_bank`, a table over four ranges, over
+//! Postgres connections to the pods' SQL ports), that every `sum()` was the total and
+//! the table ends with it.
 //!
 //! Each nemesis runs for `$SHOAL_NEMESIS_SECS` seconds (default 20, as CI runs them);
 //! `scripts/soak.sh` runs them for longer. Partitions use blackhole routes in the pods'
@@ -15,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
+use shoal_storage::keys;
 use shoal_tests::pods::Pods;
+use shoal_tests::sql_bank::{self, SqlBank};
 use shoal_tests::txn_workload::{Bank, ListAppend};
 use shoal_tests::workload::{Endpoints, Workload};
 
@@ -35,6 +40,15 @@ const TXN_SPLITS: &[&str] = &[
     "t/la/012",
     "t/m",
 ];
+
+/// The SQL bank's accounts (the first table: id 100), split into four ranges.
+const SQL_ACCOUNTS: i64 = 16;
+
+fn sql_row_key(id: i64) -> Vec<u8> {
+    let mut k = keys::sql_index_prefix(100, keys::PRIMARY_INDEX);
+    keys::push_int_part(&mut k, id);
+    k
+}
 
 fn duration() -> Duration {
     let secs = std::env::var("SHOAL_NEMESIS_SECS")
@@ -277,6 +291,12 @@ impl Run {
             .await
             .unwrap();
         let lists = ListAppend::start(&self.p.addrs(), 16, 2).unwrap();
+        let sql = self.p.sql_addrs();
+        sql_bank::create(&sql, SQL_ACCOUNTS, 100, 0).await.unwrap();
+        for id in [4, 8, 12] {
+            client.split_range(sql_row_key(id)).await.unwrap();
+        }
+        let sql_bank = SqlBank::start(&sql, SQL_ACCOUNTS, SQL_ACCOUNTS * 100, 1, 1);
         let w = Workload::start(self.endpoints.clone(), CLIENTS);
         let until = Instant::now() + duration();
         while Instant::now() < until {
@@ -301,6 +321,7 @@ impl Run {
             .unwrap();
         let report = w.finish().await;
         let (bank, lists) = (bank.finish().await, lists.finish().await);
+        let sql_report = sql_bank.finish().await;
         let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
         for l in &self.log {
             *kinds.entry(l.split(' ').next().unwrap_or("")).or_default() += 1;
@@ -331,6 +352,24 @@ impl Run {
             panic!("{e:?}");
         }
         lists.check().unwrap();
+        eprintln!("bank through SQL: {sql_report:?}");
+        assert!(
+            sql_report.violations.is_empty(),
+            "SQL snapshots saw transfers half done: {:?}",
+            sql_report.violations
+        );
+        assert!(
+            sql_report.transfers >= 1 && sql_report.reads >= 1,
+            "no progress through SQL: {sql_report:?}"
+        );
+        sql_bank::check(
+            &sql,
+            SQL_ACCOUNTS,
+            SQL_ACCOUNTS * 100,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     }
 }
 

@@ -1,6 +1,7 @@
 //! SQL on a real cluster, through real Postgres clients: the logic files of
 //! `tests/sql` (whose answers a real PostgreSQL server gives too, checked here),
-//! tokio-postgres with the extended protocol and binary parameters, psql, and bad
+//! tokio-postgres with the extended protocol and binary parameters, an application on
+//! psycopg (run against PostgreSQL too), psql, and bad
 //! input (errors with their SQLSTATE, garbage on the port, a client gone
 //! mid-transaction) after which the node keeps serving and nothing is half written.
 
@@ -8,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use shoal_tests::sql_bank::{self, SqlBank};
 use shoal_tests::TestCluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,17 +60,28 @@ fn run_logic_files(dsn: &str, fresh: bool) {
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
 
+/// Runs `tests/sql/app.py`, an application on psycopg, against `dsn`.
+fn run_app(dsn: &str) {
+    let out = Command::new(python())
+        .arg(repo().join("tests/sql/app.py"))
+        .arg("--dsn")
+        .arg(dsn)
+        .output()
+        .expect("running app.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.ends_with("app: ok\n"),
+        "app.py against {dsn}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn dsn(c: &TestCluster, i: usize) -> String {
-    format!("postgresql://root@{}/defaultdb", c.nodes[i].sql)
+    c.sql_dsn(i)
 }
 
 async fn connect(c: &TestCluster, i: usize) -> Client {
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{}?connect_timeout=10", dsn(c, i)), NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    client
+    c.sql_client(i).await.unwrap()
 }
 
 fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
@@ -79,6 +92,15 @@ fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
 async fn the_logic_files_answer_on_shoal_as_postgres_answers_them() {
     let c = TestCluster::start_initialized(3, &[]).await.unwrap();
     run_logic_files(&dsn(&c, 1), false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_python_application_on_psycopg_writes_reads_and_meets_its_errors() {
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let dsn = dsn(&c, 2);
+    tokio::task::spawn_blocking(move || run_app(&dsn))
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -100,7 +122,10 @@ fn the_logic_files_answers_are_postgres_own() {
         String::from_utf8_lossy(&out.stderr)
     );
     let dsn = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let result = std::panic::catch_unwind(|| run_logic_files(&dsn, true));
+    let result = std::panic::catch_unwind(|| {
+        run_logic_files(&dsn, true);
+        run_app(&dsn);
+    });
     let _ = Command::new(&script).arg("stop").arg(dir.path()).output();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
@@ -434,6 +459,19 @@ async fn the_shoal_sql_shell_runs_statements_from_flags_and_stdin_and_fails_with
     );
     assert!(stdout.contains("(2 rows)"), "{stdout}");
 
+    // The host and the timeout from the environment, the timeout in the CLI's one
+    // duration syntax.
+    let out = Command::new(shoal_tests::shoal_bin())
+        .args(["sql", "-e", "SELECT count(*) FROM notes"])
+        .env("SHOAL_SQL_HOST", &host)
+        .env("SHOAL_TIMEOUT", "20s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("| 2 "),
+        "{out:?}"
+    );
+
     // Statements on stdin (`kubectl exec -i ... shoal sql < script`): those before a
     // failure run and print; the failure's SQLSTATE goes to stderr, the exit code is 1.
     let out = shoal_tests::run_with_input(
@@ -558,62 +596,6 @@ async fn the_http_sql_api_executes_queries_and_transactions_and_answers_sqlstate
     assert_eq!(code, 400);
 }
 
-/// A connection to one of `addrs` (the first that answers, from `start` on).
-async fn connect_any(addrs: &[String], start: usize) -> Option<Client> {
-    for k in 0..addrs.len() {
-        let dsn = format!(
-            "postgresql://root@{}/defaultdb?connect_timeout=3",
-            addrs[(start + k) % addrs.len()]
-        );
-        if let Ok(Ok((client, conn))) =
-            tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&dsn, NoTls)).await
-        {
-            tokio::spawn(conn);
-            return Some(client);
-        }
-    }
-    None
-}
-
-/// One transfer between two accounts in a transaction; Ok(false) when it was
-/// refused (a conflict, a node gone): nothing of it was written.
-async fn transfer(
-    db: &Client,
-    from: i64,
-    to: i64,
-    amount: i64,
-) -> Result<bool, tokio_postgres::Error> {
-    db.batch_execute("BEGIN").await?;
-    let run = async {
-        let a: i64 = db
-            .query_one("SELECT balance FROM accounts WHERE id = $1", &[&from])
-            .await?
-            .get(0);
-        if a < amount {
-            return Ok(false);
-        }
-        db.execute(
-            "UPDATE accounts SET balance = balance - $2 WHERE id = $1",
-            &[&from, &amount],
-        )
-        .await?;
-        db.execute(
-            "UPDATE accounts SET balance = balance + $2 WHERE id = $1",
-            &[&to, &amount],
-        )
-        .await?;
-        Ok(true)
-    };
-    match run.await {
-        Ok(true) => db.batch_execute("COMMIT").await.map(|_| true),
-        Ok(false) => db.batch_execute("ROLLBACK").await.map(|_| false),
-        Err(e) => {
-            let _ = db.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bank_table_over_many_ranges_keeps_its_total_while_ranges_split_and_a_node_is_killed() {
     use shoal_storage::keys;
@@ -622,18 +604,8 @@ async fn a_bank_table_over_many_ranges_keeps_its_total_while_ranges_split_and_a_
     let mut flags = vec!["--range-max-bytes", "16384"];
     flags.extend_from_slice(shoal_tests::FAST_ELECTIONS);
     let mut c = TestCluster::start_initialized(3, &flags).await.unwrap();
-    let db = connect(&c, 0).await;
-    db.batch_execute(
-        "CREATE TABLE accounts (id INT8 PRIMARY KEY, balance INT8 NOT NULL, pad TEXT)",
-    )
-    .await
-    .unwrap();
-    let pad = "p".repeat(300);
-    for id in 0..ACCOUNTS {
-        db.execute("INSERT INTO accounts VALUES ($1, 100, $2)", &[&id, &pad])
-            .await
-            .unwrap();
-    }
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.sql.clone()).collect();
+    sql_bank::create(&addrs, ACCOUNTS, 100, 300).await.unwrap();
     // The table's rows spread over at least 16 ranges: splits at rows' keys (the
     // first table's id is 100), besides those its size makes.
     let admin = c.client();
@@ -666,68 +638,7 @@ async fn a_bank_table_over_many_ranges_keeps_its_total_while_ranges_split_and_a_
         .count();
     assert!(spread >= 16, "the table lies in {spread} ranges");
 
-    let addrs: Vec<String> = c.nodes.iter().map(|n| n.sql.clone()).collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for w in 0..4usize {
-        let (addrs, stop) = (addrs.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            let mut db = connect_any(&addrs, w).await;
-            let mut i = w as i64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Some(conn) = &db else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    db = connect_any(&addrs, w + 1).await;
-                    continue;
-                };
-                i += 7;
-                let (from, to) = (i % ACCOUNTS, (i * 13 + 5) % ACCOUNTS);
-                if from == to {
-                    continue;
-                }
-                match transfer(conn, from, to, 1 + i % 9).await {
-                    Ok(true) => done += 1,
-                    Ok(false) => {}
-                    Err(e) if conn.is_closed() || e.code().is_none() => db = None,
-                    Err(_) => {}
-                }
-            }
-            done
-        }));
-    }
-    let mut readers = Vec::new();
-    for r in 0..2usize {
-        let (addrs, stop) = (addrs.clone(), stop.clone());
-        readers.push(tokio::spawn(async move {
-            let mut checked = 0u64;
-            let mut db = connect_any(&addrs, r + 2).await;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Some(conn) = &db else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    db = connect_any(&addrs, r).await;
-                    continue;
-                };
-                match conn
-                    .query_one("SELECT sum(balance), count(*) FROM accounts", &[])
-                    .await
-                {
-                    Ok(row) => {
-                        let (sum, n): (i64, i64) = (row.get(0), row.get(1));
-                        assert_eq!(
-                            (sum, n),
-                            (TOTAL, ACCOUNTS),
-                            "a snapshot saw a transfer half done"
-                        );
-                        checked += 1;
-                    }
-                    Err(_) if conn.is_closed() => db = None,
-                    Err(_) => {}
-                }
-            }
-            checked
-        }));
-    }
+    let bank = SqlBank::start(&addrs, ACCOUNTS, TOTAL, 4, 2);
     // Faults: more splits of the table, a node killed and brought back.
     tokio::time::sleep(Duration::from_secs(4)).await;
     for id in [2, 6, 10, 14] {
@@ -738,31 +649,18 @@ async fn a_bank_table_over_many_ranges_keeps_its_total_while_ranges_split_and_a_
     tokio::time::sleep(Duration::from_secs(5)).await;
     c.restart(2).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut transfers = 0;
-    for w in workers {
-        transfers += w.await.unwrap();
-    }
-    let mut checks = 0;
-    for r in readers {
-        checks += r.await.unwrap();
-    }
+    let report = bank.finish().await;
+    assert!(
+        report.violations.is_empty(),
+        "snapshots saw transfers half done: {:?}",
+        report.violations
+    );
     // Progress, not speed: on a loaded machine a reader's full scan of 16+ ranges takes
     // about a second.
-    assert!(transfers >= 5, "only {transfers} transfers committed");
-    assert!(checks >= 5, "only {checks} snapshot sums read");
-    let db = connect_any(&addrs, 0).await.unwrap();
-    let row = db
-        .query_one(
-            "SELECT sum(balance), count(*), min(balance) FROM accounts",
-            &[],
-        )
+    assert!(report.transfers >= 5, "{report:?}");
+    assert!(report.reads >= 5, "{report:?}");
+    sql_bank::check(&addrs, ACCOUNTS, TOTAL, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(
-        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
-        (TOTAL, ACCOUNTS)
-    );
-    assert!(row.get::<_, i64>(2) >= 0);
-    eprintln!("{transfers} transfers, {checks} snapshot sums checked");
+    eprintln!("{report:?}");
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use shoal_client::{Client, Consistency, KeyValue};
+use shoal_client::{Client, Consistency};
 
 use crate::scan::ScanArgs;
 use crate::table;
@@ -90,19 +90,6 @@ pub async fn run(args: &ClientArgs, cmd: KvCommand) -> anyhow::Result<()> {
     exec(&client, args.format, cmd, &mut out).await
 }
 
-pub fn text(b: &[u8]) -> serde_json::Value {
-    match std::str::from_utf8(b) {
-        Ok(s) => serde_json::Value::String(s.to_string()),
-        Err(_) => {
-            serde_json::json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
-        }
-    }
-}
-
-pub fn kv_json(kv: &KeyValue) -> serde_json::Value {
-    serde_json::json!({"key": text(&kv.key), "value": text(&kv.value), "version": kv.version})
-}
-
 /// Runs one kv command, writing its output to `out`.
 pub async fn exec(
     client: &Client,
@@ -127,7 +114,7 @@ pub async fn exec(
                         out.write_all(&kv.value)?;
                         out.write_all(b"\n")?;
                     }
-                    Format::Json => writeln!(out, "{}", kv_json(&kv))?,
+                    Format::Json => writeln!(out, "{}", crate::scan::kv_json(&kv))?,
                 },
                 None => return Err(NotFound(key).into()),
             }

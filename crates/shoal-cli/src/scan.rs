@@ -172,9 +172,9 @@ impl Printer {
             (Format::Json, true) => writeln!(
                 out,
                 "{}",
-                serde_json::json!({"key": crate::kv::text(&kv.key), "version": kv.version})
+                serde_json::json!({"key": text(&kv.key), "version": kv.version})
             ),
-            (Format::Json, false) => writeln!(out, "{}", crate::kv::kv_json(kv)),
+            (Format::Json, false) => writeln!(out, "{}", kv_json(kv)),
             (Format::Plain, _) => writeln!(out, "{}", table::cell(&kv.key)),
         }
     }
@@ -188,6 +188,21 @@ impl Printer {
         }
         Ok(())
     }
+}
+
+/// A key or value in JSON: a string if it is UTF-8, else `{"hex": ...}`.
+pub fn text(b: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => {
+            serde_json::json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+        }
+    }
+}
+
+/// A pair in JSON: key, value and version.
+pub fn kv_json(kv: &KeyValue) -> serde_json::Value {
+    serde_json::json!({"key": text(&kv.key), "value": text(&kv.value), "version": kv.version})
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ async fn in_txn(
             }
             match t.get(&key).await? {
                 Some(kv) if format == Format::Json => {
-                    writeln!(out, "{}", crate::kv::kv_json(&kv))?;
+                    writeln!(out, "{}", crate::scan::kv_json(&kv))?;
                 }
                 Some(kv) => {
                     out.write_all(&kv.value)?;

@@ -22,12 +22,15 @@ pub struct SqlArgs {
     /// Run these statements and exit (repeatable; each may hold several).
     #[arg(short = 'e', long = "execute", value_name = "SQL")]
     execute: Vec<String>,
-    /// Give up connecting after this many seconds.
-    #[arg(long, env = "SHOAL_TIMEOUT", default_value_t = 10)]
-    connect_timeout: u64,
+    /// Give up connecting after this long (`10s`, `1m`; a bare number is seconds;
+    /// Postgres counts it in whole seconds, at least one).
+    #[arg(long, env = "SHOAL_TIMEOUT", default_value = "10s",
+          value_parser = shoal_server::config::parse_duration)]
+    connect_timeout: std::time::Duration,
 }
 
-fn url(host: &str, timeout: u64) -> String {
+fn url(host: &str, timeout: std::time::Duration) -> String {
+    let timeout = timeout.as_secs().max(1);
     let base = if host.starts_with("postgres://") || host.starts_with("postgresql://") {
         host.to_string()
     } else {

@@ -3,6 +3,7 @@
 
 use shoal_storage::keys;
 use shoal_txn::{Ranges, Transaction};
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Table;
 use crate::error::{state, Result, SqlError};
@@ -12,7 +13,7 @@ use crate::types::{Datum, SqlType};
 pub const PAGE: usize = 256;
 
 /// What a statement answers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Output {
     /// Rows, with their columns' names and types, and the command that made them
     /// (`SELECT`, or `INSERT`/`UPDATE`/`DELETE` with `RETURNING`).
@@ -20,6 +21,12 @@ pub enum Output {
         columns: Vec<(String, SqlType)>,
         rows: Vec<Vec<Datum>>,
         command: &'static str,
+    },
+    /// A query's rows as they are read: each a row or the error that ended them.
+    /// Dropping the receiver stops the read.
+    Stream {
+        columns: Vec<(String, SqlType)>,
+        rows: tokio::sync::mpsc::Receiver<Result<Vec<Datum>>>,
     },
     /// A command's tag (`INSERT 0 2`, `CREATE TABLE`) and how many rows it touched.
     Command { tag: String, rows: Option<u64> },
@@ -33,6 +40,24 @@ impl Output {
         }
     }
 
+    /// The output with a stream's rows read into memory.
+    pub async fn collect(self) -> Result<Output> {
+        match self {
+            Output::Stream { columns, mut rows } => {
+                let mut all = Vec::new();
+                while let Some(row) = rows.recv().await {
+                    all.push(row?);
+                }
+                Ok(Output::Rows {
+                    columns,
+                    rows: all,
+                    command: "SELECT",
+                })
+            }
+            other => Ok(other),
+        }
+    }
+
     pub fn count(tag: &str, rows: u64) -> Output {
         Output::Command {
             tag: tag.to_string(),
@@ -41,17 +66,27 @@ impl Output {
     }
 }
 
-/// A statement's transaction, the ranges it reads and writes through, its parameters.
+/// A statement's transaction, the ranges it reads and writes through, its parameters,
+/// and the token its client cancels it by.
 pub struct Ctx<'a> {
     pub txn: &'a mut Transaction,
     pub ranges: &'a dyn Ranges,
     pub params: &'a [Datum],
+    /// Cancelled: the statement's next read fails with `57014`, and one waiting (on a
+    /// lock, on a range) gives up. Reads change nothing, so a read given up leaves
+    /// nothing behind; a commit is never cut short.
+    pub cancel: CancellationToken,
 }
 
 impl Ctx<'_> {
     /// The value of `key` in the transaction's view.
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.txn.get(self.ranges, key).await?.map(|r| r.value))
+        let read = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(SqlError::canceled()),
+            r = self.txn.get(self.ranges, key) => r?,
+        };
+        Ok(read.map(|r| r.value))
     }
 
     /// One page of `[start, end)`: its pairs, and where the next page starts (`None`:
@@ -61,7 +96,11 @@ impl Ctx<'_> {
         start: &[u8],
         end: &[u8],
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>)> {
-        let reads = self.txn.scan(self.ranges, start, end, PAGE).await?;
+        let reads = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(SqlError::canceled()),
+            r = self.txn.scan(self.ranges, start, end, PAGE) => r?,
+        };
         let next = (reads.len() >= PAGE).then(|| {
             let mut k = reads[reads.len() - 1].key.clone();
             k.push(0);

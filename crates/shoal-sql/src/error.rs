@@ -64,6 +64,14 @@ impl SqlError {
         Self::new(state::SYNTAX_ERROR, message)
     }
 
+    /// The statement was cancelled by its client (a cancel request).
+    pub fn canceled() -> Self {
+        Self::new(
+            state::QUERY_CANCELED,
+            "canceling statement due to user request",
+        )
+    }
+
     pub fn unsupported(what: impl fmt::Display) -> Self {
         Self::new(
             state::FEATURE_NOT_SUPPORTED,

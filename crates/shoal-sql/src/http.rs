@@ -77,6 +77,10 @@ fn result_of(r: Result<Output, SqlError>) -> Value {
             "values": rows.iter().map(|r| r.iter().map(json_of).collect::<Vec<_>>()).collect::<Vec<_>>(),
         }),
         Ok(Output::Command { rows, .. }) => json!({"rows_affected": rows.unwrap_or(0)}),
+        // `Session::run` reads a query whole; only `run_streamed` streams.
+        Ok(Output::Stream { .. }) => {
+            json!({"error": "a query's rows were not read", "sqlstate": state::INTERNAL_ERROR})
+        }
         Err(e) => json!({"error": e.message, "sqlstate": e.state}),
     }
 }

@@ -6,13 +6,17 @@
 //! - [`catalog`]: a table's descriptor, and how its rows and index entries become keys
 //!   (`shoal_storage::keys` owns the layout) and values.
 //! - [`ctx`]: what a statement runs with (its transaction, the ranges, its
-//!   parameters) and what it answers.
+//!   parameters, its cancel token) and what it answers (rows, a stream of rows, a
+//!   command's tag).
 //! - [`expr`]: binding an expression against the columns in scope, its type.
 //! - [`eval`]: evaluating a bound expression for a row.
 //! - [`plan`]: the access path a WHERE clause allows (point get, index lookup, range
 //!   scan, full scan), read a page at a time.
 //! - [`aggregate`]: aggregates and the binding of grouped queries.
-//! - [`select`]: queries: filter, join, group and aggregate, project, sort, limit.
+//! - [`select`]: queries bound against the catalog; `EXPLAIN`; a query's rows read
+//!   whole or streamed down a channel.
+//! - [`exec`]: a bound query run: read, join, filter, group and aggregate, project,
+//!   sort, limit, into a sink.
 //! - [`rows`]: a row and its index entries written or deleted together, constraints
 //!   checked first.
 //! - [`write`]: `INSERT`, `UPDATE`, `DELETE`.
@@ -32,6 +36,7 @@ pub mod ctx;
 pub mod ddl;
 pub mod error;
 pub mod eval;
+pub mod exec;
 pub mod expr;
 pub mod http;
 pub mod pg;

@@ -12,22 +12,28 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{BufMut, BytesMut};
-use futures::{stream, Sink};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     ServerParameterProvider, StartupHandler,
 };
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::PortalExecutionState;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{send_query_response, ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireServerHandlers, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, DEFAULT_NAME, METADATA_DATABASE,
+    METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sqlparser::ast::Statement;
 use tokio::net::TcpListener;
@@ -40,8 +46,37 @@ use crate::session::{parse, Description, Engine, Session};
 use crate::types::{Datum, SqlType};
 use crate::{DATABASE, USER};
 
+/// The node's connections by their cancel keys (`BackendKeyData`), which a
+/// `CancelRequest` on a new connection names.
+#[derive(Default)]
+struct Cancels {
+    keys: RandomPidSecretKeyGenerator,
+    conns: std::sync::Mutex<HashMap<(i32, Bytes), Arc<Conn>>>,
+}
+
+impl Cancels {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, Bytes), Arc<Conn>>> {
+        // A panic while holding the map leaves it whole: entries are added and removed
+        // whole.
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Cancels {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let key = (request.pid, request.secret_key.to_bytes());
+        let conn = self.conns().get(&key).cloned();
+        // An unknown key is ignored, as Postgres does: the asker learns nothing.
+        if let Some(conn) = conn {
+            conn.shared.statement().cancel();
+        }
+    }
+}
+
 /// Serves the Postgres protocol on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, engine: Arc<Engine>, stop: CancellationToken) {
+    let cancels = Arc::new(Cancels::default());
     loop {
         let (socket, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -57,52 +92,99 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, stop: Cancellatio
         let _ = socket.set_nodelay(true);
         let conn = Arc::new(Conn::new(engine.clone()));
         let stop = stop.clone();
+        let cancels = cancels.clone();
         tokio::spawn(async move {
+            let handlers = Handlers {
+                conn: conn.clone(),
+                cancels: cancels.clone(),
+            };
             tokio::select! {
                 _ = stop.cancelled() => {}
-                r = pgwire::tokio::process_socket(socket, None, Handlers(conn)) => {
+                r = pgwire::tokio::process_socket(socket, None, handlers) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "a SQL connection ended");
                     }
                 }
             }
+            if let Some(key) = conn.key.get() {
+                cancels.conns().remove(key);
+            }
         });
     }
 }
 
-/// One connection: its session, shared by its protocol handlers.
+/// A connection's session and the cancel token of what it runs, shared by the
+/// connection's protocol handlers.
+struct Shared {
+    session: Mutex<Session>,
+    statement: std::sync::Mutex<CancellationToken>,
+}
+
+impl Shared {
+    /// The token of the running statement.
+    fn statement(&self) -> std::sync::MutexGuard<'_, CancellationToken> {
+        self.statement.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session, with a fresh cancel token for what it is about to run (a cancel
+    /// request that came before touches none of it).
+    async fn session(&self) -> tokio::sync::MutexGuard<'_, Session> {
+        let mut session = self.session.lock().await;
+        let token = CancellationToken::new();
+        *self.statement() = token.clone();
+        session.set_cancel(token);
+        session
+    }
+}
+
+/// One connection: its session and its cancel key.
 pub struct Conn {
-    session: Arc<Mutex<Session>>,
+    shared: Arc<Shared>,
     parser: Arc<Parser>,
+    key: std::sync::OnceLock<(i32, Bytes)>,
 }
 
 impl Conn {
     pub fn new(engine: Arc<Engine>) -> Conn {
         let max = engine.max_statement_bytes;
-        let session = Arc::new(Mutex::new(Session::new(engine)));
+        let shared = Arc::new(Shared {
+            session: Mutex::new(Session::new(engine)),
+            statement: std::sync::Mutex::new(CancellationToken::new()),
+        });
         Conn {
             parser: Arc::new(Parser {
-                session: session.clone(),
+                shared: shared.clone(),
                 max_bytes: max,
             }),
-            session,
+            shared,
+            key: std::sync::OnceLock::new(),
         }
     }
 }
 
-struct Handlers(Arc<Conn>);
+struct Handlers {
+    conn: Arc<Conn>,
+    cancels: Arc<Cancels>,
+}
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.0.clone()
+        self.conn.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.0.clone()
+        self.conn.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup)
+        Arc::new(Startup {
+            conn: self.conn.clone(),
+            cancels: self.cancels.clone(),
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancels.clone()
     }
 }
 
@@ -118,9 +200,12 @@ fn pg_error(e: &SqlError) -> PgWireError {
     user_error(e.state, e.message.clone())
 }
 
-/// Startup without a password: checks the user and database, then reports the
-/// session's parameters.
-struct Startup;
+/// Startup without a password: checks the user and database, gives the connection its
+/// cancel key, then reports the session's parameters.
+struct Startup {
+    conn: Arc<Conn>,
+    cancels: Arc<Cancels>,
+}
 
 struct Parameters {
     user: String,
@@ -194,7 +279,11 @@ impl StartupHandler for Startup {
                 format!("database \"{db}\" does not exist (there is one: \"{DATABASE}\")"),
             ));
         }
-        let (pid, key) = RandomPidSecretKeyGenerator::default().generate(client);
+        let (pid, key) = self.cancels.keys.generate(client);
+        let entry = (pid, key.to_bytes());
+        if self.conn.key.set(entry.clone()).is_ok() {
+            self.cancels.conns().insert(entry, self.conn.clone());
+        }
         client.set_pid_and_secret_key(pid, key);
         let params = Parameters {
             user,
@@ -303,37 +392,33 @@ fn from_binary(b: &[u8], t: SqlType) -> Result<Datum, SqlError> {
     })
 }
 
-/// The rows of an answer as data rows in each column's format.
-fn data_rows(
+/// A row of an answer as a data row, each column in its format.
+fn data_row(
     columns: &[(String, SqlType)],
-    rows: Vec<Vec<Datum>>,
+    row: &[Datum],
     format: &Format,
-) -> Result<Vec<PgWireResult<DataRow>>, SqlError> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut data = BytesMut::new();
-        for (i, d) in row.iter().enumerate() {
-            if d.is_null() {
-                data.put_i32(-1);
-                continue;
-            }
-            let at = data.len();
-            data.put_i32(0);
-            if format.is_binary(i) {
-                binary(d, columns[i].1, &mut data)?;
-            } else {
-                let text = match d {
-                    Datum::Untyped(s) => s.clone(),
-                    d => d.to_text().unwrap_or_default(),
-                };
-                data.put_slice(text.as_bytes());
-            }
-            let len = (data.len() - at - 4) as i32;
-            data[at..at + 4].copy_from_slice(&len.to_be_bytes());
+) -> Result<DataRow, SqlError> {
+    let mut data = BytesMut::new();
+    for (i, d) in row.iter().enumerate() {
+        if d.is_null() {
+            data.put_i32(-1);
+            continue;
         }
-        out.push(Ok(DataRow::new(data, row.len() as i16)));
+        let at = data.len();
+        data.put_i32(0);
+        if format.is_binary(i) {
+            binary(d, columns[i].1, &mut data)?;
+        } else {
+            let text = match d {
+                Datum::Untyped(s) => s.clone(),
+                d => d.to_text().unwrap_or_default(),
+            };
+            data.put_slice(text.as_bytes());
+        }
+        let len = (data.len() - at - 4) as i32;
+        data[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }
-    Ok(out)
+    Ok(DataRow::new(data, row.len() as i16))
 }
 
 fn schema(columns: &[(String, SqlType)], format: &Format) -> Vec<FieldInfo> {
@@ -357,8 +442,30 @@ fn response(out: Output, format: &Format) -> Result<Response, SqlError> {
     Ok(match out {
         Output::Rows { columns, rows, .. } => {
             let fields = Arc::new(schema(&columns, format));
-            let rows = data_rows(&columns, rows, format)?;
-            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+            let rows = rows
+                .iter()
+                .map(|r| data_row(&columns, r, format))
+                .collect::<Result<Vec<_>, _>>()?;
+            Response::Query(QueryResponse::new(
+                fields,
+                stream::iter(rows.into_iter().map(Ok)),
+            ))
+        }
+        Output::Stream { columns, rows } => {
+            // Each row is encoded as it arrives; the connection's next message waits
+            // until the last one is sent, and a client gone drops the reading task's
+            // channel, which stops it.
+            let fields = Arc::new(schema(&columns, format));
+            let format = format.clone();
+            let rows = stream::unfold(
+                rows,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            )
+            .map(move |r| {
+                r.and_then(|row| data_row(&columns, &row, &format))
+                    .map_err(|e| pg_error(&e))
+            });
+            Response::Query(QueryResponse::new(fields, rows))
         }
         Output::Command { tag, rows } => match (tag.as_str(), rows) {
             ("BEGIN", _) => Response::TransactionStart(Tag::new("BEGIN")),
@@ -380,7 +487,7 @@ impl SimpleQueryHandler for Conn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (outs, err) = self.session.lock().await.execute(query).await;
+        let (outs, err) = self.shared.session().await.execute(query).await;
         let mut responses = Vec::with_capacity(outs.len() + 1);
         for o in outs {
             responses.push(response(o, &Format::UnifiedText).map_err(|e| pg_error(&e))?);
@@ -406,7 +513,7 @@ pub struct Prepared {
 /// Parses and describes the extended protocol's statements in the connection's
 /// session.
 pub struct Parser {
-    session: Arc<Mutex<Session>>,
+    shared: Arc<Shared>,
     max_bytes: usize,
 }
 
@@ -434,8 +541,8 @@ impl QueryParser for Parser {
             return Ok(None);
         };
         let description = self
-            .session
-            .lock()
+            .shared
+            .session()
             .await
             .describe(&statement)
             .await
@@ -522,6 +629,44 @@ impl ExtendedQueryHandler for Conn {
         self.parser.clone()
     }
 
+    /// An `Execute` of a query with no row limit streams its rows as they come, as the
+    /// simple protocol does (pgwire's own `Execute` reads every row of a portal before
+    /// it sends one); the rest goes the default way.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(p)) => p,
+            _ => return self._on_execute(client, message).await,
+        };
+        let streams = message.max_rows == 0
+            && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+            && matches!(portal.statement.statement.statement, Statement::Query(_))
+            && matches!(*portal.state().lock().await, PortalExecutionState::Initial);
+        if !streams {
+            return self._on_execute(client, message).await;
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let response = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await?;
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        match response {
+            Response::Query(rows) => send_query_response(client, rows, false).await?,
+            Response::Error(e) => {
+                client
+                    .send(PgWireBackendMessage::ErrorResponse((*e).into()))
+                    .await?
+            }
+            _ => return Err(PgWireError::ApiError("a query answered no rows".into())),
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+
     async fn do_query<C>(
         &self,
         _client: &mut C,
@@ -535,10 +680,10 @@ impl ExtendedQueryHandler for Conn {
     {
         let params = params(portal).map_err(|e| pg_error(&e))?;
         let out = self
-            .session
-            .lock()
+            .shared
+            .session()
             .await
-            .run(&portal.statement.statement.statement, &params)
+            .run_streamed(&portal.statement.statement.statement, &params)
             .await
             .map_err(|e| pg_error(&e))?;
         response(out, &portal.result_column_format).map_err(|e| pg_error(&e))

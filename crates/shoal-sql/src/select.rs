@@ -1,31 +1,25 @@
 //! `SELECT`: the rows of zero, one or two tables (an inner equi-join), filtered,
 //! grouped and aggregated, projected, sorted, and cut by `LIMIT`/`OFFSET`.
 //!
-//! One table is read through the access path its WHERE clause allows (`plan.rs`), a
-//! page at a time: rows are filtered as they come, and with no sort or grouping the
-//! read stops once `OFFSET + LIMIT` rows passed. A grouped query keeps one accumulator
-//! per group, not its rows. A join reads its right table once into a hash table on the
-//! join column, then streams the left one.
-
-use std::collections::HashMap;
+//! Here a query is bound against the catalog (`bind_query`: names to row positions,
+//! the access path its WHERE clause allows, `plan.rs`) and `exec.rs` runs it. Its rows
+//! are read whole ([`query`]) or sent down a channel as they pass ([`stream`]), so a
+//! client reads a table of any size through a page of memory. An ORDER BY of the
+//! primary key's leading columns, ascending, is the order a full or range scan reads
+//! in: it is not sorted, and the read stops at `OFFSET + LIMIT` as an unsorted one does.
 
 use sqlparser::ast::{self, Expr, SelectItem, SetExpr, TableFactor};
 
-use crate::aggregate::{has_aggregate, Acc, Agg, Grouping};
-use crate::catalog::{key_part, Row, Table};
+use crate::aggregate::{has_aggregate, Acc, Grouping};
+use crate::catalog::{Row, Table};
 use crate::ctx::{Ctx, Output};
 use crate::error::{state, Result, SqlError};
+use crate::exec::{run, Bound, Join, Sink, SortBy, Source};
 use crate::expr::{
     bind, ident, infer_params, object_name, type_of, Hook, NoHook, Op, Scalar, Scope,
 };
 use crate::plan::{self, Access, Cursor};
 use crate::types::{Datum, SqlType};
-
-/// A table read by the query, with the name its columns are qualified by.
-struct Source {
-    table: Table,
-    alias: String,
-}
 
 fn source(f: &TableFactor) -> Result<(String, String)> {
     match f {
@@ -41,51 +35,6 @@ fn source(f: &TableFactor) -> Result<(String, String)> {
         }
         other => Err(SqlError::unsupported(format!("reading from {other}"))),
     }
-}
-
-/// A sort key: an output column, or an expression over the input (or grouped) row.
-enum SortBy {
-    Out(usize),
-    Expr(Scalar),
-}
-
-/// An inner join: its condition, and the two sides of one of its equalities (the
-/// right one over the joined row, its left columns NULL), whose values meet in the
-/// hash table.
-struct Join {
-    on: Scalar,
-    left_key: Scalar,
-    right_key: Scalar,
-    /// The keys compare as floats (one side is a float).
-    as_float: bool,
-}
-
-/// A join key as hash table key; `None` for NULL, which joins nothing.
-fn join_key(d: Datum, as_float: bool) -> Result<Option<Vec<u8>>> {
-    Ok(match d {
-        Datum::Null => None,
-        Datum::Int(i) if as_float => Some(key_part(&Datum::Float(i as f64))?),
-        d => Some(key_part(&d)?),
-    })
-}
-
-/// A bound query, ready to run.
-struct Bound {
-    sources: Vec<Source>,
-    join: Option<Join>,
-    filter: Option<Scalar>,
-    grouping: Option<(Vec<Scalar>, Vec<Agg>)>,
-    having: Option<Scalar>,
-    columns: Vec<(String, SqlType)>,
-    project: Vec<Scalar>,
-    sort: Vec<(SortBy, bool, bool)>,
-    offset: usize,
-    limit: Option<usize>,
-    access: Option<Access>,
-    /// The types of the input row's columns.
-    types: Vec<SqlType>,
-    /// Parameters LIMIT and OFFSET take.
-    count_params: Vec<usize>,
 }
 
 fn constant_count(
@@ -233,7 +182,7 @@ async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => has_aggregate(e),
         _ => false,
     }) || sel.having.is_some();
-    let (columns, project, grouping, having, sort);
+    let (columns, project, grouping, having, mut sort);
     let items = expand(&sel.projection, &scope)?;
     if !group_exprs.is_empty() || has_agg {
         let groups = group_exprs
@@ -317,6 +266,15 @@ async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
         [one] => Some(plan::choose(&one.table, filter.as_ref(), ctx.params)?),
         _ => None,
     };
+    let in_key_order = match (&access, bound_sources.as_slice()) {
+        (Some(a), [one]) if grouping.is_none() && !sort.is_empty() => {
+            key_ordered(&one.table, a, &sort, &project)
+        }
+        _ => false,
+    };
+    if in_key_order {
+        sort.clear();
+    }
     Ok(Bound {
         sources: bound_sources,
         join,
@@ -329,9 +287,40 @@ async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
         offset,
         limit,
         access,
+        in_key_order,
         types,
         count_params,
     })
+}
+
+/// Whether `sort` asks for the order `access` reads `table`'s rows in: ascending on a
+/// leading part of the primary key, whose key parts sort as the values do (not floats,
+/// whose NaN and zeros Postgres orders its own way, nor JSON).
+fn key_ordered(
+    table: &Table,
+    access: &Access,
+    sort: &[(SortBy, bool, bool)],
+    project: &[Scalar],
+) -> bool {
+    if !matches!(
+        access,
+        Access::Full | Access::Span { .. } | Access::Point(_)
+    ) {
+        return false;
+    }
+    sort.len() <= table.primary_key.len()
+        && sort
+            .iter()
+            .zip(&table.primary_key)
+            .all(|((by, desc, _), &pk)| {
+                let column = match by {
+                    SortBy::Out(i) => project.get(*i),
+                    SortBy::Expr(e) => Some(e),
+                };
+                !desc
+                    && matches!(column, Some(Scalar::Column(c)) if *c == pk)
+                    && !matches!(table.columns[pk].ty, SqlType::Float8 | SqlType::Jsonb)
+            })
 }
 
 /// The select list with `*` expanded: `(output name, expression)`.
@@ -420,12 +409,55 @@ fn bind_sort(
 /// Runs a query: its rows.
 pub async fn query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Output> {
     let b = bind_query(ctx, q).await?;
-    let rows = run(ctx, &b).await?;
+    let mut rows = Vec::new();
+    run(ctx, &b, &mut Sink::Collect(&mut rows)).await?;
     Ok(Output::Rows {
         columns: b.columns,
         rows,
         command: "SELECT",
     })
+}
+
+/// A query's rows, read whole (`INSERT ... SELECT`).
+pub async fn rows(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Vec<Row>> {
+    let b = bind_query(ctx, q).await?;
+    let mut rows = Vec::new();
+    run(ctx, &b, &mut Sink::Collect(&mut rows)).await?;
+    Ok(rows)
+}
+
+/// A query bound to the catalog of a snapshot, ready to run: its result columns.
+pub struct Prepared(Bound);
+
+impl Prepared {
+    pub fn columns(&self) -> &[(String, SqlType)] {
+        &self.0.columns
+    }
+}
+
+/// Binds a query, to [`stream`] its rows later.
+pub async fn prepare(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Prepared> {
+    Ok(Prepared(bind_query(ctx, q).await?))
+}
+
+/// Runs a prepared query, sending its rows to `out` as they are made: at most a page
+/// of the scan and the channel's rows are held (a sort or a hash join holds what it
+/// must). Stops early, without an error, when `out` is closed. Answers how many rows
+/// it sent, and how it ended.
+pub async fn stream(
+    ctx: &mut Ctx<'_>,
+    q: &Prepared,
+    out: &tokio::sync::mpsc::Sender<Result<Row>>,
+) -> (u64, Result<()>) {
+    let mut sent = 0;
+    let cancel = ctx.cancel.clone();
+    let mut sink = Sink::Send {
+        tx: out,
+        sent: &mut sent,
+        cancel: &cancel,
+    };
+    let r = run(ctx, &q.0, &mut sink).await;
+    (sent, r)
 }
 
 /// A query's result columns and the types of its parameters, without running it.
@@ -473,6 +505,8 @@ pub async fn explain(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Output> {
     }
     if !b.sort.is_empty() {
         lines.push("sort".to_string());
+    } else if b.in_key_order {
+        lines.push("ordered by the primary key (no sort)".to_string());
     }
     if let Some((g, a)) = &b.grouping {
         lines.push(format!(
@@ -508,212 +542,6 @@ pub async fn explain(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Output> {
         rows,
         command: "EXPLAIN",
     })
-}
-
-/// The rows of a bound query that pass its WHERE clause, as they are read.
-struct Input {
-    cursor: Option<Cursor>,
-    /// A join: the right table's rows by join value.
-    right: Option<HashMap<Vec<u8>, Vec<Row>>>,
-    pending: Vec<Row>,
-    /// No table: one empty row, once.
-    unit: bool,
-}
-
-impl Input {
-    async fn next(&mut self, ctx: &mut Ctx<'_>, b: &Bound) -> Result<Option<Row>> {
-        loop {
-            if let Some(r) = self.pending.pop() {
-                return Ok(Some(r));
-            }
-            let Some(cursor) = &mut self.cursor else {
-                return Ok(std::mem::take(&mut self.unit).then(Vec::new));
-            };
-            let Some((_, row)) = cursor.next(ctx, &b.sources[0].table).await? else {
-                return Ok(None);
-            };
-            match (&self.right, &b.join) {
-                (Some(right), Some(j)) => {
-                    let Some(key) = join_key(j.left_key.eval(&row, ctx.params)?, j.as_float)?
-                    else {
-                        continue;
-                    };
-                    if let Some(matches) = right.get(&key) {
-                        for m in matches.iter().rev() {
-                            let mut joined = row.clone();
-                            joined.extend(m.iter().cloned());
-                            if j.on.passes(&joined, ctx.params)? {
-                                self.pending.push(joined);
-                            }
-                        }
-                    }
-                }
-                _ => return Ok(Some(row)),
-            }
-        }
-    }
-}
-
-/// Reads every row of the right table into a hash table on the join's right key.
-async fn hash_table(
-    ctx: &mut Ctx<'_>,
-    left_len: usize,
-    table: &Table,
-    j: &Join,
-) -> Result<HashMap<Vec<u8>, Vec<Row>>> {
-    let mut cursor = Cursor::new(table, Access::Full);
-    let mut out: HashMap<Vec<u8>, Vec<Row>> = HashMap::new();
-    let mut padded = vec![Datum::Null; left_len];
-    while let Some((_, row)) = cursor.next(ctx, table).await? {
-        padded.truncate(left_len);
-        padded.extend(row.iter().cloned());
-        if let Some(key) = join_key(j.right_key.eval(&padded, ctx.params)?, j.as_float)? {
-            out.entry(key).or_default().push(row);
-        }
-    }
-    Ok(out)
-}
-
-async fn run(ctx: &mut Ctx<'_>, b: &Bound) -> Result<Vec<Vec<Datum>>> {
-    let mut input = Input {
-        cursor: None,
-        right: None,
-        pending: Vec::new(),
-        unit: true,
-    };
-    match b.sources.as_slice() {
-        [] => {}
-        [one] => {
-            input.cursor = Some(Cursor::new(
-                &one.table,
-                b.access.clone().unwrap_or(Access::Full),
-            ))
-        }
-        [l, r] => {
-            let j = b
-                .join
-                .as_ref()
-                .ok_or_else(|| SqlError::internal("a join without its keys"))?;
-            input.right = Some(hash_table(ctx, l.table.columns.len(), &r.table, j).await?);
-            input.cursor = Some(Cursor::new(&l.table, Access::Full));
-        }
-        _ => unreachable!("bind_query allows two tables at most"),
-    }
-    let params = ctx.params.to_vec();
-    let want = b.limit.map(|l| l.saturating_add(b.offset));
-    let mut keyed: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
-    let emit = |row: &[Datum], keyed: &mut Vec<(Vec<Datum>, Vec<Datum>)>| -> Result<()> {
-        let out: Vec<Datum> = b
-            .project
-            .iter()
-            .map(|p| p.eval(row, &params))
-            .collect::<Result<_>>()?;
-        let keys = b
-            .sort
-            .iter()
-            .map(|(s, _, _)| match s {
-                SortBy::Out(i) => Ok(out[*i].clone()),
-                SortBy::Expr(e) => e.eval(row, &params),
-            })
-            .collect::<Result<_>>()?;
-        keyed.push((keys, out));
-        Ok(())
-    };
-    match &b.grouping {
-        None => {
-            while let Some(row) = input.next(ctx, b).await? {
-                if let Some(f) = &b.filter {
-                    if !f.passes(&row, &params)? {
-                        continue;
-                    }
-                }
-                emit(&row, &mut keyed)?;
-                if b.sort.is_empty() && want.is_some_and(|w| keyed.len() >= w) {
-                    break;
-                }
-            }
-        }
-        Some((groups, aggs)) => {
-            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-            let mut states: Vec<(Vec<Datum>, Vec<Acc>)> = Vec::new();
-            while let Some(row) = input.next(ctx, b).await? {
-                if let Some(f) = &b.filter {
-                    if !f.passes(&row, &params)? {
-                        continue;
-                    }
-                }
-                let g: Vec<Datum> = groups
-                    .iter()
-                    .map(|g| g.eval(&row, &params))
-                    .collect::<Result<_>>()?;
-                let k = postcard::to_stdvec(&g).map_err(|e| SqlError::internal(e.to_string()))?;
-                let i = *index.entry(k).or_insert_with(|| {
-                    states.push((g, aggs.iter().map(Acc::new).collect()));
-                    states.len() - 1
-                });
-                for (acc, agg) in states[i].1.iter_mut().zip(aggs) {
-                    acc.add(agg, &row, &params)?;
-                }
-            }
-            // With no GROUP BY, an aggregate over no rows still answers one row.
-            if states.is_empty() && groups.is_empty() {
-                states.push((Vec::new(), aggs.iter().map(Acc::new).collect()));
-            }
-            for (g, accs) in states {
-                let mut row = g;
-                for (acc, agg) in accs.iter().zip(aggs) {
-                    row.push(acc.result(agg)?);
-                }
-                if let Some(h) = &b.having {
-                    if !h.passes(&row, &params)? {
-                        continue;
-                    }
-                }
-                emit(&row, &mut keyed)?;
-            }
-        }
-    }
-    if !b.sort.is_empty() {
-        keyed.sort_by(|(a, _), (c, _)| {
-            for ((x, y), (_, desc, nulls_first)) in a.iter().zip(c).zip(&b.sort) {
-                let o = match (x.is_null(), y.is_null()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => {
-                        if *nulls_first {
-                            std::cmp::Ordering::Less
-                        } else {
-                            std::cmp::Ordering::Greater
-                        }
-                    }
-                    (false, true) => {
-                        if *nulls_first {
-                            std::cmp::Ordering::Greater
-                        } else {
-                            std::cmp::Ordering::Less
-                        }
-                    }
-                    _ => {
-                        let o = x.sort_cmp(y);
-                        if *desc {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    }
-                };
-                if o.is_ne() {
-                    return o;
-                }
-            }
-            std::cmp::Ordering::Equal
-        });
-    }
-    Ok(keyed
-        .into_iter()
-        .skip(b.offset)
-        .take(b.limit.unwrap_or(usize::MAX))
-        .map(|(_, r)| r)
-        .collect())
 }
 
 /// The rows of `table` that pass `filter` (bound over the table's columns), with their

@@ -17,6 +17,7 @@ use shoal_txn::{Isolation, Options, Ranges, Transaction};
 use sqlparser::ast::{self, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use tokio_util::sync::CancellationToken;
 
 use crate::ctx::{Ctx, Output};
 use crate::ddl;
@@ -51,6 +52,8 @@ pub struct Session {
     engine: Arc<Engine>,
     block: Block,
     settings: BTreeMap<String, String>,
+    /// The running statement's cancel token: its client's cancel request fires it.
+    cancel: CancellationToken,
 }
 
 /// Parses `sql` into statements (`42601` on a syntax error; `54000` over the size
@@ -111,7 +114,13 @@ impl Session {
             engine,
             block: Block::Idle,
             settings: BTreeMap::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// The token that cancels the statements run from now on.
+    pub fn set_cancel(&mut self, token: CancellationToken) {
+        self.cancel = token;
     }
 
     async fn begin(&self, opts: Options) -> Result<Transaction> {
@@ -136,8 +145,16 @@ impl Session {
             }
         };
         let mut outs = Vec::new();
+        // A lone query streams its rows; one of several is read whole before the next
+        // statement runs.
+        let lone = statements.len() == 1;
         for s in &statements {
-            match self.run(s, &[]).await {
+            let r = if lone {
+                self.run_streamed(s, &[]).await
+            } else {
+                self.run(s, &[]).await
+            };
+            match r {
                 Ok(o) => outs.push(o),
                 Err(e) => return (outs, Some(e)),
             }
@@ -154,6 +171,7 @@ impl Session {
                     txn,
                     ranges: self.engine.ranges.as_ref(),
                     params: &[],
+                    cancel: self.cancel.clone(),
                 };
                 crate::psql::answer(&mut ctx, q).await
             }
@@ -171,6 +189,7 @@ impl Session {
                     txn: &mut txn,
                     ranges: self.engine.ranges.as_ref(),
                     params: &[],
+                    cancel: self.cancel.clone(),
                 };
                 crate::psql::answer(&mut ctx, q).await
             }
@@ -199,6 +218,75 @@ impl Session {
             self.fail_block();
         }
         r
+    }
+
+    /// Runs one statement as [`Session::run`] does, except that a query outside a
+    /// transaction block answers [`Output::Stream`]: its rows are sent as they are
+    /// read, a page at a time, by a task that owns the query's read-only transaction
+    /// (it commits nothing, so it needs no commit). A conflict before its first row
+    /// runs it again, as autocommit does; after it, the stream ends with the error.
+    pub async fn run_streamed(&mut self, s: &Statement, params: &[Datum]) -> Result<Output> {
+        let Statement::Query(q) = s else {
+            return self.run(s, params).await;
+        };
+        if !matches!(self.block, Block::Idle) {
+            return self.run(s, params).await;
+        }
+        let opts = Options {
+            isolation: Isolation::Serializable,
+            read_only: true,
+        };
+        let mut txn = self.begin(opts).await?;
+        let ranges = self.engine.ranges.clone();
+        let prepared = {
+            let mut ctx = Ctx {
+                txn: &mut txn,
+                ranges: ranges.as_ref(),
+                params,
+                cancel: self.cancel.clone(),
+            };
+            match select::prepare(&mut ctx, q).await {
+                Ok(p) => p,
+                Err(e) if e.retriable() => return self.run(s, params).await,
+                Err(e) => return Err(e),
+            }
+        };
+        let columns = prepared.columns().to_vec();
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::ctx::PAGE);
+        let params = params.to_vec();
+        let engine = self.engine.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(5);
+            for attempt in 0.. {
+                let mut ctx = Ctx {
+                    txn: &mut txn,
+                    ranges: ranges.as_ref(),
+                    params: &params,
+                    cancel: cancel.clone(),
+                };
+                let (sent, r) = select::stream(&mut ctx, &prepared, &tx).await;
+                match r {
+                    Err(e) if e.retriable() && sent == 0 && attempt < AUTOCOMMIT_RETRIES => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        match ranges.now().await {
+                            Ok(ts) => txn = Transaction::new(ts, opts, engine.limits),
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Ok(()) => return,
+                }
+            }
+        });
+        Ok(Output::Stream { columns, rows: rx })
     }
 
     async fn run_inner(&mut self, s: &Statement, params: &[Datum]) -> Result<Output> {
@@ -273,6 +361,7 @@ impl Session {
                 txn,
                 ranges: self.engine.ranges.as_ref(),
                 params,
+                cancel: self.cancel.clone(),
             };
             return dispatch(&mut ctx, s).await;
         }
@@ -288,6 +377,7 @@ impl Session {
                 txn: &mut txn,
                 ranges: self.engine.ranges.as_ref(),
                 params,
+                cancel: self.cancel.clone(),
             };
             let result = match dispatch(&mut ctx, s).await {
                 Ok(out) => txn
@@ -386,6 +476,7 @@ impl Session {
                     txn,
                     ranges: self.engine.ranges.as_ref(),
                     params: &[],
+                    cancel: self.cancel.clone(),
                 };
                 describe_in(&mut ctx, s).await?
             }
@@ -400,6 +491,7 @@ impl Session {
                     txn: &mut txn,
                     ranges: self.engine.ranges.as_ref(),
                     params: &[],
+                    cancel: self.cancel.clone(),
                 };
                 describe_in(&mut ctx, s).await?
             }

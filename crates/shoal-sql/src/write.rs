@@ -152,10 +152,7 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
             }
             out
         }
-        _ => match crate::select::query(ctx, source).await? {
-            Output::Rows { rows, .. } => rows,
-            Output::Command { .. } => Vec::new(),
-        },
+        _ => crate::select::rows(ctx, source).await?,
     };
     let ret = returning(&ins.returning, &table)?;
     let on_conflict = match &ins.on {
