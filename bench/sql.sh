@@ -36,19 +36,21 @@ records=10000
 work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/bench-sql}"
 rm -rf "$work"
 mkdir -p "$work"
-# The Postgres server runs as its own user, which must reach its directory.
-chmod 755 "$work"
+# The Postgres server runs as its own user, which must reach its directory: one
+# under /tmp (a home directory is often closed to other users).
+pgdir=$(mktemp -d /tmp/shoal-bench-pg.XXXXXX)
+chmod 755 "$pgdir"
 results="$work/results.jsonl"
 pg_started=0
 cleanup() {
   shoal_stop sqlb 2>/dev/null || true
-  [ "$pg_started" = 1 ] && tests/sql/postgres.sh stop "$work/pg" >/dev/null 2>&1 || true
+  [ "$pg_started" = 1 ] && tests/sql/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true
+  rm -rf "$pgdir"
 }
 trap cleanup EXIT
 
 shoal_cluster sqlb "$work" "$bin" 27500
-mkdir -p "$work/pg" && chmod 777 "$work/pg"
-pg_dsn=$(tests/sql/postgres.sh start "$work/pg")
+pg_dsn=$(tests/sql/postgres.sh start "$pgdir")
 pg_started=1
 
 # pgbench's table, 10,000 rows, in both.
@@ -97,7 +99,9 @@ print(json.dumps({"label": f"round {rnd}", "target": f"pgbench-{target}", "workl
                   "errors": int(failed.group(1)) if failed else 0,
                   "latency_ms": {"mean": lat}}))
 PY
-  echo "| round $round | pgbench $target | $script | 64 | $(tail -1 "$results" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"ops_per_sec\"]:.0f} | mean {r[\"latency_ms\"][\"mean\"]:.2f} ms")') |"
+  python3 -c 'import json, sys
+r = json.loads(sys.stdin.readlines()[-1])
+print("| %s | pgbench %s | %s | 64 | %.0f | mean %.2f ms |" % (r["label"], sys.argv[1], r["workload"], r["ops_per_sec"], r["latency_ms"]["mean"]))' "$target" <"$results"
 }
 
 for r in 1 2 3; do

@@ -136,7 +136,7 @@ start() {
  -c extra_float_digits=1\
  -c bytea_output=hex\
  -c lc_messages=C\
- -c max_connections=50" start >&2; then
+ -c max_connections=100" start >&2; then
         tail -n 30 "$dir/log" >&2 || true
         die "the server did not start"
     fi

@@ -430,6 +430,23 @@ impl Command {
         all
     }
 
+    /// What the command writes and what it only reads (and checks for writes since a
+    /// transaction's start): a one-phase transaction's read spans, a validation's
+    /// spans. Writes latch what they write alone, and share what they only read.
+    pub fn latch_touches(&self) -> (Vec<Touch<'_>>, Vec<Touch<'_>>) {
+        match self {
+            Command::OnePhase(t) => (
+                t.mutations.iter().map(|m| Touch::Key(m.key())).collect(),
+                t.reads.iter().map(|(s, e)| Touch::Span(s, e)).collect(),
+            ),
+            Command::ValidateReads { spans, .. } => (
+                Vec::new(),
+                spans.iter().map(|(s, e)| Touch::Span(s, e)).collect(),
+            ),
+            c => (c.touches(), Vec::new()),
+        }
+    }
+
     /// Whether the command is one of a transaction's steps in a range (see
     /// `percolator.rs`).
     pub fn is_txn_step(&self) -> bool {

@@ -10,6 +10,12 @@
 //! misses a write below `ts` that is applied after it. The table is the leader's
 //! memory alone: a new leader starts with an empty one, and the writes in flight
 //! under the old leader are in its log before any of its own.
+//!
+//! A write that also checks spans it only read (a one-phase transaction's reads, a
+//! validation) holds shared latches on them: they wait for, and hold off, writes of
+//! those spans (so no write below its timestamp applies after its check), but not
+//! each other: transactions that all read one key (a SQL table's descriptor) do not
+//! take turns on it.
 
 use std::sync::{Arc, Mutex};
 
@@ -61,7 +67,10 @@ pub struct ReadAt {
 #[derive(Debug)]
 struct Held {
     id: u64,
+    /// What the write writes: latched alone.
     spans: Vec<LatchSpan>,
+    /// What it only reads: shared with other readers.
+    reads: Vec<LatchSpan>,
     /// The write's commit timestamp, once taken.
     ts: Option<u64>,
 }
@@ -72,12 +81,26 @@ struct Table {
     held: Vec<Held>,
 }
 
+fn any_overlap(a: &[LatchSpan], b: &[LatchSpan]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| x.overlaps(y)))
+}
+
 impl Table {
-    fn conflicts(&self, spans: &[LatchSpan], visible: impl Fn(&Held) -> bool) -> bool {
+    /// Whether a write of `spans` that reads `reads` must wait for a held latch.
+    fn conflicts(&self, spans: &[LatchSpan], reads: &[LatchSpan]) -> bool {
+        self.held.iter().any(|h| {
+            any_overlap(&h.spans, spans)
+                || any_overlap(&h.spans, reads)
+                || any_overlap(&h.reads, spans)
+        })
+    }
+
+    /// Whether a read of `spans` must wait for a write held over them (`visible`).
+    fn writes_over(&self, spans: &[LatchSpan], visible: impl Fn(&Held) -> bool) -> bool {
         self.held
             .iter()
             .filter(|h| visible(h))
-            .any(|h| h.spans.iter().any(|a| spans.iter().any(|b| a.overlaps(b))))
+            .any(|h| any_overlap(&h.spans, spans))
     }
 }
 
@@ -98,18 +121,30 @@ pub struct LatchGuard {
 impl Latches {
     /// Takes latches on `spans` once no other write holds an overlapping one.
     pub async fn acquire(self: &Arc<Self>, spans: Vec<LatchSpan>) -> LatchGuard {
+        self.acquire_reading(spans, Vec::new()).await
+    }
+
+    /// Takes latches on `spans`, which the write writes, alone, and shared ones on
+    /// `reads`, which it only reads: once no other write holds a latch over either
+    /// and no other reader shares one over `spans`.
+    pub async fn acquire_reading(
+        self: &Arc<Self>,
+        spans: Vec<LatchSpan>,
+        reads: Vec<LatchSpan>,
+    ) -> LatchGuard {
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
             {
                 let mut t = self.lock();
-                if !t.conflicts(&spans, |_| true) {
+                if !t.conflicts(&spans, &reads) {
                     let id = t.next_id;
                     t.next_id += 1;
                     t.held.push(Held {
                         id,
                         spans,
+                        reads,
                         ts: None,
                     });
                     return LatchGuard {
@@ -131,7 +166,7 @@ impl Latches {
             released.as_mut().enable();
             if !self
                 .lock()
-                .conflicts(spans, |h| h.ts.is_none_or(|w| w <= ts))
+                .writes_over(spans, |h| h.ts.is_none_or(|w| w <= ts))
             {
                 return;
             }
@@ -187,6 +222,28 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(50), f)
             .await
             .is_err()
+    }
+
+    #[tokio::test]
+    async fn readers_of_a_span_share_it_and_hold_off_its_writers() {
+        let l = Arc::new(Latches::default());
+        // Two transactions that read "d" and write keys of their own go together.
+        let one = l.acquire_reading(keys(&["a"]), keys(&["d"])).await;
+        let two = l.acquire_reading(keys(&["b"]), keys(&["d"])).await;
+        // A write of "d" waits for both; one of a key they write waits too.
+        assert!(blocked(l.acquire(keys(&["d"]))).await);
+        assert!(blocked(l.acquire_reading(keys(&["c"]), keys(&["a"]))).await);
+        // A read waits for writes only.
+        assert!(!blocked(l.wait_readable(&keys(&["d"]), 100)).await);
+        assert!(blocked(l.wait_readable(&keys(&["a"]), 100)).await);
+        drop(one);
+        assert!(blocked(l.acquire(keys(&["d"]))).await);
+        drop(two);
+        let w = l.acquire(keys(&["d"])).await;
+        // And a reader of "d" waits for its writer.
+        assert!(blocked(l.acquire_reading(keys(&["e"]), keys(&["d"]))).await);
+        drop(w);
+        assert_eq!(l.held(), 0);
     }
 
     #[tokio::test]

@@ -286,9 +286,11 @@ impl KvService {
             return Ok(r.propose(cmd).await?);
         }
         // Writes of a key take turns, so they apply in the order of their timestamps,
-        // taken once the latches are held.
-        let spans = cmd.touches().iter().map(LatchSpan::of).collect();
-        let latches = r.latches().acquire(spans).await;
+        // taken once the latches are held; spans only read (and checked) are shared.
+        let (writes, reads) = cmd.latch_touches();
+        let spans = writes.iter().map(LatchSpan::of).collect();
+        let reads = reads.iter().map(LatchSpan::of).collect();
+        let latches = r.latches().acquire_reading(spans, reads).await;
         let ts = self.clock.now().await?.0;
         latches.set_ts(ts);
         // The latches stay held until the entry applies or its proposal fails (the

@@ -389,6 +389,7 @@ impl Session {
             };
             match result {
                 Err(e) if e.retriable() && attempt < AUTOCOMMIT_RETRIES => {
+                    tracing::debug!(attempt, error = %e, "an autocommit statement runs again");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
