@@ -14,7 +14,8 @@
 # 2. pgbench -n -M prepared, 64 connections, the scripts of bench/sql/ (a point
 #    select and a single-row UPDATE by primary key), against shoal (its three nodes'
 #    SQL ports in turn) and against PostgreSQL.
-# Targets in alternation, medians of the rounds.
+# Targets in alternation, medians of the rounds. The hand-written notes between
+# `<!-- sql-why -->` markers in the section are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -119,6 +120,7 @@ for r in 1 2 3; do
 done
 
 out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
+python3 bench/section.py get "$out" sql-why >"$work/why.md"
 python3 - "$results" "$0 $*" >"$work/section.md" <<'PY'
 import json, os, platform, statistics, subprocess, sys
 results, command = sys.argv[1:]
@@ -162,6 +164,7 @@ for script in ["point-select", "update"]:
     p, s = pick("pgbench-postgres", script), pick("pgbench-shoal", script)
     print(f"| {script} | {p['ops']:.0f} | {s['ops']:.0f} | {s['ops'] / p['ops']:.2f}x | {p['mean']:.2f} | {s['mean']:.2f} | {s['rounds']} | {p['errors']} / {s['errors']} |")
 PY
-python3 bench/section.py put "$out" sql "$work/section.md"
+{ cat "$work/section.md"; echo; echo "<!-- sql-why -->"; cat "$work/why.md"; echo "<!-- /sql-why -->"; } >"$work/full.md"
+python3 bench/section.py put "$out" sql "$work/full.md"
 cat "$work/section.md"
 echo "wrote $out"
