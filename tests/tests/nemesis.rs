@@ -151,8 +151,21 @@ impl Run {
         }
     }
 
+    /// What the kubelet does whenever a container exits: start it again. A node exits
+    /// on a storage error, which a filled disk may bring after the fault's own check
+    /// passed; a partition of an exited pod has no network namespace to cut.
+    fn restart_exited(&mut self) {
+        for name in self.names() {
+            if !self.p.running(&name) {
+                self.log.push(format!("{name} had exited: start it again"));
+                self.p.start_again(&name).unwrap();
+            }
+        }
+    }
+
     /// One fault: inject, hold, heal.
     async fn inject(&mut self, n: Nemesis) {
+        self.restart_exited();
         match n {
             PartitionOne | PartitionLeader => {
                 let leader = self.p.leader().await;

@@ -9,6 +9,7 @@ use anyhow::bail;
 use clap::Args;
 use comfy_table::Table;
 use shoal_client::{Client, Consistency, KeyValue, Transaction};
+use shoal_storage::keys;
 
 use crate::table;
 use crate::Format;
@@ -41,26 +42,13 @@ impl ScanArgs {
     /// The span `[start, end)`; an empty end is the end of the key space.
     pub fn span(&self) -> (Vec<u8>, Vec<u8>) {
         match &self.prefix {
-            Some(p) => (p.as_bytes().to_vec(), prefix_end(p.as_bytes())),
+            Some(p) => (p.as_bytes().to_vec(), keys::prefix_end(p.as_bytes())),
             None => (
                 self.start.clone().unwrap_or_default().into_bytes(),
                 self.end.clone().unwrap_or_default().into_bytes(),
             ),
         }
     }
-}
-
-/// The first key above every key that begins with `prefix`: empty (the end of the
-/// key space) when there is none, for an empty prefix or one of `0xff` bytes alone.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    end
 }
 
 /// Reads the span page by page at one timestamp (the first page's, or `--at`).
@@ -203,17 +191,4 @@ pub fn text(b: &[u8]) -> serde_json::Value {
 /// A pair in JSON: key, value and version.
 pub fn kv_json(kv: &KeyValue) -> serde_json::Value {
     serde_json::json!({"key": text(&kv.key), "value": text(&kv.value), "version": kv.version})
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_prefix_ends_at_the_next_key_after_its_keys() {
-        assert_eq!(prefix_end(b"user/"), b"user0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), b"");
-        assert_eq!(prefix_end(b""), b"");
-    }
 }

@@ -420,8 +420,8 @@ pub fn sql_table_span(table_id: u32) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
-/// The first key after every key that starts with `prefix` (`prefix` must not be all
-/// `0xFF`; SQL prefixes never are).
+/// The first key after every key that starts with `prefix`: empty (the end of the key
+/// space) when there is none, for an empty prefix or one of `0xFF` bytes alone.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
@@ -534,6 +534,9 @@ mod tests {
         assert!(end <= sql_index_prefix(8, 0));
         assert!(sql_catalog_key("t")[0] == SQL_SPACE && row[0] == SQL_SPACE);
         assert_eq!(prefix_end(&[1, 0xFF, 0xFF]), vec![2]);
+        assert_eq!(prefix_end(b"user/"), b"user0");
+        assert_eq!(prefix_end(b"\xff\xff"), b"");
+        assert_eq!(prefix_end(b""), b"");
     }
 
     #[test]
