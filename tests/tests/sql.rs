@@ -307,6 +307,8 @@ async fn bad_input_on_the_sql_port_gets_its_sqlstate_or_a_clean_close_and_leaves
         &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
         &[0xFFu8; 64][..],
         &[0, 0, 0, 8, 0, 0, 0, 0][..],
+        // A cancel request naming no connection: ignored, the connection closed.
+        &[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2][..],
     ] {
         let mut s = tokio::net::TcpStream::connect(&c.nodes[0].sql)
             .await

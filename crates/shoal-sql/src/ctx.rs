@@ -40,29 +40,23 @@ impl Output {
         }
     }
 
-    /// The output with a stream's rows read into memory.
-    pub async fn collect(self) -> Result<Output> {
-        match self {
-            Output::Stream { columns, mut rows } => {
-                let mut all = Vec::new();
-                while let Some(row) = rows.recv().await {
-                    all.push(row?);
-                }
-                Ok(Output::Rows {
-                    columns,
-                    rows: all,
-                    command: "SELECT",
-                })
-            }
-            other => Ok(other),
-        }
-    }
-
     pub fn count(tag: &str, rows: u64) -> Output {
         Output::Command {
             tag: tag.to_string(),
             rows: Some(rows),
         }
+    }
+}
+
+/// `read`, unless `cancel` fires first (`57014`).
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    read: impl std::future::Future<Output = shoal_txn::Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(SqlError::canceled()),
+        r = read => Ok(r?),
     }
 }
 
@@ -81,11 +75,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The value of `key` in the transaction's view.
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let read = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => return Err(SqlError::canceled()),
-            r = self.txn.get(self.ranges, key) => r?,
-        };
+        let read = unless_cancelled(&self.cancel, self.txn.get(self.ranges, key)).await?;
         Ok(read.map(|r| r.value))
     }
 
@@ -96,11 +86,8 @@ impl Ctx<'_> {
         start: &[u8],
         end: &[u8],
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>)> {
-        let reads = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => return Err(SqlError::canceled()),
-            r = self.txn.scan(self.ranges, start, end, PAGE) => r?,
-        };
+        let reads =
+            unless_cancelled(&self.cancel, self.txn.scan(self.ranges, start, end, PAGE)).await?;
         let next = (reads.len() >= PAGE).then(|| {
             let mut k = reads[reads.len() - 1].key.clone();
             k.push(0);

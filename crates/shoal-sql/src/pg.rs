@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::{stream, Sink, SinkExt, StreamExt};
+use futures::{stream, Sink, StreamExt};
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     ServerParameterProvider, StartupHandler,
@@ -654,15 +654,11 @@ impl ExtendedQueryHandler for Conn {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let response = ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await?;
         *portal.state().lock().await = PortalExecutionState::Finished;
-        match response {
-            Response::Query(rows) => send_query_response(client, rows, false).await?,
-            Response::Error(e) => {
-                client
-                    .send(PgWireBackendMessage::ErrorResponse((*e).into()))
-                    .await?
-            }
-            _ => return Err(PgWireError::ApiError("a query answered no rows".into())),
-        }
+        // `do_query` answers a query with rows, or fails.
+        let Response::Query(rows) = response else {
+            return Err(PgWireError::ApiError("a query answered no rows".into()));
+        };
+        send_query_response(client, rows, false).await?;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         Ok(())
     }

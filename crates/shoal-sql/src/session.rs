@@ -29,6 +29,34 @@ use crate::write;
 /// How many times an autocommit statement runs again after a conflict.
 const AUTOCOMMIT_RETRIES: u32 = 8;
 
+/// The retries of an autocommit statement: at most [`AUTOCOMMIT_RETRIES`], each after a
+/// pause that doubles from 5 ms up to 500 ms.
+struct Retries {
+    attempt: u32,
+    backoff: Duration,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Self {
+            attempt: 0,
+            backoff: Duration::from_millis(5),
+        }
+    }
+
+    /// Whether `e` may be run again; if so, after the pause.
+    async fn again(&mut self, e: &SqlError) -> bool {
+        if !e.retriable() || self.attempt >= AUTOCOMMIT_RETRIES {
+            return false;
+        }
+        tracing::debug!(attempt = self.attempt, error = %e, "an autocommit statement runs again");
+        self.attempt += 1;
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_millis(500));
+        true
+    }
+}
+
 /// What every session of a node shares: the cluster's ranges and the limits.
 pub struct Engine {
     pub ranges: Arc<dyn Ranges>,
@@ -257,33 +285,27 @@ impl Session {
         let engine = self.engine.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(5);
-            for attempt in 0.. {
+            let mut retries = Retries::new();
+            loop {
                 let mut ctx = Ctx {
                     txn: &mut txn,
                     ranges: ranges.as_ref(),
                     params: &params,
                     cancel: cancel.clone(),
                 };
-                let (sent, r) = select::stream(&mut ctx, &prepared, &tx).await;
-                match r {
-                    Err(e) if e.retriable() && sent == 0 && attempt < AUTOCOMMIT_RETRIES => {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
-                        match ranges.now().await {
-                            Ok(ts) => txn = Transaction::new(ts, opts, engine.limits),
-                            Err(e) => {
-                                let _ = tx.send(Err(e.into())).await;
-                                return;
-                            }
+                let e = match select::stream(&mut ctx, &prepared, &tx).await {
+                    (_, Ok(())) => return,
+                    (0, Err(e)) if retries.again(&e).await => match ranges.now().await {
+                        Ok(ts) => {
+                            txn = Transaction::new(ts, opts, engine.limits);
+                            continue;
                         }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                    Ok(()) => return,
-                }
+                        Err(e) => e.into(),
+                    },
+                    (_, Err(e)) => e,
+                };
+                let _ = tx.send(Err(e)).await;
+                return;
             }
         });
         Ok(Output::Stream { columns, rows: rx })
@@ -370,8 +392,8 @@ impl Session {
             isolation: Isolation::Serializable,
             read_only: reads_only(s),
         };
-        let mut backoff = Duration::from_millis(5);
-        for attempt in 0.. {
+        let mut retries = Retries::new();
+        loop {
             let mut txn = self.begin(opts).await?;
             let mut ctx = Ctx {
                 txn: &mut txn,
@@ -388,15 +410,10 @@ impl Session {
                 Err(e) => Err(e),
             };
             match result {
-                Err(e) if e.retriable() && attempt < AUTOCOMMIT_RETRIES => {
-                    tracing::debug!(attempt, error = %e, "an autocommit statement runs again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
+                Err(e) if retries.again(&e).await => {}
                 r => return r,
             }
         }
-        unreachable!("the loop returns")
     }
 
     async fn set_transaction(&mut self, modes: &[ast::TransactionMode]) -> Result<Output> {
