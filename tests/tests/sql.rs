@@ -664,5 +664,16 @@ async fn a_bank_table_over_many_ranges_keeps_its_total_while_ranges_split_and_a_
     sql_bank::check(&addrs, ACCOUNTS, TOTAL, Duration::from_secs(30))
         .await
         .unwrap();
+    // Those sums and transfers read the rows and pages of ranges their node leads
+    // there, and the rest through the cluster: both kinds made the whole table.
+    let metrics: String = (0..c.nodes.len())
+        .map(|i| c.http_get(i, "/metrics").unwrap().1)
+        .collect();
+    for rpc in ["Get.Local", "Scan.Local"] {
+        assert!(
+            metrics.contains(&format!("rpc=\"{rpc}\"")),
+            "no {rpc} read was served by its gateway"
+        );
+    }
     eprintln!("{report:?}");
 }

@@ -528,7 +528,33 @@ fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>,
     }
 }
 
-impl crate::steps::LocalSteps for KvService {
+impl KvService {
+    /// Serves a linearizable read `op` (at a timestamp) on this node's replica of the
+    /// range holding `key`, when that replica leads it; `None` otherwise, or when it
+    /// failed here (the caller then reads through the client).
+    async fn read_here(&self, key: &[u8], op: Op, rpc: &'static str) -> Option<Outcome> {
+        let r = self.node.router.lookup(key).filter(|r| r.is_leader())?;
+        self.node.check_serving().ok()?;
+        let start = Instant::now();
+        let deadline = start + LOCAL_STEP_PATIENCE;
+        // Boxed: a read may resolve locks, which steps and reads again.
+        let served = Box::pin(self.read(&r, op, Consistency::Linearizable, deadline)).await;
+        let code = match &served {
+            Ok(_) => "OK",
+            Err(e) => e.code().as_str(),
+        };
+        self.node.metrics.observe_rpc(rpc, code, start.elapsed());
+        match served {
+            Ok((out, _)) => Some(out),
+            Err(e) => {
+                tracing::debug!(range_id = r.range_id, error = %e, "a read served here failed; through the client");
+                None
+            }
+        }
+    }
+}
+
+impl crate::steps::Here for KvService {
     fn step_here<'a>(
         &'a self,
         key: &'a [u8],
@@ -566,6 +592,47 @@ impl crate::steps::LocalSteps for KvService {
                     tracing::debug!(range_id = r.range_id, error = %e, "a step served here failed; through the client");
                     None
                 }
+            }
+        })
+    }
+
+    fn get_here<'a>(
+        &'a self,
+        key: &'a [u8],
+        ts: u64,
+    ) -> futures::future::BoxFuture<'a, Option<Option<shoal_storage::Versioned>>> {
+        Box::pin(async move {
+            let op = Op::Get {
+                key: key.to_vec(),
+                consistency: Consistency::Linearizable,
+                read_ts: Some(ts),
+            };
+            match self.read_here(key, op, "Get.Local").await? {
+                Outcome::Get(found) => Some(found),
+                _ => None,
+            }
+        })
+    }
+
+    fn scan_here<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+        ts: u64,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'a, Option<shoal_raft::ScanPage>> {
+        Box::pin(async move {
+            let op = Op::Scan {
+                start: start.to_vec(),
+                end: end.to_vec(),
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                reverse: false,
+                consistency: Consistency::Linearizable,
+                read_ts: Some(ts),
+            };
+            match self.read_here(start, op, "Scan.Local").await? {
+                Outcome::Scan(page) => Some(page),
+                _ => None,
             }
         })
     }

@@ -185,7 +185,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     );
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
     let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
-    ranges.serve_steps_with(here);
+    ranges.serve_here_with(here);
     let kv = KvServer::from_arc(kv_service)
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(usize::MAX);

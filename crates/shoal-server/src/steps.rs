@@ -1,9 +1,9 @@
 //! [`NodeRanges`]: how this node reaches the cluster's ranges for transactions
-//! (`shoal_txn::Ranges`): a step of a range this node leads is served here
-//! ([`LocalSteps`], no gRPC loopback); any other step, and every read, through the
-//! node's own client of the cluster, which routes each to its range, follows
-//! redirects and splits, and sends idempotent steps again after ambiguous failures,
-//! as it does any request; and its timestamps through the node's [`Clock`].
+//! (`shoal_txn::Ranges`): a step or a read of a range this node leads is served here
+//! ([`Here`], no gRPC loopback); any other, through the node's own client of the
+//! cluster, which routes each to its range, follows redirects and splits, and sends
+//! idempotent steps again after ambiguous failures, as it does any request; and its
+//! timestamps through the node's [`Clock`].
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -11,21 +11,36 @@ use futures::future::BoxFuture;
 use shoal_client::{Client, ClientOptions};
 use shoal_proto::error::ErrorCode;
 use shoal_raft::codec::{decode, encode};
-use shoal_raft::{Command, CommandResponse, Touch};
+use shoal_raft::{Command, CommandResponse, ScanPage, Touch};
+use shoal_storage::Versioned;
 use shoal_txn::ranges::{Bounds, Read};
 use shoal_txn::Ranges;
 
 use crate::clock::Clock;
 
-/// Serves a transaction's step on this node's replica of its range, when that replica
-/// leads it: `None` otherwise, or when serving it here failed (the step, idempotent,
-/// then goes through the client, which retries and re-routes).
-pub trait LocalSteps: Send + Sync {
+/// Serves a transaction's step or read on this node's replica of its range, when that
+/// replica leads it: `None` otherwise, or when serving it here failed (the step,
+/// idempotent, or the read then goes through the client, which retries and
+/// re-routes).
+pub trait Here: Send + Sync {
     fn step_here<'a>(
         &'a self,
         key: &'a [u8],
         step: &'a Command,
     ) -> BoxFuture<'a, Option<CommandResponse>>;
+
+    /// `key` as a linearizable read at `ts` sees it.
+    fn get_here<'a>(&'a self, key: &'a [u8], ts: u64) -> BoxFuture<'a, Option<Option<Versioned>>>;
+
+    /// A page of up to `limit` pairs (0: the server's page) of `[start, end)` at `ts`,
+    /// from the range holding `start`.
+    fn scan_here<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+        ts: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Option<ScanPage>>;
 }
 
 /// The node's way to reach any range.
@@ -34,7 +49,7 @@ pub struct NodeRanges {
     client: Client,
     clock: Clock,
     /// Set once the node's `Kv` service exists (it holds a clone of this).
-    local: Arc<OnceLock<Weak<dyn LocalSteps>>>,
+    local: Arc<OnceLock<Weak<dyn Here>>>,
 }
 
 impl NodeRanges {
@@ -47,9 +62,14 @@ impl NodeRanges {
         })
     }
 
-    /// Steps of ranges this node leads go to `here` from now on (every clone).
-    pub fn serve_steps_with(&self, here: Weak<dyn LocalSteps>) {
+    /// Steps and reads of ranges this node leads go to `here` from now on (every
+    /// clone).
+    pub fn serve_here_with(&self, here: Weak<dyn Here>) {
         let _ = self.local.set(here);
+    }
+
+    fn here(&self) -> Option<Arc<dyn Here>> {
+        self.local.get().and_then(Weak::upgrade)
     }
 }
 
@@ -95,6 +115,14 @@ fn read_of(kv: shoal_client::KeyValue) -> Read {
     }
 }
 
+fn read_stored(v: Versioned) -> Read {
+    Read {
+        key: v.key,
+        value: v.value,
+        version: v.version,
+    }
+}
+
 impl Ranges for NodeRanges {
     fn step<'a>(
         &'a self,
@@ -102,7 +130,7 @@ impl Ranges for NodeRanges {
         step: Command,
     ) -> BoxFuture<'a, shoal_txn::Result<CommandResponse>> {
         Box::pin(async move {
-            if let Some(here) = self.local.get().and_then(Weak::upgrade) {
+            if let Some(here) = self.here() {
                 if let Some(answer) = here.step_here(key, &step).await {
                     return Ok(answer);
                 }
@@ -131,6 +159,11 @@ impl Ranges for NodeRanges {
 
     fn get<'a>(&'a self, key: &'a [u8], ts: u64) -> BoxFuture<'a, shoal_txn::Result<Option<Read>>> {
         Box::pin(async move {
+            if let Some(here) = self.here() {
+                if let Some(found) = here.get_here(key, ts).await {
+                    return Ok(found.map(read_stored));
+                }
+            }
             let kv = self
                 .client
                 .get_at(key, ts)
@@ -148,12 +181,28 @@ impl Ranges for NodeRanges {
         limit: usize,
     ) -> BoxFuture<'a, shoal_txn::Result<Vec<Read>>> {
         Box::pin(async move {
+            // Pages of ranges this node leads are read here, the rest through the
+            // client, from where the last page here stopped.
+            let mut out = Vec::new();
+            let mut from = start.to_vec();
+            if let Some(here) = self.here() {
+                let want = |got: usize| if limit == 0 { 0 } else { limit - got };
+                while let Some(page) = here.scan_here(&from, end, ts, want(out.len())).await {
+                    out.extend(page.kvs.into_iter().map(read_stored));
+                    if !page.more || (limit != 0 && out.len() >= limit) {
+                        return Ok(out);
+                    }
+                    from = page.resume_key;
+                }
+            }
+            let want = if limit == 0 { 0 } else { limit - out.len() };
             let kvs = self
                 .client
-                .scan_at(start, end, limit, ts)
+                .scan_at(&from, end, want, ts)
                 .await
                 .map_err(|e| failed("a transaction's scan", e))?;
-            Ok(kvs.into_iter().map(read_of).collect())
+            out.extend(kvs.into_iter().map(read_of));
+            Ok(out)
         })
     }
 

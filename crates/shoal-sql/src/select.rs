@@ -433,6 +433,22 @@ impl Prepared {
     pub fn columns(&self) -> &[(String, SqlType)] {
         &self.0.columns
     }
+
+    /// Whether it reads one row at most (a point get of one table): nothing to stream.
+    pub fn reads_one_row(&self) -> bool {
+        self.0.join.is_none() && matches!(self.0.access, Some(Access::Point(_)))
+    }
+}
+
+/// Runs a prepared query, its rows read whole.
+pub async fn collect(ctx: &mut Ctx<'_>, q: &Prepared) -> Result<Output> {
+    let mut rows = Vec::new();
+    run(ctx, &q.0, &mut Sink::Collect(&mut rows)).await?;
+    Ok(Output::Rows {
+        columns: q.0.columns.clone(),
+        rows,
+        command: "SELECT",
+    })
 }
 
 /// Binds a query, to [`stream`] its rows later.

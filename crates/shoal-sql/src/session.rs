@@ -249,9 +249,10 @@ impl Session {
     }
 
     /// Runs one statement as [`Session::run`] does, except that a query outside a
-    /// transaction block answers [`Output::Stream`]: its rows are sent as they are
-    /// read, a page at a time, by a task that owns the query's read-only transaction
-    /// (it commits nothing, so it needs no commit). A conflict before its first row
+    /// transaction block (other than a point get, read here) answers
+    /// [`Output::Stream`]: its rows are sent as they are read, a page at a time, by a
+    /// task that owns the query's read-only transaction (it commits nothing, so it
+    /// needs no commit). A conflict before its first row
     /// runs it again, as autocommit does; after it, the stream ends with the error.
     pub async fn run_streamed(&mut self, s: &Statement, params: &[Datum]) -> Result<Output> {
         let Statement::Query(q) = s else {
@@ -273,11 +274,19 @@ impl Session {
                 params,
                 cancel: self.cancel.clone(),
             };
-            match select::prepare(&mut ctx, q).await {
+            let prepared = match select::prepare(&mut ctx, q).await {
                 Ok(p) => p,
                 Err(e) if e.retriable() => return self.run(s, params).await,
                 Err(e) => return Err(e),
+            };
+            // A point get has nothing to stream: read here, with no task to send it.
+            if prepared.reads_one_row() {
+                return match select::collect(&mut ctx, &prepared).await {
+                    Err(e) if e.retriable() => self.run(s, params).await,
+                    done => done,
+                };
             }
+            prepared
         };
         let columns = prepared.columns().to_vec();
         let (tx, rx) = tokio::sync::mpsc::channel(crate::ctx::PAGE);
