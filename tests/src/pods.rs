@@ -5,9 +5,12 @@
 //! holds its FQDN as a pod's does), and network aliases: its own names, and the
 //! headless Service's names shared by every pod (Docker's DNS then answers with every
 //! pod, as a headless Service with `publishNotReadyAddresses` does). A named volume
-//! per pod is its PersistentVolumeClaim. The harness reaches pods only through ports
-//! published on 127.0.0.1; every container, network and volume carries the test's
-//! unique prefix and is removed when the test ends, pass or fail.
+//! per pod is its PersistentVolumeClaim, or the DaemonSet's host directory. Each
+//! container runs with what its security context in the manifest asks (user, read-only
+//! root filesystem, capabilities, no privilege escalation: [`hardening`]), and a
+//! workload's init containers run before each of its pods. The harness reaches pods only
+//! through ports published on 127.0.0.1; every container, network and volume carries
+//! the test's unique prefix and is removed when the test ends, pass or fail.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,9 +45,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The shoal container of the workload (StatefulSet or DaemonSet) of a rendered overlay,
-/// as JSON; and the Job's container, if any.
-pub fn rendered(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
+/// The pod templates of a rendered overlay, with the kind of object each is from.
+pub fn pod_templates(overlay: &str) -> anyhow::Result<Vec<(String, Value)>> {
     let yaml = Command::new("kubectl")
         .arg("kustomize")
         .arg(repo().join("k8s").join(overlay))
@@ -70,17 +72,81 @@ pub fn rendered(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
         .write_all(&yaml.stdout)?;
     let out = child.wait_with_output()?;
     let docs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
+    Ok(docs
+        .into_iter()
+        .filter(|d| d["spec"]["template"]["spec"].is_object())
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap_or_default().to_string(),
+                d["spec"]["template"]["spec"].clone(),
+            )
+        })
+        .collect())
+}
+
+/// The pod template of the workload (StatefulSet or DaemonSet), and of the Job if any.
+fn workload_and_job(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
     let mut workload = None;
     let mut job = None;
-    for d in docs {
-        let c = d["spec"]["template"]["spec"]["containers"][0].clone();
-        match d["kind"].as_str() {
-            Some("StatefulSet") | Some("DaemonSet") => workload = Some(c),
-            Some("Job") => job = Some(c),
+    for (kind, pod) in pod_templates(overlay)? {
+        match kind.as_str() {
+            "StatefulSet" | "DaemonSet" => workload = Some(pod),
+            "Job" => job = Some(pod),
             _ => {}
         }
     }
     Ok((workload.context("no workload in the overlay")?, job))
+}
+
+/// The shoal container of the workload (StatefulSet or DaemonSet) of a rendered overlay,
+/// as JSON; and the Job's container, if any.
+pub fn rendered(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
+    let (workload, job) = workload_and_job(overlay)?;
+    Ok((
+        workload["containers"][0].clone(),
+        job.map(|j| j["containers"][0].clone()),
+    ))
+}
+
+/// The `docker run` flags that give container `c` of `pod` what its security context
+/// asks (the pod's, field by field overridden by the container's): its user and group,
+/// a read-only root filesystem, the capabilities dropped and added, no privilege
+/// escalation. Seccomp `RuntimeDefault` is Docker's default profile. A container told
+/// to run as root that must not is refused, as the kubelet refuses it.
+pub fn hardening(pod: &Value, c: &Value) -> anyhow::Result<Vec<String>> {
+    let (p, s) = (&pod["securityContext"], &c["securityContext"]);
+    let get = |k: &str| if s[k].is_null() { &p[k] } else { &s[k] };
+    let mut f: Vec<String> = Vec::new();
+    if let Some(u) = get("runAsUser").as_u64() {
+        if u == 0 && get("runAsNonRoot") == true {
+            bail!("container {} runs as root with runAsNonRoot", c["name"]);
+        }
+        f.push("--user".into());
+        f.push(match get("runAsGroup").as_u64() {
+            Some(g) => format!("{u}:{g}"),
+            None => u.to_string(),
+        });
+    }
+    if s["readOnlyRootFilesystem"] == true {
+        f.push("--read-only".into());
+    }
+    if s["allowPrivilegeEscalation"] == false {
+        f.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    for (key, flag) in [("drop", "--cap-drop"), ("add", "--cap-add")] {
+        for cap in s["capabilities"][key].as_array().into_iter().flatten() {
+            f.extend([flag.into(), cap.as_str().unwrap_or_default().into()]);
+        }
+    }
+    Ok(f)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
 }
 
 /// A pod's container and how the harness reaches it.
@@ -101,6 +167,9 @@ pub struct Pods {
     next_ip: u8,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The pod templates of the workload and of the Job, if any.
+    template: Value,
+    job: Option<Value>,
     pub pods: BTreeMap<String, Pod>,
     /// Each pod's published ports: gRPC, HTTP, SQL.
     ports: BTreeMap<String, (u16, u16, u16)>,
@@ -137,15 +206,9 @@ impl Pods {
             }
         }
         let subnet_base = subnet_base.context("no free subnet for the test network")?;
-        let (c, _) = rendered(overlay)?;
-        let args = c["args"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (template, job) = workload_and_job(overlay)?;
+        let c = &template["containers"][0];
+        let args = strings(&c["args"]);
         let ns = "default".to_string();
         let env = c["env"]
             .as_array()
@@ -168,6 +231,8 @@ impl Pods {
             next_ip: 10,
             args,
             env,
+            template,
+            job,
             pods: BTreeMap::new(),
             ports: BTreeMap::new(),
             volumes: Vec::new(),
@@ -226,10 +291,7 @@ impl Pods {
         downward: &[(&str, &str)],
     ) -> anyhow::Result<Pod> {
         let container = format!("{}-{name}", self.prefix);
-        let vol = match self.binds.get(volume) {
-            Some(dir) => dir.display().to_string(),
-            None => self.volume(volume),
-        };
+        self.run_init(volume)?;
         // A pod keeps its published ports across restarts: the harness's clients reach
         // pods through them as through a Service, whose address does not change.
         let (grpc_port, http_port, sql_port) = *self
@@ -247,8 +309,6 @@ impl Pods {
             self.net.clone(),
             "--ip".into(),
             ip.to_string(),
-            "-v".into(),
-            format!("{vol}:/var/lib/shoal"),
             "-p".into(),
             format!("127.0.0.1:{grpc_port}:7070"),
             "-p".into(),
@@ -258,6 +318,8 @@ impl Pods {
             "--stop-timeout".into(),
             "30".into(),
         ];
+        args.extend(self.mount(volume, "/var/lib/shoal"));
+        args.extend(hardening(&self.template, &self.template["containers"][0])?);
         if let Some(d) = domain {
             args.push("--domainname".into());
             args.push(d.to_string());
@@ -290,6 +352,47 @@ impl Pods {
         };
         self.pods.insert(name.to_string(), pod.clone());
         Ok(pod)
+    }
+
+    /// `docker run` flags mounting a pod's volume at `path`: a host directory (a
+    /// [`Pods::small_disk`]), else a named volume. A hostPath volume (the DaemonSet's)
+    /// starts as the kubelet makes a missing one, empty and owned by root, mode 0755
+    /// (`volume-nocopy`: Docker would fill it from the image, owner and all); a
+    /// PersistentVolumeClaim starts writable by the image's user, as fsGroup makes it.
+    fn mount(&mut self, volume: &str, path: &str) -> Vec<String> {
+        if let Some(dir) = self.binds.get(volume) {
+            return vec!["-v".into(), format!("{}:{path}", dir.display())];
+        }
+        let host_path = (self.template["volumes"].as_array().into_iter().flatten())
+            .any(|v| v["hostPath"].is_object());
+        let nocopy = if host_path { ",volume-nocopy" } else { "" };
+        let v = self.volume(volume);
+        vec![
+            "--mount".into(),
+            format!("type=volume,src={v},dst={path}{nocopy}"),
+        ]
+    }
+
+    /// Runs the workload's init containers on a pod's volume, in order and to
+    /// completion, as the kubelet does before it starts the pod's container.
+    fn run_init(&mut self, volume: &str) -> anyhow::Result<()> {
+        let inits = self.template["initContainers"].as_array().cloned();
+        for c in inits.into_iter().flatten() {
+            let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--network=none".into()];
+            a.extend(hardening(&self.template, &c)?);
+            for m in c["volumeMounts"].as_array().into_iter().flatten() {
+                a.extend(self.mount(volume, m["mountPath"].as_str().unwrap_or_default()));
+            }
+            let command = strings(&c["command"]);
+            if let Some((entry, _)) = command.split_first() {
+                a.extend(["--entrypoint".into(), entry.clone()]);
+            }
+            a.push(image());
+            a.extend(command.into_iter().skip(1).chain(strings(&c["args"])));
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            docker(&refs).with_context(|| format!("init container {}", c["name"]))?;
+        }
+        Ok(())
     }
 
     /// DNS names of a pod: its own (StatefulSet pods only) and the headless Service's.
@@ -336,8 +439,11 @@ impl Pods {
             self.net.clone(),
             "--dns-search".into(),
             format!("{}.svc.cluster.local", self.ns),
-            image(),
         ];
+        if let Some(j) = &self.job {
+            a.extend(hardening(j, &j["containers"][0])?);
+        }
+        a.push(image());
         a.extend(args.iter().cloned());
         Ok(Command::new("docker").args(&a).output()?)
     }
