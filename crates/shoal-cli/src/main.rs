@@ -9,6 +9,7 @@
 //! - `demo`: a real local 3-node cluster ([`demo`]) and a shell on it ([`shell`]).
 //! - `shell`: the shell on a running cluster (what `kubectl exec` opens).
 //! - `sql`: a SQL shell over the Postgres protocol ([`sql`]).
+//! - `cert`: the cluster CA, node and client certificates ([`cert`]).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error, 3 when
 //! `kv get` or `kv del` found no such key (with a message on stderr): a script tells
@@ -18,6 +19,7 @@
 //! `SHOAL_FORMAT`, `SHOAL_TIMEOUT`); every duration flag takes one syntax (`1500ms`,
 //! `20s`, `5m`; a bare number is seconds), [`shoal_server::config::parse_duration`].
 
+mod cert;
 mod demo;
 mod kv;
 mod scan;
@@ -77,6 +79,8 @@ enum Command {
     /// A SQL shell on a node's SQL server (in a pod: `kubectl exec -it shoal-0 -- shoal
     /// sql`); `-e` or statements on stdin run and exit.
     Sql(sql::SqlArgs),
+    /// Certificates: the cluster CA, node and client certificates, and a listing.
+    Cert(cert::CertArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +266,7 @@ fn main() -> ExitCode {
             init_tracing("warn");
             sql::run(&rt, args)
         }
+        Command::Cert(args) => cert::run(args),
         Command::Demo(args) => {
             init_tracing("warn");
             match demo::run(&rt, args) {

@@ -2,6 +2,8 @@
 //!
 //! - [`v1`]: code generated from `proto/shoal/v1/*.proto`: the public `Kv` and `Admin`
 //!   services, the internal `Raft` transport and the node-level `Peer` service.
+//! - [`certs`]: the files of a certificates directory (`--certs-dir`) and the rules of
+//!   user names, for `shoal cert`, the node and the SDK alike.
 //! - [`error`]: the stable error codes ([`error::ErrorCode`]) and the structured
 //!   `ErrorDetail` a refused call carries, so clients redirect on `NOT_LEADER` and
 //!   decide retries without reading message text.
@@ -13,6 +15,7 @@
 //! Conversions between these wire types and the node's domain types live in
 //! `shoal-server`'s `convert` module; the SDK speaks the wire types directly.
 
+pub mod certs;
 pub mod error;
 pub mod reserve;
 pub mod span;
