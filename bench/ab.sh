@@ -2,6 +2,9 @@
 # Two builds of shoal side by side, in one run, on this machine:
 #   bench/ab.sh BASE_BIN NEW_BIN            3 rounds of 10 s per run over 100,000 records
 #   bench/ab.sh --quick BASE_BIN NEW_BIN    3 rounds of 4 s per run over 10,000 records
+#   bench/ab.sh [--quick] --sql BASE_BIN NEW_BIN   the same operations through SQL
+#     (a point select and an upsert of one row, prepared, over 64 Postgres
+#     connections spread over the nodes; `shoal-bench --target sql`)
 # BASE_BIN and NEW_BIN are build directories (e.g. a worktree's
 # $CARGO_TARGET_DIR/release) each holding `shoal` and `shoal-bench`; this script builds
 # nothing. Prints a Markdown report on stdout; the JSON records, the node CPU samples
@@ -21,13 +24,18 @@
 # The report lists each cluster's ranges after loading and after the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: $0 [--quick] BASE_BIN NEW_BIN   (or --help)"
+usage="usage: $0 [--quick] [--sql] BASE_BIN NEW_BIN   (or --help)"
 command="$0 $*"
 quick=0
-case "${1:-}" in
-  -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-  --quick) quick=1; shift ;;
-esac
+target=shoal
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+    --quick) quick=1; shift ;;
+    --sql) target=sql; shift ;;
+    *) break ;;
+  esac
+done
 [ $# -eq 2 ] || { echo "$usage" >&2; exit 2; }
 source bench/cluster.sh
 ab_bins "$1" "$2"
@@ -51,22 +59,28 @@ trap 'shoal_stop base; shoal_stop new' EXIT
 shoal_cluster base "$work" "$base_bin" 27400
 shoal_cluster new "$work" "$new_bin" 27500
 declare -A eps=([base]="$base_eps" [new]="$new_eps")
+connections=8
+if [ "$target" = sql ]; then
+  declare -A eps=([base]="$base_sql" [new]="$new_sql")
+  connections=64
+fi
 
 for b in "${builds[@]}"; do
-  "${bin[$b]}/shoal-bench" --target shoal --endpoints "${eps[$b]}" --workload put --load \
-    --operations 1 --records "$records" --clients 64 >/dev/null
+  "${bin[$b]}/shoal-bench" --target "$target" --endpoints "${eps[$b]}" --workload put --load \
+    --operations 1 --records "$records" --clients 64 --connections "$connections" >/dev/null
 done
 # Where each cluster's ranges and their leaders are (a write's timestamp is local on
 # the meta range's leader, one call to it from any other node).
+declare -A grpc=([base]="$base_eps" [new]="$new_eps")
 ranges() {
   for b in "${builds[@]}"; do
-    SHOAL_HOST="${eps[$b]}" "${bin[$b]}/shoal" range ls >"$work/ranges-$b-$1.txt" 2>&1 || true
+    SHOAL_HOST="${grpc[$b]}" "${bin[$b]}/shoal" range ls >"$work/ranges-$b-$1.txt" 2>&1 || true
   done
 }
 ranges loaded
 
-common=(--target shoal --records "$records" --duration "$secs" --connections 8 --value-size 256
-  --json "$results")
+common=(--target "$target" --records "$records" --duration "$secs" --connections "$connections"
+  --value-size 256 --json "$results")
 for r in $(seq 1 "$rounds"); do
   for w in "${workloads[@]}"; do
     IFS=: read -r wl clients cons <<<"$w"
@@ -98,7 +112,7 @@ def cpu(r):
     return [float(v) for v in open(path).read().split()]
 
 sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
-print("# A/B: two builds of shoal\n")
+print(f"# A/B: two builds of shoal (target `{runs[0]['target']}`)\n")
 print(f"- command: `{command.strip()}`, run at {sh('date -u +%Y-%m-%dT%H:%MZ')}")
 print(f"- BASE: `{base_bin}`; NEW: `{new_bin}`")
 print(f"- {sh('nproc')} cores; two 3-node clusters on loopback, {runs[0]['records']} records of "
