@@ -348,7 +348,7 @@ fn bad_input_is_refused_and_writes_nothing() {
     let out = shoal(&["cert", "create-client", "app"], &dir, &other_key);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("is not the key of the CA"),
+        text(&out.stderr).contains("the key is not the CA's"),
         "{}",
         text(&out.stderr)
     );

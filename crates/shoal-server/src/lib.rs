@@ -9,6 +9,10 @@
 //!   error-to-status conversion. [`validate`]: the size limits requests are checked
 //!   against. [`request`]: a key-value request in its domain form.
 //! - [`located`]: a range's descriptor with its replicas' addresses, as clients see it.
+//! - [`certs`]: certificates made (the CA, nodes', clients') and read back, for
+//!   `shoal cert` and [`tls`]. [`tls`]: rustls configurations for serving clients
+//!   and peers and for calling peers, read from the certificates directory and read
+//!   again when it changes.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
 //! The node and its drivers:
@@ -46,6 +50,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod convert;
@@ -68,6 +73,7 @@ pub mod serve;
 pub mod steps;
 pub mod sweep;
 pub mod tasks;
+pub mod tls;
 pub mod txn;
 pub mod validate;
 

@@ -1,0 +1,213 @@
+//! TLS, one stack (rustls on ring: no OpenSSL, no aws-lc build): the node's
+//! certificate and the cluster CA, read from the certificates directory
+//! ([`shoal_proto::certs`]), and read again when those files change, so certificates
+//! rotate without a restart.
+//!
+//! One reading gives three configurations:
+//! - `peers`: what the node serves to other nodes. The caller must present a
+//!   certificate of the cluster CA; a peer connection without one fails its
+//!   handshake.
+//! - `clients`: what the node serves to clients. A client certificate of the CA is
+//!   asked for, not required (a client may log in with a password instead); one that
+//!   is presented must verify.
+//! - `connector`: the node calling its peers: it trusts the cluster CA alone and
+//!   presents its node certificate.
+//!
+//! A reading that fails (a file missing or half-written by a tool that does not
+//! rename, a key that is not the certificate's, a certificate the CA did not sign or
+//! that has expired) keeps the configurations of the reading before it; connections
+//! already open keep the certificates they were made with.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use shoal_proto::certs::{CA_CERT, NODE_CERT, NODE_KEY};
+
+use crate::certs::parse_der;
+
+/// Why the certificates could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct TlsError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn error(path: &Path, reason: impl ToString) -> TlsError {
+    TlsError {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// When and how big each file was: a reading is done again when this changes.
+type Stamp = Vec<Option<(SystemTime, u64)>>;
+
+fn stamp(dir: &Path) -> Stamp {
+    [CA_CERT, NODE_CERT, NODE_KEY]
+        .iter()
+        .map(|f| {
+            let m = fs::metadata(dir.join(f)).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect()
+}
+
+/// The configurations of one reading of the certificates directory.
+pub struct Loaded {
+    stamp: Stamp,
+    pub peers: Arc<ServerConfig>,
+    pub clients: Arc<ServerConfig>,
+    pub connector: Arc<ClientConfig>,
+    /// When the node's certificate expires (seconds since the Unix epoch).
+    pub node_expires: i64,
+}
+
+/// The node's TLS configurations, kept current with its certificates directory.
+pub struct Tls {
+    dir: PathBuf,
+    loaded: RwLock<Arc<Loaded>>,
+}
+
+impl Tls {
+    /// Reads the certificates directory: it must hold the CA, and the node's
+    /// certificate and key, signed by that CA and valid now.
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        let loaded = read(dir)?;
+        Ok(Tls {
+            dir: dir.to_path_buf(),
+            loaded: RwLock::new(Arc::new(loaded)),
+        })
+    }
+
+    /// The configurations of the latest good reading.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the directory again if its files changed since the last good reading:
+    /// `Ok(true)` when new configurations took over. An error keeps those before.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        if stamp(&self.dir) == self.current().stamp {
+            return Ok(false);
+        }
+        let loaded = read(&self.dir)?;
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(true)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(dir: &Path) -> Result<Loaded, TlsError> {
+    // Taken first: a file that changes while it is read changes the stamp again,
+    // and the next reload reads it once more.
+    let stamp = stamp(dir);
+    let provider = provider();
+    let certs_of = |name: &str| -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let path = dir.join(name);
+        let pem = fs::read(&path).map_err(|e| error(&path, e))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(&path, format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(error(&path, "holds no certificate"));
+        }
+        Ok(certs)
+    };
+    let (ca_path, cert_path, key_path) =
+        (dir.join(CA_CERT), dir.join(NODE_CERT), dir.join(NODE_KEY));
+    let mut roots = RootCertStore::empty();
+    for ca in certs_of(CA_CERT)? {
+        roots.add(ca).map_err(|e| error(&ca_path, e))?;
+    }
+    let roots = Arc::new(roots);
+    let chain = certs_of(NODE_CERT)?;
+    let key_pem = fs::read(&key_path).map_err(|e| error(&key_path, e))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| error(&key_path, format!("not a PEM private key: {e}")))?;
+
+    let peer_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| error(&ca_path, e))?;
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| error(&ca_path, e))?;
+    // The node's own certificate must be one its peers accept: signed by the CA,
+    // valid now, for calling peers (and, below, for serving under its names).
+    peer_verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .map_err(|e| {
+            error(
+                &cert_path,
+                format!("not a node certificate of the CA in {CA_CERT}: {e}"),
+            )
+        })?;
+    let parsed = parse_der(&chain[0]).map_err(|e| error(&cert_path, e))?;
+    if let Some(host) = parsed.hosts.first() {
+        let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| error(&ca_path, e))?;
+        // A wildcard is checked with a name it covers.
+        let name = match host.strip_prefix("*.") {
+            Some(parent) => format!("node.{parent}"),
+            None => host.clone(),
+        };
+        let name = ServerName::try_from(name).map_err(|e| error(&cert_path, e))?;
+        server_verifier
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+            .map_err(|e| error(&cert_path, format!("cannot serve as {host}: {e}")))?;
+    } else {
+        return Err(error(
+            &cert_path,
+            "names no host (shoal cert create-node HOST...)",
+        ));
+    }
+
+    let server = |verifier: Arc<dyn ClientCertVerifier>| -> Result<Arc<ServerConfig>, TlsError> {
+        let c = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| error(dir, e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| error(&key_path, format!("not the key of {NODE_CERT}: {e}")))?;
+        Ok(Arc::new(c))
+    };
+    let peers = server(peer_verifier)?;
+    let clients = server(client_verifier)?;
+    let connector = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(dir, e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain.clone(), key.clone_key())
+        .map_err(|e| error(&key_path, format!("not the key of {NODE_CERT}: {e}")))?;
+    Ok(Loaded {
+        stamp,
+        peers,
+        clients,
+        connector: Arc::new(connector),
+        node_expires: parsed.not_after,
+    })
+}
+
+#[cfg(test)]
+mod tests;
