@@ -530,10 +530,13 @@ fn blocking_lock(view: &RangeView, op: &Op, ts: Option<u64>) -> Option<(Vec<u8>,
 
 impl KvService {
     /// Serves a linearizable read `op` (at a timestamp) on this node's replica of the
-    /// range holding `key`, when that replica leads it; `None` otherwise, or when it
-    /// failed here (the caller then reads through the client).
+    /// range holding `key`, when that replica leads it or follows a leader it knows
+    /// (it asks that leader for the read index, as a follower serving `Kv.Get` does);
+    /// `None` otherwise, or when it failed here (the caller then reads through the
+    /// client).
     async fn read_here(&self, key: &[u8], op: Op, rpc: &'static str) -> Option<Outcome> {
-        let r = self.node.router.lookup(key).filter(|r| r.is_leader())?;
+        let r = (self.node.router.lookup(key))
+            .filter(|r| r.is_leader() || r.current_leader().is_some())?;
         self.node.check_serving().ok()?;
         let start = Instant::now();
         let deadline = start + LOCAL_STEP_PATIENCE;
