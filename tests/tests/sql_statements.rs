@@ -115,6 +115,105 @@ async fn explain_names_the_access_path_and_show_describes_the_tables() {
         assert_eq!(explain(&db, query).await, *want, "EXPLAIN {query}");
     }
 
+    // Writes: planned, not run.
+    let before = db
+        .query(
+            "SELECT shop, n, qty, code FROM orders ORDER BY shop, n",
+            &[],
+        )
+        .await
+        .unwrap();
+    let writes: &[(&str, &[&str])] = &[
+        (
+            "UPDATE orders SET qty = 9 WHERE shop = 1 AND n = 'a'",
+            &["update orders", "filter", "point get on orders (primary key)"],
+        ),
+        (
+            "UPDATE orders o SET qty = qty + 1 WHERE o.code = 'x'",
+            &[
+                "update orders",
+                "filter",
+                "index lookup on orders using orders_code_key (unique)",
+            ],
+        ),
+        ("UPDATE orders SET qty = 0", &["update orders", "full scan on orders"]),
+        (
+            "DELETE FROM orders WHERE shop = 2",
+            &[
+                "delete from orders",
+                "filter",
+                "range scan on orders (primary key: 1 column fixed)",
+            ],
+        ),
+        (
+            "DELETE FROM orders WHERE qty = 3",
+            &["delete from orders", "filter", "index lookup on orders using orders_qty"],
+        ),
+        (
+            "INSERT INTO shops VALUES (3, 'three'), (4, 'four')",
+            &["insert into shops (2 rows)"],
+        ),
+        (
+            "INSERT INTO shops VALUES (1, 'uno') ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+            &["insert into shops (1 row)", "on conflict do update"],
+        ),
+        (
+            "INSERT INTO shops SELECT shop + 10, n FROM orders WHERE shop = 1",
+            &[
+                "insert into shops",
+                "filter",
+                "range scan on orders (primary key: 1 column fixed)",
+            ],
+        ),
+    ];
+    for (statement, want) in writes {
+        assert_eq!(explain(&db, statement).await, *want, "EXPLAIN {statement}");
+    }
+    let after = db
+        .query(
+            "SELECT shop, n, qty, code FROM orders ORDER BY shop, n",
+            &[],
+        )
+        .await
+        .unwrap();
+    let show = |rows: &[tokio_postgres::Row]| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{:?} {:?} {:?} {:?}",
+                    r.get::<_, i64>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, i32>(2),
+                    r.get::<_, Option<String>>(3)
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        show(&after),
+        show(&before),
+        "an EXPLAIN of a write changed the rows"
+    );
+    let shops = db.query("SELECT count(*) FROM shops", &[]).await.unwrap();
+    assert_eq!(
+        shops[0].get::<_, i64>(0),
+        2,
+        "an EXPLAIN of an INSERT inserted"
+    );
+    // A plan of a write that could not run is refused as the write would be.
+    for (bad, code) in [
+        ("EXPLAIN UPDATE nowhere SET x = 1", "42P01"),
+        ("EXPLAIN DELETE FROM orders WHERE nope = 1", "42703"),
+        (
+            "EXPLAIN INSERT INTO shops VALUES (1, 'x') ON CONFLICT (name) DO NOTHING",
+            "42P10",
+        ),
+        ("EXPLAIN CREATE TABLE t (a INT8 PRIMARY KEY)", "0A000"),
+    ] {
+        let e = db.query(bad, &[]).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some(code), "{bad}: {e:?}");
+    }
+
     // The primary key's order, read without a sort, is ORDER BY's order.
     let rows = db
         .query(

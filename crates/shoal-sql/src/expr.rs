@@ -469,3 +469,11 @@ pub fn infer_params(s: &Scalar, types: &[SqlType], out: &mut Vec<Option<SqlType>
         Scalar::Column(_) | Scalar::Literal(_) | Scalar::Param(_) => {}
     }
 }
+
+/// A statement named by its first two words (`the statement ALTER TABLE`), for
+/// messages that refuse it.
+pub fn statement_words(s: &sqlparser::ast::Statement) -> String {
+    let text = s.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    format!("the statement {}", words.join(" "))
+}

@@ -13,13 +13,14 @@
 //! - [`plan`]: the access path a WHERE clause allows (point get, index lookup, range
 //!   scan, full scan), read a page at a time.
 //! - [`aggregate`]: aggregates and the binding of grouped queries.
-//! - [`select`]: queries bound against the catalog; `EXPLAIN`; a query's rows read
+//! - [`select`]: queries bound against the catalog; a query's rows read
 //!   whole or streamed down a channel.
 //! - [`exec`]: a bound query run: read, join, filter, group and aggregate, project,
 //!   sort, limit, into a sink.
 //! - [`rows`]: a row and its index entries written or deleted together, constraints
 //!   checked first.
 //! - [`write`]: `INSERT`, `UPDATE`, `DELETE`.
+//! - [`explain`]: `EXPLAIN` of a query or a write: its plan, a line per step.
 //! - [`ddl`]: `CREATE TABLE`, `DROP TABLE`, `CREATE INDEX`.
 //! - [`session`]: a client's session: transaction blocks, autocommit with retries.
 //! - [`pg`]: the Postgres wire protocol: a listener whose connections are sessions.
@@ -37,6 +38,7 @@ pub mod ddl;
 pub mod error;
 pub mod eval;
 pub mod exec;
+pub mod explain;
 pub mod expr;
 pub mod http;
 pub mod pg;

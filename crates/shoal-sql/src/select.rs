@@ -71,7 +71,7 @@ fn output_name(e: &Expr) -> String {
     }
 }
 
-async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
+pub(crate) async fn bind_query(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Bound> {
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Err(SqlError::unsupported(format!("the query {}", q.body)));
     };
@@ -501,63 +501,6 @@ pub async fn describe(
         infer_params(s, &b.types, &mut params);
     }
     Ok((b.columns, params))
-}
-
-/// `EXPLAIN`: the plan of a query, a line per step.
-pub async fn explain(ctx: &mut Ctx<'_>, q: &ast::Query) -> Result<Output> {
-    let b = bind_query(ctx, q).await?;
-    let mut lines = Vec::new();
-    if let Some(l) = b.limit {
-        lines.push(format!(
-            "limit {l}{}",
-            if b.offset > 0 {
-                format!(" offset {}", b.offset)
-            } else {
-                String::new()
-            }
-        ));
-    } else if b.offset > 0 {
-        lines.push(format!("offset {}", b.offset));
-    }
-    if !b.sort.is_empty() {
-        lines.push("sort".to_string());
-    } else if b.in_key_order {
-        lines.push("ordered by the primary key (no sort)".to_string());
-    }
-    if let Some((g, a)) = &b.grouping {
-        lines.push(format!(
-            "aggregate ({} group expression{}, {} aggregate{})",
-            g.len(),
-            if g.len() == 1 { "" } else { "s" },
-            a.len(),
-            if a.len() == 1 { "" } else { "s" }
-        ));
-    }
-    if b.filter.is_some() {
-        lines.push("filter".to_string());
-    }
-    match (&b.access, b.sources.as_slice()) {
-        (Some(a), [s]) => lines.push(a.describe(&s.table)),
-        (_, [l, r]) => {
-            lines.push(format!("hash join on {} and {}", l.alias, r.alias));
-            lines.push(format!("  full scan on {}", l.table.name));
-            lines.push(format!(
-                "  full scan on {} (into the hash table)",
-                r.table.name
-            ));
-        }
-        _ => lines.push("one row, no table".to_string()),
-    }
-    let rows = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| vec![Datum::Text(format!("{}{l}", "  ".repeat(i.min(4))))])
-        .collect();
-    Ok(Output::Rows {
-        columns: vec![("QUERY PLAN".into(), SqlType::Text)],
-        rows,
-        command: "EXPLAIN",
-    })
 }
 
 /// The rows of `table` that pass `filter` (bound over the table's columns), with their

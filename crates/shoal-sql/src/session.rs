@@ -589,13 +589,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, s: &Statement) -> Result<Output> {
             statement,
             analyze: false,
             ..
-        } => match statement.as_ref() {
-            Statement::Query(q) => select::explain(ctx, q).await,
-            other => Err(SqlError::unsupported(format!(
-                "EXPLAIN of {}",
-                first_word(other)
-            ))),
-        },
+        } => crate::explain::explain(ctx, statement).await,
         Statement::ShowTables { .. } => {
             let tables = ctx.tables().await?;
             Ok(Output::Rows {
@@ -624,12 +618,6 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, s: &Statement) -> Result<Output> {
                 command: "SHOW",
             })
         }
-        other => Err(SqlError::unsupported(first_word(other))),
+        other => Err(SqlError::unsupported(crate::expr::statement_words(other))),
     }
-}
-
-fn first_word(s: &Statement) -> String {
-    let text = s.to_string();
-    let words: Vec<&str> = text.split_whitespace().take(2).collect();
-    format!("the statement {}", words.join(" "))
 }

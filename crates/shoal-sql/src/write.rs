@@ -79,7 +79,7 @@ fn answer(command: &'static str, n: u64, ret: Option<Returning>, rows: Vec<Vec<D
     }
 }
 
-fn table_name(t: &ast::TableObject) -> Result<String> {
+pub(crate) fn table_name(t: &ast::TableObject) -> Result<String> {
     match t {
         ast::TableObject::TableName(n) => object_name(n),
         other => Err(SqlError::unsupported(format!("INSERT INTO {other}"))),
@@ -250,7 +250,7 @@ pub async fn insert(ctx: &mut Ctx<'_>, ins: &ast::Insert) -> Result<Output> {
 
 /// An ON CONFLICT target names the primary key or a unique index (DO UPDATE must
 /// name one).
-fn check_conflict_target(table: &Table, oc: &ast::OnConflict) -> Result<()> {
+pub(crate) fn check_conflict_target(table: &Table, oc: &ast::OnConflict) -> Result<()> {
     let cols = match &oc.conflict_target {
         None if matches!(oc.action, ast::OnConflictAction::DoUpdate(_)) => {
             return Err(SqlError::syntax(
@@ -283,7 +283,7 @@ fn check_conflict_target(table: &Table, oc: &ast::OnConflict) -> Result<()> {
     ))
 }
 
-fn single_table(t: &ast::TableWithJoins) -> Result<(String, String)> {
+pub(crate) fn single_table(t: &ast::TableWithJoins) -> Result<(String, String)> {
     if !t.joins.is_empty() {
         return Err(SqlError::unsupported("a join in UPDATE or DELETE"));
     }
