@@ -16,6 +16,17 @@ fn new_ca() -> Made {
     make_ca(YEAR).unwrap()
 }
 
+/// A client certificate of `ca` for `user`.
+fn user_of(ca: &Made, user: &str) -> Made {
+    issue(
+        &ca.cert_pem,
+        &ca.key_pem,
+        client_params(user, YEAR).unwrap(),
+    )
+    .unwrap()
+    .0
+}
+
 fn node_of(ca: &Made, hosts: &[&str]) -> Made {
     let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     issue(
@@ -59,6 +70,21 @@ fn client(ca: &Made, cert: Option<&Made>) -> Arc<ClientConfig> {
             )
             .unwrap(),
     })
+}
+
+/// A certificate's DER.
+fn der(m: &Made) -> Vec<u8> {
+    CertificateDer::from_pem_slice(m.cert_pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// The certificate `tls` serves to `caller` now, on its client port, as `localhost`.
+async fn served(tls: &Tls, caller: &Arc<ClientConfig>) -> Vec<u8> {
+    exchange(tls.current().clients.clone(), caller.clone(), "localhost")
+        .await
+        .unwrap()
+        .1
 }
 
 /// One connection: `client` calls a server of `server` as `name`, sends a line and
@@ -154,13 +180,7 @@ async fn nodes_call_each_other_with_their_certificates_and_nothing_else_gets_in(
     assert_eq!(seen, None);
 
     // A client certificate of the CA: the client port sees its user.
-    let app = issue(
-        &ca.cert_pem,
-        &ca.key_pem,
-        client_params("app", YEAR).unwrap(),
-    )
-    .unwrap()
-    .0;
+    let app = user_of(&ca, "app");
     let (seen, _) = exchange(
         a.current().clients.clone(),
         client(&ca, Some(&app)),
@@ -181,13 +201,7 @@ async fn nodes_call_each_other_with_their_certificates_and_nothing_else_gets_in(
     )
     .await
     .is_err());
-    let intruder = issue(
-        &other.cert_pem,
-        &other.key_pem,
-        client_params("root", YEAR).unwrap(),
-    )
-    .unwrap()
-    .0;
+    let intruder = user_of(&other, "root");
     assert!(exchange(
         a.current().clients.clone(),
         client(&ca, Some(&intruder)),
@@ -229,15 +243,7 @@ async fn new_certificates_take_over_without_a_restart_and_bad_ones_never_do() {
     let dir = dir_of(&ca, &first);
     let tls = Tls::load(dir.path()).unwrap();
     let caller = client(&ca, None);
-    let (_, served) = exchange(tls.current().clients.clone(), caller.clone(), "localhost")
-        .await
-        .unwrap();
-    assert_eq!(
-        served,
-        CertificateDer::from_pem_slice(first.cert_pem.as_bytes())
-            .unwrap()
-            .to_vec()
-    );
+    assert_eq!(served(&tls, &caller).await, der(&first));
     assert!(!tls.reload().unwrap(), "nothing changed");
 
     // Rotation: a new certificate and key, written as shoal cert writes them.
@@ -250,15 +256,7 @@ async fn new_certificates_take_over_without_a_restart_and_bad_ones_never_do() {
     .0;
     write_node(dir.path(), &second);
     assert!(tls.reload().unwrap());
-    let (_, served) = exchange(tls.current().clients.clone(), caller.clone(), "localhost")
-        .await
-        .unwrap();
-    assert_eq!(
-        served,
-        CertificateDer::from_pem_slice(second.cert_pem.as_bytes())
-            .unwrap()
-            .to_vec()
-    );
+    assert_eq!(served(&tls, &caller).await, der(&second));
     let expires = tls.current().node_expires;
     assert!(expires < now_secs() + 31 * 86_400, "the new expiry is seen");
 
@@ -277,15 +275,7 @@ async fn new_certificates_take_over_without_a_restart_and_bad_ones_never_do() {
         tls.reload().unwrap();
         write_file(&dir.path().join(file), &data, 0o600).unwrap();
         assert!(tls.reload().is_err(), "{file} broken was taken");
-        let (_, served) = exchange(tls.current().clients.clone(), caller.clone(), "localhost")
-            .await
-            .unwrap();
-        assert_eq!(
-            served,
-            CertificateDer::from_pem_slice(second.cert_pem.as_bytes())
-                .unwrap()
-                .to_vec()
-        );
+        assert_eq!(served(&tls, &caller).await, der(&second));
         assert_eq!(tls.current().node_expires, expires);
     }
     std::fs::remove_file(dir.path().join(NODE_KEY)).unwrap();
@@ -303,13 +293,7 @@ fn a_directory_the_node_cannot_serve_from_is_refused_with_the_file_named() {
     let e = Tls::load(empty.path()).err().unwrap();
     assert!(e.path.ends_with(CA_CERT), "{e}");
     // A client certificate where the node's should be: it cannot serve.
-    let app = issue(
-        &ca.cert_pem,
-        &ca.key_pem,
-        client_params("app", YEAR).unwrap(),
-    )
-    .unwrap()
-    .0;
+    let app = user_of(&ca, "app");
     let d = dir_of(&ca, &app);
     let e = Tls::load(d.path()).err().unwrap();
     assert!(e.path.ends_with(NODE_CERT), "{e}");
