@@ -368,3 +368,63 @@ fn bad_input_is_refused_and_writes_nothing() {
         "the good ones are still listed"
     );
 }
+
+#[test]
+fn a_rotated_ca_signs_anew_while_what_the_old_one_signed_stays_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, ca_key) = (tmp.path().join("certs"), tmp.path().join("ca.key"));
+    ok(&["cert", "create-ca"], &dir, &ca_key);
+    ok(&["cert", "create-node", "localhost"], &dir, &ca_key);
+    let old_ca = tmp.path().join("old-ca.crt");
+    std::fs::copy(dir.join("ca.crt"), &old_ca).unwrap();
+
+    // Rotating needs a CA to rotate from, and is not --overwrite.
+    let empty = tmp.path().join("empty");
+    let out = shoal(
+        &["cert", "create-ca", "--rotate"],
+        &empty,
+        &tmp.path().join("k"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(snapshot(&empty).is_empty());
+    let out = shoal(
+        &["cert", "create-ca", "--rotate", "--overwrite"],
+        &dir,
+        &ca_key,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    ok(&["cert", "create-ca", "--rotate"], &dir, &ca_key);
+    let json = ok(&["cert", "ls", "--format", "json"], &dir, &ca_key);
+    let cas = json
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["usage"] == "ca")
+        .count();
+    assert_eq!(cas, 2, "ca.crt holds the new CA and the old: {json}");
+    // The node's certificate, signed by the old CA, still verifies.
+    assert_eq!(verify(&dir, "sslserver", "node.crt").0, 0);
+    // A new one is signed by the new CA: it verifies against ca.crt, not the old CA.
+    ok(&["cert", "create-client", "app"], &dir, &ca_key);
+    assert_eq!(verify(&dir, "sslclient", "client.app.crt").0, 0);
+    let (code, _) = openssl(&[
+        "verify",
+        "-CAfile",
+        &old_ca.display().to_string(),
+        &dir.join("client.app.crt").display().to_string(),
+    ]);
+    assert_ne!(code, 0, "the new certificate was signed by the old CA");
+    // The node's certificate issued again comes from the new CA too.
+    ok(
+        &["cert", "create-node", "localhost", "--overwrite"],
+        &dir,
+        &ca_key,
+    );
+    let (code, _) = openssl(&[
+        "verify",
+        "-CAfile",
+        &old_ca.display().to_string(),
+        &dir.join("node.crt").display().to_string(),
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(verify(&dir, "sslserver", "node.crt").0, 0);
+}

@@ -56,6 +56,11 @@ pub enum CertCommand {
     CreateCa {
         #[command(flatten)]
         signing: Signing,
+        /// Rotate: a new CA signs from now on (its key replaces the one at --ca-key),
+        /// and ca.crt keeps the old CAs that have not expired after it, so what they
+        /// signed stays trusted until it is issued again.
+        #[arg(long, conflicts_with = "overwrite")]
+        rotate: bool,
         /// How long the CA is valid (`3650d`, `10y`).
         #[arg(long, default_value = "10y", value_parser = parse_lifetime)]
         lifetime: Duration,
@@ -105,13 +110,26 @@ fn parse_user(s: &str) -> Result<String, String> {
 pub fn run(args: CertArgs) -> anyhow::Result<()> {
     let dir = &args.certs_dir;
     match args.op {
-        CertCommand::CreateCa { signing, lifetime } => {
+        CertCommand::CreateCa {
+            signing,
+            rotate,
+            lifetime,
+        } => {
             let cert_path = dir.join(CA_CERT);
-            refuse_to_overwrite(&[&cert_path, &signing.ca_key], signing.overwrite)?;
             let ca = make::make_ca(lifetime)?;
+            let file = if rotate {
+                let old = fs::read_to_string(&cert_path)
+                    .with_context(|| format!("reading {} to rotate its CA", cert_path.display()))?;
+                let now = chrono::Utc::now().timestamp();
+                make::rotated_ca_file(&old, &ca.cert_pem, now)
+                    .with_context(|| format!("rotating {}", cert_path.display()))?
+            } else {
+                refuse_to_overwrite(&[&cert_path, &signing.ca_key], signing.overwrite)?;
+                ca.cert_pem.clone()
+            };
             write_file(&signing.ca_key, ca.key_pem.as_bytes(), 0o600)
                 .with_context(|| format!("writing {}", signing.ca_key.display()))?;
-            write_file(&cert_path, ca.cert_pem.as_bytes(), 0o644)
+            write_file(&cert_path, file.as_bytes(), 0o644)
                 .with_context(|| format!("writing {}", cert_path.display()))?;
             println!(
                 "wrote {} (key: {})",

@@ -5,7 +5,7 @@
 //! certificates and stays wherever the operator keeps it (`--ca-key`).
 //!
 //! ```text
-//! ca.crt               the cluster CA (more than one, one after the other, while it rotates)
+//! ca.crt               the cluster CA; while it rotates, the new CA first (it signs), then the old
 //! node.crt, node.key   this node: CN `node`, its host names and addresses as SANs
 //! client.USER.crt      a client user: CN USER
 //! client.USER.key

@@ -146,7 +146,7 @@ pub fn client_params(user: &str, lifetime: Duration) -> Result<CertificateParams
 /// end with its CA.
 pub type CutToCa = Option<i64>;
 
-/// Signs `p` with a new key by the newest CA of `ca_pem`, whose key is `ca_key_pem`;
+/// Signs `p` with a new key by the signing CA of `ca_pem` (its first), whose key is `ca_key_pem`;
 /// never valid past that CA.
 pub fn issue(
     ca_pem: &str,
@@ -155,18 +155,18 @@ pub fn issue(
 ) -> Result<(Made, CutToCa), CertError> {
     let ca_key =
         KeyPair::from_pem(ca_key_pem).map_err(|e| invalid(format!("not a private key: {e}")))?;
-    let newest = newest_ca(ca_pem).ok_or_else(|| invalid("no CA certificate"))?;
-    if newest.public_key_raw != ca_key.public_key_raw() {
+    let signer = signing_ca(ca_pem).ok_or_else(|| invalid("no CA certificate"))?;
+    if signer.public_key_raw != ca_key.public_key_raw() {
         return Err(invalid("the key is not the CA's"));
     }
-    let ca_end = time::OffsetDateTime::from_unix_timestamp(newest.not_after)
+    let ca_end = time::OffsetDateTime::from_unix_timestamp(signer.not_after)
         .map_err(|e| invalid(format!("the CA's expiry: {e}")))?;
     let mut cut = None;
     if p.not_after > ca_end {
         p.not_after = ca_end;
-        cut = Some(newest.not_after);
+        cut = Some(signer.not_after);
     }
-    let issuer = Issuer::from_ca_cert_der(&newest.der.clone().into(), ca_key)?;
+    let issuer = Issuer::from_ca_cert_der(&signer.der.clone().into(), ca_key)?;
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, &issuer)?;
     Ok((
@@ -228,13 +228,40 @@ pub fn parse_der(der: &[u8]) -> Result<Parsed, CertError> {
     })
 }
 
-/// The CA of `pem` that expires last.
-pub fn newest_ca(pem: &str) -> Option<Parsed> {
+/// The CA of `pem` that signs: the first one (a rotation puts the new CA first).
+pub fn signing_ca(pem: &str) -> Option<Parsed> {
     parse_all(pem.as_bytes())
         .ok()?
         .into_iter()
-        .filter(|c| c.is_ca)
-        .max_by_key(|c| c.not_after)
+        .find(|c| c.is_ca)
+}
+
+/// The CA file after a rotation: `new_ca_pem` first (it signs from now on), then every
+/// CA of `old_pem` that has not expired by `now` (seconds since the Unix epoch), each
+/// block as it was, so the certificates they signed stay trusted until they are
+/// issued again.
+pub fn rotated_ca_file(old_pem: &str, new_ca_pem: &str, now: i64) -> Result<String, CertError> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = new_ca_pem.trim_end().to_string();
+    out.push('\n');
+    let mut kept = 0;
+    let mut rest = old_pem;
+    while let Some(at) = rest.find(END) {
+        let block = rest[..at + END.len()].trim_start();
+        rest = &rest[at + END.len()..];
+        let certs = parse_all(block.as_bytes())?;
+        if certs.iter().any(|c| c.is_ca && c.not_after > now) {
+            out.push_str(block);
+            out.push('\n');
+            kept += 1;
+        }
+    }
+    if kept == 0 {
+        return Err(invalid(
+            "holds no CA that is still valid, nothing to rotate from",
+        ));
+    }
+    Ok(out)
 }
 
 /// Writes `data` to `path` with `mode`: to a temporary file beside it, then renamed
@@ -300,7 +327,7 @@ mod tests {
         let hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let p = node_params(&hosts, Duration::from_secs(365 * 86_400)).unwrap();
         let (node, cut) = issue(&ca.cert_pem, &ca.key_pem, p).unwrap();
-        let ca_end = newest_ca(&ca.cert_pem).unwrap().not_after;
+        let ca_end = signing_ca(&ca.cert_pem).unwrap().not_after;
         assert_eq!(cut, Some(ca_end));
         let parsed = &parse_all(node.cert_pem.as_bytes()).unwrap()[0];
         assert_eq!(parsed.not_after, ca_end);
@@ -312,5 +339,30 @@ mod tests {
         let p = client_params("app", Duration::from_secs(3600)).unwrap();
         assert!(issue(&ca.cert_pem, &other.key_pem, p).is_err());
         assert!(client_params("node", Duration::from_secs(3600)).is_err());
+    }
+
+    #[test]
+    fn a_rotated_ca_file_trusts_the_old_ca_until_it_expires() {
+        let old = make_ca(Duration::from_secs(86_400)).unwrap();
+        let new = make_ca(Duration::from_secs(2 * 86_400)).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let file = rotated_ca_file(&old.cert_pem, &new.cert_pem, now).unwrap();
+        let cas = parse_all(file.as_bytes()).unwrap();
+        assert_eq!(cas.len(), 2);
+        // The new one signs: it is first.
+        assert_eq!(
+            signing_ca(&file).unwrap().public_key_raw,
+            cas[0].public_key_raw
+        );
+        // Rotated again once the oldest has expired: it is dropped.
+        let newer = make_ca(Duration::from_secs(3 * 86_400)).unwrap();
+        let later = now + 86_400 + 60;
+        let again = rotated_ca_file(&file, &newer.cert_pem, later).unwrap();
+        let kept = parse_all(again.as_bytes()).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[1].public_key_raw, cas[0].public_key_raw);
+        // Nothing valid to rotate from.
+        assert!(rotated_ca_file("", &new.cert_pem, now).is_err());
+        assert!(rotated_ca_file(&old.cert_pem, &new.cert_pem, later).is_err());
     }
 }
