@@ -51,12 +51,12 @@ fn write_node(dir: &Path, node: &Made) {
     write_file(&dir.join(NODE_CERT), node.cert_pem.as_bytes(), 0o644).unwrap();
 }
 
-/// A client's configuration trusting `ca`, presenting `cert` if given.
+/// A client's configuration trusting the CAs of `ca`, presenting `cert` if given.
 fn client(ca: &Made, cert: Option<&Made>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
-        .unwrap();
+    for c in CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
     let b = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -299,4 +299,52 @@ fn a_directory_the_node_cannot_serve_from_is_refused_with_the_file_named() {
     assert!(e.path.ends_with(NODE_CERT), "{e}");
     let d = dir_of(&ca, &node);
     assert!(Tls::load(d.path()).is_ok());
+}
+
+#[tokio::test]
+async fn during_a_ca_rotation_old_and_new_certificates_meet() {
+    use crate::certs::rotated_ca_file;
+    let old = new_ca();
+    let hosts = ["localhost"];
+    let dir = dir_of(&old, &node_of(&old, &hosts));
+    let tls = Tls::load(dir.path()).unwrap();
+    // The CA rotates: ca.crt holds the new CA, then the old one.
+    let new = new_ca();
+    let both = rotated_ca_file(&old.cert_pem, &new.cert_pem, now_secs()).unwrap();
+    write_file(&dir.path().join(CA_CERT), both.as_bytes(), 0o644).unwrap();
+    assert!(tls.reload().unwrap());
+    // A client of the new CA reaches the node whose certificate is still the old CA's,
+    // and the node, given a certificate of the new CA, serves clients of the old.
+    let bundle = Made {
+        cert_pem: both.clone(),
+        key_pem: String::new(),
+    };
+    let (seen, _) = exchange(
+        tls.current().clients.clone(),
+        client(&bundle, Some(&user_of(&new, "app"))),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.as_deref(), Some("app"));
+    write_node(dir.path(), &node_of(&new, &hosts));
+    assert!(tls.reload().unwrap());
+    let (seen, _) = exchange(
+        tls.current().clients.clone(),
+        client(&bundle, Some(&user_of(&old, "app"))),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.as_deref(), Some("app"));
+    // Once the old CA is gone from ca.crt, its certificates are not let in.
+    write_file(&dir.path().join(CA_CERT), new.cert_pem.as_bytes(), 0o644).unwrap();
+    assert!(tls.reload().unwrap());
+    assert!(exchange(
+        tls.current().clients.clone(),
+        client(&bundle, Some(&user_of(&old, "app"))),
+        "localhost",
+    )
+    .await
+    .is_err());
 }
