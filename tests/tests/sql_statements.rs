@@ -355,3 +355,78 @@ async fn a_query_streams_its_rows_and_a_cancel_request_stops_it() {
         .count();
     assert_eq!(n, 3);
 }
+
+/// The sum over the nodes of a counter's value in their /metrics.
+fn counter(c: &TestCluster, name: &str) -> f64 {
+    (0..c.nodes.len())
+        .filter_map(|i| c.http_get(i, "/metrics").ok())
+        .flat_map(|(_, text)| {
+            text.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_table_over_a_transactions_limit_drops_and_its_rows_are_deleted_after() {
+    // 6,000 rows and as many index entries: more keys than one transaction may
+    // write (10,000), so the rows cannot go in the drop's own transaction.
+    const ROWS: usize = 6_000;
+    let c = TestCluster::start_initialized(3, &[]).await.unwrap();
+    let db = c.sql_client(0).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE big (id INT8 PRIMARY KEY, v TEXT); CREATE INDEX big_v ON big (v)",
+    )
+    .await
+    .unwrap();
+    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(2_000) {
+        let values: Vec<String> = chunk.iter().map(|i| format!("({i}, 'v{i}')")).collect();
+        db.batch_execute(&format!("INSERT INTO big VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+    }
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, ROWS as i64);
+    let before = counter(&c, "shoal_sql_dropped_keys_deleted_total");
+
+    db.batch_execute("DROP TABLE big").await.unwrap();
+    let e = db.query("SELECT count(*) FROM big", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE));
+    // The name is free at once, for a table of its own.
+    db.batch_execute(
+        "CREATE TABLE big (id INT8 PRIMARY KEY, w INT4); INSERT INTO big VALUES (1, 2)",
+    )
+    .await
+    .unwrap();
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the new table sees none of the old one's rows");
+
+    // The old rows and index entries are deleted after the drop, all of them.
+    let want = (2 * ROWS) as f64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut deleted = 0.0;
+    while std::time::Instant::now() < deadline {
+        deleted = counter(&c, "shoal_sql_dropped_keys_deleted_total") - before;
+        if deleted >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(deleted, want, "keys of the dropped table deleted");
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the cleanup left the new table alone");
+}

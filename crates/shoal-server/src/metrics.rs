@@ -20,6 +20,7 @@ pub struct Metrics {
     gc_dropped: IntGauge,
     gc_safe_point: IntGauge,
     locks_swept: IntCounter,
+    sql_dropped_keys: IntCounter,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -76,6 +77,11 @@ impl Metrics {
             "old locks of transactions this node's ranges resolved without a reader meeting them",
         )
         .expect("valid metric");
+        let sql_dropped_keys = IntCounter::new(
+            "shoal_sql_dropped_keys_deleted_total",
+            "rows and index entries of dropped tables this node deleted after their drop",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -83,6 +89,7 @@ impl Metrics {
             Box::new(gc_dropped.clone()),
             Box::new(gc_safe_point.clone()),
             Box::new(locks_swept.clone()),
+            Box::new(sql_dropped_keys.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -94,12 +101,17 @@ impl Metrics {
             gc_dropped,
             gc_safe_point,
             locks_swept,
+            sql_dropped_keys,
             rendering: Default::default(),
         }
     }
 
     pub fn count_swept_locks(&self, n: u64) {
         self.locks_swept.inc_by(n);
+    }
+
+    pub fn count_dropped_keys(&self, n: u64) {
+        self.sql_dropped_keys.inc_by(n);
     }
 
     pub fn observe_rpc(&self, rpc: &str, code: &str, took: Duration) {

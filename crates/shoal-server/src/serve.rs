@@ -59,6 +59,9 @@ pub enum RunError {
 }
 
 /// Runs a node until SIGTERM or SIGINT (or its shutdown token is cancelled).
+/// How often the node looks for dropped tables whose rows are still to be deleted.
+const DROPPED_TABLES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     shoal_raft::failpoints::setup();
     let listen = cfg.listen_addr;
@@ -183,6 +186,30 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         "sql",
         shoal_sql::pg::serve(sql_listener, engine.clone(), node.shutdown.clone()),
     );
+    // The rows of dropped tables, deleted by the node that leads the range of their
+    // marks (any node could; one at a time spares the conflicts).
+    {
+        let (engine, node) = (engine.clone(), node.clone());
+        tasks.every("dropped tables", DROPPED_TABLES_EVERY, move || {
+            let (engine, node) = (engine.clone(), node.clone());
+            async move {
+                let mark = shoal_storage::keys::sql_dropped_span().0;
+                if !node.router.lookup(&mark).is_some_and(|r| r.is_leader()) {
+                    return;
+                }
+                match shoal_sql::dropped::clean(&engine).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        node.metrics.count_dropped_keys(n);
+                        tracing::info!(keys = n, "deleted the rows of dropped tables");
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "deleting dropped tables' rows: again next round")
+                    }
+                }
+            }
+        });
+    }
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
     let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
     ranges.serve_here_with(here);

@@ -145,9 +145,10 @@ fn multiple_keys(table: &str) -> SqlError {
     )
 }
 
-/// `DROP TABLE`: the descriptor goes in the statement's transaction; the rows are
-/// deleted with it, a page at a time (a table id is never handed out again, so rows
-/// left by a drop that failed halfway are never seen).
+/// `DROP TABLE`: the descriptor goes in the statement's transaction, and a mark of
+/// the table's id takes its place; the rows and index entries are deleted after the
+/// commit, a page per transaction (`dropped.rs`), so a table of any size drops. A table
+/// id is never handed out again: no statement sees those rows meanwhile.
 pub async fn drop_tables(
     ctx: &mut Ctx<'_>,
     names: &[ast::ObjectName],
@@ -161,18 +162,10 @@ pub async fn drop_tables(
             }
             return Err(SqlError::undefined_table(&name));
         };
+        // The descriptor goes, and a mark of the table's id stays: its rows are
+        // deleted after the commit, a page per transaction (`dropped.rs`).
         ctx.delete(shoal_storage::keys::sql_catalog_key(&name))?;
-        let (mut start, end) = shoal_storage::keys::sql_table_span(table.id);
-        loop {
-            let (pairs, next) = ctx.page(&start, &end).await?;
-            for (k, _) in pairs {
-                ctx.delete(k)?;
-            }
-            match next {
-                Some(n) => start = n,
-                None => break,
-            }
-        }
+        ctx.put(shoal_storage::keys::sql_dropped_key(table.id), Vec::new())?;
     }
     Ok(Output::command("DROP TABLE"))
 }

@@ -21,6 +21,8 @@
 //!   checked first.
 //! - [`write`]: `INSERT`, `UPDATE`, `DELETE`.
 //! - [`explain`]: `EXPLAIN` of a query or a write: its plan, a line per step.
+//! - [`dropped`]: the rows of dropped tables, deleted after the drop, a page per
+//!   transaction.
 //! - [`ddl`]: `CREATE TABLE`, `DROP TABLE`, `CREATE INDEX`.
 //! - [`session`]: a client's session: transaction blocks, autocommit with retries.
 //! - [`pg`]: the Postgres wire protocol: a listener whose connections are sessions.
@@ -35,6 +37,7 @@ pub mod aggregate;
 pub mod catalog;
 pub mod ctx;
 pub mod ddl;
+pub mod dropped;
 pub mod error;
 pub mod eval;
 pub mod exec;

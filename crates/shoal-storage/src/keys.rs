@@ -401,6 +401,24 @@ pub fn sql_next_table_id_key() -> Vec<u8> {
     vec![SQL_SPACE, b'n']
 }
 
+/// The mark of dropped table `table_id` whose rows are still to be deleted.
+pub fn sql_dropped_key(table_id: u32) -> Vec<u8> {
+    let mut k = vec![SQL_SPACE, b'd'];
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// Bounds `[start, end)` of every mark of a dropped table.
+pub fn sql_dropped_span() -> (Vec<u8>, Vec<u8>) {
+    (vec![SQL_SPACE, b'd'], vec![SQL_SPACE, b'd' + 1])
+}
+
+/// The table id of a dropped table's mark.
+pub fn sql_dropped_table(key: &[u8]) -> Option<u32> {
+    let id = key.strip_prefix(&[SQL_SPACE, b'd'][..])?;
+    Some(u32::from_be_bytes(id.try_into().ok()?))
+}
+
 /// Prefix of every key of one index of a table (the rows: [`PRIMARY_INDEX`]).
 pub fn sql_index_prefix(table_id: u32, index_id: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(10 + 32);
