@@ -193,8 +193,18 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         tasks.every("dropped tables", DROPPED_TABLES_EVERY, move || {
             let (engine, node) = (engine.clone(), node.clone());
             async move {
-                let mark = shoal_storage::keys::sql_dropped_span().0;
-                if !node.router.lookup(&mark).is_some_and(|r| r.is_leader()) {
+                let (start, end) = shoal_storage::keys::sql_dropped_span();
+                let Some(r) = node.router.lookup(&start).filter(|r| r.is_leader()) else {
+                    return;
+                };
+                // No mark, the usual case, is seen on the leader's own replica: no
+                // Raft round, no timestamp (the range may be quiesced). A page of
+                // the span cut at the range's edge says nothing of the rest.
+                let idle = r.view().ok().and_then(|v| {
+                    let page = v.scan(&start, &end, shoal_storage::keys::LATEST, 1, false).ok()?;
+                    Some(page.kvs.is_empty() && !page.more)
+                });
+                if idle == Some(true) {
                     return;
                 }
                 match shoal_sql::dropped::clean(&engine).await {
