@@ -1,6 +1,7 @@
 //! [`NodeRanges`]: how this node reaches the cluster's ranges for transactions
-//! (`shoal_txn::Ranges`): a step or a read of a range this node leads is served here
-//! ([`Here`], no gRPC loopback); any other, through the node's own client of the
+//! (`shoal_txn::Ranges`): a step of a range this node leads, or a read of a range
+//! whose replica here leads it or follows a leader it knows, is served here ([`Here`],
+//! no gRPC loopback); any other, through the node's own client of the
 //! cluster, which routes each to its range, follows redirects and splits, and sends
 //! idempotent steps again after ambiguous failures, as it does any request; and its
 //! timestamps through the node's [`Clock`].
@@ -19,9 +20,9 @@ use shoal_txn::Ranges;
 use crate::clock::Clock;
 
 /// Serves a transaction's step or read on this node's replica of its range, when that
-/// replica leads it: `None` otherwise, or when serving it here failed (the step,
-/// idempotent, or the read then goes through the client, which retries and
-/// re-routes).
+/// replica leads it (a read: or follows a leader it knows): `None` otherwise, or when
+/// serving it here failed (the step, idempotent, or the read then goes through the
+/// client, which retries and re-routes).
 pub trait Here: Send + Sync {
     fn step_here<'a>(
         &'a self,
@@ -62,7 +63,7 @@ impl NodeRanges {
         })
     }
 
-    /// Steps and reads of ranges this node leads go to `here` from now on (every
+    /// Steps and reads of ranges this node holds go to `here` from now on (every
     /// clone).
     pub fn serve_here_with(&self, here: Weak<dyn Here>) {
         let _ = self.local.set(here);
@@ -181,12 +182,12 @@ impl Ranges for NodeRanges {
         limit: usize,
     ) -> BoxFuture<'a, shoal_txn::Result<Vec<Read>>> {
         Box::pin(async move {
-            // Pages of ranges this node leads are read here, the rest through the
+            // Pages of ranges this node holds are read here, the rest through the
             // client, from where the last page here stopped.
             let mut out = Vec::new();
             let mut from = start.to_vec();
+            let want = |got: usize| if limit == 0 { 0 } else { limit - got };
             if let Some(here) = self.here() {
-                let want = |got: usize| if limit == 0 { 0 } else { limit - got };
                 while let Some(page) = here.scan_here(&from, end, ts, want(out.len())).await {
                     out.extend(page.kvs.into_iter().map(read_stored));
                     if !page.more || (limit != 0 && out.len() >= limit) {
@@ -195,10 +196,9 @@ impl Ranges for NodeRanges {
                     from = page.resume_key;
                 }
             }
-            let want = if limit == 0 { 0 } else { limit - out.len() };
             let kvs = self
                 .client
-                .scan_at(&from, end, want, ts)
+                .scan_at(&from, end, want(out.len()), ts)
                 .await
                 .map_err(|e| failed("a transaction's scan", e))?;
             out.extend(kvs.into_iter().map(read_of));
