@@ -12,8 +12,11 @@
 shoal_cluster() {
   local name=$1 work=$2 bin=$3 port=$4
   shift 4
-  local i j join eps="" sql="" pids=() sqlflag=0 sqlargs
+  local i j join eps="" sql="" pids=() sqlflag=0 sqlargs secargs=()
   "$bin/shoal" start --help 2>/dev/null | grep -q -- --sql-addr && sqlflag=1
+  # A node starts without certificates only when told so (binaries before that
+  # had no such flag).
+  "$bin/shoal" start --help 2>/dev/null | grep -q -- --insecure && secargs=(--insecure)
   for i in 1 2 3; do
     sqlargs=()
     [ "$sqlflag" = 1 ] && sqlargs=(--sql-addr "127.0.0.1:$((port + 20 + i))")
@@ -21,7 +24,7 @@ shoal_cluster() {
     for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
     "$bin/shoal" start --data-dir "$work/$name-$i" --listen-addr "127.0.0.1:$((port + i))" \
       --advertise-addr "127.0.0.1:$((port + i))" --http-addr "127.0.0.1:$((port + 10 + i))" \
-      --join "$join" "${sqlargs[@]}" "$@" >>"$work/$name-$i.log" 2>&1 &
+      --join "$join" "${sqlargs[@]}" "${secargs[@]}" "$@" >>"$work/$name-$i.log" 2>&1 &
     pids+=($!)
     eps="$eps${eps:+,}127.0.0.1:$((port + i))"
     sql="$sql${sql:+,}127.0.0.1:$((port + 20 + i))"

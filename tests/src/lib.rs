@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shoal_client::{Client, ClientOptions};
+use shoal_client::{Client, ClientOptions, ClientTls};
 
 /// Flags that make elections quick, for tests of failover.
 pub const FAST_ELECTIONS: &[&str] = &["--heartbeat-ms", "100", "--election-timeout-ms", "500"];
@@ -169,7 +169,14 @@ impl TestNode {
 /// A cluster of node processes on loopback.
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
+    /// A secure cluster's client certificates (`start_secure`): its clients use them.
+    pub tls: Option<ClientTls>,
     _root: tempfile::TempDir,
+}
+
+/// `--insecure`, unless the flags name the node's certificates.
+fn security(extra: &[&str]) -> Option<String> {
+    (!extra.contains(&"--certs-dir")).then(|| "--insecure".to_string())
 }
 
 impl TestCluster {
@@ -193,6 +200,7 @@ impl TestCluster {
                 .collect();
             let mut args = start_args(&dir, grpc, http, sql, &join);
             args.extend(extra.iter().map(|s| s.to_string()));
+            args.extend(security(extra));
             let mut node = TestNode {
                 grpc: grpc.clone(),
                 http: http.clone(),
@@ -206,7 +214,32 @@ impl TestCluster {
             node.spawn()?;
             nodes.push(node);
         }
-        Ok(Self { nodes, _root: root })
+        Ok(Self {
+            nodes,
+            tls: None,
+            _root: root,
+        })
+    }
+
+    /// Starts `n` secure nodes with the certificates of `certs` (a node certificate
+    /// valid for 127.0.0.1, and `root`'s client certificate), founds the cluster, and
+    /// waits for a leader; its clients connect with TLS as `root`.
+    pub async fn start_secure(n: usize, certs: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = certs.display().to_string();
+        let mut flags = vec!["--certs-dir", dir.as_str()];
+        flags.extend_from_slice(extra);
+        let mut c = Self::start(n, &flags)?;
+        c.tls = Some(ClientTls::from_dir(certs, "root")?);
+        c.init().await?;
+        c.wait_leader(Duration::from_secs(20)).await?;
+        Ok(c)
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            tls: self.tls.clone(),
+            ..ClientOptions::default()
+        }
     }
 
     /// Starts `n` nodes and founds the cluster; returns once a leader is elected.
@@ -223,7 +256,7 @@ impl TestCluster {
 
     /// A client seeded with every node.
     pub fn client(&self) -> Client {
-        Client::with_options(self.addrs(), ClientOptions::default()).expect("client")
+        Client::with_options(self.addrs(), self.client_options()).expect("client")
     }
 
     /// The Postgres DSN of node `i`'s SQL port.
@@ -251,7 +284,7 @@ impl TestCluster {
             .into_iter()
             .map(|i| self.nodes[i].grpc.clone())
             .collect();
-        Client::with_options(seeds, ClientOptions::default()).expect("client")
+        Client::with_options(seeds, self.client_options()).expect("client")
     }
 
     /// Founds the cluster through node 0, waiting for its gRPC port to answer.
@@ -336,6 +369,7 @@ impl TestCluster {
         std::fs::create_dir_all(&dir)?;
         let mut args = start_args(&dir, &grpc, &http, &sql, &self.addrs());
         args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(security(extra));
         let mut node = TestNode {
             grpc,
             http,

@@ -140,6 +140,8 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<u8> {
                 http,
                 "--sql-addr",
                 sql,
+                // A local playground, said so when it starts: no TLS, no passwords.
+                "--insecure",
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -189,7 +191,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<u8> {
     })?;
 
     println!(
-        "shoal demo: {} nodes on loopback, data in {}",
+        "shoal demo: {} nodes on loopback, INSECURE (no TLS, no passwords: a local playground), data in {}",
         cluster.nodes.len(),
         root.display()
     );

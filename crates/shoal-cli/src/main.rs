@@ -8,7 +8,8 @@
 //! - `node ls|status|drain|decommission|remove`, `range ls|lookup|split`: here.
 //! - `demo`: a real local 3-node cluster ([`demo`]) and a shell on it ([`shell`]).
 //! - `shell`: the shell on a running cluster (what `kubectl exec` opens).
-//! - `sql`: a SQL shell over the Postgres protocol ([`sql`]).
+//! - `sql`: a SQL shell over the Postgres protocol ([`sql`]; TLS on a secure cluster:
+//!   [`pgtls`]).
 //! - `cert`: the cluster CA, node and client certificates ([`cert`]).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error, 3 when
@@ -16,12 +17,13 @@
 //! "not there" from "could not ask".
 //!
 //! Every flag shared by the commands is also read from an env var (`SHOAL_HOST`,
-//! `SHOAL_FORMAT`, `SHOAL_TIMEOUT`); every duration flag takes one syntax (`1500ms`,
+//! `SHOAL_FORMAT`, `SHOAL_TIMEOUT`, `SHOAL_CERTS_DIR`, `SHOAL_USER`); every duration flag takes one syntax (`1500ms`,
 //! `20s`, `5m`; a bare number is seconds), [`shoal_server::config::parse_duration`].
 
 mod cert;
 mod demo;
 mod kv;
+mod pgtls;
 mod scan;
 mod shell;
 mod sql;
@@ -173,6 +175,14 @@ pub struct ClientArgs {
         value_parser = parse_timeout
     )]
     pub timeout: Duration,
+    /// Certificates directory of a secure cluster (`shoal cert`): its CA
+    /// (`ca.crt`), and the user's `client.USER.crt` and `client.USER.key` when it
+    /// holds them. Without it the cluster is reached in plaintext (an insecure one).
+    #[arg(long, env = "SHOAL_CERTS_DIR", global = true)]
+    pub certs_dir: Option<std::path::PathBuf>,
+    /// The user to connect as.
+    #[arg(long, env = "SHOAL_USER", default_value = "root", global = true)]
+    pub user: String,
 }
 
 /// `--timeout`: a duration above zero.
@@ -186,9 +196,14 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 impl ClientArgs {
     pub fn client(&self) -> anyhow::Result<Client> {
         let t = self.timeout;
+        let tls = match &self.certs_dir {
+            Some(dir) => Some(shoal_client::ClientTls::from_dir(dir, &self.user)?),
+            None => None,
+        };
         let opts = ClientOptions {
             retry_deadline: t,
             request_timeout: t.min(Duration::from_secs(5)),
+            tls,
             ..Default::default()
         };
         Ok(Client::with_options(self.host.clone(), opts)?)

@@ -27,17 +27,26 @@ pub struct SqlArgs {
     #[arg(long, env = "SHOAL_TIMEOUT", default_value = "10s",
           value_parser = shoal_server::config::parse_duration)]
     connect_timeout: std::time::Duration,
+    /// Certificates directory of a secure cluster: TLS to the node, its certificate
+    /// checked against `ca.crt` and the host (as `sslmode=verify-full`), and
+    /// `client.USER.crt` presented when the directory holds one.
+    #[arg(long, env = "SHOAL_CERTS_DIR")]
+    certs_dir: Option<std::path::PathBuf>,
+    /// The user to connect as (when `--host` is not a URL naming one).
+    #[arg(long, env = "SHOAL_USER", default_value = "root")]
+    user: String,
 }
 
-fn url(host: &str, timeout: std::time::Duration) -> String {
+fn url(host: &str, user: &str, timeout: std::time::Duration, tls: bool) -> String {
     let timeout = timeout.as_secs().max(1);
     let base = if host.starts_with("postgres://") || host.starts_with("postgresql://") {
         host.to_string()
     } else {
-        format!("postgresql://root@{host}/defaultdb")
+        format!("postgresql://{user}@{host}/defaultdb")
     };
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}connect_timeout={timeout}")
+    let ssl = if tls { "&sslmode=require" } else { "" };
+    format!("{base}{sep}connect_timeout={timeout}{ssl}")
 }
 
 /// What a statement's answer prints as.
@@ -128,10 +137,32 @@ fn complete(buf: &str) -> bool {
 
 pub fn run(rt: &tokio::runtime::Runtime, args: SqlArgs) -> anyhow::Result<()> {
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url(&args.host, args.connect_timeout), NoTls)
-            .await
-            .with_context(|| format!("connecting to the SQL server at {}", args.host))?;
-        tokio::spawn(conn);
+        let url = url(
+            &args.host,
+            &args.user,
+            args.connect_timeout,
+            args.certs_dir.is_some(),
+        );
+        let client = match &args.certs_dir {
+            Some(dir) => {
+                let tls = shoal_client::ClientTls::from_dir(dir, &args.user)?;
+                let make = crate::pgtls::MakeRustls {
+                    config: tls.config_for(Some(b"postgresql")),
+                };
+                let (client, conn) = tokio_postgres::connect(&url, make)
+                    .await
+                    .with_context(|| format!("connecting to the SQL server at {}", args.host))?;
+                tokio::spawn(conn);
+                client
+            }
+            None => {
+                let (client, conn) = tokio_postgres::connect(&url, NoTls)
+                    .await
+                    .with_context(|| format!("connecting to the SQL server at {}", args.host))?;
+                tokio::spawn(conn);
+                client
+            }
+        };
         let scripted = !args.execute.is_empty() || !std::io::stdin().is_terminal();
         if scripted {
             let mut texts = args.execute.clone();

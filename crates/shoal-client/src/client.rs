@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::cache::{CachedRange, RangeCache};
 use crate::error::Error;
 use crate::retry::{decide, Backoff, Decision, RequestIds};
+use crate::tls::ClientTls;
 use crate::Result;
 
 /// Client settings.
@@ -30,6 +31,8 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Time limit to open a connection.
     pub connect_timeout: Duration,
+    /// TLS to the nodes (a secure cluster); `None`: plaintext (an insecure one).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -40,6 +43,7 @@ impl Default for ClientOptions {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -148,6 +152,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn endpoint(addr: &str, opts: &ClientOptions) -> Result<Endpoint> {
     let uri = if addr.contains("://") {
         addr.to_string()
+    } else if opts.tls.is_some() {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     };
@@ -216,7 +222,11 @@ impl Client {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = endpoint(addr, &self.inner.opts)?.connect_lazy();
+        let e = endpoint(addr, &self.inner.opts)?;
+        let c = match &self.inner.opts.tls {
+            Some(tls) => tls.connect_lazy(&e),
+            None => e.connect_lazy(),
+        };
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -349,7 +359,7 @@ impl Client {
                         let (addr, by_seed) = self.range_addr(&c);
                         (addr, Some(c), by_seed)
                     }
-                    Err(e @ Error::InvalidArgument { .. }) => return Err(e),
+                    Err(e @ (Error::InvalidArgument { .. } | Error::Tls { .. })) => return Err(e),
                     Err(e) => {
                         last = Some(e);
                         tokio::time::sleep(backoff.pause(deadline)).await;

@@ -20,6 +20,12 @@ pub enum Error {
     /// whose connection or leader was lost mid-flight).
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// The TLS handshake with the node at `addr` failed: its certificate is not of
+    /// the CA this client trusts or does not name the address, the node refused the
+    /// client's certificate, or one side speaks TLS and the other does not. Final:
+    /// certificates do not mend on their own. Code `TLS_HANDSHAKE`.
+    #[error("TLS with {addr}: {message} (TLS_HANDSHAKE)")]
+    Tls { addr: String, message: String },
     /// Any other answer of a node, with the stable code it carried (`error_code`).
     #[error("{addr}: {code:?}: {message}")]
     Status {
@@ -33,6 +39,12 @@ pub enum Error {
 impl Error {
     /// The error of a status the node at `addr` answered.
     pub fn from_status(addr: &str, s: tonic::Status) -> Self {
+        if let Some(message) = tls_refusal(&s) {
+            return Error::Tls {
+                addr: addr.to_string(),
+                message,
+            };
+        }
         let code = code_of(&s);
         let named = |fallback: &str| {
             if code.is_empty() {
@@ -70,7 +82,28 @@ impl Error {
         match self {
             Error::InvalidArgument { code, .. } | Error::Rejected { code, .. } => Some(code),
             Error::Status { error_code, .. } => error_code.as_deref(),
+            Error::Tls { .. } => Some("TLS_HANDSHAKE"),
             Error::Unavailable(_) | Error::OutcomeUnknown(_) => None,
         }
     }
+}
+
+/// Why the TLS handshake of a failed call's connection failed, when it did: a rustls
+/// error anywhere in the status's sources (an I/O error carries it inside).
+pub fn tls_refusal(status: &tonic::Status) -> Option<String> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = src {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        src = e.source();
+    }
+    None
 }

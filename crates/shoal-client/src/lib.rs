@@ -30,6 +30,7 @@
 //! - [`kv`], [`txn`] and [`admin`]: the operations, as methods of [`Client`].
 //! - [`across`]: a batch of puts across ranges, committed by the client itself.
 //! - [`ops`]: builders of write ops, transaction ops and compares.
+//! - [`tls`]: [`tls::ClientTls`], the certificates of a client of a secure cluster.
 //! - [`error`]: the SDK's [`Error`].
 
 pub mod across;
@@ -40,6 +41,7 @@ pub mod error;
 pub mod kv;
 pub mod ops;
 pub mod retry;
+pub mod tls;
 pub mod txn;
 
 pub use client::{Client, ClientOptions};
@@ -48,6 +50,7 @@ pub use kv::ScanPage;
 pub use pb::{compare, Compare, Consistency, KeyValue, TxnOp, TxnOpResult, TxnResponse, WriteOp};
 pub use shoal_proto::span::key_after;
 use shoal_proto::v1 as pb;
+pub use tls::ClientTls;
 pub use txn::{Isolation, Transaction, TxnOptions};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,7 +38,9 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
     }
     let Some(d) = detail(status) else {
         // No answer from a node: the transport failed.
-        return if never_sent(status) {
+        return if crate::error::tls_refusal(status).is_some() {
+            Decision::Fail
+        } else if never_sent(status) {
             Decision::Retry { unreachable: true }
         } else if is_transport_failure(status) {
             Decision::RetryIfIdempotent

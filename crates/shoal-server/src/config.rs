@@ -42,6 +42,18 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_SQL_ADDR", default_value = "0.0.0.0:5432")]
     pub sql_addr: SocketAddr,
 
+    /// Directory of the node's certificates (`shoal cert`): the cluster CA
+    /// (`ca.crt`) and this node's `node.crt` and `node.key`. Every listener then
+    /// speaks TLS, and the node calls its peers with its certificate. Files changed
+    /// in place are read again within seconds (rotation without a restart).
+    #[arg(long, env = "SHOAL_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    /// Serve without TLS or authentication: anyone who reaches the node's ports may
+    /// read and write everything. A node starts without `--certs-dir` only with it.
+    #[arg(long, env = "SHOAL_INSECURE")]
+    pub insecure: bool,
+
     /// Peers to bootstrap with (`host:port`, comma-separated); `shoal init` founds the
     /// cluster from this node and these.
     #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
@@ -250,6 +262,15 @@ impl NodeConfig {
         if self.bootstrap_expect == Some(0) {
             return Err("--bootstrap-expect must be at least 1".into());
         }
+        match (&self.certs_dir, self.insecure) {
+            (None, false) => {
+                return Err("a node needs its certificates (--certs-dir DIR, made with `shoal cert create-ca` and `shoal cert create-node`), or --insecure to serve without TLS or authentication".into())
+            }
+            (Some(_), true) => {
+                return Err("--insecure and --certs-dir exclude each other: a node is secure or not".into())
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -368,12 +389,25 @@ mod tests {
             "a:1,b:2",
             "--listen-addr",
             "127.0.0.1:9",
+            "--insecure",
         ])
         .unwrap()
         .cfg;
         assert_eq!(c.join, vec!["a:1", "b:2"]);
         assert_eq!(c.advertise(), "127.0.0.1:9");
         assert!(c.validate().is_ok());
+        // Secure or insecure, said once: neither, or both, is refused.
+        let neither = Cli::try_parse_from(["x", "--data-dir", "/d"]).unwrap().cfg;
+        assert!(neither.validate().unwrap_err().contains("--insecure"));
+        let both =
+            Cli::try_parse_from(["x", "--data-dir", "/d", "--insecure", "--certs-dir", "/c"])
+                .unwrap()
+                .cfg;
+        assert!(both.validate().unwrap_err().contains("exclude"));
+        let secure = Cli::try_parse_from(["x", "--data-dir", "/d", "--certs-dir", "/c"])
+            .unwrap()
+            .cfg;
+        assert!(secure.validate().is_ok());
         assert!(!c.disable_quiescence);
         let c = Cli::try_parse_from(["x", "--data-dir", "/d", "--disable-quiescence"])
             .unwrap()

@@ -2,7 +2,8 @@
 //! answer, and no replica stopped for good; never depends on quorum), `/readyz` (the
 //! checks of [`crate::lifecycle::readiness`]: initialised, not draining, joined, caught
 //! up; `?verbose` lists each), `/metrics` (Prometheus text format), and the SQL API
-//! (`POST /db/execute`, `POST /db/query`: `shoal_sql::http`).
+//! (`POST /db/execute`, `POST /db/query`: `shoal_sql::http`). HTTPS on a secure node
+//! (a kubelet's HTTPS probe does not check the certificate).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::lifecycle;
+use crate::listen;
 use crate::node::Node;
 
 /// Serves until the node's shutdown token is cancelled.
@@ -39,23 +41,42 @@ pub async fn serve(
         let node = node.clone();
         let sql = sql.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let node = node.clone();
-                let sql = sql.clone();
-                async move {
-                    if req.uri().path().starts_with("/db/") {
-                        return Ok::<_, Infallible>(sql_api(&node, sql, req).await);
-                    }
-                    Ok::<_, Infallible>(handle(&node, req))
+            match node.tls.clone() {
+                Some(tls) => {
+                    let Some(conn) =
+                        listen::handshake(&tls, listen::Listener::Http, stream, &node.metrics)
+                            .await
+                    else {
+                        return;
+                    };
+                    serve_connection(node, sql, conn).await
                 }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(error = %e, "HTTP connection");
+                None => serve_connection(node, sql, stream).await,
             }
         });
+    }
+}
+
+/// Serves one connection (plaintext or TLS) until it closes.
+async fn serve_connection<IO>(node: Arc<Node>, sql: Arc<shoal_sql::Engine>, io: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let node = node.clone();
+        let sql = sql.clone();
+        async move {
+            if req.uri().path().starts_with("/db/") {
+                return Ok::<_, Infallible>(sql_api(&node, sql, req).await);
+            }
+            Ok::<_, Infallible>(handle(&node, req))
+        }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await
+    {
+        tracing::debug!(error = %e, "HTTP connection");
     }
 }
 

@@ -12,7 +12,8 @@
 //! - [`certs`]: certificates made (the CA, nodes', clients') and read back, for
 //!   `shoal cert` and [`tls`]. [`tls`]: rustls configurations for serving clients
 //!   and peers and for calling peers, read from the certificates directory and read
-//!   again when it changes.
+//!   again when it changes. [`listen`]: the TLS handshakes of a secure node's client
+//!   listeners.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
 //! The node and its drivers:
@@ -60,6 +61,7 @@ pub mod http;
 pub mod keeper;
 pub mod kv;
 pub mod lifecycle;
+pub mod listen;
 pub mod located;
 pub mod metrics;
 pub mod node;

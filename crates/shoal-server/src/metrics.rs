@@ -1,6 +1,6 @@
 //! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
-//! range (read from openraft's metrics at scrape time), and garbage collection of old
-//! versions.
+//! range (read from openraft's metrics at scrape time), garbage collection of old
+//! versions, and TLS (refused handshakes, the node certificate's expiry).
 
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub struct Metrics {
     gc_safe_point: IntGauge,
     locks_swept: IntCounter,
     sql_dropped_keys: IntCounter,
+    tls_refused: IntCounterVec,
+    cert_expires: IntGauge,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -82,6 +84,19 @@ impl Metrics {
             "rows and index entries of dropped tables this node deleted after their drop",
         )
         .expect("valid metric");
+        let tls_refused = IntCounterVec::new(
+            Opts::new(
+                "shoal_tls_handshakes_refused_total",
+                "client connections closed in their TLS handshake (plaintext, a certificate of another CA or expired, a timeout), by listener",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let cert_expires = IntGauge::new(
+            "shoal_node_certificate_expires_seconds",
+            "when the node certificate in use expires (seconds since the Unix epoch; 0 on an insecure node)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -90,6 +105,8 @@ impl Metrics {
             Box::new(gc_safe_point.clone()),
             Box::new(locks_swept.clone()),
             Box::new(sql_dropped_keys.clone()),
+            Box::new(tls_refused.clone()),
+            Box::new(cert_expires.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -102,6 +119,8 @@ impl Metrics {
             gc_safe_point,
             locks_swept,
             sql_dropped_keys,
+            tls_refused,
+            cert_expires,
             rendering: Default::default(),
         }
     }
@@ -112,6 +131,15 @@ impl Metrics {
 
     pub fn count_dropped_keys(&self, n: u64) {
         self.sql_dropped_keys.inc_by(n);
+    }
+
+    pub fn count_tls_refused(&self, listener: &str) {
+        self.tls_refused.with_label_values(&[listener]).inc();
+    }
+
+    /// When the node certificate in use expires (seconds since the Unix epoch).
+    pub fn set_cert_expiry(&self, at: i64) {
+        self.cert_expires.set(at);
     }
 
     pub fn observe_rpc(&self, rpc: &str, code: &str, took: Duration) {

@@ -25,6 +25,7 @@ use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::located::LocatedRange;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 /// Who this store belongs to; written once, durably, when the node joins a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,8 @@ pub struct Node {
     pub pool: Arc<PeerPool>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
+    /// The node's certificates (`--certs-dir`); `None` on an insecure node.
+    pub tls: Option<Arc<Tls>>,
     /// Cancelled when the node stops: every loop and server ends with it.
     pub shutdown: CancellationToken,
     /// What every replica of this node shares.
@@ -84,6 +87,12 @@ impl Node {
     pub async fn open(cfg: NodeConfig) -> Result<(Arc<Self>, RangeEvents)> {
         cfg.validate()
             .map_err(|m| Error::invalid(ErrorCode::InvalidArgument, m))?;
+        let tls = match &cfg.certs_dir {
+            Some(dir) => Some(Arc::new(Tls::load(dir).map_err(|e| {
+                Error::invalid(ErrorCode::InvalidArgument, format!("--certs-dir: {e}"))
+            })?)),
+            None => None,
+        };
         std::fs::create_dir_all(&cfg.data_dir).map_err(storage(format!(
             "creating data dir {}",
             cfg.data_dir.display()
@@ -104,7 +113,10 @@ impl Node {
         let syncer =
             WalSyncer::start(engine.clone()).map_err(storage("starting the log syncer"))?;
         let router = Router::new();
-        let pool = PeerPool::new();
+        let pool = match &tls {
+            Some(tls) => PeerPool::with_dial(tls.dial()),
+            None => PeerPool::new(),
+        };
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let env = ReplicaEnv {
             engine: engine.clone(),
@@ -124,6 +136,7 @@ impl Node {
             pool,
             router,
             metrics: Metrics::new(),
+            tls,
             shutdown: CancellationToken::new(),
             ident: RwLock::new(ident.clone()),
             bootstrap_lock: tokio::sync::Mutex::new(()),

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::keeper::RangeKeeper;
 use crate::kv::KvService;
 use crate::lifecycle;
+use crate::listen;
 use crate::node::Node;
 use crate::peer::PeerService;
 use crate::peer_call::LegacyPathsLayer;
@@ -30,6 +31,8 @@ use crate::sweep;
 use crate::tasks::Tasks;
 use crate::txn::TxnService;
 
+/// How often the certificates directory is looked at for rotated files.
+const CERTS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// How often the node's own upkeep runs (fatal replicas, snapshots, ranges it leads).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The placement loop collects removed replicas every this many rounds.
@@ -76,7 +79,16 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let sql_addr = cfg.sql_addr;
     let sql_listener = bind("SQL", sql_addr).await?;
     let (node, events) = Node::open(cfg).await?;
-    tracing::info!(grpc = %listen, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, "serving");
+    match &node.tls {
+        Some(tls) => {
+            let expires = tls.current().node_expires;
+            node.metrics.set_cert_expiry(expires);
+            tracing::info!(grpc = %listen, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, certificate_expires = expires, "serving over TLS");
+        }
+        None => {
+            tracing::warn!(grpc = %listen, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, "serving INSECURE (--insecure): no TLS, no authentication");
+        }
+    }
 
     // The drivers, each with the state it owns.
     let keeper = Arc::new(RangeKeeper::new(node.clone()));
@@ -93,6 +105,23 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
 
     // Their loops, stopped together with the node.
     let mut tasks = Tasks::new(&node.shutdown);
+    if let Some(tls) = node.tls.clone() {
+        let node = node.clone();
+        tasks.every("certificates", CERTS_RELOAD_EVERY, move || {
+            match tls.reload() {
+                Ok(false) => {}
+                Ok(true) => {
+                    let expires = tls.current().node_expires;
+                    node.metrics.set_cert_expiry(expires);
+                    tracing::info!(expires, "certificates changed on disk: new connections use them");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificates changed on disk but cannot be used; keeping those before")
+                }
+            }
+            std::future::ready(())
+        });
+    }
     if node.ident().is_none() {
         tasks.spawn("discovery", bootstrap.clone().discover());
     }
@@ -158,8 +187,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
 
     // The servers.
     let max_msg = node.cfg.max_request_bytes * 2 + (1 << 20);
-    let ranges = NodeRanges::new(&node.advertise, clock.clone())
-        .map_err(|e| RunError::Client(e.to_string()))?;
+    let ranges = NodeRanges::new(
+        &node.advertise,
+        clock.clone(),
+        node.tls.as_ref().map(|t| t.client()),
+    )
+    .map_err(|e| RunError::Client(e.to_string()))?;
     // Old locks nobody met, resolved before garbage collection could drop what
     // decides them.
     {
@@ -182,9 +215,13 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         limits: crate::txn::txn_limits(&node.cfg),
         max_statement_bytes: node.cfg.max_request_bytes,
     });
+    let sql_tls: Option<shoal_sql::pg::TlsSource> = node
+        .tls
+        .clone()
+        .map(|t| Arc::new(move || t.current().sql.clone()) as shoal_sql::pg::TlsSource);
     tasks.spawn(
         "sql",
-        shoal_sql::pg::serve(sql_listener, engine.clone(), node.shutdown.clone()),
+        shoal_sql::pg::serve(sql_listener, engine.clone(), sql_tls, node.shutdown.clone()),
     );
     // The rows of dropped tables, deleted by the node that leads the range of their
     // marks (any node could; one at a time spares the conflicts).
@@ -247,7 +284,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let raft = RaftServer::new(RaftService::new(node.router.clone(), beats, status_of))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    let grpc = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Nodes of the version before call the `Peer` methods at their old paths.
         .layer(LegacyPathsLayer)
@@ -255,13 +292,26 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         .add_service(admin)
         .add_service(txn)
         .add_service(peer)
-        .add_service(raft)
-        .serve_with_incoming_shutdown(
+        .add_service(raft);
+    let stopped = node.shutdown.clone().cancelled_owned();
+    let grpc: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &node.tls {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+            listen::incoming(
+                grpc_listener,
+                tls.clone(),
+                listen::Listener::Grpc,
+                node.metrics.clone(),
+                node.shutdown.clone(),
+            ),
+            stopped,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(
             // TCP_NODELAY on every accepted connection: without it, small responses
             // wait for the peer's delayed ACK (tens of milliseconds).
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            node.shutdown.clone().cancelled_owned(),
-        );
+            stopped,
+        )),
+    };
     let http = crate::http::serve(node.clone(), http_listener, engine);
     let servers = async { tokio::join!(grpc, http) };
     let deadline = async {

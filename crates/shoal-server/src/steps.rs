@@ -55,9 +55,18 @@ pub struct NodeRanges {
 
 impl NodeRanges {
     /// Reaches the cluster through this node (at `advertise`): it knows the rest.
-    pub fn new(advertise: &str, clock: Clock) -> std::result::Result<Self, shoal_client::Error> {
+    /// `tls`: a secure node's connections, with its node certificate.
+    pub fn new(
+        advertise: &str,
+        clock: Clock,
+        tls: Option<shoal_client::ClientTls>,
+    ) -> std::result::Result<Self, shoal_client::Error> {
+        let opts = ClientOptions {
+            tls,
+            ..ClientOptions::default()
+        };
         Ok(Self {
-            client: Client::with_options([advertise.to_string()], ClientOptions::default())?,
+            client: Client::with_options([advertise.to_string()], opts)?,
             clock,
             local: Arc::default(),
         })

@@ -11,7 +11,8 @@
 //!   asked for, not required (a client may log in with a password instead); one that
 //!   is presented must verify.
 //! - `connector`: the node calling its peers: it trusts the cluster CA alone and
-//!   presents its node certificate.
+//!   presents its node certificate; a peer dialed at an address its certificate does
+//!   not name passes when that certificate is a node's ([`NodeVerifier`]).
 //!
 //! A reading that fails (a file missing or half-written by a tool that does not
 //! rename, a key that is not the certificate's, a certificate the CA did not sign or
@@ -29,7 +30,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use shoal_proto::certs::{CA_CERT, NODE_CERT, NODE_KEY};
+use shoal_proto::certs::{CA_CERT, NODE_CERT, NODE_COMMON_NAME, NODE_KEY};
 
 use crate::certs::parse_der;
 
@@ -66,6 +67,10 @@ pub struct Loaded {
     stamp: Stamp,
     pub peers: Arc<ServerConfig>,
     pub clients: Arc<ServerConfig>,
+    /// `clients` for each client listener, with the protocol it names by ALPN.
+    pub grpc: Arc<ServerConfig>,
+    pub http: Arc<ServerConfig>,
+    pub sql: Arc<ServerConfig>,
     pub connector: Arc<ClientConfig>,
     /// When the node's certificate expires (seconds since the Unix epoch).
     pub node_expires: i64,
@@ -94,6 +99,23 @@ impl Tls {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// How the node opens its connections to its peers: TLS with its node
+    /// certificate, as current at each new connection.
+    pub fn dial(self: &Arc<Self>) -> shoal_raft::Dial {
+        let client = self.client();
+        Arc::new(move |endpoint| client.connect_lazy(endpoint))
+    }
+
+    /// The node as a client of the cluster (its own gateway's steps), presenting its
+    /// node certificate.
+    pub fn client(self: &Arc<Self>) -> shoal_client::ClientTls {
+        let tls = self.clone();
+        shoal_client::ClientTls::from_source(
+            move || tls.current().connector.clone(),
+            NODE_COMMON_NAME,
+        )
     }
 
     /// Reads the directory again if its files changed since the last good reading:
@@ -192,21 +214,105 @@ fn read(dir: &Path) -> Result<Loaded, TlsError> {
             .map_err(|e| error(&key_path, format!("not the key of {NODE_CERT}: {e}")))?;
         Ok(Arc::new(c))
     };
-    let peers = server(peer_verifier)?;
+    let alpn = |c: &Arc<ServerConfig>, protocol: &[u8]| {
+        let mut c = (**c).clone();
+        c.alpn_protocols = vec![protocol.to_vec()];
+        Arc::new(c)
+    };
+    let peers = alpn(&server(peer_verifier)?, b"h2");
     let clients = server(client_verifier)?;
-    let connector = ClientConfig::builder_with_provider(provider.clone())
+    let (grpc, http, sql) = (
+        alpn(&clients, b"h2"),
+        alpn(&clients, b"http/1.1"),
+        // What libpq offers (PostgreSQL 17); older clients offer nothing, which
+        // passes too.
+        alpn(&clients, b"postgresql"),
+    );
+    let node_verifier = Arc::new(NodeVerifier {
+        inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| error(&ca_path, e))?,
+    });
+    let mut connector = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| error(dir, e))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(node_verifier)
         .with_client_auth_cert(chain.clone(), key.clone_key())
         .map_err(|e| error(&key_path, format!("not the key of {NODE_CERT}: {e}")))?;
+    connector.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Loaded {
         stamp,
         peers,
         clients,
+        grpc,
+        http,
+        sql,
         connector: Arc::new(connector),
         node_expires: parsed.not_after,
     })
+}
+
+/// How a node checks the peer it called: the certificate must be of the cluster CA
+/// and valid now, and name the address dialed, or else be a node certificate (common
+/// name `node`). The second case is a peer found by the A records of a headless
+/// Service: dialed at a pod IP that no certificate names (pod IPs change), and
+/// proven a member of the cluster by its node certificate all the same. Clients get
+/// no such leniency: they check the name.
+#[derive(Debug)]
+struct NodeVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for NodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // The name is checked last, once the chain to the CA verified: a name error
+        // says the certificate is otherwise good.
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) if parse_der(end_entity).is_ok_and(|p| p.common_name == NODE_COMMON_NAME) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 #[cfg(test)]

@@ -74,8 +74,19 @@ impl CancelHandler for Cancels {
     }
 }
 
-/// Serves the Postgres protocol on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, stop: CancellationToken) {
+/// A secure node's TLS configuration for its SQL port, as current at each new
+/// connection (certificates rotate).
+pub type TlsSource = Arc<dyn Fn() -> Arc<tokio_rustls::rustls::ServerConfig> + Send + Sync>;
+
+/// Serves the Postgres protocol on `listener` until `stop` is cancelled. With `tls`,
+/// a connection must ask for TLS (`SSLRequest`, as `sslmode=require` and stronger do)
+/// before its startup; one that does not is refused (SQLSTATE 28000).
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    tls: Option<TlsSource>,
+    stop: CancellationToken,
+) {
     let cancels = Arc::new(Cancels::default());
     loop {
         let (socket, peer) = tokio::select! {
@@ -93,14 +104,17 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, stop: Cancellatio
         let conn = Arc::new(Conn::new(engine.clone()));
         let stop = stop.clone();
         let cancels = cancels.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let handlers = Handlers {
                 conn: conn.clone(),
                 cancels: cancels.clone(),
+                secure: tls.is_some(),
             };
+            let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t()));
             tokio::select! {
                 _ = stop.cancelled() => {}
-                r = pgwire::tokio::process_socket(socket, None, handlers) => {
+                r = pgwire::tokio::process_socket(socket, acceptor, handlers) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "a SQL connection ended");
                     }
@@ -165,6 +179,8 @@ impl Conn {
 struct Handlers {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
+    /// A secure node's: a connection must be TLS.
+    secure: bool,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -180,6 +196,7 @@ impl PgWireServerHandlers for Handlers {
         Arc::new(Startup {
             conn: self.conn.clone(),
             cancels: self.cancels.clone(),
+            secure: self.secure,
         })
     }
 
@@ -205,6 +222,7 @@ fn pg_error(e: &SqlError) -> PgWireError {
 struct Startup {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
+    secure: bool,
 }
 
 struct Parameters {
@@ -255,6 +273,15 @@ impl StartupHandler for Startup {
         let PgWireFrontendMessage::Startup(ref startup) = message else {
             return Ok(());
         };
+        if self.secure && !client.is_secure() {
+            // As Postgres answers a plaintext connection its pg_hba.conf admits only
+            // with hostssl.
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                "this node takes only TLS connections (sslmode=require or stronger)".into(),
+            ))));
+        }
         protocol_negotiation(client, startup).await?;
         save_startup_parameters_to_metadata(client, startup);
         let user = client

@@ -218,11 +218,30 @@ async fn nodes_call_each_other_with_their_certificates_and_nothing_else_gets_in(
     .await
     .is_err());
 
-    // A name the certificate was not made for is refused by the caller.
+    // A name the certificate was not made for is refused by a client...
     assert!(exchange(
         a.current().clients.clone(),
         client(&ca, None),
         "evil.example"
+    )
+    .await
+    .is_err());
+    // ...but not by a node calling a peer found at a pod IP (from a headless
+    // Service's A records) that no certificate names: a node certificate of the CA
+    // is what makes a peer.
+    let (seen, _) = exchange(
+        a.current().peers.clone(),
+        b.current().connector.clone(),
+        "10.1.2.3",
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.as_deref(), Some("node"));
+    // A stranger's node certificate still gets no such pass.
+    assert!(exchange(
+        stranger.current().clients.clone(),
+        a.current().connector.clone(),
+        "10.1.2.3"
     )
     .await
     .is_err());

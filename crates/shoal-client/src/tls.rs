@@ -1,0 +1,186 @@
+//! TLS to the nodes (rustls on ring, the nodes' one stack): [`ClientTls`], the
+//! certificates a client trusts and presents, and the connector that opens a
+//! channel's connections with them.
+//!
+//! A client trusts the cluster CA alone (`ca.crt` of a certificates directory) and
+//! checks that the node it reaches is named in the node's certificate by the host of
+//! the address it dialed. It presents `client.USER.crt` when the directory holds one
+//! (the user it authenticates as). The configuration is asked for at every new
+//! connection, so a node's own connector follows its rotated certificates.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use shoal_proto::certs::{client_cert, client_key, CA_CERT};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tonic::codegen::http::Uri;
+use tonic::codegen::{Context, Poll, Service};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Error;
+
+type Source = Arc<dyn Fn() -> Arc<ClientConfig> + Send + Sync>;
+
+/// The TLS configuration of a client's connections.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Source,
+    /// Who presents a certificate (`None`: none presented), for messages.
+    user: Option<String>,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+fn bad(path: &Path, why: impl fmt::Display) -> Error {
+    Error::InvalidArgument {
+        code: "BAD_CERTIFICATES".into(),
+        message: format!("{}: {why}", path.display()),
+    }
+}
+
+/// The certificates of a PEM file.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = std::fs::read(path).map_err(|e| bad(path, e))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(path, format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(path, "holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// ring, the one crypto provider of the cluster's TLS.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl ClientTls {
+    /// From a certificates directory: its CA, and the certificate and key of `user`
+    /// when it holds them (a client without one authenticates otherwise, or not at
+    /// all).
+    pub fn from_dir(dir: &Path, user: &str) -> Result<Self, Error> {
+        let mut roots = RootCertStore::empty();
+        let ca_path = dir.join(CA_CERT);
+        for ca in read_certs(&ca_path)? {
+            roots.add(ca).map_err(|e| bad(&ca_path, e))?;
+        }
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(dir, e))?
+            .with_root_certificates(roots);
+        let (cert_path, key_path) = (dir.join(client_cert(user)), dir.join(client_key(user)));
+        let (config, presents) = if cert_path.exists() {
+            let chain = read_certs(&cert_path)?;
+            let key_pem = std::fs::read(&key_path).map_err(|e| bad(&key_path, e))?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| bad(&key_path, format!("not a PEM private key: {e}")))?;
+            let c = builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(&key_path, format!("not the key of its certificate: {e}")))?;
+            (c, Some(user.to_string()))
+        } else {
+            (builder.with_no_client_auth(), None)
+        };
+        let config = Arc::new(with_h2(config));
+        Ok(ClientTls {
+            config: Arc::new(move || config.clone()),
+            user: presents,
+        })
+    }
+
+    /// The configuration for another protocol than gRPC, named by ALPN (`None`:
+    /// none named): the SQL shell's Postgres connections.
+    pub fn config_for(&self, alpn: Option<&[u8]>) -> Arc<ClientConfig> {
+        let mut c = (*(self.config)()).clone();
+        c.alpn_protocols = alpn.map(|p| vec![p.to_vec()]).unwrap_or_default();
+        Arc::new(c)
+    }
+
+    /// From a configuration read anew at every connection (a node's, which follows
+    /// its rotated certificates); ALPN `h2` is set on what it gives.
+    pub fn from_source(
+        config: impl Fn() -> Arc<ClientConfig> + Send + Sync + 'static,
+        who: &str,
+    ) -> Self {
+        ClientTls {
+            config: Arc::new(move || {
+                let c = config();
+                if c.alpn_protocols == [b"h2".to_vec()] {
+                    c
+                } else {
+                    Arc::new(with_h2((*c).clone()))
+                }
+            }),
+            user: Some(who.to_string()),
+        }
+    }
+
+    /// The user whose certificate is presented, if one is.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// A channel through `endpoint` whose connections are TLS, opened on first use.
+    pub fn connect_lazy(&self, endpoint: &Endpoint) -> Channel {
+        endpoint.connect_with_connector_lazy(Connector { tls: self.clone() })
+    }
+}
+
+/// gRPC runs over HTTP/2, which TLS names by ALPN.
+fn with_h2(mut c: ClientConfig) -> ClientConfig {
+    c.alpn_protocols = vec![b"h2".to_vec()];
+    c
+}
+
+/// Opens a TCP connection to the URI's host and port and a TLS session over it,
+/// checking the node's certificate against the URI's host.
+#[derive(Clone)]
+struct Connector {
+    tls: ClientTls,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Service<Uri> for Connector {
+    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let config = (self.tls.config)();
+        Box::pin(async move {
+            let host = uri.host().ok_or("a node address without a host")?;
+            // An IPv6 literal comes bracketed.
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(host)?;
+            let tls = TlsConnector::from(config).connect(name, tcp).await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}

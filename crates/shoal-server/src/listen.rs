@@ -1,0 +1,173 @@
+//! The client listeners of a secure node: every accepted connection goes through a
+//! TLS handshake with the node's current certificates ([`Tls::current`]) before its
+//! protocol sees a byte. Handshakes run apart from the accept loop, each bounded in
+//! time, so a slow or silent client holds up no one else; one that fails (plaintext,
+//! a certificate of another CA, an expired one) is closed and counted.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::tls::{Loaded, Tls};
+
+/// How long a client has to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which listener: each names its protocol by ALPN.
+#[derive(Debug, Clone, Copy)]
+pub enum Listener {
+    Grpc,
+    Http,
+}
+
+impl Listener {
+    fn config(self, l: &Loaded) -> Arc<ServerConfig> {
+        match self {
+            Listener::Grpc => l.grpc.clone(),
+            Listener::Http => l.http.clone(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Listener::Grpc => "grpc",
+            Listener::Http => "http",
+        }
+    }
+}
+
+/// A client's TLS connection.
+pub struct TlsConn {
+    stream: TlsStream<TcpStream>,
+    remote: Option<SocketAddr>,
+}
+
+/// What a gRPC call learns of its connection (a request extension).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    /// The certificate the client presented, if it did (verified by the CA).
+    pub client_cert: Option<Arc<rustls::pki_types::CertificateDer<'static>>>,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        let (_, session) = self.stream.get_ref();
+        ConnInfo {
+            remote: self.remote,
+            client_cert: session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.clone().into_owned())),
+        }
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The TLS handshake of one accepted connection, bounded in time; a failure is
+/// counted and logged.
+pub async fn handshake(
+    tls: &Tls,
+    which: Listener,
+    tcp: TcpStream,
+    metrics: &Metrics,
+) -> Option<TlsConn> {
+    let remote = tcp.peer_addr().ok();
+    let _ = tcp.set_nodelay(true);
+    let acceptor = TlsAcceptor::from(which.config(&tls.current()));
+    let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => return Some(TlsConn { stream, remote }),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    metrics.count_tls_refused(which.name());
+    tracing::debug!(?remote, listener = which.name(), error = %why, "TLS handshake failed");
+    None
+}
+
+/// The TLS connections of `listener`, as tonic's server takes them, until `stop`.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<Tls>,
+    which: Listener,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> impl Stream<Item = io::Result<TlsConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<TlsConn>>(64);
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        tracing::warn!(error = %e, listener = which.name(), "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let (tls, tx, metrics) = (tls.clone(), tx.clone(), metrics.clone());
+            tokio::spawn(async move {
+                if let Some(conn) = handshake(&tls, which, tcp, &metrics).await {
+                    let _ = tx.send(Ok(conn)).await;
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}

@@ -1,0 +1,389 @@
+//! A secure cluster (issue 19, item 2): three nodes started with `--certs-dir`
+//! (certificates made by `shoal cert`), every client path over TLS (the SDK, with a
+//! transaction that the gateway runs through its own TLS client; the CLI; HTTPS with
+//! curl; psql with `sslmode=verify-full`), the refusals (plaintext on each port, a
+//! client that trusts another CA, a node started with neither certificates nor
+//! `--insecure`), and certificates rotated under load with no failed operation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_client::{Client, ClientOptions, ClientTls};
+use shoal_tests::{shoal_bin, TestCluster};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `shoal cert ARGS` with the certificates directory and the CA key of `certs`.
+fn cert(certs: &Certs, args: &[&str]) -> Output {
+    let out = Command::new(shoal_bin())
+        .arg("cert")
+        .args(args)
+        .env("SHOAL_CERTS_DIR", &certs.dir)
+        .env("SHOAL_CA_KEY", &certs.ca_key)
+        .output()
+        .expect("running shoal cert");
+    assert!(out.status.success(), "cert {args:?}: {}", text(&out.stderr));
+    out
+}
+
+/// A certificates directory: a CA, a node certificate for loopback, `root`'s client
+/// certificate.
+struct Certs {
+    _root: tempfile::TempDir,
+    dir: PathBuf,
+    ca_key: PathBuf,
+}
+
+fn make_certs() -> Certs {
+    let root = tempfile::tempdir().unwrap();
+    let certs = Certs {
+        dir: root.path().join("certs"),
+        ca_key: root.path().join("ca.key"),
+        _root: root,
+    };
+    cert(&certs, &["create-ca"]);
+    cert(&certs, &["create-node", "127.0.0.1", "localhost"]);
+    cert(&certs, &["create-client", "root"]);
+    certs
+}
+
+/// `shoal ARGS` as a client of `c` over TLS.
+fn cli(c: &TestCluster, certs: &Path, args: &[&str]) -> Output {
+    Command::new(shoal_bin())
+        .args(args)
+        .env("SHOAL_HOST", c.addrs().join(","))
+        .env("SHOAL_CERTS_DIR", certs)
+        .env_remove("SHOAL_FORMAT")
+        .output()
+        .expect("running shoal")
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("running curl");
+    (
+        out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+fn psql(conninfo: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([
+            conninfo,
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("running psql")
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit_once(':').unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_cluster_serves_every_client_path_over_tls() {
+    let certs = make_certs();
+    let c = TestCluster::start_secure(3, &certs.dir, &[]).await.unwrap();
+    let client = c.client();
+
+    // The SDK: a put and a get, and a transaction across two ranges, which the
+    // gateway node runs through its own TLS client of the ranges.
+    client.put("a", "1").await.unwrap();
+    assert_eq!(client.get("a").await.unwrap().unwrap().value, b"1");
+    client.split_range("m").await.unwrap();
+    client
+        .transaction(|t| async move {
+            t.put("b", "2").await?;
+            t.put("x", "3").await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(client.get("x").await.unwrap().unwrap().value, b"3");
+
+    // The CLI.
+    let out = cli(&c, &certs.dir, &["kv", "put", "cli", "yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli(&c, &certs.dir, &["kv", "get", "b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "2");
+
+    // HTTPS, the certificate checked by curl against the CA.
+    let ca = certs.dir.join("ca.crt").display().to_string();
+    let ready = format!("https://localhost:{}/readyz", port_of(&c.nodes[1].http));
+    let (ok, body) = curl(&["--cacert", &ca, &ready]);
+    assert!(ok, "{body}");
+    let query = format!("https://127.0.0.1:{}/db/query", port_of(&c.nodes[0].http));
+    let (ok, body) = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "[\"SELECT 40 + 2\"]",
+        &query,
+    ]);
+    assert!(ok && body.contains("42"), "{body}");
+
+    // psql, verifying the node's certificate and its name.
+    let conninfo = format!(
+        "host=localhost port={} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca}",
+        port_of(&c.nodes[2].sql)
+    );
+    let out = psql(&conninfo, "SELECT 6 * 7");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "42");
+    // The SQL shell, over TLS with the same directory.
+    let sql_host = format!("localhost:{}", port_of(&c.nodes[0].sql));
+    let out = cli(
+        &c,
+        &certs.dir,
+        &["sql", "--host", &sql_host, "-e", "SELECT 'shell' AS w"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("shell"), "{}", text(&out.stdout));
+
+    // Each node says when its certificate expires.
+    let (code, metrics) = curl(&[
+        "--cacert",
+        &ca,
+        &format!("https://127.0.0.1:{}/metrics", port_of(&c.nodes[0].http)),
+    ]);
+    assert!(code, "{metrics}");
+    let expires = metric(&metrics, "shoal_node_certificate_expires_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert!(expires > now + 365.0 * 86400.0, "{expires}");
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
+    let certs = make_certs();
+    let c = TestCluster::start_secure(3, &certs.dir, &[]).await.unwrap();
+    let quick = |tls: Option<ClientTls>| {
+        Client::with_options(
+            c.addrs(),
+            ClientOptions {
+                tls,
+                retry_deadline: Duration::from_secs(2),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap()
+    };
+
+    // gRPC in plaintext: the node closes the connection; nothing written.
+    let e = quick(None).put("plain", "x").await.unwrap_err();
+    assert!(matches!(e, shoal_client::Error::Unavailable(_)), "{e:?}");
+    // A client that trusts another CA refuses the nodes' certificates at once,
+    // with its stable code.
+    let other = make_certs();
+    let e = quick(Some(ClientTls::from_dir(&other.dir, "root").unwrap()))
+        .put("stranger", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("TLS_HANDSHAKE"), "{e:?}");
+    // A client certificate of another CA is refused by the node.
+    let mixed_root = tempfile::tempdir().unwrap();
+    let mixed = mixed_root.path().join("certs");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(certs.dir.join("ca.crt"), mixed.join("ca.crt")).unwrap();
+    for f in ["client.root.crt", "client.root.key"] {
+        std::fs::copy(other.dir.join(f), mixed.join(f)).unwrap();
+    }
+    let e = quick(Some(ClientTls::from_dir(&mixed, "root").unwrap()))
+        .put("foreign-client", "x")
+        .await;
+    assert!(e.is_err(), "a client certificate of another CA was taken");
+    let client = c.client();
+    for k in ["plain", "stranger", "foreign-client"] {
+        assert!(client.get(k).await.unwrap().is_none(), "{k} was written");
+    }
+
+    // HTTP in plaintext, and HTTPS checked against another CA.
+    let http = &c.nodes[0].http;
+    let (ok, body) = curl(&[&format!("http://{http}/readyz")]);
+    assert!(!ok, "plaintext HTTP answered: {body}");
+    let other_ca = other.dir.join("ca.crt").display().to_string();
+    let (ok, body) = curl(&["--cacert", &other_ca, &format!("https://{http}/readyz")]);
+    assert!(!ok, "a certificate of another CA passed: {body}");
+
+    // SQL without TLS: refused as Postgres refuses what only hostssl admits.
+    let sql_port = port_of(&c.nodes[0].sql);
+    let out = psql(
+        &format!("host=127.0.0.1 port={sql_port} user=root dbname=defaultdb sslmode=disable"),
+        "CREATE TABLE t (k INT PRIMARY KEY)",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("TLS"), "{}", text(&out.stderr));
+    let out = psql(
+        &format!(
+            "host=127.0.0.1 port={sql_port} user=root dbname=defaultdb sslmode=verify-full sslrootcert={other_ca}"
+        ),
+        "CREATE TABLE t (k INT PRIMARY KEY)",
+    );
+    assert!(!out.status.success(), "psql trusted a node of another CA");
+    let ca = certs.dir.join("ca.crt").display().to_string();
+    let out = psql(
+        &format!(
+            "host=127.0.0.1 port={sql_port} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca}"
+        ),
+        "SHOW TABLES",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "",
+        "a refused CREATE TABLE left a table"
+    );
+
+    // Every refused handshake was counted.
+    let (_, metrics) = curl(&["--cacert", &ca, &format!("https://{http}/metrics")]);
+    assert!(
+        metrics.contains("shoal_tls_handshakes_refused_total{listener=\"http\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_node_starts_secure_or_explicitly_insecure() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().display().to_string();
+    let start = |extra: &[&str]| {
+        let out = Command::new(shoal_bin())
+            .args(["start", "--data-dir", &d])
+            .args(["--listen-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--sql-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("SHOAL_INSECURE")
+            .env_remove("SHOAL_CERTS_DIR")
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let (code, err) = start(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--insecure") && err.contains("--certs-dir"),
+        "{err}"
+    );
+    // A directory without the node's certificate: refused, naming the file.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, err) = start(&["--certs-dir", &empty.path().display().to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("ca.crt"), "{err}");
+    let (code, err) = start(&["--certs-dir", "/nonexistent", "--insecure"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("exclude"), "{err}");
+    // None of it touched the data directory.
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_rotate_under_load_with_no_failed_operation() {
+    let certs = make_certs();
+    let c = TestCluster::start_secure(3, &certs.dir, &[]).await.unwrap();
+    let ca = certs.dir.join("ca.crt").display().to_string();
+    let expiry = |i: usize| {
+        let (ok, m) = curl(&[
+            "--cacert",
+            &ca,
+            &format!("https://127.0.0.1:{}/metrics", port_of(&c.nodes[i].http)),
+        ]);
+        assert!(ok, "{m}");
+        metric(&m, "shoal_node_certificate_expires_seconds")
+    };
+    let before: Vec<f64> = (0..3).map(expiry).collect();
+
+    // Clients that each open new connections as they go (a fresh client per
+    // round), so handshakes happen during the rotation as well as before and after.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (stop, addrs, tls) = (stop.clone(), c.addrs(), c.tls.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut done, mut failed) = (0u64, Vec::new());
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let client = Client::with_options(
+                    addrs.clone(),
+                    ClientOptions {
+                        tls: tls.clone(),
+                        ..ClientOptions::default()
+                    },
+                )
+                .unwrap();
+                for _ in 0..20 {
+                    let k = format!("w{w}-{i}");
+                    match client.put(&k, "v").await {
+                        Ok(_) => done += 1,
+                        Err(e) => failed.push(format!("put {k}: {e}")),
+                    }
+                    i += 1;
+                }
+            }
+            (done, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // New node certificates, valid a different time, written over the old ones.
+    cert(
+        &certs,
+        &[
+            "create-node",
+            "127.0.0.1",
+            "localhost",
+            "--lifetime",
+            "400d",
+            "--overwrite",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now: Vec<f64> = (0..3).map(expiry).collect();
+        if now.iter().zip(&before).all(|(n, b)| n < b) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes still use their old certificates: {now:?} (before {before:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Load goes on over the new certificates a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (done, failed) = w.await.unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        total += done;
+    }
+    assert!(total > 100, "only {total} operations ran");
+}
