@@ -5,6 +5,11 @@
 #   bench/ab.sh [--quick] --sql BASE_BIN NEW_BIN   the same operations through SQL
 #     (a point select and an upsert of one row, prepared, over 64 Postgres
 #     connections spread over the nodes; `shoal-bench --target sql`)
+#   bench/ab.sh [--quick] --secure BIN BIN   insecure (BASE) against secure (NEW):
+#     the NEW cluster runs with certificates made by `shoal cert` (TLS on every
+#     connection, between nodes too) and its clients connect over TLS; adds put at 1
+#     client (latency) and reports the goals: at most 10% less throughput, at most
+#     0.1 ms more p50
 # BASE_BIN and NEW_BIN are build directories (e.g. a worktree's
 # $CARGO_TARGET_DIR/release) each holding `shoal` and `shoal-bench`; this script builds
 # nothing. Prints a Markdown report on stdout; the JSON records, the node CPU samples
@@ -24,15 +29,17 @@
 # The report lists each cluster's ranges after loading and after the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: $0 [--quick] [--sql] BASE_BIN NEW_BIN   (or --help)"
+usage="usage: $0 [--quick] [--sql | --secure] BASE_BIN NEW_BIN   (or --help)"
 command="$0 $*"
 quick=0
+secure=0
 target=shoal
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     --quick) quick=1; shift ;;
     --sql) target=sql; shift ;;
+    --secure) secure=1; shift ;;
     *) break ;;
   esac
 done
@@ -48,6 +55,7 @@ fi
 builds=(base new)
 declare -A bin=([base]="$base_bin" [new]="$new_bin")
 workloads=("put:64:linearizable" "get:64:linearizable")
+[ "$secure" = 1 ] && workloads+=("put:1:linearizable")
 
 work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/ab-run}"
 rm -rf "$work"
@@ -57,7 +65,17 @@ base_pids=(); new_pids=()
 trap 'shoal_stop base; shoal_stop new' EXIT
 
 shoal_cluster base "$work" "$base_bin" 27400
-shoal_cluster new "$work" "$new_bin" 27500
+# The flags of NEW's clients (and, with --secure, of its nodes).
+new_flags=()
+if [ "$secure" = 1 ]; then
+  for c in "create-ca" "create-node 127.0.0.1 localhost" "create-client root"; do
+    # shellcheck disable=SC2086
+    "$new_bin/shoal" cert $c --certs-dir "$work/certs" --ca-key "$work/ca.key" >/dev/null
+  done
+  new_flags=(--certs-dir "$work/certs")
+fi
+shoal_cluster new "$work" "$new_bin" 27500 "${new_flags[@]}"
+declare -A flags=([base]="" [new]="${new_flags[*]}")
 declare -A eps=([base]="$base_eps" [new]="$new_eps")
 connections=8
 if [ "$target" = sql ]; then
@@ -66,15 +84,17 @@ if [ "$target" = sql ]; then
 fi
 
 for b in "${builds[@]}"; do
+  # shellcheck disable=SC2086
   "${bin[$b]}/shoal-bench" --target "$target" --endpoints "${eps[$b]}" --workload put --load \
-    --operations 1 --records "$records" --clients 64 --connections "$connections" >/dev/null
+    --operations 1 --records "$records" --clients 64 --connections "$connections" ${flags[$b]} >/dev/null
 done
 # Where each cluster's ranges and their leaders are (a write's timestamp is local on
 # the meta range's leader, one call to it from any other node).
 declare -A grpc=([base]="$base_eps" [new]="$new_eps")
 ranges() {
   for b in "${builds[@]}"; do
-    SHOAL_HOST="${grpc[$b]}" "${bin[$b]}/shoal" range ls >"$work/ranges-$b-$1.txt" 2>&1 || true
+    # shellcheck disable=SC2086
+    SHOAL_HOST="${grpc[$b]}" "${bin[$b]}/shoal" range ls ${flags[$b]} >"$work/ranges-$b-$1.txt" 2>&1 || true
   done
 }
 ranges loaded
@@ -87,18 +107,20 @@ for r in $(seq 1 "$rounds"); do
     for b in "${builds[@]}"; do
       (sleep 1; shoal_cpu "$b" $((secs - 2)) >"$work/cpu-$b-$wl-$clients-$r") &
       cpu=$!
+      # shellcheck disable=SC2086
       "${bin[$b]}/shoal-bench" --endpoints "${eps[$b]}" --workload "$wl" --clients "$clients" \
-        --consistency "$cons" --label "$b round $r" "${common[@]}" >/dev/null
+        --consistency "$cons" --label "$b round $r" "${common[@]}" ${flags[$b]} >/dev/null
       wait "$cpu"
     done
   done
 done
 ranges run
 
-python3 - "$results" "$work" "$command" "$base_bin" "$new_bin" <<'PY'
+python3 - "$results" "$work" "$command" "$base_bin" "$new_bin" "$secure" <<'PY'
 import json, statistics, subprocess, sys
 from collections import defaultdict
-results, work, command, base_bin, new_bin = sys.argv[1:]
+results, work, command, base_bin, new_bin, secure = sys.argv[1:]
+secure = secure == "1"
 med = statistics.median
 runs = [json.loads(l) for l in open(results) if l.strip()]
 groups = defaultdict(list)
@@ -115,6 +137,9 @@ sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).std
 print(f"# A/B: two builds of shoal (target `{runs[0]['target']}`)\n")
 print(f"- command: `{command.strip()}`, run at {sh('date -u +%Y-%m-%dT%H:%MZ')}")
 print(f"- BASE: `{base_bin}`; NEW: `{new_bin}`")
+if secure:
+    print("- BASE runs insecure (`--insecure`, plaintext); NEW runs secure (`--certs-dir`: TLS "
+          "between clients and nodes and between nodes, certificates from `shoal cert`)")
 print(f"- {sh('nproc')} cores; two 3-node clusters on loopback, {runs[0]['records']} records of "
       f"{runs[0]['value_size']} bytes loaded in each; {runs[0]['connections']} connections; "
       "runs in alternation, base then new. Latencies in ms; node CPU in % of one core.\n")
@@ -150,9 +175,20 @@ for k in keys:
     print(f"| {w} | {c} | {cons if w != 'put' else '-'} | {b['ops']:.0f} | {n['ops']:.0f} | {n['ops'] / b['ops']:.2f}x "
           f"| {b['p50']:.2f} | {n['p50']:.2f} | {n['p50'] / b['p50']:.2f}x | {b['p99']:.2f} | {n['p99']:.2f} "
           f"| {n['p99'] / b['p99']:.2f}x | {b['cpu']} | {n['cpu']} |")
-print("\n## Goals (put at 64 clients)\n")
+if secure:
+    print("\n## Goals (secure NEW against insecure BASE)\n")
+    for k in (("put", 64, "linearizable"), ("get", 64, "linearizable")):
+        if k in m:
+            t = m[k]["new"]["ops"] / m[k]["base"]["ops"]
+            print(f"- {k[0]} at 64 clients, throughput >= 0.9x: {t:.2f}x, {'met' if t >= 0.9 else 'missed'}")
+    one = m.get(("put", 1, "linearizable"))
+    if one:
+        d = one["new"]["p50"] - one["base"]["p50"]
+        print(f"- put at 1 client, p50 at most 0.1 ms more: {d:+.3f} ms "
+              f"({one['base']['p50']:.3f} -> {one['new']['p50']:.3f}), {'met' if d <= 0.1 else 'missed'}")
 put = m.get(("put", 64, "linearizable"))
-if put:
+if put and not secure:
+    print("\n## Goals (put at 64 clients)\n")
     t = put["new"]["ops"] / put["base"]["ops"]
     l = put["new"]["p50"] / put["base"]["p50"]
     print(f"- NEW throughput >= 0.9x BASE: {t:.2f}x, {'met' if t >= 0.9 else 'missed'}")

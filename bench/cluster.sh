@@ -15,8 +15,15 @@ shoal_cluster() {
   local i j join eps="" sql="" pids=() sqlflag=0 sqlargs secargs=()
   "$bin/shoal" start --help 2>/dev/null | grep -q -- --sql-addr && sqlflag=1
   # A node starts without certificates only when told so (binaries before that
-  # had no such flag).
-  "$bin/shoal" start --help 2>/dev/null | grep -q -- --insecure && secargs=(--insecure)
+  # had no such flag); with --certs-dir among the flags, the CLI calls below use it.
+  local certs="" prev="" a
+  for a in "$@"; do
+    [ "$prev" = --certs-dir ] && certs="$a"
+    prev="$a"
+  done
+  if [ -z "$certs" ] && "$bin/shoal" start --help 2>/dev/null | grep -q -- --insecure; then
+    secargs=(--insecure)
+  fi
   for i in 1 2 3; do
     sqlargs=()
     [ "$sqlflag" = 1 ] && sqlargs=(--sql-addr "127.0.0.1:$((port + 20 + i))")
@@ -33,8 +40,10 @@ shoal_cluster() {
   eval "${name}_sql=$sql"
   eval "${name}_pids=(${pids[*]})"
   for _ in $(seq 1 90); do
-    SHOAL_HOST="$eps" "$bin/shoal" kv put bench-ready 1 --timeout 5 >/dev/null 2>&1 && return 0
-    "$bin/shoal" init --host "127.0.0.1:$((port + 1))" --timeout 5 >/dev/null 2>&1 || true
+    SHOAL_HOST="$eps" "$bin/shoal" kv put bench-ready 1 --timeout 5 ${certs:+--certs-dir "$certs"} \
+      >/dev/null 2>&1 && return 0
+    "$bin/shoal" init --host "127.0.0.1:$((port + 1))" --timeout 5 ${certs:+--certs-dir "$certs"} \
+      >/dev/null 2>&1 || true
     sleep 1
   done
   echo "cluster $name did not take writes within 90 s (logs: $work/$name-*.log)" >&2

@@ -47,7 +47,16 @@ if ! "$_shoal_sqlvenv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
   "$_shoal_sqlvenv/bin/pip" install -q "psycopg[binary]==3.3.9" >&2
 fi
 export SHOAL_SQL_PYTHON="$_shoal_sqlvenv/bin/python"
-unset _shoal_venv _shoal_sqlvenv
+# gRPC for Python (grpcio, and grpcio-tools to generate its stubs from proto/): a
+# client of the public API in another language than the SDK's.
+_shoal_grpcvenv="$HOME/.cache/shoal/grpcvenv"
+if ! "$_shoal_grpcvenv/bin/python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+  echo "installing grpcio and grpcio-tools (PyPI) into $_shoal_grpcvenv" >&2
+  python3 -m venv "$_shoal_grpcvenv" >&2
+  "$_shoal_grpcvenv/bin/pip" install -q "grpcio==1.68.1" "grpcio-tools==1.68.1" >&2
+fi
+export SHOAL_GRPC_PYTHON="$_shoal_grpcvenv/bin/python"
+unset _shoal_venv _shoal_sqlvenv _shoal_grpcvenv
 ROCKSDB_LIB_DIR="$("$_shoal_root/scripts/rocksdb-lib.sh")" || return 1 2>/dev/null || exit 1
 export ROCKSDB_LIB_DIR
 export ROCKSDB_STATIC=1

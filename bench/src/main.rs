@@ -96,6 +96,10 @@ struct Args {
     /// of equal key counts (ranges already starting at a split key are kept).
     #[arg(long, default_value_t = 1)]
     split_into: u64,
+    /// shoal only: the certificates directory of a secure cluster (TLS, presenting
+    /// `client.root.crt` when it holds one).
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
     /// Label of the run in the outputs.
     #[arg(long, default_value = "")]
     label: String,
@@ -352,12 +356,26 @@ async fn main() -> anyhow::Result<()> {
             "--load and --split-into do not apply to --workload tso"
         );
     }
+    let tls = match &args.certs_dir {
+        Some(dir) => {
+            anyhow::ensure!(
+                args.target == TargetKind::Shoal,
+                "--certs-dir applies to --target shoal only"
+            );
+            Some(shoal_client::ClientTls::from_dir(dir, "root")?)
+        }
+        None => None,
+    };
     if args.split_into > 1 {
         anyhow::ensure!(
             args.target == TargetKind::Shoal,
             "--split-into applies to --target shoal only"
         );
-        let client = shoal_client::Client::new(args.endpoints.iter().cloned())?;
+        let opts = shoal_client::ClientOptions {
+            tls: tls.clone(),
+            ..Default::default()
+        };
+        let client = shoal_client::Client::with_options(args.endpoints.iter().cloned(), opts)?;
         let start = Instant::now();
         let made = split_evenly(&client, args.records, args.split_into).await?;
         eprintln!(
@@ -368,7 +386,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut targets = Vec::new();
     for n in 0..args.connections {
-        targets.push(Target::connect(args.target, &args.endpoints, n).await?);
+        targets.push(Target::connect(args.target, &args.endpoints, n, tls.as_ref()).await?);
     }
     if tso {
         return tso::run(&args, &targets).await;

@@ -52,13 +52,26 @@ impl Sql {
 
 impl Target {
     /// The `n`th connection: the SQL target spreads its connections over the nodes.
-    pub async fn connect(kind: TargetKind, endpoints: &[String], n: usize) -> anyhow::Result<Self> {
+    /// `tls`: a secure shoal cluster's client certificates.
+    pub async fn connect(
+        kind: TargetKind,
+        endpoints: &[String],
+        n: usize,
+        tls: Option<&shoal_client::ClientTls>,
+    ) -> anyhow::Result<Self> {
         Ok(match kind {
             TargetKind::Sql => Target::Sql(Arc::new(
                 Sql::connect(&endpoints[n % endpoints.len()]).await?,
             )),
             TargetKind::Shoal => {
-                Target::Shoal(shoal_client::Client::new(endpoints.iter().cloned())?)
+                let opts = shoal_client::ClientOptions {
+                    tls: tls.cloned(),
+                    ..Default::default()
+                };
+                Target::Shoal(shoal_client::Client::with_options(
+                    endpoints.iter().cloned(),
+                    opts,
+                )?)
             }
             TargetKind::Etcd => {
                 let eps: Vec<String> = endpoints

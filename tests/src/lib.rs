@@ -8,11 +8,15 @@
 //! - [`workload`]: checked clients for fault tests, and the checks they end with.
 //! - [`txn_workload`]: transactional workloads (bank, list-append) and their checks.
 //! - [`pairs`]: batches of puts across ranges (committed by the SDK) and their checks.
-//! - [`pods`]: pods simulated as Docker containers, and the faults done to them.
+//! - [`pods`]: pods simulated as Docker containers, and the faults done to them;
+//!   [`pod_spec`]: what the manifests say of a pod; [`pod_certs`]: the certificates
+//!   of the manifests' Secret, and HTTPS to a pod.
 //! - [`sql_bank`]: the bank workload through SQL (Postgres connections) and its checks.
 
 pub mod linearizability;
 pub mod pairs;
+pub mod pod_certs;
+pub mod pod_spec;
 pub mod pods;
 pub mod sql_bank;
 pub mod txn_workload;

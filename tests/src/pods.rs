@@ -21,6 +21,10 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use shoal_client::{Client, ClientOptions};
 
+use crate::pod_certs::PodCerts;
+pub use crate::pod_spec::{hardening, pod_templates, rendered};
+use crate::pod_spec::{secret_mounts, strings, workload_and_job};
+
 /// The image under test: `$SHOAL_TEST_IMAGE` (scripts/test.sh builds it).
 pub fn image() -> String {
     std::env::var("SHOAL_TEST_IMAGE").unwrap_or_else(|_| "shoal:dev".into())
@@ -39,114 +43,6 @@ fn docker(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The pod templates of a rendered overlay, with the kind of object each is from.
-pub fn pod_templates(overlay: &str) -> anyhow::Result<Vec<(String, Value)>> {
-    let yaml = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo().join("k8s").join(overlay))
-        .output()
-        .context("kubectl kustomize")?;
-    if !yaml.status.success() {
-        bail!("kustomize: {}", String::from_utf8_lossy(&yaml.stderr));
-    }
-    let python = std::env::var("SHOAL_PYTHON").context("SHOAL_PYTHON (set by scripts/test.sh)")?;
-    let mut child = Command::new(python)
-        .args([
-            "-c",
-            "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(&yaml.stdout)?;
-    let out = child.wait_with_output()?;
-    let docs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
-    Ok(docs
-        .into_iter()
-        .filter(|d| d["spec"]["template"]["spec"].is_object())
-        .map(|d| {
-            (
-                d["kind"].as_str().unwrap_or_default().to_string(),
-                d["spec"]["template"]["spec"].clone(),
-            )
-        })
-        .collect())
-}
-
-/// The pod template of the workload (StatefulSet or DaemonSet), and of the Job if any.
-fn workload_and_job(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
-    let mut workload = None;
-    let mut job = None;
-    for (kind, pod) in pod_templates(overlay)? {
-        match kind.as_str() {
-            "StatefulSet" | "DaemonSet" => workload = Some(pod),
-            "Job" => job = Some(pod),
-            _ => {}
-        }
-    }
-    Ok((workload.context("no workload in the overlay")?, job))
-}
-
-/// The shoal container of the workload (StatefulSet or DaemonSet) of a rendered overlay,
-/// as JSON; and the Job's container, if any.
-pub fn rendered(overlay: &str) -> anyhow::Result<(Value, Option<Value>)> {
-    let (workload, job) = workload_and_job(overlay)?;
-    Ok((
-        workload["containers"][0].clone(),
-        job.map(|j| j["containers"][0].clone()),
-    ))
-}
-
-/// The `docker run` flags that give container `c` of `pod` what its security context
-/// asks (the pod's, field by field overridden by the container's): its user and group,
-/// a read-only root filesystem, the capabilities dropped and added, no privilege
-/// escalation. Seccomp `RuntimeDefault` is Docker's default profile. A container told
-/// to run as root that must not is refused, as the kubelet refuses it.
-pub fn hardening(pod: &Value, c: &Value) -> anyhow::Result<Vec<String>> {
-    let (p, s) = (&pod["securityContext"], &c["securityContext"]);
-    let get = |k: &str| if s[k].is_null() { &p[k] } else { &s[k] };
-    let mut f: Vec<String> = Vec::new();
-    if let Some(u) = get("runAsUser").as_u64() {
-        if u == 0 && get("runAsNonRoot") == true {
-            bail!("container {} runs as root with runAsNonRoot", c["name"]);
-        }
-        f.push("--user".into());
-        f.push(match get("runAsGroup").as_u64() {
-            Some(g) => format!("{u}:{g}"),
-            None => u.to_string(),
-        });
-    }
-    if s["readOnlyRootFilesystem"] == true {
-        f.push("--read-only".into());
-    }
-    if s["allowPrivilegeEscalation"] == false {
-        f.extend(["--security-opt".into(), "no-new-privileges".into()]);
-    }
-    for (key, flag) in [("drop", "--cap-drop"), ("add", "--cap-add")] {
-        for cap in s["capabilities"][key].as_array().into_iter().flatten() {
-            f.extend([flag.into(), cap.as_str().unwrap_or_default().into()]);
-        }
-    }
-    Ok(f)
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect()
 }
 
 /// A pod's container and how the harness reaches it.
@@ -178,6 +74,9 @@ pub struct Pods {
     binds: BTreeMap<String, PathBuf>,
     /// Links cut with [`Pods::cut_link`]: (from pod, to address).
     cuts: std::collections::BTreeSet<(String, String)>,
+    /// The certificates of the manifests' Secret, when the pods mount one: the nodes
+    /// then serve TLS, and the harness reaches them over TLS.
+    pub certs: Option<PodCerts>,
 }
 
 impl Pods {
@@ -207,9 +106,16 @@ impl Pods {
         }
         let subnet_base = subnet_base.context("no free subnet for the test network")?;
         let (template, job) = workload_and_job(overlay)?;
+        let ns = "default".to_string();
+        let secret =
+            (template["volumes"].as_array().into_iter().flatten()).any(|v| v["secret"].is_object());
+        let certs = if secret {
+            Some(PodCerts::make(&ns)?)
+        } else {
+            None
+        };
         let c = &template["containers"][0];
         let args = strings(&c["args"]);
-        let ns = "default".to_string();
         let env = c["env"]
             .as_array()
             .cloned()
@@ -238,7 +144,17 @@ impl Pods {
             volumes: Vec::new(),
             binds: BTreeMap::new(),
             cuts: Default::default(),
+            certs,
         })
+    }
+
+    /// Pods that serve plaintext (`SHOAL_INSECURE`) without the manifests'
+    /// certificates, for clients that speak no TLS.
+    pub fn insecure(mut self) -> Self {
+        self.certs = None;
+        self.env.retain(|(n, _)| n != "SHOAL_CERTS_DIR");
+        self.set_env("SHOAL_INSECURE", "true");
+        self
     }
 
     /// Sets (or adds) an env var of every pod started from now on.
@@ -319,6 +235,13 @@ impl Pods {
             "30".into(),
         ];
         args.extend(self.mount(volume, "/var/lib/shoal"));
+        if let Some(certs) = &self.certs {
+            args.extend(secret_mounts(
+                &self.template,
+                &self.template["containers"][0],
+                &certs.dir,
+            ));
+        }
         args.extend(hardening(&self.template, &self.template["containers"][0])?);
         if let Some(d) = domain {
             args.push("--domainname".into());
@@ -441,10 +364,20 @@ impl Pods {
             format!("{}.svc.cluster.local", self.ns),
         ];
         if let Some(j) = &self.job {
-            a.extend(hardening(j, &j["containers"][0])?);
+            let c = &j["containers"][0];
+            a.extend(hardening(j, c)?);
+            if let Some(certs) = &self.certs {
+                a.extend(secret_mounts(j, c, &certs.dir));
+            }
+            for e in c["env"].as_array().into_iter().flatten() {
+                if let (Some(k), Some(v)) = (e["name"].as_str(), e["value"].as_str()) {
+                    a.extend(["-e".into(), format!("{k}={v}")]);
+                }
+            }
         }
         a.push(image());
-        a.extend(args.iter().cloned());
+        // `$(POD_NAMESPACE)` in the Job's args, as the kubelet expands it.
+        a.extend(args.iter().map(|s| s.replace("$(POD_NAMESPACE)", &self.ns)));
         Ok(Command::new("docker").args(&a).output()?)
     }
 
@@ -496,11 +429,12 @@ impl Pods {
         let p = self.pods.get(name).context("no such pod")?.clone();
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok((200, _)) = crate::http_get(&p.http, "/readyz") {
+            if let Ok((200, _)) = self.http_get(&p.http, "/readyz") {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let verbose = crate::http_get(&p.http, "/readyz?verbose")
+                let verbose = self
+                    .http_get(&p.http, "/readyz?verbose")
                     .map(|r| r.1)
                     .unwrap_or_default();
                 bail!(
@@ -519,10 +453,20 @@ impl Pods {
         Ok(())
     }
 
+    /// `GET PATH` on a pod's published HTTP port (`addr`): HTTPS checked against the
+    /// pods' CA when they serve TLS.
+    pub fn http_get(&self, addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        match &self.certs {
+            Some(c) => c.https_get(addr, path),
+            None => crate::http_get(addr, path),
+        }
+    }
+
     /// A client of the "public Service": every pod's published port.
     pub fn client(&self) -> Client {
         let opts = ClientOptions {
             retry_deadline: Duration::from_secs(30),
+            tls: self.certs.as_ref().map(PodCerts::client_tls),
             ..Default::default()
         };
         Client::with_options(self.pods.values().map(|p| p.grpc.clone()), opts).expect("client")

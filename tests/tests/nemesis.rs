@@ -99,7 +99,9 @@ struct Run {
 
 impl Run {
     async fn start(name: &str, nodes: usize, small_disk: bool) -> Self {
-        let mut p = Pods::new(name, "statefulset").unwrap();
+        // Plaintext: the bank and list-append workloads and the SQL bank's Postgres
+        // connections speak no TLS (tests/tests/pods.rs runs the pods secure).
+        let mut p = Pods::new(name, "statefulset").unwrap().insecure();
         p.set_env("SHOAL_BOOTSTRAP_EXPECT", &nodes.to_string());
         // Snapshots and log purges every few hundred entries: nodes cut off for a few
         // seconds catch up from snapshots.
@@ -273,7 +275,7 @@ impl Run {
                 return;
             }
             let http = self.p.pods[name].http.clone();
-            if let Ok((code, _)) = shoal_tests::http_get(&http, "/healthz") {
+            if let Ok((code, _)) = self.p.http_get(&http, "/healthz") {
                 if code != 200 {
                     self.log.push(format!("{name} not live: restart it"));
                     self.p.restart(name).unwrap();

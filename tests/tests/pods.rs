@@ -47,6 +47,18 @@ async fn statefulset_starts_with_the_init_job_and_serves_through_the_public_serv
     assert!(String::from_utf8_lossy(&again.stderr).contains("already initialised"));
 
     p.wait_all_ready(READY).await.unwrap();
+    // The pods serve TLS alone, with the manifests' Secret: plaintext gets no answer.
+    let http = p.pods["shoal-0"].http.clone();
+    assert!(
+        !matches!(shoal_tests::http_get(&http, "/healthz"), Ok((200, _))),
+        "a pod answered plaintext HTTP"
+    );
+    let (_, metrics) = p.http_get(&http, "/metrics").unwrap();
+    assert!(
+        metrics.contains("shoal_node_certificate_expires_seconds 1")
+            || metrics.contains("shoal_node_certificate_expires_seconds 2"),
+        "{metrics}"
+    );
     let c = p.client();
     for i in 0..100 {
         c.put(format!("k{i}"), format!("v{i}")).await.unwrap();

@@ -399,6 +399,13 @@ impl Client {
                 // to the next seed, not to the same one again.
                 self.set_leader(None);
             }
+            // TLS refused at an address this client was given: its certificates or
+            // the node's are wrong, and no retry mends that. At an address a node
+            // named (a leader, a replica), it is routed around like an unreachable
+            // one: a client outside may not be able to check every name there.
+            if matches!(err, Error::Tls { .. }) && self.inner.seeds.contains(&addr) {
+                return Err(err);
+            }
             match decision {
                 Decision::Fail => return Err(err),
                 Decision::Redirect { leader } => {
@@ -431,7 +438,7 @@ impl Client {
                 }
                 Decision::Retry { unreachable } => {
                     forget_leader();
-                    if unreachable && range_id.is_some() {
+                    if unreachable && (range_id.is_some() || matches!(err, Error::Tls { .. })) {
                         lock(&self.inner.unreachable).insert(addr.clone(), Instant::now());
                     }
                     last = Some(err);
@@ -448,11 +455,14 @@ impl Client {
             tracing::debug!(%addr, ?pause, "retrying");
             tokio::time::sleep(pause).await;
         }
-        Err(Error::Unavailable(format!(
-            "gave up after {:?}: {}",
-            opts.retry_deadline,
-            last.map(|e| e.to_string()).unwrap_or_default()
-        )))
+        match last {
+            Some(e @ Error::Tls { .. }) => Err(e),
+            last => Err(Error::Unavailable(format!(
+                "gave up after {:?}: {}",
+                opts.retry_deadline,
+                last.map(|e| e.to_string()).unwrap_or_default()
+            ))),
+        }
     }
 
     /// One call to the node at `addr` only: no redirect, no retry.

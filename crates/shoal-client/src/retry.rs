@@ -38,9 +38,9 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
     }
     let Some(d) = detail(status) else {
         // No answer from a node: the transport failed.
-        return if crate::error::tls_refusal(status).is_some() {
-            Decision::Fail
-        } else if never_sent(status) {
+        // A TLS handshake that failed sent nothing either; whether that is final is
+        // the caller's to say (a seed it was given, or an address a node named).
+        return if crate::error::tls_refusal(status).is_some() || never_sent(status) {
             Decision::Retry { unreachable: true }
         } else if is_transport_failure(status) {
             Decision::RetryIfIdempotent
