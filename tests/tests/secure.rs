@@ -2,8 +2,10 @@
 //! (certificates made by `shoal cert`), every client path over TLS (the SDK, with a
 //! transaction that the gateway runs through its own TLS client; the CLI; HTTPS with
 //! curl; psql with `sslmode=verify-full`), the refusals (plaintext on each port, a
-//! client that trusts another CA, a node started with neither certificates nor
-//! `--insecure`), and certificates rotated under load with no failed operation.
+//! client that trusts another CA, one without a client certificate, a user's
+//! certificate calling the services between nodes, a node started with neither
+//! certificates nor `--insecure`), and certificates rotated under load with no failed
+//! operation.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,6 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_client::{Client, ClientOptions, ClientTls};
+use shoal_proto::error::code_of;
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::peer_client::PeerClient;
 use shoal_tests::{shoal_bin, TestCluster};
 
 fn text(b: &[u8]) -> String {
@@ -130,9 +135,17 @@ async fn a_secure_cluster_serves_every_client_path_over_tls() {
     let (ok, body) = curl(&["--cacert", &ca, &ready]);
     assert!(ok, "{body}");
     let query = format!("https://127.0.0.1:{}/db/query", port_of(&c.nodes[0].http));
+    let (cert, key) = (
+        certs.dir.join("client.root.crt").display().to_string(),
+        certs.dir.join("client.root.key").display().to_string(),
+    );
     let (ok, body) = curl(&[
         "--cacert",
         &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
         "-X",
         "POST",
         "-H",
@@ -142,10 +155,23 @@ async fn a_secure_cluster_serves_every_client_path_over_tls() {
         &query,
     ]);
     assert!(ok && body.contains("42"), "{body}");
+    // Without a client certificate: 401, SQLSTATE 28000; the probes need none.
+    let (_, body) = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "-d",
+        "[\"SELECT 1\"]",
+        "-w",
+        "%{http_code}",
+        &query,
+    ]);
+    assert!(body.contains("28000") && body.ends_with("401"), "{body}");
 
-    // psql, verifying the node's certificate and its name.
+    // psql, verifying the node's certificate and its name, presenting root's.
     let conninfo = format!(
-        "host=localhost port={} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca}",
+        "host=localhost port={} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca} sslcert={cert} sslkey={key}",
         port_of(&c.nodes[2].sql)
     );
     let out = psql(&conninfo, "SELECT 6 * 7");
@@ -221,8 +247,26 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
         .put("foreign-client", "x")
         .await;
     assert!(e.is_err(), "a client certificate of another CA was taken");
+    // The CA alone, no client certificate: UNAUTHENTICATED, at once.
+    let anonymous_root = tempfile::tempdir().unwrap();
+    let anonymous = anonymous_root.path().join("certs");
+    std::fs::create_dir_all(&anonymous).unwrap();
+    std::fs::copy(certs.dir.join("ca.crt"), anonymous.join("ca.crt")).unwrap();
+    let e = quick(Some(ClientTls::from_dir(&anonymous, "root").unwrap()))
+        .put("anonymous", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{e:?}");
+    // A user's certificate cannot make the calls between nodes (join, vote, ...).
+    let tls = ClientTls::from_dir(&certs.dir, "root").unwrap();
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("https://{}", c.nodes[0].grpc)).unwrap();
+    let mut peer = PeerClient::new(tls.connect_lazy(&endpoint));
+    let status = peer.hello(pb::HelloRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(code_of(&status), "PERMISSION_DENIED");
     let client = c.client();
-    for k in ["plain", "stranger", "foreign-client"] {
+    for k in ["plain", "stranger", "foreign-client", "anonymous"] {
         assert!(client.get(k).await.unwrap().is_none(), "{k} was written");
     }
 
@@ -250,9 +294,21 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
     );
     assert!(!out.status.success(), "psql trusted a node of another CA");
     let ca = certs.dir.join("ca.crt").display().to_string();
+    // TLS without a client certificate: the handshake is refused.
     let out = psql(
         &format!(
             "host=127.0.0.1 port={sql_port} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca}"
+        ),
+        "CREATE TABLE t (k INT PRIMARY KEY)",
+    );
+    assert!(!out.status.success(), "psql got in without a certificate");
+    let (cert, key) = (
+        certs.dir.join("client.root.crt").display().to_string(),
+        certs.dir.join("client.root.key").display().to_string(),
+    );
+    let out = psql(
+        &format!(
+            "host=127.0.0.1 port={sql_port} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca} sslcert={cert} sslkey={key}"
         ),
         "SHOW TABLES",
     );

@@ -359,7 +359,7 @@ impl Client {
                         let (addr, by_seed) = self.range_addr(&c);
                         (addr, Some(c), by_seed)
                     }
-                    Err(e @ (Error::InvalidArgument { .. } | Error::Tls { .. })) => return Err(e),
+                    Err(e) if e.is_refusal() => return Err(e),
                     Err(e) => {
                         last = Some(e);
                         tokio::time::sleep(backoff.pause(deadline)).await;

@@ -77,6 +77,13 @@ impl Error {
         }
     }
 
+    /// Whether no retry can change the answer: the request is invalid, or the
+    /// client's credentials are refused (its certificates, its identity).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::InvalidArgument { .. } | Error::Tls { .. })
+            || matches!(self.code(), Some("UNAUTHENTICATED" | "PERMISSION_DENIED"))
+    }
+
     /// The stable error code, when the node sent one.
     pub fn code(&self) -> Option<&str> {
         match self {

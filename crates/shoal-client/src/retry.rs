@@ -94,7 +94,9 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
         | ErrorCode::TxnClosed
         | ErrorCode::TxnReadOnly
         | ErrorCode::TxnTooLarge
-        | ErrorCode::Internal => Decision::Fail,
+        | ErrorCode::Internal
+        | ErrorCode::Unauthenticated
+        | ErrorCode::PermissionDenied => Decision::Fail,
     }
 }
 

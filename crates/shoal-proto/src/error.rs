@@ -73,11 +73,16 @@ pub enum ErrorCode {
     TxnTooLarge,
     /// A failure of the node itself (its storage, a bug).
     Internal,
+    /// A secure node's call that proved no identity (no client certificate).
+    Unauthenticated,
+    /// A call the caller's identity may not make (a node's internal call from
+    /// anything but a node certificate).
+    PermissionDenied,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::NotLeader,
         ErrorCode::NotInitialized,
         ErrorCode::RangeNotFound,
@@ -106,6 +111,8 @@ impl ErrorCode {
         ErrorCode::TxnReadOnly,
         ErrorCode::TxnTooLarge,
         ErrorCode::Internal,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
     ];
 
     /// The code's name on the wire.
@@ -139,6 +146,8 @@ impl ErrorCode {
             ErrorCode::TxnReadOnly => "TXN_READ_ONLY",
             ErrorCode::TxnTooLarge => "TXN_TOO_LARGE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
         }
     }
 

@@ -89,6 +89,8 @@ impl From<Error> for Status {
             | Error::StaleRequest { .. }
             | Error::SnapshotTooOld { .. } => (Code::FailedPrecondition, None),
             Error::Storage(_) | Error::Internal(_) => (Code::Internal, None),
+            Error::Unauthenticated(_) => (Code::Unauthenticated, None),
+            Error::PermissionDenied(_) => (Code::PermissionDenied, None),
         };
         let d = pb::ErrorDetail {
             code: e.code().as_str().to_string(),

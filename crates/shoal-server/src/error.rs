@@ -100,6 +100,12 @@ pub enum Error {
     /// A failure of this node that is none of the above (a bug).
     #[error("internal: {0}")]
     Internal(String),
+    /// A secure node's call without a client certificate of the cluster CA.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A call the caller's certificate does not allow (internal calls need a node's).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Another node's answer to a request this node passed on, relayed as it came.
     #[error("{}", .0.message())]
     Remote(tonic::Status),
@@ -147,6 +153,8 @@ impl Error {
             Error::StaleRequest { .. } => ErrorCode::StaleRequestId,
             Error::SnapshotTooOld { .. } => ErrorCode::SnapshotTooOld,
             Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
+            Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::Remote(s) | Error::Peer { status: s, .. } => {
                 ErrorCode::of(s).unwrap_or(ErrorCode::Internal)
             }

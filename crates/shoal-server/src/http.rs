@@ -49,17 +49,24 @@ pub async fn serve(
                     else {
                         return;
                     };
-                    serve_connection(node, sql, conn).await
+                    let authenticated = conn.who().is_some();
+                    serve_connection(node, sql, conn, authenticated).await
                 }
-                None => serve_connection(node, sql, stream).await,
+                None => serve_connection(node, sql, stream, true).await,
             }
         });
     }
 }
 
-/// Serves one connection (plaintext or TLS) until it closes.
-async fn serve_connection<IO>(node: Arc<Node>, sql: Arc<shoal_sql::Engine>, io: IO)
-where
+/// Serves one connection (plaintext or TLS) until it closes. `authenticated`: the
+/// client presented a certificate of the CA (or the node is insecure); the probes
+/// and metrics need none (a kubelet presents none), the SQL API does.
+async fn serve_connection<IO>(
+    node: Arc<Node>,
+    sql: Arc<shoal_sql::Engine>,
+    io: IO,
+    authenticated: bool,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -67,6 +74,9 @@ where
         let sql = sql.clone();
         async move {
             if req.uri().path().starts_with("/db/") {
+                if !authenticated {
+                    return Ok::<_, Infallible>(unauthenticated());
+                }
                 return Ok::<_, Infallible>(sql_api(&node, sql, req).await);
             }
             Ok::<_, Infallible>(handle(&node, req))
@@ -78,6 +88,21 @@ where
     {
         tracing::debug!(error = %e, "HTTP connection");
     }
+}
+
+/// The SQL API's answer to a client without a certificate: 401 and SQLSTATE 28000,
+/// as JSON like its other errors.
+fn unauthenticated() -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "error": "this node takes SQL from clients with a certificate of its CA only",
+        "sqlstate": "28000",
+    });
+    let mut r = text(StatusCode::UNAUTHORIZED, format!("{body}\n"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {

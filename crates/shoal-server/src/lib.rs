@@ -13,7 +13,7 @@
 //!   `shoal cert` and [`tls`]. [`tls`]: rustls configurations for serving clients
 //!   and peers and for calling peers, read from the certificates directory and read
 //!   again when it changes. [`listen`]: the TLS handshakes of a secure node's client
-//!   listeners.
+//!   listeners. [`authn`]: who may call what on a secure node's gRPC port.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
 //! The node and its drivers:
@@ -50,6 +50,7 @@
 //! range's `Replica` -> Raft commit and apply -> reply with the applied index.
 
 pub mod admin;
+pub mod authn;
 pub mod bootstrap;
 pub mod certs;
 pub mod clock;

@@ -19,6 +19,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use shoal_proto::certs::NODE_COMMON_NAME;
+
+use crate::certs::parse_der;
 use crate::metrics::Metrics;
 use crate::tls::{Loaded, Tls};
 
@@ -52,27 +55,41 @@ impl Listener {
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     remote: Option<SocketAddr>,
+    who: Option<Who>,
+}
+
+impl TlsConn {
+    /// Who the client proved to be, if it presented a certificate.
+    pub fn who(&self) -> Option<&Who> {
+        self.who.as_ref()
+    }
+}
+
+/// Who is at the other end of a connection, by the certificate it presented (which
+/// the handshake verified against the cluster CA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A node certificate (common name `node`).
+    Node,
+    /// A client certificate: its common name is the user.
+    User(String),
 }
 
 /// What a gRPC call learns of its connection (a request extension).
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
-    /// The certificate the client presented, if it did (verified by the CA).
-    pub client_cert: Option<Arc<rustls::pki_types::CertificateDer<'static>>>,
+    /// Who the client proved to be; `None`: it presented no certificate.
+    pub who: Option<Who>,
 }
 
 impl tonic::transport::server::Connected for TlsConn {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        let (_, session) = self.stream.get_ref();
         ConnInfo {
             remote: self.remote,
-            client_cert: session
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| Arc::new(c.clone().into_owned())),
+            who: self.who.clone(),
         }
     }
 }
@@ -129,7 +146,24 @@ pub async fn handshake(
     let _ = tcp.set_nodelay(true);
     let acceptor = TlsAcceptor::from(which.config(&tls.current()));
     let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => return Some(TlsConn { stream, remote }),
+        Ok(Ok(stream)) => {
+            // Read once per connection, not per call.
+            let who = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| parse_der(c).ok())
+                .map(|p| match p.common_name.as_str() {
+                    NODE_COMMON_NAME => Who::Node,
+                    user => Who::User(user.to_string()),
+                });
+            return Some(TlsConn {
+                stream,
+                remote,
+                who,
+            });
+        }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "timed out".to_string(),
     };

@@ -288,6 +288,11 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         .tcp_nodelay(true)
         // Nodes of the version before call the `Peer` methods at their old paths.
         .layer(LegacyPathsLayer)
+        // After the paths are made current: a client certificate for every call,
+        // a node's for the internal services.
+        .layer(crate::authn::AuthLayer {
+            secure: node.tls.is_some(),
+        })
         .add_service(kv)
         .add_service(admin)
         .add_service(txn)

@@ -67,7 +67,8 @@ pub struct Loaded {
     stamp: Stamp,
     pub peers: Arc<ServerConfig>,
     pub clients: Arc<ServerConfig>,
-    /// `clients` for each client listener, with the protocol it names by ALPN.
+    /// What each client listener serves, with the protocol it names by ALPN: gRPC
+    /// and HTTP as `clients`; SQL requires a client certificate.
     pub grpc: Arc<ServerConfig>,
     pub http: Arc<ServerConfig>,
     pub sql: Arc<ServerConfig>,
@@ -221,12 +222,17 @@ fn read(dir: &Path) -> Result<Loaded, TlsError> {
     };
     let peers = alpn(&server(peer_verifier)?, b"h2");
     let clients = server(client_verifier)?;
+    // The SQL port asks every client for a certificate at the handshake: until
+    // passwords exist there, it is how a SQL client authenticates.
+    let sql_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| error(&ca_path, e))?;
     let (grpc, http, sql) = (
         alpn(&clients, b"h2"),
         alpn(&clients, b"http/1.1"),
         // What libpq offers (PostgreSQL 17); older clients offer nothing, which
         // passes too.
-        alpn(&clients, b"postgresql"),
+        alpn(&server(sql_verifier)?, b"postgresql"),
     );
     let node_verifier = Arc::new(NodeVerifier {
         inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
