@@ -1,7 +1,7 @@
 """A client of shoal's public gRPC API in Python, its stubs generated from proto/
 (grpcio-tools): over TLS, trusting the cluster CA and presenting a client
 certificate, it writes a key and reads it back; then it tries the same node in
-plaintext, which a secure node refuses.
+plaintext, which a secure node refuses (UNAUTHENTICATED: it speaks TLS only).
 
 usage: kv_tls.py STUBS_DIR HOST:PORT CA_CRT CLIENT_CRT CLIENT_KEY
 Prints the value read, then `plaintext: CODE` (the gRPC status code of the refusal).

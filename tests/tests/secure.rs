@@ -224,9 +224,10 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
         .unwrap()
     };
 
-    // gRPC in plaintext: the node closes the connection; nothing written.
+    // gRPC in plaintext: refused at once with a stable code that says to use TLS.
     let e = quick(None).put("plain", "x").await.unwrap_err();
-    assert!(matches!(e, shoal_client::Error::Unavailable(_)), "{e:?}");
+    assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{e:?}");
+    assert!(e.to_string().contains("TLS"), "{e}");
     // A client that trusts another CA refuses the nodes' certificates at once,
     // with its stable code.
     let other = make_certs();
@@ -339,8 +340,11 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
 
     // HTTP in plaintext, and HTTPS checked against another CA.
     let http = &c.nodes[0].http;
-    let (ok, body) = curl(&[&format!("http://{http}/readyz")]);
-    assert!(!ok, "plaintext HTTP answered: {body}");
+    let (_, body) = curl(&["-w", "%{http_code}", &format!("http://{http}/readyz")]);
+    assert!(
+        body.contains("HTTPS") && body.ends_with("400"),
+        "plaintext HTTP answered: {body}"
+    );
     let other_ca = other.dir.join("ca.crt").display().to_string();
     let (ok, body) = curl(&["--cacert", &other_ca, &format!("https://{http}/readyz")]);
     assert!(!ok, "a certificate of another CA passed: {body}");
@@ -543,7 +547,7 @@ async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     let lines: Vec<&str> = said.lines().collect();
-    assert_eq!(lines, ["over tls", "plaintext: UNAVAILABLE"], "{said}");
+    assert_eq!(lines, ["over tls", "plaintext: UNAUTHENTICATED"], "{said}");
     // What Python wrote, the SDK reads.
     let kv = c.client().get("python").await.unwrap().unwrap();
     assert_eq!(kv.value, b"over tls");

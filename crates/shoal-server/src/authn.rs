@@ -17,10 +17,16 @@ use crate::listen::{ConnInfo, Who};
 /// The path prefixes of the internal services.
 const INTERNAL: [&str; 2] = ["/shoal.v1.Peer/", "/shoal.v1.Raft/"];
 
-/// Whether `who` may call `path`.
-pub fn check(path: &str, who: Option<&Who>) -> Result<(), Error> {
+/// Whether the client of `conn` may call `path`.
+pub fn check(path: &str, conn: Option<&ConnInfo>) -> Result<(), Error> {
+    if conn.is_some_and(|c| c.plaintext) {
+        return Err(Error::Unauthenticated(
+            "this node speaks TLS only: connect with the cluster's certificates (--certs-dir)"
+                .into(),
+        ));
+    }
     let internal = INTERNAL.iter().any(|p| path.starts_with(p));
-    match who {
+    match conn.and_then(|c| c.who.as_ref()) {
         None => Err(Error::Unauthenticated(
             "this node takes calls from clients with a certificate of its CA only (--certs-dir holding client.USER.crt)"
                 .into(),
@@ -70,11 +76,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if self.secure {
-            let who = req
-                .extensions()
-                .get::<ConnInfo>()
-                .and_then(|c| c.who.as_ref());
-            if let Err(e) = check(req.uri().path(), who) {
+            if let Err(e) = check(req.uri().path(), req.extensions().get::<ConnInfo>()) {
                 tracing::debug!(path = req.uri().path(), error = %e, "call refused");
                 let status: tonic::Status = e.into();
                 return Either::Left(futures::future::ready(Ok(status.into_http())));
@@ -89,18 +91,32 @@ mod tests {
     use super::*;
     use shoal_proto::error::ErrorCode;
 
+    fn conn(who: Option<Who>, plaintext: bool) -> ConnInfo {
+        ConnInfo {
+            remote: None,
+            who,
+            plaintext,
+        }
+    }
+
     #[test]
     fn clients_need_a_certificate_and_only_nodes_call_the_internal_services() {
-        let user = Who::User("app".into());
+        let user = conn(Some(Who::User("app".into())), false);
+        let node = conn(Some(Who::Node), false);
         assert!(check("/shoal.v1.Kv/Put", Some(&user)).is_ok());
-        assert!(check("/shoal.v1.Kv/Put", Some(&Who::Node)).is_ok());
-        assert!(check("/shoal.v1.Raft/AppendEntries", Some(&Who::Node)).is_ok());
-        assert!(check("/shoal.v1.Peer/Join", Some(&Who::Node)).is_ok());
+        assert!(check("/shoal.v1.Kv/Put", Some(&node)).is_ok());
+        assert!(check("/shoal.v1.Raft/AppendEntries", Some(&node)).is_ok());
+        assert!(check("/shoal.v1.Peer/Join", Some(&node)).is_ok());
         for path in ["/shoal.v1.Raft/Vote", "/shoal.v1.Peer/Join"] {
             let e = check(path, Some(&user)).unwrap_err();
             assert_eq!(e.code(), ErrorCode::PermissionDenied);
         }
-        let e = check("/shoal.v1.Kv/Get", None).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::Unauthenticated);
+        for anonymous in [None, Some(conn(None, false)), Some(conn(None, true))] {
+            let e = check("/shoal.v1.Kv/Get", anonymous.as_ref()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::Unauthenticated);
+        }
+        // Plaintext is refused whatever else is known.
+        let e = check("/shoal.v1.Kv/Get", Some(&conn(Some(Who::Node), true))).unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
     }
 }

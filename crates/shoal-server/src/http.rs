@@ -49,32 +49,50 @@ pub async fn serve(
                     else {
                         return;
                     };
-                    let authenticated = conn.who().is_some();
-                    serve_connection(node, sql, conn, authenticated).await
+                    let access = if conn.is_plaintext() {
+                        Access::TlsRequired
+                    } else if conn.who().is_some() {
+                        Access::All
+                    } else {
+                        Access::NoSql
+                    };
+                    serve_connection(node, sql, conn, access).await
                 }
-                None => serve_connection(node, sql, stream, true).await,
+                None => serve_connection(node, sql, stream, Access::All).await,
             }
         });
     }
 }
 
-/// Serves one connection (plaintext or TLS) until it closes. `authenticated`: the
-/// client presented a certificate of the CA (or the node is insecure); the probes
-/// and metrics need none (a kubelet presents none), the SQL API does.
-async fn serve_connection<IO>(
-    node: Arc<Node>,
-    sql: Arc<shoal_sql::Engine>,
-    io: IO,
-    authenticated: bool,
-) where
+/// What a connection's requests may reach.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// Everything: an insecure node, or a client with a certificate of the CA.
+    All,
+    /// TLS without a client certificate: the probes and metrics (a kubelet presents
+    /// none), not the SQL API.
+    NoSql,
+    /// Plaintext to a secure node: every request is told to use HTTPS.
+    TlsRequired,
+}
+
+/// Serves one connection (plaintext or TLS) until it closes.
+async fn serve_connection<IO>(node: Arc<Node>, sql: Arc<shoal_sql::Engine>, io: IO, access: Access)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
         let node = node.clone();
         let sql = sql.clone();
         async move {
+            if let Access::TlsRequired = access {
+                return Ok::<_, Infallible>(text(
+                    StatusCode::BAD_REQUEST,
+                    "this node speaks HTTPS only\n".into(),
+                ));
+            }
             if req.uri().path().starts_with("/db/") {
-                if !authenticated {
+                if let Access::NoSql = access {
                     return Ok::<_, Infallible>(unauthenticated());
                 }
                 return Ok::<_, Infallible>(sql_api(&node, sql, req).await);

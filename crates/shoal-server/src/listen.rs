@@ -51,11 +51,17 @@ impl Listener {
     }
 }
 
-/// A client's TLS connection.
+/// A client's connection: TLS, or plaintext, kept only to tell the client (in its
+/// own protocol, with a stable code) that this node speaks TLS.
 pub struct TlsConn {
-    stream: TlsStream<TcpStream>,
+    stream: Io,
     remote: Option<SocketAddr>,
     who: Option<Who>,
+}
+
+enum Io {
+    Tls(Box<TlsStream<TcpStream>>),
+    Plain(TcpStream),
 }
 
 impl TlsConn {
@@ -63,6 +69,21 @@ impl TlsConn {
     pub fn who(&self) -> Option<&Who> {
         self.who.as_ref()
     }
+
+    /// Whether the client spoke plaintext.
+    pub fn is_plaintext(&self) -> bool {
+        matches!(self.stream, Io::Plain(_))
+    }
+}
+
+/// `$method` of the connection's stream, whichever it is.
+macro_rules! on_io {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &mut $self.stream {
+            Io::Tls(s) => Pin::new(&mut **s).$method($($arg),*),
+            Io::Plain(s) => Pin::new(s).$method($($arg),*),
+        }
+    };
 }
 
 /// Who is at the other end of a connection, by the certificate it presented (which
@@ -81,6 +102,8 @@ pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     /// Who the client proved to be; `None`: it presented no certificate.
     pub who: Option<Who>,
+    /// The client spoke plaintext: every call is refused.
+    pub plaintext: bool,
 }
 
 impl tonic::transport::server::Connected for TlsConn {
@@ -90,6 +113,7 @@ impl tonic::transport::server::Connected for TlsConn {
         ConnInfo {
             remote: self.remote,
             who: self.who.clone(),
+            plaintext: self.is_plaintext(),
         }
     }
 }
@@ -100,7 +124,7 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        on_io!(self.poll_read(cx, buf))
     }
 }
 
@@ -110,15 +134,15 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        on_io!(self.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        on_io!(self.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        on_io!(self.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -126,16 +150,20 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        on_io!(self.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Io::Tls(s) => s.is_write_vectored(),
+            Io::Plain(s) => s.is_write_vectored(),
+        }
     }
 }
 
 /// The TLS handshake of one accepted connection, bounded in time; a failure is
-/// counted and logged.
+/// counted and logged. A client whose first byte does not start a TLS handshake
+/// (plaintext) gets its connection back as plaintext, to be refused in its protocol.
 pub async fn handshake(
     tls: &Tls,
     which: Listener,
@@ -144,6 +172,25 @@ pub async fn handshake(
 ) -> Option<TlsConn> {
     let remote = tcp.peer_addr().ok();
     let _ = tcp.set_nodelay(true);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+        // 22: a TLS handshake record.
+        Ok(Ok(1)) if first[0] == 22 => {}
+        Ok(Ok(1)) => {
+            metrics.count_tls_refused(which.name());
+            tracing::debug!(
+                ?remote,
+                listener = which.name(),
+                "a plaintext connection to a TLS port"
+            );
+            return Some(TlsConn {
+                stream: Io::Plain(tcp),
+                remote,
+                who: None,
+            });
+        }
+        _ => return None,
+    }
     let acceptor = TlsAcceptor::from(which.config(&tls.current()));
     let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
@@ -159,7 +206,7 @@ pub async fn handshake(
                     user => Who::User(user.to_string()),
                 });
             return Some(TlsConn {
-                stream,
+                stream: Io::Tls(Box::new(stream)),
                 remote,
                 who,
             });
