@@ -57,6 +57,16 @@ fn make_certs() -> Certs {
     certs
 }
 
+/// A certificates directory that trusts the CA of `certs` and holds nothing else
+/// yet (and the temporary directory it is in).
+fn trusting(certs: &Certs) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(certs.dir.join("ca.crt"), dir.join("ca.crt")).unwrap();
+    (root, dir)
+}
+
 /// `shoal ARGS` as a client of `c` over TLS.
 fn cli(c: &TestCluster, certs: &Path, args: &[&str]) -> Output {
     Command::new(shoal_bin())
@@ -237,10 +247,7 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Some("TLS_HANDSHAKE"), "{e:?}");
     // A client certificate of another CA is refused by the node.
-    let mixed_root = tempfile::tempdir().unwrap();
-    let mixed = mixed_root.path().join("certs");
-    std::fs::create_dir_all(&mixed).unwrap();
-    std::fs::copy(certs.dir.join("ca.crt"), mixed.join("ca.crt")).unwrap();
+    let (_mixed_root, mixed) = trusting(&certs);
     for f in ["client.root.crt", "client.root.key"] {
         std::fs::copy(other.dir.join(f), mixed.join(f)).unwrap();
     }
@@ -250,10 +257,7 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
     assert!(e.is_err(), "a client certificate of another CA was taken");
     // A client certificate of the CA that has expired (OpenSSL signs it, valid for
     // no time at all): the node refuses it in the handshake.
-    let expired_root = tempfile::tempdir().unwrap();
-    let expired = expired_root.path().join("certs");
-    std::fs::create_dir_all(&expired).unwrap();
-    std::fs::copy(certs.dir.join("ca.crt"), expired.join("ca.crt")).unwrap();
+    let (expired_root, expired) = trusting(&certs);
     let (csr, ext) = (
         expired_root.path().join("root.csr"),
         expired_root.path().join("ext"),
@@ -310,10 +314,7 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
     assert!(e.is_err(), "an expired client certificate was taken");
 
     // The CA alone, no client certificate: UNAUTHENTICATED, at once.
-    let anonymous_root = tempfile::tempdir().unwrap();
-    let anonymous = anonymous_root.path().join("certs");
-    std::fs::create_dir_all(&anonymous).unwrap();
-    std::fs::copy(certs.dir.join("ca.crt"), anonymous.join("ca.crt")).unwrap();
+    let (_anonymous_root, anonymous) = trusting(&certs);
     let e = quick(Some(ClientTls::from_dir(&anonymous, "root").unwrap()))
         .put("anonymous", "x")
         .await
