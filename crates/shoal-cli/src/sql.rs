@@ -143,6 +143,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: SqlArgs) -> anyhow::Result<()> {
             args.connect_timeout,
             args.certs_dir.is_some(),
         );
+        let connecting = || format!("connecting to the SQL server at {}", args.host);
         let client = match &args.certs_dir {
             Some(dir) => {
                 let tls = shoal_client::ClientTls::from_dir(dir, &args.user)?;
@@ -151,14 +152,14 @@ pub fn run(rt: &tokio::runtime::Runtime, args: SqlArgs) -> anyhow::Result<()> {
                 };
                 let (client, conn) = tokio_postgres::connect(&url, make)
                     .await
-                    .with_context(|| format!("connecting to the SQL server at {}", args.host))?;
+                    .with_context(connecting)?;
                 tokio::spawn(conn);
                 client
             }
             None => {
                 let (client, conn) = tokio_postgres::connect(&url, NoTls)
                     .await
-                    .with_context(|| format!("connecting to the SQL server at {}", args.host))?;
+                    .with_context(connecting)?;
                 tokio::spawn(conn);
                 client
             }

@@ -22,8 +22,9 @@ pub enum Error {
     OutcomeUnknown(String),
     /// The TLS handshake with the node at `addr` failed: its certificate is not of
     /// the CA this client trusts or does not name the address, the node refused the
-    /// client's certificate, or one side speaks TLS and the other does not. Final:
-    /// certificates do not mend on their own. Code `TLS_HANDSHAKE`.
+    /// client's certificate, or one side speaks TLS and the other does not. Final at
+    /// an address the client was given (certificates do not mend on their own); an
+    /// address a node named is routed around. Code `TLS_HANDSHAKE`.
     #[error("TLS with {addr}: {message} (TLS_HANDSHAKE)")]
     Tls { addr: String, message: String },
     /// Any other answer of a node, with the stable code it carried (`error_code`).

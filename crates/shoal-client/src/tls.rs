@@ -32,15 +32,11 @@ type Source = Arc<dyn Fn() -> Arc<ClientConfig> + Send + Sync>;
 #[derive(Clone)]
 pub struct ClientTls {
     config: Source,
-    /// Who presents a certificate (`None`: none presented), for messages.
-    user: Option<String>,
 }
 
 impl fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientTls")
-            .field("user", &self.user)
-            .finish()
+        f.debug_struct("ClientTls").finish_non_exhaustive()
     }
 }
 
@@ -51,14 +47,15 @@ fn bad(path: &Path, why: impl fmt::Display) -> Error {
     }
 }
 
-/// The certificates of a PEM file.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let pem = std::fs::read(path).map_err(|e| bad(path, e))?;
+/// The certificates of a PEM file, at least one; else why not. (The node reads its
+/// certificates directory with it too.)
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(path, format!("not PEM certificates: {e}")))?;
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
     if certs.is_empty() {
-        return Err(bad(path, "holds no certificate"));
+        return Err("holds no certificate".into());
     }
     Ok(certs)
 }
@@ -75,7 +72,7 @@ impl ClientTls {
     pub fn from_dir(dir: &Path, user: &str) -> Result<Self, Error> {
         let mut roots = RootCertStore::empty();
         let ca_path = dir.join(CA_CERT);
-        for ca in read_certs(&ca_path)? {
+        for ca in read_certs(&ca_path).map_err(|e| bad(&ca_path, e))? {
             roots.add(ca).map_err(|e| bad(&ca_path, e))?;
         }
         let builder = ClientConfig::builder_with_provider(provider())
@@ -83,22 +80,20 @@ impl ClientTls {
             .map_err(|e| bad(dir, e))?
             .with_root_certificates(roots);
         let (cert_path, key_path) = (dir.join(client_cert(user)), dir.join(client_key(user)));
-        let (config, presents) = if cert_path.exists() {
-            let chain = read_certs(&cert_path)?;
+        let config = if cert_path.exists() {
+            let chain = read_certs(&cert_path).map_err(|e| bad(&cert_path, e))?;
             let key_pem = std::fs::read(&key_path).map_err(|e| bad(&key_path, e))?;
             let key = PrivateKeyDer::from_pem_slice(&key_pem)
                 .map_err(|e| bad(&key_path, format!("not a PEM private key: {e}")))?;
-            let c = builder
+            builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| bad(&key_path, format!("not the key of its certificate: {e}")))?;
-            (c, Some(user.to_string()))
+                .map_err(|e| bad(&key_path, format!("not the key of its certificate: {e}")))?
         } else {
-            (builder.with_no_client_auth(), None)
+            builder.with_no_client_auth()
         };
         let config = Arc::new(with_h2(config));
         Ok(ClientTls {
             config: Arc::new(move || config.clone()),
-            user: presents,
         })
     }
 
@@ -111,27 +106,11 @@ impl ClientTls {
     }
 
     /// From a configuration read anew at every connection (a node's, which follows
-    /// its rotated certificates); ALPN `h2` is set on what it gives.
-    pub fn from_source(
-        config: impl Fn() -> Arc<ClientConfig> + Send + Sync + 'static,
-        who: &str,
-    ) -> Self {
+    /// its rotated certificates, and names `h2` by ALPN itself).
+    pub fn from_source(config: impl Fn() -> Arc<ClientConfig> + Send + Sync + 'static) -> Self {
         ClientTls {
-            config: Arc::new(move || {
-                let c = config();
-                if c.alpn_protocols == [b"h2".to_vec()] {
-                    c
-                } else {
-                    Arc::new(with_h2((*c).clone()))
-                }
-            }),
-            user: Some(who.to_string()),
+            config: Arc::new(config),
         }
-    }
-
-    /// The user whose certificate is presented, if one is.
-    pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
     }
 
     /// A channel through `endpoint` whose connections are TLS, opened on first use.

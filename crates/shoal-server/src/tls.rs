@@ -32,6 +32,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use shoal_proto::certs::{CA_CERT, NODE_CERT, NODE_COMMON_NAME, NODE_KEY};
 
+use shoal_client::tls::{provider, read_certs};
+
 use crate::certs::parse_der;
 
 /// Why the certificates could not be read.
@@ -113,10 +115,7 @@ impl Tls {
     /// node certificate.
     pub fn client(self: &Arc<Self>) -> shoal_client::ClientTls {
         let tls = self.clone();
-        shoal_client::ClientTls::from_source(
-            move || tls.current().connector.clone(),
-            NODE_COMMON_NAME,
-        )
+        shoal_client::ClientTls::from_source(move || tls.current().connector.clone())
     }
 
     /// Reads the directory again if its files changed since the last good reading:
@@ -131,25 +130,14 @@ impl Tls {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn read(dir: &Path) -> Result<Loaded, TlsError> {
     // Taken first: a file that changes while it is read changes the stamp again,
     // and the next reload reads it once more.
     let stamp = stamp(dir);
     let provider = provider();
-    let certs_of = |name: &str| -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs_of = |name: &str| {
         let path = dir.join(name);
-        let pem = fs::read(&path).map_err(|e| error(&path, e))?;
-        let certs = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error(&path, format!("not PEM certificates: {e}")))?;
-        if certs.is_empty() {
-            return Err(error(&path, "holds no certificate"));
-        }
-        Ok(certs)
+        read_certs(&path).map_err(|e| error(&path, e))
     };
     let (ca_path, cert_path, key_path) =
         (dir.join(CA_CERT), dir.join(NODE_CERT), dir.join(NODE_KEY));

@@ -78,11 +78,6 @@ impl PeerPool {
             .clone()
     }
 
-    /// Whether this pool's connections are TLS.
-    pub fn secure(&self) -> bool {
-        self.dial.is_some()
-    }
-
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
         Ok(RaftClient::new(self.channel(addr)?)
             .max_decoding_message_size(usize::MAX)
