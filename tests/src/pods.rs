@@ -8,7 +8,9 @@
 //! per pod is its PersistentVolumeClaim, or the DaemonSet's host directory. Each
 //! container runs with what its security context in the manifest asks (user, read-only
 //! root filesystem, capabilities, no privilege escalation: [`hardening`]), and a
-//! workload's init containers run before each of its pods. The harness reaches pods only
+//! workload's init containers run before each of its pods. Pods that mount the
+//! manifests' Secret get certificates made with `shoal cert` ([`PodCerts`]) and serve
+//! TLS; [`Pods::insecure`] runs them plaintext. The harness reaches pods only
 //! through ports published on 127.0.0.1; every container, network and volume carries
 //! the test's unique prefix and is removed when the test ends, pass or fail.
 
