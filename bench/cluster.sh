@@ -1,7 +1,8 @@
 # Sourced by the bench scripts: a 3-node shoal cluster on loopback.
 #   shoal_cluster NAME WORK BIN PORT [flags...]
 #       starts (or restarts, on the same data) nodes on PORT+1..3 (gRPC),
-#       PORT+11..13 (HTTP) and PORT+21..23 (SQL, for a build that has it), data and
+#       PORT+11..13 (HTTP), PORT+21..23 (SQL) and PORT+31..33 (peers; each for a
+#       build that has it), data and
 #       logs in WORK/NAME-i; returns once the cluster takes writes. Sets NAME_eps
 #       (comma-separated endpoints), NAME_sql (the SQL addresses) and NAME_pids.
 #   shoal_stop NAME       SIGTERM to the nodes, then waits for them.
@@ -12,8 +13,9 @@
 shoal_cluster() {
   local name=$1 work=$2 bin=$3 port=$4
   shift 4
-  local i j join eps="" sql="" pids=() sqlflag=0 sqlargs secargs=()
+  local i j join eps="" sql="" pids=() sqlflag=0 peerflag=0 sqlargs secargs=()
   "$bin/shoal" start --help 2>/dev/null | grep -q -- --sql-addr && sqlflag=1
+  "$bin/shoal" start --help 2>/dev/null | grep -q -- --peer-addr && peerflag=1
   # A node starts without certificates only when told so (binaries before that
   # had no such flag); with --certs-dir among the flags, the CLI calls below use it.
   local certs="" prev="" a
@@ -27,6 +29,7 @@ shoal_cluster() {
   for i in 1 2 3; do
     sqlargs=()
     [ "$sqlflag" = 1 ] && sqlargs=(--sql-addr "127.0.0.1:$((port + 20 + i))")
+    [ "$peerflag" = 1 ] && sqlargs+=(--peer-addr "127.0.0.1:$((port + 30 + i))")
     join=""
     for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
     "$bin/shoal" start --data-dir "$work/$name-$i" --listen-addr "127.0.0.1:$((port + i))" \

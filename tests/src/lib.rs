@@ -121,6 +121,9 @@ fn start_args(dir: &Path, grpc: &str, http: &str, sql: &str, join: &[String]) ->
         http.into(),
         "--sql-addr".into(),
         sql.into(),
+        // Peer traffic on a port of its own, as in a pod; kept across restarts.
+        "--peer-addr".into(),
+        format!("127.0.0.1:{}", free_port()),
     ];
     if !join.is_empty() {
         args.push("--join".into());
@@ -144,6 +147,22 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// The address of the node's peer server (`--peer-addr`).
+    pub fn peer(&self) -> &str {
+        self.args
+            .iter()
+            .position(|a| a == "--peer-addr")
+            .and_then(|i| self.args.get(i + 1))
+            .map_or("", |a| a.as_str())
+    }
+
+    /// Moves the node's peer server to `addr` from its next start on.
+    pub fn set_peer_addr(&mut self, addr: &str) {
+        if let Some(i) = self.args.iter().position(|a| a == "--peer-addr") {
+            self.args[i + 1] = addr.to_string();
+        }
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -172,6 +172,8 @@ fn wrong_flags_are_usage_errors() {
         "127.0.0.1:0",
         "--sql-addr",
         "127.0.0.1:0",
+        "--peer-addr",
+        "127.0.0.1:0",
         "--join",
         "nohost",
     ]);
@@ -190,6 +192,8 @@ fn wrong_flags_are_usage_errors() {
         "--http-addr",
         "127.0.0.1:0",
         "--sql-addr",
+        "127.0.0.1:0",
+        "--peer-addr",
         "127.0.0.1:0",
         "--gc-ttl",
         "0s",
@@ -733,7 +737,10 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             }),
     );
     for (what, path, body, want_code, want) in table {
-        let s = raw_call(&addr, path, body).await;
+        // Calls between nodes go to the peer port (the client port refuses them).
+        let internal = path.starts_with("/shoal.v1.Peer/") || path.starts_with("/shoal.v1.Raft/");
+        let to = if internal { c.nodes[0].peer() } else { &addr };
+        let s = raw_call(to, path, body).await;
         assert_eq!(s.code(), want_code, "{what}: {s:?}");
         let code = shoal_proto::error::code_of(&s);
         assert!(
@@ -769,7 +776,8 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
     assert_eq!(code, 404);
 
     // A snapshot stream with an undecodable header, and an empty one.
-    let mut raft_client = pb::raft_client::RaftClient::connect(format!("http://{addr}"))
+    let peer = c.nodes[0].peer();
+    let mut raft_client = pb::raft_client::RaftClient::connect(format!("http://{peer}"))
         .await
         .unwrap();
     let bad_header = pb::SnapshotChunk {

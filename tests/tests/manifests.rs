@@ -153,26 +153,88 @@ fn manifests_use_only_what_the_binary_accepts() {
                         "{o}: HTTP port and SHOAL_HTTP_ADDR disagree"
                     );
                 }
-                // A node's SQL port is named, and is where SHOAL_SQL_ADDR listens.
+                // A node's SQL and peer ports are named, and are where SHOAL_SQL_ADDR
+                // and SHOAL_PEER_ADDR listen.
                 if http_port.is_none() {
                     continue;
                 }
-                let sql_port = c["ports"]
-                    .as_array()
-                    .and_then(|ps| ps.iter().find(|p| p["name"] == "sql"))
-                    .map(|p| p["containerPort"].as_u64().unwrap());
-                let env_sql = c["env"]
-                    .as_array()
-                    .and_then(|es| es.iter().find(|e| e["name"] == "SHOAL_SQL_ADDR"))
-                    .and_then(|e| e["value"].as_str())
-                    .and_then(|v| v.rsplit_once(':'))
-                    .map(|(_, p)| p.parse::<u64>().unwrap());
-                assert!(sql_port.is_some(), "{o}: no port named sql");
-                assert_eq!(
-                    env_sql, sql_port,
-                    "{o}: SQL port and SHOAL_SQL_ADDR disagree"
-                );
+                for (port_name, var) in [("sql", "SHOAL_SQL_ADDR"), ("peer", "SHOAL_PEER_ADDR")] {
+                    let port = c["ports"]
+                        .as_array()
+                        .and_then(|ps| ps.iter().find(|p| p["name"] == port_name))
+                        .map(|p| p["containerPort"].as_u64().unwrap());
+                    let env = c["env"]
+                        .as_array()
+                        .and_then(|es| es.iter().find(|e| e["name"] == var))
+                        .and_then(|e| e["value"].as_str())
+                        .and_then(|v| v.rsplit_once(':'))
+                        .map(|(_, p)| p.parse::<u64>().unwrap());
+                    assert!(port.is_some(), "{o}: no port named {port_name}");
+                    assert_eq!(env, port, "{o}: {port_name} port and {var} disagree");
+                }
             }
+        }
+    }
+}
+
+/// The peer port is for shoal's pods alone: the headless Service names it (peers'
+/// DNS), the public Service does not, and the NetworkPolicy lets only node pods
+/// reach it while clients reach the others.
+#[test]
+fn only_shoal_pods_reach_the_peer_port() {
+    let ports = |svc: &Value| -> Vec<String> {
+        svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for o in OVERLAYS {
+        let objs = objects(&render(o));
+        let named = |kind: &str, name: &str| {
+            objs.iter()
+                .find(|x| x["kind"] == kind && x["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{o}: no {kind} {name}"))
+                .clone()
+        };
+        assert!(ports(&named("Service", "shoal")).contains(&"peer".to_string()));
+        let public = ports(&named("Service", "shoal-public"));
+        assert!(!public.contains(&"peer".to_string()), "{o}: {public:?}");
+        let policy = named("NetworkPolicy", "shoal");
+        let node_labels =
+            json!({"app.kubernetes.io/name": "shoal", "app.kubernetes.io/component": "node"});
+        assert_eq!(policy["spec"]["podSelector"]["matchLabels"], node_labels);
+        let rules = policy["spec"]["ingress"].as_array().unwrap();
+        for rule in rules {
+            let rule_ports: Vec<&str> = rule["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_str().unwrap())
+                .collect();
+            let from = rule["from"].as_array();
+            if rule_ports.contains(&"peer") {
+                // Only from node pods.
+                let from = from.unwrap_or_else(|| panic!("{o}: the peer port open to all"));
+                assert!(!from.is_empty());
+                for f in from {
+                    assert_eq!(f["podSelector"]["matchLabels"], node_labels, "{o}");
+                    assert!(f.get("namespaceSelector").is_none() && f.get("ipBlock").is_none());
+                }
+            }
+        }
+        // The client ports stay open to clients.
+        for p in public {
+            assert!(
+                rules.iter().any(|r| r["from"].is_null()
+                    && r["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|x| x["port"] == p.as_str())),
+                "{o}: port {p} is closed to clients"
+            );
         }
     }
 }
@@ -407,6 +469,7 @@ fn hardening_violations(t: &Value) -> Vec<String> {
 const DAEMONSET_EXCEPTIONS: &[&str] = &[
     "host namespaces: hostNetwork",
     "host ports: shoal 7070",
+    "host ports: shoal 7071",
     "host ports: shoal 7080",
     "host ports: shoal 5432",
     "volume types: data is hostPath",

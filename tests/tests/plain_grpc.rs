@@ -4,6 +4,8 @@
 //! known, so reads and writes that carry a request id succeed within their deadline;
 //! a write without one may fail, but only with a coded status that says whether it may
 //! have been applied. No failure reaches the client without its `ErrorDetail` code.
+//!
+//! And what such a client reaches: the client port, never the peers' traffic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 use shoal_proto::error::{code_of, ErrorCode};
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::kv_client::KvClient;
-use shoal_tests::{TestCluster, FAST_ELECTIONS};
+use shoal_proto::v1::peer_client::PeerClient;
+use shoal_proto::v1::raft_client::RaftClient;
+use shoal_tests::{free_port, TestCluster, FAST_ELECTIONS};
 use tonic::transport::Channel;
 
 /// Each request's deadline, as the client sends it (`grpc-timeout`).
@@ -188,4 +192,78 @@ async fn a_plain_grpc_client_on_a_follower_sees_only_coded_errors_through_a_lead
             assert_eq!(got.as_deref(), Some(value.as_bytes()), "{key} lost");
         }
     }
+}
+
+/// The client port serves clients and, of the calls between nodes, only `Hello`,
+/// which names the peer port; the peer port serves no client call. A node restarted
+/// on another peer port is found there: its peers ask its client address before
+/// every connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_traffic_has_a_port_of_its_own_and_clients_cannot_reach_it_through_theirs() {
+    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    c.client().put("before", "1").await.unwrap();
+    let connect = |addr: String| async move {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let client_port = connect(c.nodes[0].grpc.clone()).await;
+    let hello = PeerClient::new(client_port.clone())
+        .hello(pb::HelloRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hello.peer_addr, c.nodes[0].peer());
+    assert_eq!(hello.advertise_addr, c.nodes[0].grpc);
+
+    // Raft and node-level calls at the client port: refused, coded, changing nothing.
+    let vote = RaftClient::new(client_port.clone())
+        .vote(pb::RaftMessage {
+            range_id: 1,
+            payload: vec![],
+            target_node_id: hello.node_id,
+        })
+        .await
+        .unwrap_err();
+    let join = PeerClient::new(client_port.clone())
+        .join(pb::JoinRequest {
+            addr: "intruder:7070".into(),
+            name: "intruder".into(),
+        })
+        .await
+        .unwrap_err();
+    for s in [vote, join] {
+        assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+        assert_eq!(code_of(&s), ErrorCode::PermissionDenied.as_str());
+        assert!(s.message().contains("--peer-addr"), "{}", s.message());
+    }
+    let nodes = c.client().nodes().await.unwrap().nodes;
+    assert_eq!(nodes.len(), 3, "the join was refused, yet: {nodes:?}");
+
+    // The peer port serves peers only.
+    let peer_port = connect(c.nodes[0].peer().to_string()).await;
+    let get = KvClient::new(peer_port)
+        .get(request(pb::GetRequest {
+            key: b"before".to_vec(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(get.code(), tonic::Code::Unimplemented, "{get:?}");
+
+    // Node 2 back on another peer port: with node 0 down, every write needs it.
+    c.kill9(2);
+    c.nodes[2].set_peer_addr(&format!("127.0.0.1:{}", free_port()));
+    c.restart(2).unwrap();
+    c.kill9(0);
+    let client = c.client_of([1, 2]);
+    tokio::time::timeout(Duration::from_secs(30), client.put("after", "2"))
+        .await
+        .expect("a write with node 2 on its new peer port")
+        .unwrap();
+    assert_eq!(client.get("before").await.unwrap().unwrap().value, b"1");
 }

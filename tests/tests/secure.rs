@@ -3,7 +3,8 @@
 //! transaction that the gateway runs through its own TLS client; the CLI; HTTPS with
 //! curl; psql with `sslmode=verify-full`), the refusals (plaintext on each port, a
 //! client that trusts another CA, one without a client certificate, a user's
-//! certificate calling the services between nodes, a node started with neither
+//! certificate calling the services between nodes, at either port, a node's
+//! certificate calling them at the client port, a node started with neither
 //! certificates nor `--insecure`), and certificates rotated under load with no failed
 //! operation.
 
@@ -17,6 +18,7 @@ use shoal_client::{Client, ClientOptions, ClientTls};
 use shoal_proto::error::code_of;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::peer_client::PeerClient;
+use shoal_proto::v1::raft_client::RaftClient;
 use shoal_tests::{shoal_bin, TestCluster};
 
 fn text(b: &[u8]) -> String {
@@ -328,6 +330,44 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
     let status = peer.hello(pb::HelloRequest {}).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     assert_eq!(code_of(&status), "PERMISSION_DENIED");
+    // Nor at the peer port, where its handshake passes (the CA signed it).
+    let vote = || pb::RaftMessage {
+        range_id: 1,
+        payload: vec![],
+        target_node_id: 1,
+    };
+    let peer_endpoint =
+        tonic::transport::Endpoint::from_shared(format!("https://{}", c.nodes[0].peer())).unwrap();
+    let status = RaftClient::new(tls.connect_lazy(&peer_endpoint))
+        .vote(vote())
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&status), "PERMISSION_DENIED", "{status:?}");
+    // Without a certificate the peer port ends the handshake.
+    let status = RaftClient::new(
+        ClientTls::from_dir(&anonymous, "root")
+            .unwrap()
+            .connect_lazy(&peer_endpoint),
+    )
+    .vote(vote())
+    .await
+    .unwrap_err();
+    assert_ne!(code_of(&status), "OK", "{status:?}");
+    // A node's own certificate at the client port: the calls between nodes go to
+    // the peer port, whoever makes them.
+    let (_node_root, node_dir) = trusting(&certs);
+    std::fs::copy(certs.dir.join("node.crt"), node_dir.join("client.node.crt")).unwrap();
+    std::fs::copy(certs.dir.join("node.key"), node_dir.join("client.node.key")).unwrap();
+    let status = RaftClient::new(
+        ClientTls::from_dir(&node_dir, "node")
+            .unwrap()
+            .connect_lazy(&endpoint),
+    )
+    .vote(vote())
+    .await
+    .unwrap_err();
+    assert_eq!(code_of(&status), "PERMISSION_DENIED", "{status:?}");
+    assert!(status.message().contains("--peer-addr"), "{status:?}");
     let client = c.client();
     for k in [
         "plain",
@@ -397,6 +437,10 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
         metrics.contains("shoal_tls_handshakes_refused_total{listener=\"http\"}"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("shoal_tls_handshakes_refused_total{listener=\"peer\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -407,7 +451,7 @@ fn a_node_starts_secure_or_explicitly_insecure() {
         let out = Command::new(shoal_bin())
             .args(["start", "--data-dir", &d])
             .args(["--listen-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .args(["--sql-addr", "127.0.0.1:0"])
+            .args(["--sql-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"])
             .args(extra)
             .env_remove("SHOAL_INSECURE")
             .env_remove("SHOAL_CERTS_DIR")
@@ -552,4 +596,131 @@ async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
     // What Python wrote, the SDK reads.
     let kv = c.client().get("python").await.unwrap().unwrap();
     assert_eq!(kv.value, b"over tls");
+}
+
+/// Users and roles (item 4, by certificate): root makes users; a certificate of a
+/// user the cluster does not have is refused (`UNAUTHENTICATED`), a `readonly` user
+/// reads but does not write, a `readwrite` user writes but makes no admin call (nor
+/// users), and a dropped user is refused on every node within seconds. What was
+/// refused changed nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_call_what_their_roles_allow() {
+    let certs = make_certs();
+    for u in ["reader", "writer", "ghost"] {
+        cert(&certs, &["create-client", u]);
+    }
+    let c = TestCluster::start_secure(3, &certs.dir, &[]).await.unwrap();
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(cli(
+        &c,
+        &certs.dir,
+        &["user", "create", "reader", "--role", "readonly"],
+    ));
+    ok(cli(
+        &c,
+        &certs.dir,
+        &["user", "create", "writer", "--role", "readwrite"],
+    ));
+    let again = cli(
+        &c,
+        &certs.dir,
+        &["user", "create", "writer", "--role", "admin"],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("USER_EXISTS"),
+        "{}",
+        text(&again.stderr)
+    );
+    let ls = ok(cli(&c, &certs.dir, &["user", "ls", "--format", "json"]));
+    for (name, role) in [
+        ("root", "admin"),
+        ("reader", "readonly"),
+        ("writer", "readwrite"),
+    ] {
+        assert!(
+            ls.contains(&format!("{{\"name\":\"{name}\",\"role\":\"{role}\"}}")),
+            "{ls}"
+        );
+    }
+    assert!(!ls.contains("ghost"), "{ls}");
+    c.client().put("k", "root's").await.unwrap();
+
+    let as_user = |user: &str| {
+        Client::with_options(
+            c.addrs(),
+            ClientOptions {
+                tls: Some(ClientTls::from_dir(&certs.dir, user).unwrap()),
+                retry_deadline: Duration::from_secs(2),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // Every node knows the users within its refresh (2 s); the node that made them
+    // at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let e = as_user("ghost").get("k").await.unwrap_err();
+    assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{e:?}");
+    assert!(e.to_string().contains("ghost"), "{e}");
+
+    let reader = as_user("reader");
+    assert_eq!(reader.get("k").await.unwrap().unwrap().value, b"root's");
+    let e = reader.put("k", "reader's").await.unwrap_err();
+    assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
+    assert!(e.to_string().contains("readwrite"), "{e}");
+
+    let writer = as_user("writer");
+    writer.put("k", "writer's").await.unwrap();
+    let e = writer.split_range("m").await.unwrap_err();
+    assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
+    let e = writer.create_user("mallory", "admin").await.unwrap_err();
+    assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
+    let out = Command::new(shoal_bin())
+        .args(["user", "ls"])
+        .env("SHOAL_HOST", c.addrs().join(","))
+        .env("SHOAL_CERTS_DIR", &certs.dir)
+        .env("SHOAL_USER", "writer")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("PERMISSION_DENIED"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Dropped: refused on every node within seconds; root cannot be dropped.
+    ok(cli(&c, &certs.dir, &["user", "drop", "writer"]));
+    let gone = cli(&c, &certs.dir, &["user", "drop", "writer"]);
+    assert!(
+        text(&gone.stderr).contains("USER_NOT_FOUND"),
+        "{}",
+        text(&gone.stderr)
+    );
+    let root = cli(&c, &certs.dir, &["user", "drop", "root"]);
+    assert_eq!(root.status.code(), Some(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..3 {
+        let on_node = Client::with_options(
+            vec![c.nodes[i].grpc.clone()],
+            ClientOptions {
+                tls: Some(ClientTls::from_dir(&certs.dir, "writer").unwrap()),
+                retry_deadline: Duration::from_secs(2),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        let e = on_node.get("k").await.unwrap_err();
+        assert_eq!(e.code(), Some("UNAUTHENTICATED"), "node {i}: {e:?}");
+    }
+    assert_eq!(
+        c.client().get("k").await.unwrap().unwrap().value,
+        b"writer's",
+        "a refused write changed the key"
+    );
+    assert!(c.client().get("mallory").await.unwrap().is_none());
 }

@@ -108,24 +108,24 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<u8> {
         remove_root,
     };
     let mut ports = Vec::new();
-    for _ in 0..args.nodes * 3 {
+    for _ in 0..args.nodes * 4 {
         ports.push(free_port(&ports)?);
     }
-    let addrs: Vec<(String, String, String)> = ports
-        .chunks(3)
+    let addrs: Vec<(String, String, String, String)> = ports
+        .chunks(4)
         .map(|p| {
             let at = |port| format!("127.0.0.1:{port}");
-            (at(p[0]), at(p[1]), at(p[2]))
+            (at(p[0]), at(p[1]), at(p[2]), at(p[3]))
         })
         .collect();
-    for (i, (grpc, http, sql)) in addrs.iter().enumerate() {
+    for (i, (grpc, http, sql, peer)) in addrs.iter().enumerate() {
         let dir = root.join(format!("node-{}", i + 1));
         std::fs::create_dir_all(&dir)?;
         let log = std::fs::File::create(dir.join("node.log"))?;
         let join: Vec<&str> = addrs
             .iter()
-            .filter(|(g, _, _)| g != grpc)
-            .map(|(g, _, _)| g.as_str())
+            .filter(|(g, ..)| g != grpc)
+            .map(|(g, ..)| g.as_str())
             .collect();
         let mut cmd = Command::new(&exe);
         cmd.arg("start")
@@ -140,6 +140,8 @@ pub fn run(rt: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<u8> {
                 http,
                 "--sql-addr",
                 sql,
+                "--peer-addr",
+                peer,
                 // A local playground, said so when it starts: no TLS, no passwords.
                 "--insecure",
             ])

@@ -11,6 +11,7 @@
 //! - `sql`: a SQL shell over the Postgres protocol ([`sql`]; TLS on a secure cluster:
 //!   [`pgtls`]).
 //! - `cert`: the cluster CA, node and client certificates ([`cert`]).
+//! - `user create|drop|ls`: the cluster's users and their roles ([`user`]).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error, 3 when
 //! `kv get` or `kv del` found no such key (with a message on stderr): a script tells
@@ -29,6 +30,7 @@ mod shell;
 mod sql;
 mod table;
 mod txn;
+mod user;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,6 +85,13 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Certificates: the cluster CA, node and client certificates, and a listing.
     Cert(cert::CertArgs),
+    /// The cluster's users and their roles (admin, readwrite, readonly).
+    User {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        op: user::UserCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +291,10 @@ fn main() -> ExitCode {
             sql::run(&rt, args)
         }
         Command::Cert(args) => cert::run(args),
+        Command::User { client, op } => {
+            init_tracing("warn");
+            rt.block_on(user::run(&client, op))
+        }
         Command::Demo(args) => {
             init_tracing("warn");
             match demo::run(&rt, args) {

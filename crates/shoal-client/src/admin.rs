@@ -1,5 +1,5 @@
 //! The cluster operations: node status, the nodes and ranges, range lookups and
-//! splits, removal, decommission, drain, and founding the cluster (`init`). They send
+//! splits, removal, decommission, drain, founding the cluster (`init`), and users. They send
 //! no deadline to the node: an operation the client stops waiting for (a removal
 //! waiting for a membership change under way) still completes there.
 
@@ -117,6 +117,46 @@ impl Client {
         )
         .await?;
         Ok(r.still_leading)
+    }
+
+    /// Creates user `name` with `role` (`admin`, `readwrite`, `readonly`); an admin's
+    /// call. `USER_EXISTS` if the name is taken (also when an earlier attempt whose
+    /// answer was lost created it).
+    pub async fn create_user(&self, name: &str, role: &str) -> Result<()> {
+        let req = pb::CreateUserRequest {
+            name: name.into(),
+            role: role.into(),
+        };
+        self.run(Route::Any, Retry::IfNotApplied, |ch, _| {
+            let req = tonic::Request::new(req.clone());
+            async move {
+                Self::admin(ch).create_user(req).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Drops user `name`; an admin's call. `USER_NOT_FOUND` if there is none.
+    pub async fn drop_user(&self, name: &str) -> Result<()> {
+        let req = pb::DropUserRequest { name: name.into() };
+        self.run(Route::Any, Retry::IfNotApplied, |ch, _| {
+            let req = tonic::Request::new(req.clone());
+            async move {
+                Self::admin(ch).drop_user(req).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Every user and its role, `root` among them; an admin's call.
+    pub async fn users(&self) -> Result<Vec<pb::User>> {
+        self.run(Route::Any, Retry::Always, |ch, _| {
+            let req = tonic::Request::new(pb::ListUsersRequest {});
+            async move { Ok(Self::admin(ch).list_users(req).await?.into_inner().users) }
+        })
+        .await
     }
 
     /// Founds the cluster through the node at `addr`, from it and the peers of its

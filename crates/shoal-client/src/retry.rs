@@ -96,7 +96,9 @@ pub fn decide(status: &Status, timed_out: bool, keyed: bool) -> Decision {
         | ErrorCode::TxnTooLarge
         | ErrorCode::Internal
         | ErrorCode::Unauthenticated
-        | ErrorCode::PermissionDenied => Decision::Fail,
+        | ErrorCode::PermissionDenied
+        | ErrorCode::UserExists
+        | ErrorCode::UserNotFound => Decision::Fail,
     }
 }
 

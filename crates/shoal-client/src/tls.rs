@@ -113,6 +113,15 @@ impl ClientTls {
         }
     }
 
+    /// A TLS connection to `host:port`, the node checked against `host`.
+    pub async fn connect(&self, host: String, port: u16) -> Result<TlsStream<TcpStream>, BoxError> {
+        let config = (self.config)();
+        let tcp = TcpStream::connect((host.as_str(), port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from(host)?;
+        Ok(TlsConnector::from(config).connect(name, tcp).await?)
+    }
+
     /// A channel through `endpoint` whose connections are TLS, opened on first use.
     pub fn connect_lazy(&self, endpoint: &Endpoint) -> Channel {
         endpoint.connect_with_connector_lazy(Connector { tls: self.clone() })
@@ -132,7 +141,7 @@ struct Connector {
     tls: ClientTls,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Service<Uri> for Connector {
     type Response = TokioIo<TlsStream<TcpStream>>;
@@ -146,7 +155,7 @@ impl Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let config = (self.tls.config)();
+        let tls = self.tls.clone();
         Box::pin(async move {
             let host = uri.host().ok_or("a node address without a host")?;
             // An IPv6 literal comes bracketed.
@@ -155,11 +164,7 @@ impl Service<Uri> for Connector {
                 .trim_end_matches(']')
                 .to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from(host)?;
-            let tls = TlsConnector::from(config).connect(name, tcp).await?;
-            Ok(TokioIo::new(tls))
+            Ok(TokioIo::new(tls.connect(host, port).await?))
         })
     }
 }

@@ -76,13 +76,17 @@ pub enum ErrorCode {
     /// A secure node's call that proved no identity (no client certificate).
     Unauthenticated,
     /// A call the caller's identity may not make (a node's internal call from
-    /// anything but a node certificate).
+    /// anything but a node certificate, or a call above the user's role).
     PermissionDenied,
+    /// `CreateUser` of a name that is taken.
+    UserExists,
+    /// `DropUser` of a name that is no user's.
+    UserNotFound,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::NotLeader,
         ErrorCode::NotInitialized,
         ErrorCode::RangeNotFound,
@@ -113,6 +117,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
+        ErrorCode::UserExists,
+        ErrorCode::UserNotFound,
     ];
 
     /// The code's name on the wire.
@@ -148,6 +154,8 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::UserExists => "USER_EXISTS",
+            ErrorCode::UserNotFound => "USER_NOT_FOUND",
         }
     }
 

@@ -77,7 +77,7 @@ pub use range::{RangeDescriptor, RangeEpoch, ReplicaDescriptor, FIRST_RANGE_ID};
 pub use replica::{Replica, ReplicaEnv};
 pub use router::Router;
 pub use state_machine::{RangeEvent, StateMachine};
-pub use transport::pool::{Dial, PeerPool};
+pub use transport::pool::{Dial, Io, PeerPool};
 pub use transport::service::{RaftService, StatusOf};
 pub use types::*;
 pub use view::{RangeView, ScanPage};

@@ -1,5 +1,6 @@
 //! The public `Admin` gRPC service: node status, the cluster's nodes and ranges,
-//! `init`, drain, decommission, removal, splits, and range lookups for routing.
+//! `init`, drain, decommission, removal, splits, range lookups for routing, and
+//! users.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +21,17 @@ use crate::node::Node;
 use crate::placement::driver::PlacementDriver;
 use crate::route::Hop;
 use crate::routing;
+use crate::users::Users;
+use shoal_txn::ranges::Ranges;
 
 pub struct AdminService {
     node: Arc<Node>,
     keeper: Arc<RangeKeeper>,
     driver: Arc<PlacementDriver>,
     bootstrap: Arc<Bootstrap>,
+    users: Arc<Users>,
+    /// The cluster's ranges, as the node's transactions reach them (users' records).
+    ranges: Arc<dyn Ranges>,
 }
 
 fn role(state: openraft::ServerState) -> &'static str {
@@ -48,12 +54,16 @@ impl AdminService {
         keeper: Arc<RangeKeeper>,
         driver: Arc<PlacementDriver>,
         bootstrap: Arc<Bootstrap>,
+        users: Arc<Users>,
+        ranges: Arc<dyn Ranges>,
     ) -> Self {
         Self {
             node,
             keeper,
             driver,
             bootstrap,
+            users,
+            ranges,
         }
     }
 
@@ -272,7 +282,7 @@ impl AdminService {
         let ch = self
             .node
             .pool
-            .channel(&addr)
+            .client_port(&addr)
             .map_err(|e| Error::Unavailable(format!("{addr}: {e}")))?;
         let mut req = Request::new(pb::SplitRangeRequest { key: key.to_vec() });
         req.metadata_mut()
@@ -362,5 +372,43 @@ impl Admin for AdminService {
     ) -> std::result::Result<Response<pb::InitResponse>, Status> {
         let r = self.bootstrap.init().await;
         answer(r.map(|(cluster_id, nodes)| pb::InitResponse { cluster_id, nodes }))
+    }
+
+    async fn create_user(
+        &self,
+        req: Request<pb::CreateUserRequest>,
+    ) -> std::result::Result<Response<pb::CreateUserResponse>, Status> {
+        let req = req.into_inner();
+        let r = self.users.create(self.ranges.clone(), &req.name, &req.role);
+        answer(r.await.map(|()| pb::CreateUserResponse {}))
+    }
+
+    async fn drop_user(
+        &self,
+        req: Request<pb::DropUserRequest>,
+    ) -> std::result::Result<Response<pb::DropUserResponse>, Status> {
+        let name = req.into_inner().name;
+        let r = self.users.drop_user(self.ranges.clone(), &name).await;
+        answer(r.map(|()| pb::DropUserResponse {}))
+    }
+
+    async fn list_users(
+        &self,
+        _req: Request<pb::ListUsersRequest>,
+    ) -> std::result::Result<Response<pb::ListUsersResponse>, Status> {
+        let r = self.users.refresh(self.ranges.as_ref()).await;
+        answer(r.map(|()| {
+            pb::ListUsersResponse {
+                users: self
+                    .users
+                    .list()
+                    .into_iter()
+                    .map(|(name, role)| pb::User {
+                        name,
+                        role: role.name().into(),
+                    })
+                    .collect(),
+            }
+        }))
     }
 }

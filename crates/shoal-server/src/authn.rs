@@ -1,9 +1,13 @@
-//! Who may call what on a secure node's gRPC port. A call must come over a connection
-//! whose client presented a certificate of the cluster CA (the handshake verified it:
-//! [`crate::listen`]); a node's internal services (`Peer`, `Raft`) take only node
-//! certificates, so a client cannot join, vote or move replicas. Refusals are the
-//! node's errors (`UNAUTHENTICATED`, `PERMISSION_DENIED`) turned into statuses at the
-//! one place errors become statuses. An insecure node checks nothing.
+//! Who may call what on a node's gRPC ports. The peer port serves the internal
+//! services (`Peer`, `Raft`); the client port serves clients, and of the internal
+//! services only `Peer.Hello`, where a peer asks for the peer port: a client that
+//! reaches the client port cannot join, vote or move replicas, secure or not. On a
+//! secure node a call must also come over a connection whose client presented a
+//! certificate of the cluster CA (the handshake verified it: [`crate::listen`]), and
+//! a call on the peer port a node's certificate; a user's certificate names a user
+//! the cluster has ([`crate::users`]), whose role allows the call ([`needs`]).
+//! Refusals are the node's errors (`UNAUTHENTICATED`, `PERMISSION_DENIED`) turned
+//! into statuses at the one place errors become statuses.
 
 use std::task::{Context, Poll};
 
@@ -11,37 +15,115 @@ use futures::future::{Either, Ready};
 use tonic::codegen::http;
 use tonic::codegen::Service;
 
+use std::sync::Arc;
+
 use crate::error::Error;
 use crate::listen::{ConnInfo, Who};
+use crate::users::{Role, Users};
 
 /// The path prefixes of the internal services.
 const INTERNAL: [&str; 2] = ["/shoal.v1.Peer/", "/shoal.v1.Raft/"];
+/// The internal call a client port answers: where the peer port is.
+const HELLO: &str = "/shoal.v1.Peer/Hello";
 
-/// Whether the client of `conn` may call `path`.
-pub fn check(path: &str, conn: Option<&ConnInfo>) -> Result<(), Error> {
+/// Which of a node's gRPC ports a call came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Client,
+    Peer,
+}
+
+/// The role a client call needs: reads and the cluster's state, writes of data, or
+/// everything else (a call this version does not list needs an admin).
+pub fn needs(path: &str) -> Role {
+    const READS: [&str; 12] = [
+        "/shoal.v1.Kv/Get",
+        "/shoal.v1.Kv/Scan",
+        "/shoal.v1.Txn/Timestamps",
+        "/shoal.v1.Txn/Begin",
+        "/shoal.v1.Txn/Get",
+        "/shoal.v1.Txn/Scan",
+        "/shoal.v1.Txn/Commit",
+        "/shoal.v1.Txn/Rollback",
+        "/shoal.v1.Admin/Status",
+        "/shoal.v1.Admin/Nodes",
+        "/shoal.v1.Admin/Ranges",
+        "/shoal.v1.Admin/RangeLookup",
+    ];
+    const WRITES: [&str; 9] = [
+        "/shoal.v1.Kv/Put",
+        "/shoal.v1.Kv/Delete",
+        "/shoal.v1.Kv/DeleteRange",
+        "/shoal.v1.Kv/Batch",
+        "/shoal.v1.Kv/Txn",
+        "/shoal.v1.Kv/Prewrite",
+        "/shoal.v1.Txn/Put",
+        "/shoal.v1.Txn/Delete",
+        "/shoal.v1.Txn/Finish",
+    ];
+    if READS.contains(&path) {
+        Role::ReadOnly
+    } else if WRITES.contains(&path) {
+        Role::ReadWrite
+    } else {
+        Role::Admin
+    }
+}
+
+/// Whether the client of `conn` may call `path` on `port` of a node, secure or not
+/// (`users`: the cluster's users, on a secure node).
+pub fn check(
+    path: &str,
+    conn: Option<&ConnInfo>,
+    port: Port,
+    users: Option<&Users>,
+) -> Result<(), Error> {
+    let internal = INTERNAL.iter().any(|p| path.starts_with(p));
+    if port == Port::Client && internal && path != HELLO {
+        return Err(Error::PermissionDenied(format!(
+            "{path} is a call between nodes: it goes to the peer port (--peer-addr), not the client port"
+        )));
+    }
+    let Some(users) = users else {
+        return Ok(());
+    };
     if conn.is_some_and(|c| c.plaintext) {
         return Err(Error::Unauthenticated(
             "this node speaks TLS only: connect with the cluster's certificates (--certs-dir)"
                 .into(),
         ));
     }
-    let internal = INTERNAL.iter().any(|p| path.starts_with(p));
     match conn.and_then(|c| c.who.as_ref()) {
         None => Err(Error::Unauthenticated(
             "this node takes calls from clients with a certificate of its CA only (--certs-dir holding client.USER.crt)"
                 .into(),
         )),
-        Some(Who::User(user)) if internal => Err(Error::PermissionDenied(format!(
-            "{path} is a call between nodes; the certificate of user {user:?} is not a node's"
-        ))),
-        Some(_) => Ok(()),
+        Some(Who::User(user)) if internal || port == Port::Peer => {
+            Err(Error::PermissionDenied(format!(
+                "{path} is a call between nodes; the certificate of user {user:?} is not a node's"
+            )))
+        }
+        Some(Who::User(user)) => match users.role_of(user) {
+            None => Err(Error::Unauthenticated(format!(
+                "the cluster has no user {user:?} (shoal user create {user} --role ROLE)"
+            ))),
+            Some(role) if role < needs(path) => Err(Error::PermissionDenied(format!(
+                "{path} needs the role {}; user {user:?} is {}",
+                needs(path).name(),
+                role.name()
+            ))),
+            Some(_) => Ok(()),
+        },
+        Some(Who::Node) => Ok(()),
     }
 }
 
-/// The gRPC server's layer that applies [`check`] to every call of a secure node.
-#[derive(Debug, Clone, Copy)]
+/// The gRPC server's layer that applies [`check`] to every call of a port.
+#[derive(Debug, Clone)]
 pub struct AuthLayer {
-    pub secure: bool,
+    pub port: Port,
+    /// The cluster's users, on a secure node; `None` on an insecure one.
+    pub users: Option<Arc<Users>>,
 }
 
 impl<S> tower_layer::Layer<S> for AuthLayer {
@@ -50,7 +132,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Auth<S> {
         Auth {
             inner,
-            secure: self.secure,
+            of: self.clone(),
         }
     }
 }
@@ -58,7 +140,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct Auth<S> {
     inner: S,
-    secure: bool,
+    of: AuthLayer,
 }
 
 impl<S, B, R> Service<http::Request<B>> for Auth<S>
@@ -75,12 +157,16 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if self.secure {
-            if let Err(e) = check(req.uri().path(), req.extensions().get::<ConnInfo>()) {
-                tracing::debug!(path = req.uri().path(), error = %e, "call refused");
-                let status: tonic::Status = e.into();
-                return Either::Left(futures::future::ready(Ok(status.into_http())));
-            }
+        let conn = req.extensions().get::<ConnInfo>();
+        if let Err(e) = check(
+            req.uri().path(),
+            conn,
+            self.of.port,
+            self.of.users.as_deref(),
+        ) {
+            tracing::debug!(path = req.uri().path(), error = %e, "call refused");
+            let status: tonic::Status = e.into();
+            return Either::Left(futures::future::ready(Ok(status.into_http())));
         }
         Either::Right(self.inner.call(req))
     }
@@ -101,22 +187,86 @@ mod tests {
 
     #[test]
     fn clients_need_a_certificate_and_only_nodes_call_the_internal_services() {
+        let users = Users::default();
+        let check =
+            |path: &str, conn: Option<&ConnInfo>| check(path, conn, Port::Peer, Some(&users));
         let user = conn(Some(Who::User("app".into())), false);
         let node = conn(Some(Who::Node), false);
-        assert!(check("/shoal.v1.Kv/Put", Some(&user)).is_ok());
-        assert!(check("/shoal.v1.Kv/Put", Some(&node)).is_ok());
         assert!(check("/shoal.v1.Raft/AppendEntries", Some(&node)).is_ok());
         assert!(check("/shoal.v1.Peer/Join", Some(&node)).is_ok());
-        for path in ["/shoal.v1.Raft/Vote", "/shoal.v1.Peer/Join"] {
+        for path in [
+            "/shoal.v1.Raft/Vote",
+            "/shoal.v1.Peer/Join",
+            "/shoal.v1.Kv/Put",
+        ] {
             let e = check(path, Some(&user)).unwrap_err();
             assert_eq!(e.code(), ErrorCode::PermissionDenied);
         }
         for anonymous in [None, Some(conn(None, false)), Some(conn(None, true))] {
-            let e = check("/shoal.v1.Kv/Get", anonymous.as_ref()).unwrap_err();
+            let e = check("/shoal.v1.Raft/Vote", anonymous.as_ref()).unwrap_err();
             assert_eq!(e.code(), ErrorCode::Unauthenticated);
         }
         // Plaintext is refused whatever else is known.
-        let e = check("/shoal.v1.Kv/Get", Some(&conn(Some(Who::Node), true))).unwrap_err();
+        let e = check("/shoal.v1.Raft/Vote", Some(&conn(Some(Who::Node), true))).unwrap_err();
         assert!(e.to_string().contains("TLS"), "{e}");
+    }
+
+    #[test]
+    fn the_client_port_serves_clients_and_no_peer_traffic_but_hello() {
+        let user = conn(Some(Who::User("root".into())), false);
+        let node = conn(Some(Who::Node), false);
+        let known = Users::default();
+        for users in [Some(&known), None] {
+            let check =
+                |path: &str, conn: Option<&ConnInfo>| check(path, conn, Port::Client, users);
+            assert!(check("/shoal.v1.Kv/Put", Some(&user)).is_ok());
+            assert!(check("/shoal.v1.Kv/Put", Some(&node)).is_ok());
+            assert!(check(HELLO, Some(&node)).is_ok());
+            for path in ["/shoal.v1.Raft/AppendEntries", "/shoal.v1.Peer/Join"] {
+                let e = check(path, Some(&node)).unwrap_err();
+                assert_eq!(e.code(), ErrorCode::PermissionDenied);
+                assert!(e.to_string().contains("--peer-addr"), "{e}");
+            }
+        }
+        let e = check("/shoal.v1.Kv/Get", None, Port::Client, Some(&known)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Unauthenticated);
+        // An insecure node asks no certificate.
+        assert!(check("/shoal.v1.Kv/Get", None, Port::Client, None).is_ok());
+        assert!(check("/shoal.v1.Raft/Vote", None, Port::Peer, None).is_ok());
+    }
+
+    #[test]
+    fn a_user_calls_what_its_role_allows_and_a_stranger_nothing() {
+        assert_eq!(needs("/shoal.v1.Kv/Get"), Role::ReadOnly);
+        assert_eq!(needs("/shoal.v1.Admin/RangeLookup"), Role::ReadOnly);
+        assert_eq!(needs("/shoal.v1.Txn/Put"), Role::ReadWrite);
+        assert_eq!(needs("/shoal.v1.Kv/TxnStep"), Role::Admin);
+        assert_eq!(needs("/shoal.v1.Admin/Drain"), Role::Admin);
+        assert_eq!(needs("/shoal.v1.Admin/SomethingNew"), Role::Admin);
+        let users = Users::default();
+        let as_user = |name: &str, path| {
+            let c = conn(Some(Who::User(name.into())), false);
+            check(path, Some(&c), Port::Client, Some(&users)).map_err(|e| e.code())
+        };
+        assert_eq!(as_user("root", "/shoal.v1.Admin/Drain"), Ok(()));
+        assert_eq!(
+            as_user("ghost", "/shoal.v1.Kv/Get"),
+            Err(ErrorCode::Unauthenticated)
+        );
+        let users = Users::of(&[("reader", Role::ReadOnly), ("writer", Role::ReadWrite)]);
+        let as_user = |name: &str, path| {
+            let c = conn(Some(Who::User(name.into())), false);
+            check(path, Some(&c), Port::Client, Some(&users)).map_err(|e| e.code())
+        };
+        assert_eq!(as_user("reader", "/shoal.v1.Kv/Get"), Ok(()));
+        assert_eq!(
+            as_user("reader", "/shoal.v1.Kv/Put"),
+            Err(ErrorCode::PermissionDenied)
+        );
+        assert_eq!(as_user("writer", "/shoal.v1.Kv/Put"), Ok(()));
+        assert_eq!(
+            as_user("writer", "/shoal.v1.Admin/SplitRange"),
+            Err(ErrorCode::PermissionDenied)
+        );
     }
 }

@@ -19,15 +19,27 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_DATA_DIR")]
     pub data_dir: PathBuf,
 
-    /// Address the gRPC server binds (clients and peers).
+    /// Address the clients' gRPC server binds (`Kv`, `Txn`, `Admin`).
     #[arg(long, env = "SHOAL_LISTEN_ADDR", default_value = "0.0.0.0:7070")]
     pub listen_addr: SocketAddr,
 
-    /// Address peers and clients reach this node at (`host:port`). Defaults to the
-    /// listen address, or to this host's name and the listen port when the listen
-    /// address is a wildcard.
+    /// Address clients reach this node at (`host:port`), and the address the
+    /// cluster's membership knows it by. Defaults to the listen address, or to this
+    /// host's name and the listen port when the listen address is a wildcard.
     #[arg(long, env = "SHOAL_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+
+    /// Address of the peer server: Raft, snapshots and node-level calls between the
+    /// nodes, never clients (a public Service does not expose it). Port 0 takes any
+    /// free port; peers learn it from the node's client address.
+    #[arg(long, env = "SHOAL_PEER_ADDR", default_value = "0.0.0.0:7071")]
+    pub peer_addr: SocketAddr,
+
+    /// Address peers reach this node's peer server at (`host:port`). Defaults to the
+    /// peer address when it names a host, else to the advertised host and the peer
+    /// port.
+    #[arg(long, env = "SHOAL_ADVERTISE_PEER_ADDR")]
+    pub advertise_peer_addr: Option<String>,
 
     /// This node's name, shown in `shoal node ls`: by default the host's short name
     /// (a StatefulSet pod's `shoal-N`); a DaemonSet sets the Kubernetes node's name.
@@ -244,6 +256,15 @@ impl NodeConfig {
         if let Some(a) = &self.advertise_addr {
             check_host_port(a).map_err(|e| format!("--advertise-addr {a:?}: {e}"))?;
         }
+        if let Some(a) = &self.advertise_peer_addr {
+            check_host_port(a).map_err(|e| format!("--advertise-peer-addr {a:?}: {e}"))?;
+        }
+        if self.peer_addr.port() != 0 && self.peer_addr == self.listen_addr {
+            return Err(format!(
+                "--peer-addr {} is the client address (--listen-addr): peer traffic has a port of its own",
+                self.peer_addr
+            ));
+        }
         for j in &self.join {
             check_host_port(j).map_err(|e| format!("--join {j:?}: {e}"))?;
         }
@@ -291,6 +312,22 @@ impl NodeConfig {
             .unwrap_or_else(|| "localhost".into());
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         format!("{}:{}", fqdn(&short, &hosts), self.listen_addr.port())
+    }
+
+    /// The address this node's peers reach it at: `--advertise-peer-addr`, else the
+    /// peer address when it names a host, else the advertised host and the peer port.
+    pub fn advertise_peer(&self) -> String {
+        if let Some(a) = &self.advertise_peer_addr {
+            return a.clone();
+        }
+        if !self.peer_addr.ip().is_unspecified() {
+            return self.peer_addr.to_string();
+        }
+        let advertise = self.advertise();
+        let host = advertise
+            .rsplit_once(':')
+            .map_or(advertise.as_str(), |(h, _)| h);
+        format!("{host}:{}", self.peer_addr.port())
     }
 
     /// This node's name: `--node-name`, else the host's short name.
@@ -395,6 +432,32 @@ mod tests {
         .cfg;
         assert_eq!(c.join, vec!["a:1", "b:2"]);
         assert_eq!(c.advertise(), "127.0.0.1:9");
+        // Peers reach the peer port on the advertised host unless told otherwise.
+        assert_eq!(c.advertise_peer(), "127.0.0.1:7071");
+        let named = Cli::try_parse_from([
+            "x",
+            "--data-dir",
+            "/d",
+            "--insecure",
+            "--advertise-addr",
+            "shoal-0.shoal:7070",
+        ])
+        .unwrap()
+        .cfg;
+        assert_eq!(named.advertise_peer(), "shoal-0.shoal:7071");
+        let same = Cli::try_parse_from([
+            "x",
+            "--data-dir",
+            "/d",
+            "--insecure",
+            "--listen-addr",
+            "127.0.0.1:7071",
+            "--peer-addr",
+            "127.0.0.1:7071",
+        ])
+        .unwrap()
+        .cfg;
+        assert!(same.validate().unwrap_err().contains("--peer-addr"));
         assert!(c.validate().is_ok());
         // Secure or insecure, said once: neither, or both, is refused.
         let neither = Cli::try_parse_from(["x", "--data-dir", "/d"]).unwrap().cfg;

@@ -72,7 +72,14 @@ impl From<Error> for Status {
             | Error::ShuttingDown(_)
             | Error::Unavailable(_)
             | Error::RangeOverlap { .. } => (Code::Unavailable, None),
-            Error::Invalid { .. } => (Code::InvalidArgument, None),
+            Error::Invalid { code, .. } => (
+                match code {
+                    ErrorCode::UserExists => Code::AlreadyExists,
+                    ErrorCode::UserNotFound => Code::NotFound,
+                    _ => Code::InvalidArgument,
+                },
+                None,
+            ),
             Error::Txn { code, .. } => (
                 match code {
                     ErrorCode::TxnConflict => Code::Aborted,

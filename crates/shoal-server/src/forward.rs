@@ -98,7 +98,10 @@ async fn attempt<R: KvRpc + Clone>(
     mark: &'static str,
     deadline: Instant,
 ) -> std::result::Result<R::Reply, Failed> {
-    let ch = node.pool.channel(addr).map_err(|_| Failed::Unreachable)?;
+    let ch = node
+        .pool
+        .client_port(addr)
+        .map_err(|_| Failed::Unreachable)?;
     let client = KvClient::new(ch)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);

@@ -12,8 +12,9 @@
 //! - [`certs`]: certificates made (the CA, nodes', clients') and read back, for
 //!   `shoal cert` and [`tls`]. [`tls`]: rustls configurations for serving clients
 //!   and peers and for calling peers, read from the certificates directory and read
-//!   again when it changes. [`listen`]: the TLS handshakes of a secure node's client
-//!   listeners. [`authn`]: who may call what on a secure node's gRPC port.
+//!   again when it changes. [`listen`]: the TLS handshakes of a secure node's
+//!   listeners. [`authn`]: who may call what on each gRPC port (client and peer).
+//!   [`users`]: the cluster's users and their roles, as this node last read them.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
 //! The node and its drivers:
@@ -78,6 +79,7 @@ pub mod sweep;
 pub mod tasks;
 pub mod tls;
 pub mod txn;
+pub mod users;
 pub mod validate;
 
 pub use config::NodeConfig;

@@ -1,4 +1,4 @@
-//! The client listeners of a secure node: every accepted connection goes through a
+//! The listeners of a secure node (clients' and peers'): every accepted connection goes through a
 //! TLS handshake with the node's current certificates ([`Tls::current`]) before its
 //! protocol sees a byte. Handshakes run apart from the accept loop, each bounded in
 //! time, so a slow or silent client holds up no one else; one that fails (plaintext,
@@ -32,6 +32,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy)]
 pub enum Listener {
     Grpc,
+    /// The peer port: a certificate of the CA is required at the handshake.
+    Peer,
     Http,
 }
 
@@ -39,6 +41,7 @@ impl Listener {
     fn config(self, l: &Loaded) -> Arc<ServerConfig> {
         match self {
             Listener::Grpc => l.grpc.clone(),
+            Listener::Peer => l.peers.clone(),
             Listener::Http => l.http.clone(),
         }
     }
@@ -46,6 +49,7 @@ impl Listener {
     fn name(self) -> &'static str {
         match self {
             Listener::Grpc => "grpc",
+            Listener::Peer => "peer",
             Listener::Http => "http",
         }
     }

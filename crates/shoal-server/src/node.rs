@@ -47,7 +47,10 @@ const WANTED_FOR: Duration = Duration::from_secs(10);
 /// A running node.
 pub struct Node {
     pub cfg: NodeConfig,
+    /// Where clients reach this node; the address the cluster's membership records.
     pub advertise: String,
+    /// Where peers reach this node's peer server (their `Hello` asks for it).
+    pub advertise_peer: String,
     pub name: String,
     pub engine: Engine,
     pub pool: Arc<PeerPool>,
@@ -130,6 +133,7 @@ impl Node {
         let node = Arc::new(Self {
             env,
             advertise: cfg.advertise(),
+            advertise_peer: cfg.advertise_peer(),
             name: cfg.name(),
             cfg,
             engine,
@@ -244,6 +248,7 @@ impl Node {
             initialized: ident.is_some(),
             leader_addr,
             node_name: self.name.clone(),
+            peer_addr: self.advertise_peer.clone(),
         }
     }
 

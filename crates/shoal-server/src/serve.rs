@@ -1,7 +1,7 @@
 //! [`run`]: a node's life, from its flags to its exit. It opens the [`Node`], wires
 //! its drivers (the range keeper, the placement driver, the bootstrap, quiescence),
-//! starts their loops under one [`Tasks`] guard, serves gRPC (Kv, Admin, Peer, Raft)
-//! and HTTP, and on SIGTERM or SIGINT drains, stops serving within the drain deadline,
+//! starts their loops under one [`Tasks`] guard, serves gRPC to clients (Kv, Txn,
+//! Admin) and to peers (Peer, Raft) on ports of their own, SQL and HTTP, and on SIGTERM or SIGINT drains, stops serving within the drain deadline,
 //! stops the loops and the replicas, and flushes the store.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use shoal_proto::v1::{
 use shoal_raft::{QuiesceOptions, Quiescer, RaftService, StatusOf};
 
 use crate::admin::AdminService;
+use crate::authn::{AuthLayer, Port};
 use crate::bootstrap::Bootstrap;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -30,6 +31,7 @@ use crate::steps::NodeRanges;
 use crate::sweep;
 use crate::tasks::Tasks;
 use crate::txn::TxnService;
+use crate::users::{self, Users};
 
 /// How often the certificates directory is looked at for rotated files.
 const CERTS_RELOAD_EVERY: Duration = Duration::from_secs(2);
@@ -37,6 +39,11 @@ const CERTS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The placement loop collects removed replicas every this many rounds.
 const GARBAGE_EVERY: u64 = 5;
+
+/// A gRPC server running until the node stops.
+type Serving = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+>;
 
 /// Why a node stopped other than on a signal, or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +72,15 @@ pub enum RunError {
 /// How often the node looks for dropped tables whose rows are still to be deleted.
 const DROPPED_TABLES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
+pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
     shoal_raft::failpoints::setup();
+    // Bad flags are told as such, before a busy port could hide them.
+    cfg.validate().map_err(|m| {
+        RunError::Open(Error::invalid(
+            shoal_proto::error::ErrorCode::InvalidArgument,
+            m,
+        ))
+    })?;
     let listen = cfg.listen_addr;
     let http_addr = cfg.http_addr;
     let bind = |what, addr| async move {
@@ -75,6 +89,11 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
             .map_err(|source| RunError::Bind { what, addr, source })
     };
     let grpc_listener = bind("gRPC", listen).await?;
+    let peer_listener = bind("peer", cfg.peer_addr).await?;
+    // Port 0 took a free port: the node advertises the one it has.
+    if let Ok(bound) = peer_listener.local_addr() {
+        cfg.peer_addr = bound;
+    }
     let http_listener = bind("HTTP", http_addr).await?;
     let sql_addr = cfg.sql_addr;
     let sql_listener = bind("SQL", sql_addr).await?;
@@ -83,10 +102,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         Some(tls) => {
             let expires = tls.current().node_expires;
             node.metrics.set_cert_expiry(expires);
-            tracing::info!(grpc = %listen, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, certificate_expires = expires, "serving over TLS");
+            tracing::info!(grpc = %listen, peer = %node.advertise_peer, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, certificate_expires = expires, "serving over TLS");
         }
         None => {
-            tracing::warn!(grpc = %listen, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, "serving INSECURE (--insecure): no TLS, no authentication");
+            tracing::warn!(grpc = %listen, peer = %node.advertise_peer, http = %http_addr, sql = %sql_addr, advertise = %node.advertise, "serving INSECURE (--insecure): no TLS, no authentication");
         }
     }
 
@@ -257,6 +276,25 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
             }
         });
     }
+    // The cluster's users, read again and again on a secure node (an insecure one
+    // checks no one).
+    let users = Users::new();
+    let as_ranges: Arc<dyn shoal_txn::ranges::Ranges> = Arc::new(ranges.clone());
+    if node.tls.is_some() {
+        let (users, ranges) = (users.clone(), as_ranges.clone());
+        let node = node.clone();
+        tasks.every("users", users::REFRESH_EVERY, move || {
+            let (users, ranges, node) = (users.clone(), ranges.clone(), node.clone());
+            async move {
+                if node.ident().is_none() {
+                    return;
+                }
+                if let Err(e) = users.refresh(ranges.as_ref()).await {
+                    tracing::debug!(error = %e, "reading the users: again next round");
+                }
+            }
+        });
+    }
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
     let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
     ranges.serve_here_with(here);
@@ -268,6 +306,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
         keeper.clone(),
         driver.clone(),
         bootstrap,
+        users.clone(),
+        as_ranges,
     ));
     let peer = PeerServer::new(PeerService::new(
         node.clone(),
@@ -284,41 +324,54 @@ pub async fn run(cfg: NodeConfig) -> Result<(), RunError> {
     let raft = RaftServer::new(RaftService::new(node.router.clone(), beats, status_of))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        // Nodes of the version before call the `Peer` methods at their old paths.
-        .layer(LegacyPathsLayer)
-        // After the paths are made current: a client certificate for every call,
-        // a node's for the internal services.
-        .layer(crate::authn::AuthLayer {
-            secure: node.tls.is_some(),
-        })
+    // Clients' port: of the internal services only `Peer.Hello` (where the peer port
+    // is) is answered there. Peers' port: the internal services alone.
+    let checked = node.tls.is_some().then_some(users);
+    let server = |port| {
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            // Nodes of the version before call the `Peer` methods at their old paths.
+            .layer(LegacyPathsLayer)
+            // After the paths are made current: who may call what on this port.
+            .layer(AuthLayer {
+                port,
+                users: checked.clone(),
+            })
+    };
+    let clients = server(Port::Client)
         .add_service(kv)
         .add_service(admin)
         .add_service(txn)
-        .add_service(peer)
-        .add_service(raft);
-    let stopped = node.shutdown.clone().cancelled_owned();
-    let grpc: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &node.tls {
-        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
-            listen::incoming(
-                grpc_listener,
-                tls.clone(),
-                listen::Listener::Grpc,
-                node.metrics.clone(),
-                node.shutdown.clone(),
-            ),
-            stopped,
-        )),
-        None => Box::pin(router.serve_with_incoming_shutdown(
-            // TCP_NODELAY on every accepted connection: without it, small responses
-            // wait for the peer's delayed ACK (tens of milliseconds).
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            stopped,
-        )),
+        .add_service(peer.clone());
+    let peers = server(Port::Peer).add_service(peer).add_service(raft);
+    let serve = |router: tonic::transport::server::Router<_>, listener, which| -> Serving {
+        let stopped = node.shutdown.clone().cancelled_owned();
+        match &node.tls {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                listen::incoming(
+                    listener,
+                    tls.clone(),
+                    which,
+                    node.metrics.clone(),
+                    node.shutdown.clone(),
+                ),
+                stopped,
+            )),
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                // TCP_NODELAY on every accepted connection: without it, small
+                // responses wait for the peer's delayed ACK (tens of milliseconds).
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopped,
+            )),
+        }
     };
+    let grpc = serve(clients, grpc_listener, listen::Listener::Grpc);
+    let peer_grpc = serve(peers, peer_listener, listen::Listener::Peer);
     let http = crate::http::serve(node.clone(), http_listener, engine);
-    let servers = async { tokio::join!(grpc, http) };
+    let servers = async {
+        let (g, p, h) = tokio::join!(grpc, peer_grpc, http);
+        (g.and(p), h)
+    };
     let deadline = async {
         node.shutdown.cancelled().await;
         tokio::time::sleep(drain_timeout / 2).await;

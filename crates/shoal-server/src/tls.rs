@@ -108,7 +108,13 @@ impl Tls {
     /// certificate, as current at each new connection.
     pub fn dial(self: &Arc<Self>) -> shoal_raft::Dial {
         let client = self.client();
-        Arc::new(move |endpoint| client.connect_lazy(endpoint))
+        Arc::new(move |host, port| {
+            let client = client.clone();
+            Box::pin(async move {
+                let io = client.connect(host, port).await?;
+                Ok(Box::new(io) as Box<dyn shoal_raft::Io>)
+            })
+        })
     }
 
     /// The node as a client of the cluster (its own gateway's steps), presenting its

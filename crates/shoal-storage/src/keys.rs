@@ -368,6 +368,7 @@ pub fn decode_version(stored: &[u8]) -> Option<(VersionKind, u64, &[u8])> {
 //
 // - `SQL_SPACE | 'c' | table name` -> a table's descriptor (the catalog);
 // - `SQL_SPACE | 'n'` -> the next table id to hand out;
+// - `SQL_SPACE | 'u' | user name` -> a user's record (its role): `shoal user`;
 // - `SQL_SPACE | 't' | table_id (u32 BE) | index_id (u32 BE) | key parts` -> a row
 //   (index 1, the primary key: its key parts are the primary key's columns) or an
 //   index entry (its columns, then the primary key's when the index is not unique).
@@ -399,6 +400,23 @@ pub fn sql_catalog_span() -> (Vec<u8>, Vec<u8>) {
 /// The key holding the next table id.
 pub fn sql_next_table_id_key() -> Vec<u8> {
     vec![SQL_SPACE, b'n']
+}
+
+/// The record of user `name`.
+pub fn user_key(name: &str) -> Vec<u8> {
+    let mut k = vec![SQL_SPACE, b'u'];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Bounds `[start, end)` of every user's record.
+pub fn users_span() -> (Vec<u8>, Vec<u8>) {
+    (vec![SQL_SPACE, b'u'], vec![SQL_SPACE, b'u' + 1])
+}
+
+/// The user name of a user's record key.
+pub fn user_of(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.strip_prefix(&[SQL_SPACE, b'u'][..])?).ok()
 }
 
 /// The mark of dropped table `table_id` whose rows are still to be deleted.

@@ -326,6 +326,8 @@ mod tests {
 
     /// Serves the Raft service of a node holding no replica (`with_raft`), or no
     /// service at all (a peer that knows no `Raft` call), on `listener` until `stop`.
+    /// Neither answers `Peer.Hello`, as a node of a version without a peer port: the
+    /// pool reaches it at the address it was given.
     fn serve_on(
         listener: std::net::TcpListener,
         with_raft: bool,
