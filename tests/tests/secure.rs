@@ -601,8 +601,9 @@ async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
 /// Users and roles (item 4, by certificate): root makes users; a certificate of a
 /// user the cluster does not have is refused (`UNAUTHENTICATED`), a `readonly` user
 /// reads but does not write, a `readwrite` user writes but makes no admin call (nor
-/// users), and a dropped user is refused on every node within seconds. What was
-/// refused changed nothing.
+/// users), over gRPC, SQL (psql: `42501`; schema changes are an admin's; a
+/// certificate logs in as its own user alone) and the HTTP SQL API; a dropped user
+/// is refused on every node within seconds. What was refused changed nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn users_call_what_their_roles_allow() {
     let certs = make_certs();
@@ -692,6 +693,83 @@ async fn users_call_what_their_roles_allow() {
         "{}",
         text(&out.stderr)
     );
+
+    // SQL (psql) and the HTTP SQL API: the same users, the same roles; a schema
+    // change needs an admin. A certificate logs in as its own user only.
+    let ca = certs.dir.join("ca.crt").display().to_string();
+    let pg = |user: &str, as_user: &str, sql: &str| {
+        let d = certs.dir.display();
+        psql(
+            &format!(
+                "host=localhost port={} user={as_user} dbname=defaultdb sslmode=verify-full sslrootcert={ca} sslcert={d}/client.{user}.crt sslkey={d}/client.{user}.key",
+                port_of(&c.nodes[1].sql)
+            ),
+            sql,
+        )
+    };
+    let out = pg("root", "root", "CREATE TABLE t (k INT PRIMARY KEY, v TEXT)");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = pg("writer", "writer", "INSERT INTO t VALUES (1, 'writer''s')");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = pg("reader", "reader", "SELECT v FROM t WHERE k = 1");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "writer's",
+        "{}",
+        text(&out.stderr)
+    );
+    for (user, sql) in [
+        ("reader", "INSERT INTO t VALUES (2, 'reader''s')"),
+        ("reader", "DELETE FROM t"),
+        ("writer", "DROP TABLE t"),
+        ("writer", "CREATE TABLE u (k INT PRIMARY KEY)"),
+    ] {
+        let out = pg(user, user, sql);
+        assert!(!out.status.success(), "{user}: {sql} ran");
+        assert!(
+            text(&out.stderr).contains("permission denied"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = pg("reader", "root", "SELECT 1");
+    assert!(
+        !out.status.success(),
+        "reader's certificate logged in as root"
+    );
+    let out = pg("ghost", "ghost", "SELECT 1");
+    assert!(
+        text(&out.stderr).contains("no user"),
+        "{}",
+        text(&out.stderr)
+    );
+    let api = |user: &str, body: &str| {
+        let d = certs.dir.display().to_string();
+        curl(&[
+            "--cacert",
+            &ca,
+            "--cert",
+            &format!("{d}/client.{user}.crt"),
+            "--key",
+            &format!("{d}/client.{user}.key"),
+            "-X",
+            "POST",
+            "-d",
+            body,
+            "-w",
+            "%{http_code}",
+            &format!("https://localhost:{}/db/execute", port_of(&c.nodes[2].http)),
+        ])
+        .1
+    };
+    let body = api("reader", "[\"INSERT INTO t VALUES (3, 'x')\"]");
+    assert!(body.contains("42501"), "{body}");
+    let body = api("ghost", "[\"SELECT 1\"]");
+    assert!(body.contains("28000") && body.ends_with("401"), "{body}");
+    let body = api("writer", "[\"INSERT INTO t VALUES (4, 'y')\"]");
+    assert!(body.ends_with("200") && !body.contains("error"), "{body}");
+    let out = pg("root", "root", "SELECT k FROM t ORDER BY k");
+    assert_eq!(text(&out.stdout).trim(), "1\n4", "refused writes left rows");
 
     // Dropped: refused on every node within seconds; root cannot be dropped.
     ok(cli(&c, &certs.dir, &["user", "drop", "writer"]));

@@ -11,6 +11,7 @@
 //!   once for the node's descriptors and reads and the SDK's range cache.
 //! - [`txn`]: the bounds of a transaction committed asynchronously.
 //! - [`reserve`]: unique timestamps handed out from a reserve taken of the oracle.
+//! - [`role`]: [`role::Role`], what a user may do (admin, readwrite, readonly).
 //!
 //! Conversions between these wire types and the node's domain types live in
 //! `shoal-server`'s `convert` module; the SDK speaks the wire types directly.
@@ -18,6 +19,7 @@
 pub mod certs;
 pub mod error;
 pub mod reserve;
+pub mod role;
 pub mod span;
 pub mod txn;
 

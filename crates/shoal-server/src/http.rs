@@ -19,12 +19,14 @@ use tokio::net::TcpListener;
 use crate::lifecycle;
 use crate::listen;
 use crate::node::Node;
+use crate::users::{Role, Users};
 
 /// Serves until the node's shutdown token is cancelled.
 pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
     sql: Arc<shoal_sql::Engine>,
+    users: Arc<Users>,
 ) -> std::io::Result<()> {
     loop {
         let (stream, _) = tokio::select! {
@@ -40,6 +42,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let node = node.clone();
         let sql = sql.clone();
+        let users = users.clone();
         tokio::spawn(async move {
             match node.tls.clone() {
                 Some(tls) => {
@@ -49,29 +52,40 @@ pub async fn serve(
                     else {
                         return;
                     };
-                    let access = if conn.is_plaintext() {
-                        Access::TlsRequired
-                    } else if conn.who().is_some() {
-                        Access::All
-                    } else {
-                        Access::NoSql
+                    let access = match conn.who() {
+                        _ if conn.is_plaintext() => Access::TlsRequired,
+                        None => Access::NoSql(
+                            "this node takes SQL from clients with a certificate of its CA only"
+                                .into(),
+                        ),
+                        Some(listen::Who::Node) => {
+                            Access::NoSql("a node's certificate is no SQL user's".into())
+                        }
+                        Some(listen::Who::User(user)) => match users.role_of(user) {
+                            Some(role) => Access::Sql(user.clone(), role),
+                            None => Access::NoSql(format!("the cluster has no user {user:?}")),
+                        },
                     };
                     serve_connection(node, sql, conn, access).await
                 }
-                None => serve_connection(node, sql, stream, Access::All).await,
+                None => {
+                    let root = Access::Sql(crate::users::ROOT.into(), Role::Admin);
+                    serve_connection(node, sql, stream, root).await
+                }
             }
         });
     }
 }
 
 /// What a connection's requests may reach.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Access {
-    /// Everything: an insecure node, or a client with a certificate of the CA.
-    All,
-    /// TLS without a client certificate: the probes and metrics (a kubelet presents
-    /// none), not the SQL API.
-    NoSql,
+    /// Everything, the SQL API as this user with this role: root on an insecure node,
+    /// a user of the cluster by its certificate on a secure one.
+    Sql(String, Role),
+    /// TLS without a user's certificate (and why): the probes and metrics (a kubelet
+    /// presents none), not the SQL API.
+    NoSql(String),
     /// Plaintext to a secure node: every request is told to use HTTPS.
     TlsRequired,
 }
@@ -84,20 +98,18 @@ where
     let svc = service_fn(move |req: Request<Incoming>| {
         let node = node.clone();
         let sql = sql.clone();
+        let access = access.clone();
         async move {
-            if let Access::TlsRequired = access {
-                return Ok::<_, Infallible>(text(
+            let to_sql = req.uri().path().starts_with("/db/");
+            Ok::<_, Infallible>(match access {
+                Access::TlsRequired => text(
                     StatusCode::BAD_REQUEST,
                     "this node speaks HTTPS only\n".into(),
-                ));
-            }
-            if req.uri().path().starts_with("/db/") {
-                if let Access::NoSql = access {
-                    return Ok::<_, Infallible>(unauthenticated());
-                }
-                return Ok::<_, Infallible>(sql_api(&node, sql, req).await);
-            }
-            Ok::<_, Infallible>(handle(&node, req))
+                ),
+                Access::Sql(user, role) if to_sql => sql_api(&node, sql, req, (&user, role)).await,
+                Access::NoSql(why) if to_sql => unauthenticated(&why),
+                _ => handle(&node, req),
+            })
         }
     });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -108,11 +120,11 @@ where
     }
 }
 
-/// The SQL API's answer to a client without a certificate: 401 and SQLSTATE 28000,
-/// as JSON like its other errors.
-fn unauthenticated() -> Response<Full<Bytes>> {
+/// The SQL API's answer to a client without a user's certificate: 401 and SQLSTATE
+/// 28000, as JSON like its other errors.
+fn unauthenticated(why: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
-        "error": "this node takes SQL from clients with a certificate of its CA only",
+        "error": why,
         "sqlstate": "28000",
     });
     let mut r = text(StatusCode::UNAUTHORIZED, format!("{body}\n"));
@@ -139,6 +151,7 @@ async fn sql_api(
     node: &Node,
     sql: Arc<shoal_sql::Engine>,
     req: Request<Incoming>,
+    who: (&str, Role),
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only POST\n".into());
@@ -155,7 +168,7 @@ async fn sql_api(
             )
         }
     };
-    match shoal_sql::http::handle(sql, &path, query.as_deref(), &body).await {
+    match shoal_sql::http::handle(sql, &path, query.as_deref(), &body, who).await {
         Some(a) => {
             let mut r = text(
                 StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -227,6 +227,25 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
             },
         );
     }
+    // The cluster's users, read again and again on a secure node (an insecure one
+    // checks no one).
+    let users = Users::new();
+    let as_ranges: Arc<dyn shoal_txn::ranges::Ranges> = Arc::new(ranges.clone());
+    if node.tls.is_some() {
+        let (users, ranges) = (users.clone(), as_ranges.clone());
+        let node = node.clone();
+        tasks.every("users", users::REFRESH_EVERY, move || {
+            let (users, ranges, node) = (users.clone(), ranges.clone(), node.clone());
+            async move {
+                if node.ident().is_none() {
+                    return;
+                }
+                if let Err(e) = users.refresh(ranges.as_ref()).await {
+                    tracing::debug!(error = %e, "reading the users: again next round");
+                }
+            }
+        });
+    }
     // SQL: every connection a session whose statements run as transactions through
     // this node's ranges.
     let engine = Arc::new(shoal_sql::Engine {
@@ -234,13 +253,18 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
         limits: crate::txn::txn_limits(&node.cfg),
         max_statement_bytes: node.cfg.max_request_bytes,
     });
-    let sql_tls: Option<shoal_sql::pg::TlsSource> = node
-        .tls
-        .clone()
-        .map(|t| Arc::new(move || t.current().sql.clone()) as shoal_sql::pg::TlsSource);
+    let sql_secure = node.tls.clone().map(|t| shoal_sql::pg::Secure {
+        tls: Arc::new(move || t.current().sql.clone()),
+        who_is: users.who_is(),
+    });
     tasks.spawn(
         "sql",
-        shoal_sql::pg::serve(sql_listener, engine.clone(), sql_tls, node.shutdown.clone()),
+        shoal_sql::pg::serve(
+            sql_listener,
+            engine.clone(),
+            sql_secure,
+            node.shutdown.clone(),
+        ),
     );
     // The rows of dropped tables, deleted by the node that leads the range of their
     // marks (any node could; one at a time spares the conflicts).
@@ -276,25 +300,6 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
             }
         });
     }
-    // The cluster's users, read again and again on a secure node (an insecure one
-    // checks no one).
-    let users = Users::new();
-    let as_ranges: Arc<dyn shoal_txn::ranges::Ranges> = Arc::new(ranges.clone());
-    if node.tls.is_some() {
-        let (users, ranges) = (users.clone(), as_ranges.clone());
-        let node = node.clone();
-        tasks.every("users", users::REFRESH_EVERY, move || {
-            let (users, ranges, node) = (users.clone(), ranges.clone(), node.clone());
-            async move {
-                if node.ident().is_none() {
-                    return;
-                }
-                if let Err(e) = users.refresh(ranges.as_ref()).await {
-                    tracing::debug!(error = %e, "reading the users: again next round");
-                }
-            }
-        });
-    }
     let kv_service = Arc::new(KvService::new(node.clone(), clock.clone(), ranges.clone()));
     let here: std::sync::Weak<KvService> = Arc::downgrade(&kv_service);
     ranges.serve_here_with(here);
@@ -326,7 +331,7 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
         .max_encoding_message_size(usize::MAX);
     // Clients' port: of the internal services only `Peer.Hello` (where the peer port
     // is) is answered there. Peers' port: the internal services alone.
-    let checked = node.tls.is_some().then_some(users);
+    let checked = node.tls.is_some().then_some(users.clone());
     let server = |port| {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -367,7 +372,7 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
     };
     let grpc = serve(clients, grpc_listener, listen::Listener::Grpc);
     let peer_grpc = serve(peers, peer_listener, listen::Listener::Peer);
-    let http = crate::http::serve(node.clone(), http_listener, engine);
+    let http = crate::http::serve(node.clone(), http_listener, engine, users.clone());
     let servers = async {
         let (g, p, h) = tokio::join!(grpc, peer_grpc, http);
         (g.and(p), h)

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use shoal_proto::error::ErrorCode;
+pub use shoal_proto::role::Role;
 use shoal_storage::keys;
 use shoal_txn::coordinator::Limits;
 use shoal_txn::ranges::Ranges;
@@ -31,33 +32,6 @@ const ONE_RECORD: Limits = Limits {
 /// makes a certificate for.
 pub const ROOT: &str = "root";
 
-/// What a user may do; each role may do what the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads, and the cluster's state (status, nodes, ranges).
-    ReadOnly,
-    /// Reads and writes of data.
-    ReadWrite,
-    /// Everything: nodes, ranges, users.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::ReadOnly, Role::ReadWrite, Role::Admin];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::ReadOnly => "readonly",
-            Role::ReadWrite => "readwrite",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == s)
-    }
-}
-
 /// A user's record as stored.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Record {
@@ -67,23 +41,8 @@ struct Record {
 /// A user name: what a certificate's common name and a Postgres user name can
 /// both carry.
 fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && name != shoal_proto::certs::NODE_COMMON_NAME;
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            ErrorCode::InvalidArgument,
-            format!(
-                "user name {name:?}: 1 to 63 of letters, digits, '_', '-' and '.', and not {:?}",
-                shoal_proto::certs::NODE_COMMON_NAME
-            ),
-        ))
-    }
+    shoal_proto::certs::check_user_name(name)
+        .map_err(|m| Error::invalid(ErrorCode::InvalidArgument, m))
 }
 
 /// The cluster's users as this node last read them.
@@ -116,6 +75,25 @@ impl Users {
         Users {
             known: RwLock::new(known),
         }
+    }
+
+    /// Who a SQL client's certificate is (its DER): the user it names, with its
+    /// role; a node's certificate, or a user the cluster does not have, is refused.
+    pub fn who_is(self: &Arc<Self>) -> shoal_sql::pg::WhoIs {
+        let users = self.clone();
+        Arc::new(move |der| {
+            let cert = crate::certs::parse_der(der).map_err(|e| e.to_string())?;
+            let user = cert.common_name;
+            if user == shoal_proto::certs::NODE_COMMON_NAME {
+                return Err("a node's certificate is no SQL user's".into());
+            }
+            match users.role_of(&user) {
+                Some(role) => Ok((user, role)),
+                None => Err(format!(
+                    "the cluster has no user \"{user}\" (shoal user create {user} --role ROLE)"
+                )),
+            }
+        })
     }
 
     /// Every user and role, `root` among them.
@@ -212,22 +190,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_are_ordered_and_named() {
-        assert!(Role::ReadOnly < Role::ReadWrite && Role::ReadWrite < Role::Admin);
-        for r in Role::ALL {
-            assert_eq!(Role::parse(r.name()), Some(r));
-        }
-        assert_eq!(Role::parse("superuser"), None);
-    }
-
-    #[test]
     fn root_is_always_an_admin_and_names_are_checked() {
         let users = Users::default();
         assert_eq!(users.role_of(ROOT), Some(Role::Admin));
         assert_eq!(users.role_of("app"), None);
         assert_eq!(users.list(), vec![(ROOT.to_string(), Role::Admin)]);
         assert!(check_name("app-1.prod_x").is_ok());
-        for bad in ["", "node", "a b", "x/y", &"a".repeat(64)] {
+        for bad in ["", "node", "a b", "x/y", "App", &"a".repeat(64)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -36,6 +36,7 @@ pub mod state {
     pub const READ_ONLY_TRANSACTION: &str = "25006";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const UNDEFINED_PARAMETER: &str = "42P02";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const QUERY_CANCELED: &str = "57014";
     /// A range could not be reached now: the statement may succeed when run again.

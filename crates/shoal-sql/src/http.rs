@@ -15,6 +15,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use shoal_proto::role::Role;
+
 use crate::ctx::Output;
 use crate::error::{state, SqlError};
 use crate::session::{parse, Engine, Session};
@@ -91,6 +93,7 @@ pub async fn handle(
     path: &str,
     query: Option<&str>,
     body: &[u8],
+    (user, role): (&str, Role),
 ) -> Option<Answer> {
     if path != "/db/execute" && path != "/db/query" {
         return None;
@@ -139,7 +142,7 @@ pub async fn handle(
         batch.push((sql, params));
     }
     let max = engine.max_statement_bytes;
-    let mut session = Session::new(engine);
+    let mut session = Session::of(engine, user, role);
     let mut results = Vec::with_capacity(batch.len());
     let mut failed = false;
     if in_txn {

@@ -2,8 +2,10 @@
 //! [`Session`], answering the simple and extended query protocols with Postgres'
 //! message flow, text and binary formats, and SQLSTATE codes.
 //!
-//! Startup: no password on an insecure node; user `root`, database `defaultdb` (or
-//! none, or the user's name, which libpq sends when none is given). A connection that
+//! Startup: no password; on an insecure node user `root`, on a secure one the user
+//! the client certificate names (a user the cluster has; its role bounds what the
+//! session runs); database `defaultdb` (or none, or the user's name, which libpq
+//! sends when none is given). A connection that
 //! ends with its transaction open leaves nothing behind: nothing of a transaction
 //! reaches the cluster before its commit.
 
@@ -39,6 +41,8 @@ use sqlparser::ast::Statement;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+
+use shoal_proto::role::Role;
 
 use crate::ctx::Output;
 use crate::error::{state, SqlError};
@@ -78,13 +82,26 @@ impl CancelHandler for Cancels {
 /// connection (certificates rotate).
 pub type TlsSource = Arc<dyn Fn() -> Arc<tokio_rustls::rustls::ServerConfig> + Send + Sync>;
 
-/// Serves the Postgres protocol on `listener` until `stop` is cancelled. With `tls`,
-/// a connection must ask for TLS (`SSLRequest`, as `sslmode=require` and stronger do)
-/// before its startup; one that does not is refused (SQLSTATE 28000).
+/// The user a client certificate (its DER, as the handshake verified it) names, and
+/// that user's role; or why it may not connect.
+pub type WhoIs = Arc<dyn Fn(&[u8]) -> std::result::Result<(String, Role), String> + Send + Sync>;
+
+/// What a secure node's SQL port needs: its TLS configuration, and who a client
+/// certificate is.
+#[derive(Clone)]
+pub struct Secure {
+    pub tls: TlsSource,
+    pub who_is: WhoIs,
+}
+
+/// Serves the Postgres protocol on `listener` until `stop` is cancelled. When
+/// `secure`, a connection must ask for TLS (`SSLRequest`, as `sslmode=require` and
+/// stronger do) before its startup, and present a certificate of a user the cluster
+/// has under the name it logs in as; else it is refused (SQLSTATE 28000).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
-    tls: Option<TlsSource>,
+    secure: Option<Secure>,
     stop: CancellationToken,
 ) {
     let cancels = Arc::new(Cancels::default());
@@ -104,14 +121,16 @@ pub async fn serve(
         let conn = Arc::new(Conn::new(engine.clone()));
         let stop = stop.clone();
         let cancels = cancels.clone();
-        let tls = tls.clone();
+        let secure = secure.clone();
         tokio::spawn(async move {
+            let acceptor = secure
+                .as_ref()
+                .map(|s| tokio_rustls::TlsAcceptor::from((s.tls)()));
             let handlers = Handlers {
                 conn: conn.clone(),
                 cancels: cancels.clone(),
-                secure: tls.is_some(),
+                who_is: secure.map(|s| s.who_is),
             };
-            let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t()));
             tokio::select! {
                 _ = stop.cancelled() => {}
                 r = pgwire::tokio::process_socket(socket, acceptor, handlers) => {
@@ -179,8 +198,8 @@ impl Conn {
 struct Handlers {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
-    /// A secure node's: a connection must be TLS.
-    secure: bool,
+    /// A secure node's: a connection must be TLS, its certificate a user's.
+    who_is: Option<WhoIs>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -196,7 +215,7 @@ impl PgWireServerHandlers for Handlers {
         Arc::new(Startup {
             conn: self.conn.clone(),
             cancels: self.cancels.clone(),
-            secure: self.secure,
+            who_is: self.who_is.clone(),
         })
     }
 
@@ -222,7 +241,7 @@ fn pg_error(e: &SqlError) -> PgWireError {
 struct Startup {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
-    secure: bool,
+    who_is: Option<WhoIs>,
 }
 
 struct Parameters {
@@ -273,7 +292,7 @@ impl StartupHandler for Startup {
         let PgWireFrontendMessage::Startup(ref startup) = message else {
             return Ok(());
         };
-        if self.secure && !client.is_secure() {
+        if self.who_is.is_some() && !client.is_secure() {
             // As Postgres answers a plaintext connection its pg_hba.conf admits only
             // with hostssl.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -289,11 +308,36 @@ impl StartupHandler for Startup {
             .get(METADATA_USER)
             .cloned()
             .unwrap_or_default();
-        if user != USER {
-            return Err(user_error(
-                "28000",
-                format!("role \"{user}\" does not exist (an insecure node takes only \"{USER}\")"),
-            ));
+        match &self.who_is {
+            None if user != USER => {
+                return Err(user_error(
+                    "28000",
+                    format!(
+                        "role \"{user}\" does not exist (an insecure node takes only \"{USER}\")"
+                    ),
+                ));
+            }
+            None => {}
+            Some(who_is) => {
+                let cert = client
+                    .client_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.as_ref().to_vec());
+                let Some(cert) = cert else {
+                    return Err(user_error(
+                        "28000",
+                        "this node takes SQL from clients with a certificate of its CA only".into(),
+                    ));
+                };
+                let (named, role) = who_is(&cert).map_err(|m| user_error("28000", m))?;
+                if named != user {
+                    return Err(user_error(
+                        "28000",
+                        format!("the client certificate is user \"{named}\"'s, not \"{user}\"'s"),
+                    ));
+                }
+                self.conn.shared.session.lock().await.set_user(&user, role);
+            }
         }
         let db = client
             .metadata()

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_proto::role::Role;
 use shoal_txn::coordinator::Limits;
 use shoal_txn::{Isolation, Options, Ranges, Transaction};
 use sqlparser::ast::{self, Statement};
@@ -78,6 +79,9 @@ enum Block {
 /// One client's session.
 pub struct Session {
     engine: Arc<Engine>,
+    /// Who runs the statements, and what they may run.
+    user: String,
+    role: Role,
     block: Block,
     settings: BTreeMap<String, String>,
     /// The running statement's cancel token: its client's cancel request fires it.
@@ -136,14 +140,40 @@ fn reads_only(s: &Statement) -> bool {
     )
 }
 
+/// The role a statement needs: reads, transaction control and settings any user
+/// may run; writes of rows need `readwrite`; schema changes `admin`.
+pub fn needs(s: &Statement) -> Role {
+    match s {
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Role::ReadWrite,
+        Statement::CreateTable(_) | Statement::CreateIndex(_) | Statement::Drop { .. } => {
+            Role::Admin
+        }
+        _ => Role::ReadOnly,
+    }
+}
+
 impl Session {
+    /// A session of `root`, an admin: what an insecure node runs.
     pub fn new(engine: Arc<Engine>) -> Session {
+        Session::of(engine, "root", Role::Admin)
+    }
+
+    /// A session of `user`, who may run what `role` allows.
+    pub fn of(engine: Arc<Engine>, user: &str, role: Role) -> Session {
         Session {
             engine,
+            user: user.to_string(),
+            role,
             block: Block::Idle,
             settings: BTreeMap::new(),
             cancel: CancellationToken::new(),
         }
+    }
+
+    /// Runs the statements from now on as `user`, with `role`.
+    pub fn set_user(&mut self, user: &str, role: Role) {
+        self.user = user.to_string();
+        self.role = role;
     }
 
     /// The token that cancels the statements run from now on.
@@ -239,9 +269,29 @@ impl Session {
         }
     }
 
+    /// `42501` unless the session's user may run `s`.
+    fn allowed(&self, s: &Statement) -> Result<()> {
+        let need = needs(s);
+        if self.role >= need {
+            return Ok(());
+        }
+        Err(SqlError::new(
+            state::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "permission denied: user \"{}\" is {}; this statement needs {}",
+                self.user,
+                self.role.name(),
+                need.name()
+            ),
+        ))
+    }
+
     /// Runs one statement with `params` for its `$n`.
     pub async fn run(&mut self, s: &Statement, params: &[Datum]) -> Result<Output> {
-        let r = self.run_inner(s, params).await;
+        let r = match self.allowed(s) {
+            Ok(()) => self.run_inner(s, params).await,
+            Err(e) => Err(e),
+        };
         if r.is_err() {
             self.fail_block();
         }
