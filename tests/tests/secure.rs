@@ -602,8 +602,9 @@ async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
 /// user the cluster does not have is refused (`UNAUTHENTICATED`), a `readonly` user
 /// reads but does not write, a `readwrite` user writes but makes no admin call (nor
 /// users), over gRPC, SQL (psql: `42501`; schema changes are an admin's; a
-/// certificate logs in as its own user alone) and the HTTP SQL API; a dropped user
-/// is refused on every node within seconds. What was refused changed nothing.
+/// certificate logs in as its own user alone) and the HTTP SQL API; failed logins
+/// are counted and slowed down per source; a dropped user is refused on every node
+/// within seconds. What was refused changed nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn users_call_what_their_roles_allow() {
     let certs = make_certs();
@@ -801,4 +802,43 @@ async fn users_call_what_their_roles_allow() {
         "a refused write changed the key"
     );
     assert!(c.client().get("mallory").await.unwrap().is_none());
+}
+
+/// Failed logins (item 4): counted per port, and slowed down per source: the first
+/// three within a minute are answered at once, each one after waits longer (half a
+/// second, then twice as long each time).
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failed_logins_are_counted_and_slowed_down() {
+    let certs = make_certs();
+    cert(&certs, &["create-client", "ghost"]);
+    let c = TestCluster::start_secure(1, &certs.dir, &[]).await.unwrap();
+    let ghost = Client::with_options(
+        c.addrs(),
+        ClientOptions {
+            tls: Some(ClientTls::from_dir(&certs.dir, "ghost").unwrap()),
+            retry_deadline: Duration::from_secs(10),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let e = ghost.get("k").await.unwrap_err();
+        took.push(started.elapsed());
+        assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{e:?}");
+    }
+    // The fourth waited at least half a second, the fifth at least one.
+    assert!(took[3] >= Duration::from_millis(500), "{took:?}");
+    assert!(took[4] >= Duration::from_millis(1000), "{took:?}");
+    let ca = certs.dir.join("ca.crt").display().to_string();
+    let (_, metrics) = curl(&[
+        "--cacert",
+        &ca,
+        &format!("https://localhost:{}/metrics", port_of(&c.nodes[0].http)),
+    ]);
+    let failures = metric(&metrics, "shoal_login_failures_total{port=\"grpc\"}");
+    assert!(failures >= 5.0, "{failures}");
+    // A user the cluster has, from the same source, still gets in.
+    c.client().put("k", "v").await.unwrap();
 }

@@ -11,7 +11,7 @@
 
 use std::task::{Context, Poll};
 
-use futures::future::{Either, Ready};
+use futures::future::Either;
 use tonic::codegen::http;
 use tonic::codegen::Service;
 
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::listen::{ConnInfo, Who};
+use crate::logins::Logins;
 use crate::users::{Role, Users};
 
 /// The path prefixes of the internal services.
@@ -118,12 +119,15 @@ pub fn check(
     }
 }
 
-/// The gRPC server's layer that applies [`check`] to every call of a port.
-#[derive(Debug, Clone)]
+/// The gRPC server's layer that applies [`check`] to every call of a port; a call
+/// refused for its identity counts as a failed login of its source, and waits as
+/// [`Logins`] says before its refusal.
+#[derive(Clone)]
 pub struct AuthLayer {
     pub port: Port,
     /// The cluster's users, on a secure node; `None` on an insecure one.
     pub users: Option<Arc<Users>>,
+    pub logins: Arc<Logins>,
 }
 
 impl<S> tower_layer::Layer<S> for AuthLayer {
@@ -137,20 +141,23 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
     of: AuthLayer,
 }
 
+type Refusal<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+
 impl<S, B, R> Service<http::Request<B>> for Auth<S>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
-    R: Default,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
+    type Future = Either<Refusal<S::Response, S::Error>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -165,8 +172,19 @@ where
             self.of.users.as_deref(),
         ) {
             tracing::debug!(path = req.uri().path(), error = %e, "call refused");
+            let failed_login =
+                matches!(e, Error::Unauthenticated(_)) && !conn.is_some_and(|c| c.plaintext);
+            let wait = if failed_login {
+                let from = conn.and_then(|c| c.remote).map(|a| a.ip());
+                self.of.logins.failed(from, "grpc")
+            } else {
+                std::time::Duration::ZERO
+            };
             let status: tonic::Status = e.into();
-            return Either::Left(futures::future::ready(Ok(status.into_http())));
+            return Either::Left(Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                Ok(status.into_http())
+            }));
         }
         Either::Right(self.inner.call(req))
     }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::lifecycle;
 use crate::listen;
+use crate::logins::Logins;
 use crate::node::Node;
 use crate::users::{Role, Users};
 
@@ -26,10 +27,10 @@ pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
     sql: Arc<shoal_sql::Engine>,
-    users: Arc<Users>,
+    (users, logins): (Arc<Users>, Arc<Logins>),
 ) -> std::io::Result<()> {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, from) = tokio::select! {
             _ = node.shutdown.cancelled() => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -43,6 +44,7 @@ pub async fn serve(
         let node = node.clone();
         let sql = sql.clone();
         let users = users.clone();
+        let logins = logins.clone();
         tokio::spawn(async move {
             match node.tls.clone() {
                 Some(tls) => {
@@ -66,11 +68,15 @@ pub async fn serve(
                             None => Access::NoSql(format!("the cluster has no user {user:?}")),
                         },
                     };
-                    serve_connection(node, sql, conn, access).await
+                    let failed = Failed {
+                        logins,
+                        from: from.ip(),
+                    };
+                    serve_connection(node, sql, conn, access, Some(failed)).await
                 }
                 None => {
                     let root = Access::Sql(crate::users::ROOT.into(), Role::Admin);
-                    serve_connection(node, sql, stream, root).await
+                    serve_connection(node, sql, stream, root, None).await
                 }
             }
         });
@@ -90,15 +96,28 @@ enum Access {
     TlsRequired,
 }
 
+/// Where a secure node's refusals of the SQL API count as failed logins.
+#[derive(Clone)]
+struct Failed {
+    logins: Arc<Logins>,
+    from: std::net::IpAddr,
+}
+
 /// Serves one connection (plaintext or TLS) until it closes.
-async fn serve_connection<IO>(node: Arc<Node>, sql: Arc<shoal_sql::Engine>, io: IO, access: Access)
-where
+async fn serve_connection<IO>(
+    node: Arc<Node>,
+    sql: Arc<shoal_sql::Engine>,
+    io: IO,
+    access: Access,
+    failed: Option<Failed>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
         let node = node.clone();
         let sql = sql.clone();
         let access = access.clone();
+        let failed = failed.clone();
         async move {
             let to_sql = req.uri().path().starts_with("/db/");
             Ok::<_, Infallible>(match access {
@@ -107,7 +126,12 @@ where
                     "this node speaks HTTPS only\n".into(),
                 ),
                 Access::Sql(user, role) if to_sql => sql_api(&node, sql, req, (&user, role)).await,
-                Access::NoSql(why) if to_sql => unauthenticated(&why),
+                Access::NoSql(why) if to_sql => {
+                    if let Some(f) = failed {
+                        tokio::time::sleep(f.logins.failed(Some(f.from), "http")).await;
+                    }
+                    unauthenticated(&why)
+                }
                 _ => handle(&node, req),
             })
         }

@@ -15,6 +15,7 @@
 //!   again when it changes. [`listen`]: the TLS handshakes of a secure node's
 //!   listeners. [`authn`]: who may call what on each gRPC port (client and peer).
 //!   [`users`]: the cluster's users and their roles, as this node last read them.
+//!   [`logins`]: failed logins, counted and slowed down per source.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
 //!
 //! The node and its drivers:
@@ -65,6 +66,7 @@ pub mod kv;
 pub mod lifecycle;
 pub mod listen;
 pub mod located;
+pub mod logins;
 pub mod metrics;
 pub mod node;
 pub mod peer;

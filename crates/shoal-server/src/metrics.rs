@@ -1,6 +1,7 @@
 //! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
 //! range (read from openraft's metrics at scrape time), garbage collection of old
-//! versions, and TLS (refused handshakes, the node certificate's expiry).
+//! versions, TLS (refused handshakes, the node certificate's expiry) and failed
+//! logins.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub struct Metrics {
     locks_swept: IntCounter,
     sql_dropped_keys: IntCounter,
     tls_refused: IntCounterVec,
+    login_failures: IntCounterVec,
     cert_expires: IntGauge,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
@@ -92,6 +94,14 @@ impl Metrics {
             &["listener"],
         )
         .expect("valid metric");
+        let login_failures = IntCounterVec::new(
+            Opts::new(
+                "shoal_login_failures_total",
+                "calls and connections refused for their identity (no user's certificate, a user the cluster does not have, a certificate logging in as another user), by port",
+            ),
+            &["port"],
+        )
+        .expect("valid metric");
         let cert_expires = IntGauge::new(
             "shoal_node_certificate_expires_seconds",
             "when the node certificate in use expires (seconds since the Unix epoch; 0 on an insecure node)",
@@ -106,6 +116,7 @@ impl Metrics {
             Box::new(locks_swept.clone()),
             Box::new(sql_dropped_keys.clone()),
             Box::new(tls_refused.clone()),
+            Box::new(login_failures.clone()),
             Box::new(cert_expires.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -120,6 +131,7 @@ impl Metrics {
             locks_swept,
             sql_dropped_keys,
             tls_refused,
+            login_failures,
             cert_expires,
             rendering: Default::default(),
         }
@@ -135,6 +147,10 @@ impl Metrics {
 
     pub fn count_tls_refused(&self, listener: &str) {
         self.tls_refused.with_label_values(&[listener]).inc();
+    }
+
+    pub fn count_login_failure(&self, port: &str) {
+        self.login_failures.with_label_values(&[port]).inc();
     }
 
     /// When the node certificate in use expires (seconds since the Unix epoch).

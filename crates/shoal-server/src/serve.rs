@@ -23,6 +23,7 @@ use crate::keeper::RangeKeeper;
 use crate::kv::KvService;
 use crate::lifecycle;
 use crate::listen;
+use crate::logins::Logins;
 use crate::node::Node;
 use crate::peer::PeerService;
 use crate::peer_call::LegacyPathsLayer;
@@ -253,9 +254,15 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
         limits: crate::txn::txn_limits(&node.cfg),
         max_statement_bytes: node.cfg.max_request_bytes,
     });
+    // Failed logins, on every port, counted and slowed down per source.
+    let logins = Arc::new(Logins::new(node.metrics.clone()));
     let sql_secure = node.tls.clone().map(|t| shoal_sql::pg::Secure {
         tls: Arc::new(move || t.current().sql.clone()),
         who_is: users.who_is(),
+        failed: {
+            let logins = logins.clone();
+            Arc::new(move |from| logins.failed(Some(from), "sql"))
+        },
     });
     tasks.spawn(
         "sql",
@@ -341,6 +348,7 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
             .layer(AuthLayer {
                 port,
                 users: checked.clone(),
+                logins: logins.clone(),
             })
     };
     let clients = server(Port::Client)
@@ -372,7 +380,12 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
     };
     let grpc = serve(clients, grpc_listener, listen::Listener::Grpc);
     let peer_grpc = serve(peers, peer_listener, listen::Listener::Peer);
-    let http = crate::http::serve(node.clone(), http_listener, engine, users.clone());
+    let http = crate::http::serve(
+        node.clone(),
+        http_listener,
+        engine,
+        (users.clone(), logins.clone()),
+    );
     let servers = async {
         let (g, p, h) = tokio::join!(grpc, peer_grpc, http);
         (g.and(p), h)

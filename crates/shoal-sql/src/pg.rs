@@ -92,6 +92,8 @@ pub type WhoIs = Arc<dyn Fn(&[u8]) -> std::result::Result<(String, Role), String
 pub struct Secure {
     pub tls: TlsSource,
     pub who_is: WhoIs,
+    /// Records a failed login from an address: how long its refusal waits.
+    pub failed: Arc<dyn Fn(std::net::IpAddr) -> std::time::Duration + Send + Sync>,
 }
 
 /// Serves the Postgres protocol on `listener` until `stop` is cancelled. When
@@ -129,7 +131,7 @@ pub async fn serve(
             let handlers = Handlers {
                 conn: conn.clone(),
                 cancels: cancels.clone(),
-                who_is: secure.map(|s| s.who_is),
+                secure,
             };
             tokio::select! {
                 _ = stop.cancelled() => {}
@@ -199,7 +201,7 @@ struct Handlers {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
     /// A secure node's: a connection must be TLS, its certificate a user's.
-    who_is: Option<WhoIs>,
+    secure: Option<Secure>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -215,7 +217,7 @@ impl PgWireServerHandlers for Handlers {
         Arc::new(Startup {
             conn: self.conn.clone(),
             cancels: self.cancels.clone(),
-            who_is: self.who_is.clone(),
+            secure: self.secure.clone(),
         })
     }
 
@@ -241,7 +243,7 @@ fn pg_error(e: &SqlError) -> PgWireError {
 struct Startup {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
-    who_is: Option<WhoIs>,
+    secure: Option<Secure>,
 }
 
 struct Parameters {
@@ -292,7 +294,7 @@ impl StartupHandler for Startup {
         let PgWireFrontendMessage::Startup(ref startup) = message else {
             return Ok(());
         };
-        if self.who_is.is_some() && !client.is_secure() {
+        if self.secure.is_some() && !client.is_secure() {
             // As Postgres answers a plaintext connection its pg_hba.conf admits only
             // with hostssl.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -308,7 +310,7 @@ impl StartupHandler for Startup {
             .get(METADATA_USER)
             .cloned()
             .unwrap_or_default();
-        match &self.who_is {
+        match &self.secure {
             None if user != USER => {
                 return Err(user_error(
                     "28000",
@@ -318,25 +320,33 @@ impl StartupHandler for Startup {
                 ));
             }
             None => {}
-            Some(who_is) => {
+            Some(secure) => {
                 let cert = client
                     .client_certificates()
                     .and_then(|c| c.first())
                     .map(|c| c.as_ref().to_vec());
-                let Some(cert) = cert else {
-                    return Err(user_error(
-                        "28000",
-                        "this node takes SQL from clients with a certificate of its CA only".into(),
-                    ));
+                let who = match cert {
+                    None => Err(
+                        "this node takes SQL from clients with a certificate of its CA only"
+                            .to_string(),
+                    ),
+                    Some(cert) => (secure.who_is)(&cert).and_then(|(named, role)| {
+                        if named == user {
+                            Ok(role)
+                        } else {
+                            Err(format!(
+                                "the client certificate is user \"{named}\"'s, not \"{user}\"'s"
+                            ))
+                        }
+                    }),
                 };
-                let (named, role) = who_is(&cert).map_err(|m| user_error("28000", m))?;
-                if named != user {
-                    return Err(user_error(
-                        "28000",
-                        format!("the client certificate is user \"{named}\"'s, not \"{user}\"'s"),
-                    ));
+                match who {
+                    Ok(role) => self.conn.shared.session.lock().await.set_user(&user, role),
+                    Err(why) => {
+                        tokio::time::sleep((secure.failed)(client.socket_addr().ip())).await;
+                        return Err(user_error("28000", why));
+                    }
                 }
-                self.conn.shared.session.lock().await.set_user(&user, role);
             }
         }
         let db = client
