@@ -174,11 +174,14 @@ impl RequestIds {
     /// A new request id, and the guard that marks it answered when dropped. Retries
     /// of one write carry the same id.
     pub fn next(self: &Arc<Self>) -> (pb::RequestId, InFlight) {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let acked_below = {
+        // Taken and recorded under one lock: a seq taken outside it could be passed
+        // by a later one whose `acked_below` then claimed it answered before it was
+        // even sent (and the node would refuse it as stale).
+        let (seq, acked_below) = {
             let mut out = self.outstanding();
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             out.insert(seq);
-            out.iter().next().copied().unwrap_or(seq)
+            (seq, out.iter().next().copied().unwrap_or(seq))
         };
         let id = pb::RequestId {
             client_id: self.client_id,
