@@ -157,6 +157,9 @@ fn wrong_flags_are_usage_errors() {
     let out = shoal(&["start", "--data-dir", "/tmp/x", "--sql-addr", "5432"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sql-addr"));
+    let out = shoal(&["start", "--data-dir", "/tmp/x", "--peer-addr", "7071"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--peer-addr"));
     let out = shoal(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     // Semantically wrong values are refused by validation with a message naming the flag.
@@ -712,6 +715,48 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             .encode_to_vec(),
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
+        ),
+        (
+            "a user name that is no user name",
+            "/shoal.v1.Admin/CreateUser",
+            pb::CreateUserRequest {
+                name: "Bad Name".into(),
+                role: "readonly".into(),
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a role that is none",
+            "/shoal.v1.Admin/CreateUser",
+            pb::CreateUserRequest {
+                name: "app".into(),
+                role: "superuser".into(),
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "dropping root",
+            "/shoal.v1.Admin/DropUser",
+            pb::DropUserRequest {
+                name: "root".into(),
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "dropping a user there is not",
+            "/shoal.v1.Admin/DropUser",
+            pb::DropUserRequest {
+                name: "nobody".into(),
+            }
+            .encode_to_vec(),
+            Code::NotFound,
+            "USER_NOT_FOUND",
         ),
         (
             "undecodable range report",

@@ -1,8 +1,9 @@
 //! [`run`]: a node's life, from its flags to its exit. It opens the [`Node`], wires
 //! its drivers (the range keeper, the placement driver, the bootstrap, quiescence),
 //! starts their loops under one [`Tasks`] guard, serves gRPC to clients (Kv, Txn,
-//! Admin) and to peers (Peer, Raft) on ports of their own, SQL and HTTP, and on SIGTERM or SIGINT drains, stops serving within the drain deadline,
-//! stops the loops and the replicas, and flushes the store.
+//! Admin) and to peers (Peer, Raft) on ports of their own, SQL and HTTP, and on
+//! SIGTERM or SIGINT drains, stops serving within the drain deadline, stops the loops
+//! and the replicas, and flushes the store.
 
 use std::sync::Arc;
 use std::time::Duration;
