@@ -1,11 +1,16 @@
 """A client of shoal's public gRPC API in Python, its stubs generated from proto/
 (grpcio-tools): over TLS, trusting the cluster CA and presenting a client
 certificate, it writes a key and reads it back; then it tries the same node in
-plaintext, which a secure node refuses (UNAUTHENTICATED: it speaks TLS only).
+plaintext, which a secure node refuses (UNAUTHENTICATED: it speaks TLS only). With
+SHOAL_PASSWORD (root's password) it also reads with the CA alone, as root by
+password (`authorization: Basic` metadata on each call), and with a wrong password.
 
 usage: kv_tls.py STUBS_DIR HOST:PORT CA_CRT CLIENT_CRT CLIENT_KEY
-Prints the value read, then `plaintext: CODE` (the gRPC status code of the refusal).
+Prints the value read, then `plaintext: CODE` (the gRPC status code of the refusal),
+then with a password `by password: VALUE` and `wrong password: CODE`.
 """
+import base64
+import os
 import sys
 
 stubs, addr, ca, crt, key = sys.argv[1:6]
@@ -35,3 +40,19 @@ with grpc.insecure_channel(addr) as channel:
         print("plaintext: answered")
     except grpc.RpcError as e:
         print(f"plaintext: {e.code().name}")
+
+password = os.environ.get("SHOAL_PASSWORD")
+if password:
+    ca_only = grpc.ssl_channel_credentials(root_certificates=read(ca))
+    for label, pw in [("by password", password), ("wrong password", password + "!")]:
+        basic = base64.b64encode(f"root:{pw}".encode()).decode()
+        with grpc.secure_channel(addr, ca_only) as channel:
+            try:
+                got = kv_pb2_grpc.KvStub(channel).Get(
+                    kv_pb2.GetRequest(key=b"python"),
+                    timeout=20,
+                    metadata=[("authorization", f"Basic {basic}")],
+                )
+                print(f"{label}: {got.kv.value.decode()}")
+            except grpc.RpcError as e:
+                print(f"{label}: {e.code().name}")

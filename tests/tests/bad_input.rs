@@ -722,6 +722,7 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             pb::CreateUserRequest {
                 name: "Bad Name".into(),
                 role: "readonly".into(),
+                password: String::new(),
             }
             .encode_to_vec(),
             Code::InvalidArgument,
@@ -733,6 +734,7 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             pb::CreateUserRequest {
                 name: "app".into(),
                 role: "superuser".into(),
+                password: String::new(),
             }
             .encode_to_vec(),
             Code::InvalidArgument,
@@ -757,6 +759,40 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             .encode_to_vec(),
             Code::NotFound,
             "USER_NOT_FOUND",
+        ),
+        (
+            "a password over its limit",
+            "/shoal.v1.Admin/CreateUser",
+            pb::CreateUserRequest {
+                name: "app".into(),
+                role: "readonly".into(),
+                password: "p".repeat(1025),
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a password for a user there is not",
+            "/shoal.v1.Admin/SetPassword",
+            pb::SetPasswordRequest {
+                name: "nobody".into(),
+                password: "secret".into(),
+            }
+            .encode_to_vec(),
+            Code::NotFound,
+            "USER_NOT_FOUND",
+        ),
+        (
+            "a KV read of a user's record",
+            "/shoal.v1.Kv/Get",
+            pb::GetRequest {
+                key: b"\xffuroot".to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
         ),
         (
             "undecodable range report",

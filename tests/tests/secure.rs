@@ -5,8 +5,8 @@
 //! client that trusts another CA, one without a client certificate, a user's
 //! certificate calling the services between nodes, at either port, a node's
 //! certificate calling them at the client port, a node started with neither
-//! certificates nor `--insecure`), and certificates rotated under load with no failed
-//! operation.
+//! certificates nor `--insecure`), certificates rotated under load with no failed
+//! operation, users and roles, and users' passwords on every port.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_client::{Client, ClientOptions, ClientTls};
+use shoal_client::{Client, ClientOptions, ClientTls, Credentials};
 use shoal_proto::error::code_of;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::peer_client::PeerClient;
@@ -107,6 +107,21 @@ fn psql(conninfo: &str, sql: &str) -> Output {
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("running psql")
+}
+
+/// The users of `shoal user ls --format json`: name, role, whether it has a password.
+fn users(json_lines: &str) -> Vec<(String, String, bool)> {
+    json_lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["role"].as_str().unwrap().to_string(),
+                v["password"].as_bool().unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn port_of(addr: &str) -> &str {
@@ -406,7 +421,7 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
     );
     assert!(!out.status.success(), "psql trusted a node of another CA");
     let ca = certs.dir.join("ca.crt").display().to_string();
-    // TLS without a client certificate: the handshake is refused.
+    // TLS without a client certificate, as root, who has no password: refused.
     let out = psql(
         &format!(
             "host=127.0.0.1 port={sql_port} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca}"
@@ -414,6 +429,11 @@ async fn a_secure_node_refuses_plaintext_and_strangers_and_changes_nothing() {
         "CREATE TABLE t (k INT PRIMARY KEY)",
     );
     assert!(!out.status.success(), "psql got in without a certificate");
+    assert!(
+        text(&out.stderr).contains("has none"),
+        "{}",
+        text(&out.stderr)
+    );
     let (cert, key) = (
         certs.dir.join("client.root.crt").display().to_string(),
         certs.dir.join("client.root.key").display().to_string(),
@@ -561,8 +581,9 @@ async fn certificates_rotate_under_load_with_no_failed_operation() {
 }
 
 /// A gRPC client in another language (Python's grpcio, its stubs generated from
-/// `proto/` here) reaches a secure node over TLS with a client certificate, and is
-/// refused in plaintext.
+/// `proto/` here) reaches a secure node over TLS with a client certificate, or with
+/// the CA alone and a user's password in its calls' metadata, and is refused in
+/// plaintext and with a wrong password.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
     let python = std::env::var("SHOAL_GRPC_PYTHON")
@@ -581,8 +602,15 @@ async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
         .output()
         .unwrap();
     assert!(out.status.success(), "protoc: {}", text(&out.stderr));
+    c.client()
+        .set_password("root", Some("py-pass"))
+        .await
+        .unwrap();
+    // Every node knows it within its refresh.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let f = |name: &str| certs.dir.join(name).display().to_string();
     let out = Command::new(&python)
+        .env("SHOAL_PASSWORD", "py-pass")
         .arg(repo.join("tests/grpc/kv_tls.py"))
         .arg(stubs.path())
         .arg(format!("localhost:{}", port_of(&c.nodes[1].grpc)))
@@ -592,7 +620,16 @@ async fn a_python_grpc_client_speaks_tls_to_a_secure_node() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     let lines: Vec<&str> = said.lines().collect();
-    assert_eq!(lines, ["over tls", "plaintext: UNAUTHENTICATED"], "{said}");
+    assert_eq!(
+        lines,
+        [
+            "over tls",
+            "plaintext: UNAUTHENTICATED",
+            "by password: over tls",
+            "wrong password: UNAUTHENTICATED"
+        ],
+        "{said}"
+    );
     // What Python wrote, the SDK reads.
     let kv = c.client().get("python").await.unwrap().unwrap();
     assert_eq!(kv.value, b"over tls");
@@ -637,18 +674,19 @@ async fn users_call_what_their_roles_allow() {
         "{}",
         text(&again.stderr)
     );
-    let ls = ok(cli(&c, &certs.dir, &["user", "ls", "--format", "json"]));
+    let ls = users(&ok(cli(
+        &c,
+        &certs.dir,
+        &["user", "ls", "--format", "json"],
+    )));
     for (name, role) in [
         ("root", "admin"),
         ("reader", "readonly"),
         ("writer", "readwrite"),
     ] {
-        assert!(
-            ls.contains(&format!("{{\"name\":\"{name}\",\"role\":\"{role}\"}}")),
-            "{ls}"
-        );
+        assert!(ls.contains(&(name.into(), role.into(), false)), "{ls:?}");
     }
-    assert!(!ls.contains("ghost"), "{ls}");
+    assert!(!ls.iter().any(|u| u.0 == "ghost"), "{ls:?}");
     c.client().put("k", "root's").await.unwrap();
 
     let as_user = |user: &str| {
@@ -679,7 +717,10 @@ async fn users_call_what_their_roles_allow() {
     writer.put("k", "writer's").await.unwrap();
     let e = writer.split_range("m").await.unwrap_err();
     assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
-    let e = writer.create_user("mallory", "admin").await.unwrap_err();
+    let e = writer
+        .create_user("mallory", "admin", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
     let out = Command::new(shoal_bin())
         .args(["user", "ls"])
@@ -841,4 +882,262 @@ async fn repeated_failed_logins_are_counted_and_slowed_down() {
     assert!(failures >= 5.0, "{failures}");
     // A user the cluster has, from the same source, still gets in.
     c.client().put("k", "v").await.unwrap();
+}
+
+/// Passwords (item 4): an admin gives users passwords (`shoal user create
+/// --password`, `shoal user passwd`, read from `SHOAL_NEW_PASSWORD`); a client that
+/// has the CA alone logs in by name and password: the SDK and the CLI on gRPC
+/// (per-call metadata), `shoal sql` and psql with `sslmode=verify-full`
+/// (SCRAM-SHA-256), curl with HTTP Basic; the user's role bounds it as a
+/// certificate's would. Refused, each with its code and nothing changed: a wrong
+/// password (`UNAUTHENTICATED`, `28P01`, 401), a user without a password, a
+/// password over plaintext (the SDK does not send it). A new password takes effect
+/// on every node within seconds, and the old one stops working; the KV API reads
+/// nothing of the users' records.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_log_in_by_password_over_tls() {
+    let certs = make_certs();
+    let c = TestCluster::start_secure(3, &certs.dir, &[]).await.unwrap();
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let with_new_password = |args: &[&str], password: &str| {
+        Command::new(shoal_bin())
+            .args(args)
+            .env("SHOAL_HOST", c.addrs().join(","))
+            .env("SHOAL_CERTS_DIR", &certs.dir)
+            .env("SHOAL_NEW_PASSWORD", password)
+            .env_remove("SHOAL_FORMAT")
+            .output()
+            .unwrap()
+    };
+    ok(with_new_password(
+        &["user", "create", "app", "--role", "readwrite", "--password"],
+        "app-pass-1",
+    ));
+    ok(with_new_password(
+        &[
+            "user",
+            "create",
+            "viewer",
+            "--role",
+            "readonly",
+            "--password",
+        ],
+        "viewer pass",
+    ));
+    let empty = with_new_password(&["user", "passwd", "viewer"], "");
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(
+        text(&empty.stderr).contains("INVALID_ARGUMENT"),
+        "{}",
+        text(&empty.stderr)
+    );
+    let ls = users(&ok(cli(
+        &c,
+        &certs.dir,
+        &["user", "ls", "--format", "json"],
+    )));
+    assert!(
+        ls.contains(&("app".into(), "readwrite".into(), true)),
+        "{ls:?}"
+    );
+    assert!(
+        ls.contains(&("root".into(), "admin".into(), false)),
+        "{ls:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The CA alone: who the client is, its password says.
+    let (_anonymous_root, anonymous) = trusting(&certs);
+    let by_password = |addrs: Vec<String>, user: &str, password: &str| {
+        Client::with_options(
+            addrs,
+            ClientOptions {
+                tls: Some(ClientTls::from_dir(&anonymous, user).unwrap()),
+                credentials: Some(Credentials::new(user, password)),
+                retry_deadline: Duration::from_secs(2),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let app = by_password(c.addrs(), "app", "app-pass-1");
+    app.put("pk", "app's").await.unwrap();
+    assert_eq!(app.get("pk").await.unwrap().unwrap().value, b"app's");
+    let e = app.split_range("m").await.unwrap_err();
+    assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
+    let viewer = by_password(c.addrs(), "viewer", "viewer pass");
+    assert_eq!(viewer.get("pk").await.unwrap().unwrap().value, b"app's");
+    let e = viewer.put("pk", "viewer's").await.unwrap_err();
+    assert_eq!(e.code(), Some("PERMISSION_DENIED"), "{e:?}");
+    for (user, password) in [("app", "app-pass-2"), ("root", "anything"), ("nobody", "x")] {
+        let e = by_password(c.addrs(), user, password)
+            .put("pk", "stranger's")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{user}: {e:?}");
+        assert!(
+            e.to_string().contains("password authentication failed"),
+            "{e}"
+        );
+    }
+    // No password over plaintext: the SDK refuses to send one.
+    let e = Client::with_options(
+        c.addrs(),
+        ClientOptions {
+            credentials: Some(Credentials::new("app", "app-pass-1")),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), Some("PASSWORD_NEEDS_TLS"), "{e:?}");
+
+    // The CLI: SHOAL_USER and SHOAL_PASSWORD, the CA alone in SHOAL_CERTS_DIR.
+    let as_app = |password: &str, args: &[&str]| {
+        Command::new(shoal_bin())
+            .args(args)
+            .env("SHOAL_HOST", c.addrs().join(","))
+            .env("SHOAL_CERTS_DIR", &anonymous)
+            .env("SHOAL_USER", "app")
+            .env("SHOAL_PASSWORD", password)
+            .env_remove("SHOAL_FORMAT")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        ok(as_app("app-pass-1", &["kv", "get", "pk"])).trim(),
+        "app's"
+    );
+    let out = as_app("wrong", &["kv", "put", "pk", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("UNAUTHENTICATED"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // SQL: SCRAM-SHA-256 inside TLS (psql, and `shoal sql`).
+    let ca = certs.dir.join("ca.crt").display().to_string();
+    let sql_port = port_of(&c.nodes[1].sql).to_string();
+    let d = certs.dir.display();
+    let out = psql(
+        &format!("host=localhost port={sql_port} user=root dbname=defaultdb sslmode=verify-full sslrootcert={ca} sslcert={d}/client.root.crt sslkey={d}/client.root.key"),
+        "CREATE TABLE pt (k INT PRIMARY KEY, v TEXT)",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pg = |user: &str, password: &str, sql: &str| {
+        Command::new("psql")
+            .args([
+                &format!("host=localhost port={sql_port} user={user} dbname=defaultdb sslmode=verify-full sslrootcert={ca}"),
+                "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+            ])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let out = pg(
+        "app",
+        "app-pass-1",
+        "INSERT INTO pt VALUES (1, 'by password')",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = pg("viewer", "viewer pass", "SELECT v FROM pt WHERE k = 1");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "by password",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = pg("viewer", "viewer pass", "DELETE FROM pt");
+    assert!(
+        text(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (user, password) in [("app", "wrong"), ("viewer", "app-pass-1")] {
+        let out = pg(user, password, "INSERT INTO pt VALUES (2, 'stranger')");
+        assert!(!out.status.success(), "{user} got in with {password:?}");
+        assert!(
+            text(&out.stderr).contains("password authentication failed"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = Command::new(shoal_bin())
+        .args([
+            "sql",
+            "--host",
+            &format!("localhost:{sql_port}"),
+            "-e",
+            "SELECT k, v FROM pt",
+        ])
+        .env("SHOAL_CERTS_DIR", &anonymous)
+        .env("SHOAL_USER", "app")
+        .env("SHOAL_PASSWORD", "app-pass-1")
+        .output()
+        .unwrap();
+    assert!(ok(out).contains("by password"));
+
+    // The HTTP SQL API: HTTP Basic.
+    let http = format!("https://localhost:{}/db/query", port_of(&c.nodes[2].http));
+    let api = |credentials: &str| {
+        curl(&[
+            "--cacert",
+            &ca,
+            "-u",
+            credentials,
+            "-X",
+            "POST",
+            "-d",
+            "[\"SELECT v FROM pt WHERE k = 1\"]",
+            "-w",
+            "%{http_code}",
+            &http,
+        ])
+        .1
+    };
+    let body = api("viewer:viewer pass");
+    assert!(
+        body.contains("by password") && body.ends_with("200"),
+        "{body}"
+    );
+    let body = api("viewer:nope");
+    assert!(body.contains("28P01") && body.ends_with("401"), "{body}");
+
+    // A new password: the old one stops working on every node, the new one works.
+    ok(with_new_password(&["user", "passwd", "app"], "app-pass-2"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in &c.nodes {
+        let old = by_password(vec![node.grpc.clone()], "app", "app-pass-1");
+        let e = old.get("pk").await.unwrap_err();
+        assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{e:?}");
+        let new = by_password(vec![node.grpc.clone()], "app", "app-pass-2");
+        assert_eq!(new.get("pk").await.unwrap().unwrap().value, b"app's");
+    }
+    ok(with_new_password(&["user", "passwd", "app", "--clear"], ""));
+    let e = by_password(c.addrs(), "app", "app-pass-2")
+        .get("pk")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("UNAUTHENTICATED"), "{e:?}");
+
+    // What a refusal met changed nothing, and the KV API cannot read a user's
+    // record (its password verifier).
+    let root = c.client();
+    assert_eq!(root.get("pk").await.unwrap().unwrap().value, b"app's");
+    let e = root.get(b"\xffuapp".to_vec()).await.unwrap_err();
+    assert_eq!(e.code(), Some("INVALID_ARGUMENT"), "{e:?}");
+    let all = root
+        .scan(b"".to_vec(), b"\xff\xff".to_vec(), 0)
+        .await
+        .unwrap();
+    assert!(
+        all.iter().all(|kv| kv.key.first() != Some(&0xFF)),
+        "{all:?}"
+    );
+    let out = pg("app", "app-pass-2", "SELECT 1");
+    assert!(!out.status.success(), "a cleared password still logs in");
 }

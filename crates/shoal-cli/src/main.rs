@@ -11,7 +11,8 @@
 //! - `sql`: a SQL shell over the Postgres protocol ([`sql`]; TLS on a secure cluster:
 //!   [`pgtls`]).
 //! - `cert`: the cluster CA, node and client certificates ([`cert`]).
-//! - `user create|drop|ls`: the cluster's users and their roles ([`user`]).
+//! - `user create|passwd|drop|ls`: the cluster's users, their roles and passwords
+//!   ([`user`]; a password is read from the environment or a prompt: [`password`]).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error, 3 when
 //! `kv get` or `kv del` found no such key (with a message on stderr): a script tells
@@ -24,6 +25,7 @@
 mod cert;
 mod demo;
 mod kv;
+mod password;
 mod pgtls;
 mod scan;
 mod shell;
@@ -189,7 +191,9 @@ pub struct ClientArgs {
     /// holds them. Without it the cluster is reached in plaintext (an insecure one).
     #[arg(long, env = "SHOAL_CERTS_DIR", global = true)]
     pub certs_dir: Option<std::path::PathBuf>,
-    /// The user to connect as.
+    /// The user to connect as: by its certificate in --certs-dir
+    /// (`client.USER.crt`), or else by its password (`SHOAL_PASSWORD`, or asked
+    /// at a terminal).
     #[arg(long, env = "SHOAL_USER", default_value = "root", global = true)]
     pub user: String,
 }
@@ -209,10 +213,13 @@ impl ClientArgs {
             Some(dir) => Some(shoal_client::ClientTls::from_dir(dir, &self.user)?),
             None => None,
         };
+        let credentials = password::login(self.certs_dir.as_deref(), &self.user)?
+            .map(|p| shoal_client::Credentials::new(&self.user, p));
         let opts = ClientOptions {
             retry_deadline: t,
             request_timeout: t.min(Duration::from_secs(5)),
             tls,
+            credentials,
             ..Default::default()
         };
         Ok(Client::with_options(self.host.clone(), opts)?)

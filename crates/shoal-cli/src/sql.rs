@@ -29,7 +29,8 @@ pub struct SqlArgs {
     connect_timeout: std::time::Duration,
     /// Certificates directory of a secure cluster: TLS to the node, its certificate
     /// checked against `ca.crt` and the host (as `sslmode=verify-full`), and
-    /// `client.USER.crt` presented when the directory holds one.
+    /// `client.USER.crt` presented when the directory holds one; without one, the
+    /// user's password (`SHOAL_PASSWORD`, or asked at a terminal).
     #[arg(long, env = "SHOAL_CERTS_DIR")]
     certs_dir: Option<std::path::PathBuf>,
     /// The user to connect as (when `--host` is not a URL naming one).
@@ -150,9 +151,12 @@ pub fn run(rt: &tokio::runtime::Runtime, args: SqlArgs) -> anyhow::Result<()> {
                 let make = crate::pgtls::MakeRustls {
                     config: tls.config_for(Some(b"postgresql")),
                 };
-                let (client, conn) = tokio_postgres::connect(&url, make)
-                    .await
-                    .with_context(connecting)?;
+                let mut config: tokio_postgres::Config = url.parse().with_context(connecting)?;
+                let user = config.get_user().unwrap_or(&args.user).to_string();
+                if let Some(p) = crate::password::login(Some(dir), &user)? {
+                    config.password(p);
+                }
+                let (client, conn) = config.connect(make).await.with_context(connecting)?;
                 tokio::spawn(conn);
                 client
             }

@@ -1,6 +1,7 @@
-//! `shoal user`: the cluster's users and their roles (an admin's commands). A user
-//! connects with a client certificate that carries its name (`shoal cert
-//! create-client NAME`).
+//! `shoal user`: the cluster's users, their roles and passwords (an admin's
+//! commands). A user connects with a client certificate that carries its name
+//! (`shoal cert create-client NAME`), or with its password when it has one (over
+//! TLS; the password is read as [`crate::password`] says).
 
 use clap::{Subcommand, ValueEnum};
 
@@ -36,6 +37,16 @@ pub enum UserCommand {
         name: String,
         #[arg(long, value_enum)]
         role: Role,
+        /// Give the user a password too (from SHOAL_NEW_PASSWORD, or asked).
+        #[arg(long)]
+        password: bool,
+    },
+    /// Set a user's password (from SHOAL_NEW_PASSWORD, or asked), or remove it.
+    Passwd {
+        name: String,
+        /// Remove the password: the user logs in by certificate only.
+        #[arg(long)]
+        clear: bool,
     },
     /// Drop a user: its calls are refused within seconds on every node.
     Drop { name: String },
@@ -47,8 +58,17 @@ pub async fn run(args: &ClientArgs, op: UserCommand) -> anyhow::Result<()> {
     let client = args.client()?;
     let json = args.format == Format::Json;
     match op {
-        UserCommand::Create { name, role } => {
-            client.create_user(&name, role.name()).await?;
+        UserCommand::Create {
+            name,
+            role,
+            password,
+        } => {
+            let password = password
+                .then(|| crate::password::new_password(&name))
+                .transpose()?;
+            client
+                .create_user(&name, role.name(), password.as_deref())
+                .await?;
             if json {
                 println!(
                     "{}",
@@ -56,6 +76,18 @@ pub async fn run(args: &ClientArgs, op: UserCommand) -> anyhow::Result<()> {
                 );
             } else {
                 println!("created user {name} ({})", role.name());
+            }
+        }
+        UserCommand::Passwd { name, clear } => {
+            let password = (!clear)
+                .then(|| crate::password::new_password(&name))
+                .transpose()?;
+            client.set_password(&name, password.as_deref()).await?;
+            let what = if clear { "removed" } else { "set" };
+            if json {
+                println!("{}", serde_json::json!({"user": name, "password": what}));
+            } else {
+                println!("password of {name} {what}");
             }
         }
         UserCommand::Drop { name } => {
@@ -70,12 +102,16 @@ pub async fn run(args: &ClientArgs, op: UserCommand) -> anyhow::Result<()> {
             let users = client.users().await?;
             if json {
                 for u in users {
-                    println!("{}", serde_json::json!({"name": u.name, "role": u.role}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"name": u.name, "role": u.role, "password": u.has_password})
+                    );
                 }
             } else {
-                let mut t = table::new(["USER", "ROLE"]);
+                let mut t = table::new(["USER", "ROLE", "PASSWORD"]);
                 for u in users {
-                    t.add_row([u.name, u.role]);
+                    let password = if u.has_password { "yes" } else { "no" };
+                    t.add_row([u.name, u.role, password.into()]);
                 }
                 table::write(&t, &mut std::io::stdout().lock())?;
             }

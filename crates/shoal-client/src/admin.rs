@@ -122,10 +122,17 @@ impl Client {
     /// Creates user `name` with `role` (`admin`, `readwrite`, `readonly`); an admin's
     /// call. `USER_EXISTS` if the name is taken (also when an earlier attempt whose
     /// answer was lost created it).
-    pub async fn create_user(&self, name: &str, role: &str) -> Result<()> {
+    ///
+    /// With a `password`, the user may also log in by name and password (the
+    /// password goes over TLS only: `PASSWORD_NEEDS_TLS` otherwise).
+    pub async fn create_user(&self, name: &str, role: &str, password: Option<&str>) -> Result<()> {
+        if let Some(p) = password {
+            self.password_needs_tls(p)?;
+        }
         let req = pb::CreateUserRequest {
             name: name.into(),
             role: role.into(),
+            password: password.unwrap_or_default().into(),
         };
         self.run(Route::Any, Retry::IfNotApplied, |ch, _| {
             let req = tonic::Request::new(req.clone());
@@ -135,6 +142,46 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Sets user `name`'s password (`None`: removes it, leaving certificates as the
+    /// user's one way in); an admin's call. `USER_NOT_FOUND` if there is no such
+    /// user; `root`'s password may be set too.
+    pub async fn set_password(&self, name: &str, password: Option<&str>) -> Result<()> {
+        if let Some(p) = password {
+            self.password_needs_tls(p)?;
+        }
+        let req = pb::SetPasswordRequest {
+            name: name.into(),
+            password: password.unwrap_or_default().into(),
+        };
+        self.run(Route::Any, Retry::Always, |ch, _| {
+            let req = tonic::Request::new(req.clone());
+            async move {
+                Self::admin(ch).set_password(req).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// A password is sent over TLS only, and is not empty (an empty one in the
+    /// request means none).
+    fn password_needs_tls(&self, password: &str) -> Result<()> {
+        if password.is_empty() {
+            return Err(Error::InvalidArgument {
+                code: "INVALID_ARGUMENT".into(),
+                message: "a password cannot be empty".into(),
+            });
+        }
+        if self.inner.opts.tls.is_none() {
+            return Err(Error::InvalidArgument {
+                code: "PASSWORD_NEEDS_TLS".into(),
+                message: "a password goes over TLS only: give the cluster's CA (--certs-dir)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Drops user `name`; an admin's call. `USER_NOT_FOUND` if there is none.

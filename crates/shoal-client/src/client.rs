@@ -13,6 +13,8 @@ use shoal_proto::v1::kv_client::KvClient;
 use shoal_proto::v1::txn_client::TxnClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::password::{Authorize, Conn, Credentials};
+
 use crate::cache::{CachedRange, RangeCache};
 use crate::error::Error;
 use crate::retry::{decide, Backoff, Decision, RequestIds};
@@ -33,6 +35,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// TLS to the nodes (a secure cluster); `None`: plaintext (an insecure one).
     pub tls: Option<ClientTls>,
+    /// A user's name and password, for a client of a secure cluster without a
+    /// certificate (TLS required).
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +49,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             tls: None,
+            credentials: None,
         }
     }
 }
@@ -114,6 +120,8 @@ pub(crate) enum Finishing {
 pub(crate) struct Inner {
     seeds: Vec<String>,
     pub(crate) opts: ClientOptions,
+    /// The credentials each call carries, if any.
+    authorize: Authorize,
     channels: Mutex<HashMap<String, Channel>>,
     /// The address believed to lead, learned from `NOT_LEADER` details.
     leader: Mutex<Option<String>>,
@@ -201,10 +209,19 @@ impl Client {
         for s in &seeds {
             endpoint(s, &opts)?;
         }
+        if opts.credentials.is_some() && opts.tls.is_none() {
+            return Err(Error::InvalidArgument {
+                code: "PASSWORD_NEEDS_TLS".into(),
+                message: "a password goes over TLS only: give the cluster's CA (--certs-dir)"
+                    .into(),
+            });
+        }
+        let authorize = Authorize::of(opts.credentials.as_ref());
         Ok(Self {
             inner: Arc::new(Inner {
                 seeds,
                 opts,
+                authorize,
                 channels: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 next_seed: Mutex::new(0),
@@ -217,10 +234,11 @@ impl Client {
         })
     }
 
-    pub(crate) fn channel(&self, addr: &str) -> Result<Channel> {
+    pub(crate) fn channel(&self, addr: &str) -> Result<Conn> {
         let mut map = lock(&self.inner.channels);
+        let authorize = self.inner.authorize.clone();
         if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
+            return Ok(Conn::new(c.clone(), authorize));
         }
         let e = endpoint(addr, &self.inner.opts)?;
         let c = match &self.inner.opts.tls {
@@ -228,20 +246,20 @@ impl Client {
             None => e.connect_lazy(),
         };
         map.insert(addr.to_string(), c.clone());
-        Ok(c)
+        Ok(Conn::new(c, authorize))
     }
 
-    pub(crate) fn kv(ch: Channel) -> KvClient<Channel> {
+    pub(crate) fn kv(ch: Conn) -> KvClient<Conn> {
         KvClient::new(ch)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)
     }
 
-    pub(crate) fn admin(ch: Channel) -> AdminClient<Channel> {
+    pub(crate) fn admin(ch: Conn) -> AdminClient<Conn> {
         AdminClient::new(ch)
     }
 
-    pub(crate) fn txn_service(ch: Channel) -> TxnClient<Channel> {
+    pub(crate) fn txn_service(ch: Conn) -> TxnClient<Conn> {
         TxnClient::new(ch)
     }
 
@@ -331,7 +349,7 @@ impl Client {
         mut call: F,
     ) -> Result<T>
     where
-        F: FnMut(Channel, Option<CachedRange>) -> Fut,
+        F: FnMut(Conn, Option<CachedRange>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let opts = &self.inner.opts;

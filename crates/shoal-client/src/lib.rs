@@ -31,6 +31,8 @@
 //! - [`across`]: a batch of puts across ranges, committed by the client itself.
 //! - [`ops`]: builders of write ops, transaction ops and compares.
 //! - [`tls`]: [`tls::ClientTls`], the certificates of a client of a secure cluster.
+//! - [`password`]: [`password::Credentials`], a user's name and password, sent with
+//!   every call to a secure cluster instead of a certificate.
 //! - [`error`]: the SDK's [`Error`].
 
 pub mod across;
@@ -40,6 +42,7 @@ pub mod client;
 pub mod error;
 pub mod kv;
 pub mod ops;
+pub mod password;
 pub mod retry;
 pub mod tls;
 pub mod txn;
@@ -47,6 +50,7 @@ pub mod txn;
 pub use client::{Client, ClientOptions};
 pub use error::Error;
 pub use kv::ScanPage;
+pub use password::Credentials;
 pub use pb::{compare, Compare, Consistency, KeyValue, TxnOp, TxnOpResult, TxnResponse, WriteOp};
 pub use shoal_proto::span::key_after;
 use shoal_proto::v1 as pb;

@@ -6,9 +6,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::password::Conn;
 use shoal_proto::error::ErrorCode;
 use shoal_proto::v1 as pb;
-use tonic::transport::Channel;
 
 use crate::client::{Client, Failure, Retry, Route};
 use crate::error::Error;
@@ -32,7 +32,7 @@ pub struct TxnOptions {
 #[derive(Clone)]
 pub struct Transaction {
     client: Client,
-    channel: Channel,
+    channel: Conn,
     handle: u64,
     start_ts: u64,
     node_id: u64,
@@ -97,7 +97,7 @@ impl Transaction {
         Client::direct(&format!("node {}", self.node_id), limit, call).await
     }
 
-    fn service(&self) -> pb::txn_client::TxnClient<Channel> {
+    fn service(&self) -> pb::txn_client::TxnClient<Conn> {
         Client::txn_service(self.channel.clone())
     }
 

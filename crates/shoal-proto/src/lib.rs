@@ -12,12 +12,15 @@
 //! - [`txn`]: the bounds of a transaction committed asynchronously.
 //! - [`reserve`]: unique timestamps handed out from a reserve taken of the oracle.
 //! - [`role`]: [`role::Role`], what a user may do (admin, readwrite, readonly).
+//! - [`password`]: a user's password as the cluster keeps it, a SCRAM-SHA-256
+//!   verifier ([`password::Verifier`]), and the rules of a password.
 //!
 //! Conversions between these wire types and the node's domain types live in
 //! `shoal-server`'s `convert` module; the SDK speaks the wire types directly.
 
 pub mod certs;
 pub mod error;
+pub mod password;
 pub mod reserve;
 pub mod role;
 pub mod span;

@@ -379,8 +379,21 @@ impl Admin for AdminService {
         req: Request<pb::CreateUserRequest>,
     ) -> std::result::Result<Response<pb::CreateUserResponse>, Status> {
         let req = req.into_inner();
-        let r = self.users.create(self.ranges.clone(), &req.name, &req.role);
+        let r = self
+            .users
+            .create(self.ranges.clone(), &req.name, &req.role, &req.password);
         answer(r.await.map(|()| pb::CreateUserResponse {}))
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<pb::SetPasswordRequest>,
+    ) -> std::result::Result<Response<pb::SetPasswordResponse>, Status> {
+        let req = req.into_inner();
+        let r = self
+            .users
+            .set_password(self.ranges.clone(), &req.name, &req.password);
+        answer(r.await.map(|()| pb::SetPasswordResponse {}))
     }
 
     async fn drop_user(
@@ -403,9 +416,10 @@ impl Admin for AdminService {
                     .users
                     .list()
                     .into_iter()
-                    .map(|(name, role)| pb::User {
+                    .map(|(name, role, has_password)| pb::User {
                         name,
                         role: role.name().into(),
+                        has_password,
                     })
                     .collect(),
             }

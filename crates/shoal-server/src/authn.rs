@@ -5,7 +5,11 @@
 //! secure node a call must also come over a connection whose client presented a
 //! certificate of the cluster CA (the handshake verified it: [`crate::listen`]), and
 //! a call on the peer port a node's certificate; a user's certificate names a user
-//! the cluster has ([`crate::users`]), whose role allows the call ([`needs`]).
+//! the cluster has ([`crate::users`]), whose role allows the call ([`needs`]). A
+//! client without a certificate may name its user by password instead, in every
+//! call's metadata (`authorization: Basic base64(user:password)`, over TLS only: a
+//! plaintext connection is refused before its metadata is read); a certificate, when
+//! there is one, is who the client is, and the metadata is not read.
 //! Refusals are the node's errors (`UNAUTHENTICATED`, `PERMISSION_DENIED`) turned
 //! into statuses at the one place errors become statuses.
 
@@ -20,7 +24,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::listen::{ConnInfo, Who};
 use crate::logins::Logins;
-use crate::users::{Role, Users};
+use crate::users::{LoginError, Role, Users};
 
 /// The path prefixes of the internal services.
 const INTERNAL: [&str; 2] = ["/shoal.v1.Peer/", "/shoal.v1.Raft/"];
@@ -71,13 +75,40 @@ pub fn needs(path: &str) -> Role {
     }
 }
 
+/// The user and password of a call's `authorization: Basic` metadata, if it has one
+/// (a malformed one is refused).
+pub fn basic_credentials(headers: &http::HeaderMap) -> Result<Option<(String, String)>, Error> {
+    use base64::Engine;
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Error::Unauthenticated(
+            "the authorization metadata is not \"Basic base64(user:password)\"".into(),
+        )
+    };
+    let value = value.to_str().map_err(|_| bad())?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or_else(bad)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (user, password) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some((user.to_string(), password.to_string())))
+}
+
 /// Whether the client of `conn` may call `path` on `port` of a node, secure or not
-/// (`users`: the cluster's users, on a secure node).
+/// (`users`: the cluster's users, on a secure node; `by_password`: the user a
+/// password proved, for a client without a certificate).
 pub fn check(
     path: &str,
     conn: Option<&ConnInfo>,
     port: Port,
     users: Option<&Users>,
+    by_password: Option<&Who>,
 ) -> Result<(), Error> {
     let internal = INTERNAL.iter().any(|p| path.starts_with(p));
     if port == Port::Client && internal && path != HELLO {
@@ -94,9 +125,9 @@ pub fn check(
                 .into(),
         ));
     }
-    match conn.and_then(|c| c.who.as_ref()) {
+    match conn.and_then(|c| c.who.as_ref()).or(by_password) {
         None => Err(Error::Unauthenticated(
-            "this node takes calls from clients with a certificate of its CA only (--certs-dir holding client.USER.crt)"
+            "this node takes calls from clients with a certificate of its CA (--certs-dir holding client.USER.crt) or a user's password (--user and SHOAL_PASSWORD)"
                 .into(),
         )),
         Some(Who::User(user)) if internal || port == Port::Peer => {
@@ -149,10 +180,39 @@ pub struct Auth<S> {
 
 type Refusal<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
 
+/// The refusal of a call for `e`: a failed login (a refusal for the client's
+/// identity, over TLS) waits as [`Logins`] says for its source.
+fn refuse<T, E>(
+    of: &AuthLayer,
+    path: &str,
+    conn: Option<&ConnInfo>,
+    e: Error,
+) -> Refusal<http::Response<T>, E>
+where
+    T: Default + Send + 'static,
+    E: Send + 'static,
+{
+    tracing::debug!(path, error = %e, "call refused");
+    let failed_login = matches!(e, Error::Unauthenticated(_)) && !conn.is_some_and(|c| c.plaintext);
+    let wait = if failed_login {
+        let from = conn.and_then(|c| c.remote).map(|a| a.ip());
+        of.logins.failed(from, "grpc")
+    } else {
+        std::time::Duration::ZERO
+    };
+    let status: tonic::Status = e.into();
+    Box::pin(async move {
+        tokio::time::sleep(wait).await;
+        Ok(status.into_http())
+    })
+}
+
 impl<S, B, R> Service<http::Request<B>> for Auth<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: Send + 'static,
     R: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -165,28 +225,51 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let conn = req.extensions().get::<ConnInfo>();
-        if let Err(e) = check(
-            req.uri().path(),
-            conn,
-            self.of.port,
-            self.of.users.as_deref(),
-        ) {
-            tracing::debug!(path = req.uri().path(), error = %e, "call refused");
-            let failed_login =
-                matches!(e, Error::Unauthenticated(_)) && !conn.is_some_and(|c| c.plaintext);
-            let wait = if failed_login {
-                let from = conn.and_then(|c| c.remote).map(|a| a.ip());
-                self.of.logins.failed(from, "grpc")
-            } else {
-                std::time::Duration::ZERO
-            };
-            let status: tonic::Status = e.into();
-            return Either::Left(Box::pin(async move {
-                tokio::time::sleep(wait).await;
-                Ok(status.into_http())
-            }));
-        }
-        Either::Right(self.inner.call(req))
+        let path = req.uri().path().to_string();
+        let users = self.of.users.clone();
+        // A password counts where a certificate does not speak, over TLS.
+        let password = match (&users, conn) {
+            (Some(_), Some(c)) if c.who.is_none() && !c.plaintext => {
+                match basic_credentials(req.headers()) {
+                    Ok(p) => p,
+                    Err(e) => return Either::Left(refuse(&self.of, &path, conn, e)),
+                }
+            }
+            _ => None,
+        };
+        let (Some(users), Some((user, password))) = (users, password) else {
+            if let Err(e) = check(&path, conn, self.of.port, self.of.users.as_deref(), None) {
+                return Either::Left(refuse(&self.of, &path, conn, e));
+            }
+            return Either::Right(self.inner.call(req));
+        };
+        let login = match users.login_cached(&user, &password) {
+            Some(answer) => Either::Left(std::future::ready(answer)),
+            None => {
+                let users = users.clone();
+                let user = user.clone();
+                Either::Right(async move { users.login(&user, &password).await })
+            }
+        };
+        // The service polled ready is the one that serves the call; a clone takes
+        // its place for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let of = self.of.clone();
+        Either::Left(Box::pin(async move {
+            let answer = login.await;
+            let conn = req.extensions().get::<ConnInfo>();
+            let refusal = match answer {
+                Ok(_) => check(&path, conn, of.port, Some(&users), Some(&Who::User(user))),
+                Err(LoginError::Refused(why)) => Err(Error::Unauthenticated(why)),
+            }
+            .err()
+            .map(|e| refuse(&of, &path, conn, e));
+            match refusal {
+                Some(refusal) => refusal.await,
+                None => inner.call(req).await,
+            }
+        }))
     }
 }
 
@@ -207,7 +290,7 @@ mod tests {
     fn clients_need_a_certificate_and_only_nodes_call_the_internal_services() {
         let users = Users::default();
         let check =
-            |path: &str, conn: Option<&ConnInfo>| check(path, conn, Port::Peer, Some(&users));
+            |path: &str, conn: Option<&ConnInfo>| check(path, conn, Port::Peer, Some(&users), None);
         let user = conn(Some(Who::User("app".into())), false);
         let node = conn(Some(Who::Node), false);
         assert!(check("/shoal.v1.Raft/AppendEntries", Some(&node)).is_ok());
@@ -236,7 +319,7 @@ mod tests {
         let known = Users::default();
         for users in [Some(&known), None] {
             let check =
-                |path: &str, conn: Option<&ConnInfo>| check(path, conn, Port::Client, users);
+                |path: &str, conn: Option<&ConnInfo>| check(path, conn, Port::Client, users, None);
             assert!(check("/shoal.v1.Kv/Put", Some(&user)).is_ok());
             assert!(check("/shoal.v1.Kv/Put", Some(&node)).is_ok());
             assert!(check(HELLO, Some(&node)).is_ok());
@@ -246,11 +329,11 @@ mod tests {
                 assert!(e.to_string().contains("--peer-addr"), "{e}");
             }
         }
-        let e = check("/shoal.v1.Kv/Get", None, Port::Client, Some(&known)).unwrap_err();
+        let e = check("/shoal.v1.Kv/Get", None, Port::Client, Some(&known), None).unwrap_err();
         assert_eq!(e.code(), ErrorCode::Unauthenticated);
         // An insecure node asks no certificate.
-        assert!(check("/shoal.v1.Kv/Get", None, Port::Client, None).is_ok());
-        assert!(check("/shoal.v1.Raft/Vote", None, Port::Peer, None).is_ok());
+        assert!(check("/shoal.v1.Kv/Get", None, Port::Client, None, None).is_ok());
+        assert!(check("/shoal.v1.Raft/Vote", None, Port::Peer, None, None).is_ok());
     }
 
     #[test]
@@ -264,7 +347,7 @@ mod tests {
         let users = Users::default();
         let as_user = |name: &str, path| {
             let c = conn(Some(Who::User(name.into())), false);
-            check(path, Some(&c), Port::Client, Some(&users)).map_err(|e| e.code())
+            check(path, Some(&c), Port::Client, Some(&users), None).map_err(|e| e.code())
         };
         assert_eq!(as_user("root", "/shoal.v1.Admin/Drain"), Ok(()));
         assert_eq!(
@@ -274,7 +357,7 @@ mod tests {
         let users = Users::of(&[("reader", Role::ReadOnly), ("writer", Role::ReadWrite)]);
         let as_user = |name: &str, path| {
             let c = conn(Some(Who::User(name.into())), false);
-            check(path, Some(&c), Port::Client, Some(&users)).map_err(|e| e.code())
+            check(path, Some(&c), Port::Client, Some(&users), None).map_err(|e| e.code())
         };
         assert_eq!(as_user("reader", "/shoal.v1.Kv/Get"), Ok(()));
         assert_eq!(

@@ -439,7 +439,7 @@ impl KvRpc for pb::GetRequest {
     rpc_glue!("Get", pb::GetResponse, get);
 
     fn into_request(self, limits: &Limits) -> Result<Request> {
-        limits.check_key("key", &self.key, false)?;
+        limits.check_readable("key", &self.key)?;
         let op = Op::Get {
             consistency: consistency(self.consistency)?,
             key: self.key,

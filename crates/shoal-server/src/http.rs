@@ -20,7 +20,7 @@ use crate::lifecycle;
 use crate::listen;
 use crate::logins::Logins;
 use crate::node::Node;
-use crate::users::{Role, Users};
+use crate::users::{LoginError, Role, Users};
 
 /// Serves until the node's shutdown token is cancelled.
 pub async fn serve(
@@ -56,10 +56,7 @@ pub async fn serve(
                     };
                     let access = match conn.who() {
                         _ if conn.is_plaintext() => Access::TlsRequired,
-                        None => Access::NoSql(
-                            "this node takes SQL from clients with a certificate of its CA only"
-                                .into(),
-                        ),
+                        None => Access::ByPassword(users),
                         Some(listen::Who::Node) => {
                             Access::NoSql("a node's certificate is no SQL user's".into())
                         }
@@ -92,6 +89,9 @@ enum Access {
     /// TLS without a user's certificate (and why): the probes and metrics (a kubelet
     /// presents none), not the SQL API.
     NoSql(String),
+    /// TLS without a certificate: the probes and metrics, and the SQL API for a
+    /// request that names a user with its password (HTTP Basic).
+    ByPassword(Arc<Users>),
     /// Plaintext to a secure node: every request is told to use HTTPS.
     TlsRequired,
 }
@@ -130,7 +130,29 @@ async fn serve_connection<IO>(
                     if let Some(f) = failed {
                         tokio::time::sleep(f.logins.failed(Some(f.from), "http")).await;
                     }
-                    unauthenticated(&why)
+                    unauthenticated(&why, "28000")
+                }
+                Access::ByPassword(users) if to_sql => {
+                    let login = match crate::authn::basic_credentials(req.headers()) {
+                        Ok(Some((user, password))) => match users.login(&user, &password).await {
+                            Ok(role) => Ok((user, role)),
+                            Err(LoginError::Refused(why)) => Err((why, "28P01")),
+                        },
+                        Ok(None) => Err((
+                            "this node takes SQL from clients with a certificate of its CA, or a user's password (HTTP Basic)".into(),
+                            "28000",
+                        )),
+                        Err(e) => Err((e.to_string(), "28000")),
+                    };
+                    match login {
+                        Ok((user, role)) => sql_api(&node, sql, req, (&user, role)).await,
+                        Err((why, state)) => {
+                            if let Some(f) = failed {
+                                tokio::time::sleep(f.logins.failed(Some(f.from), "http")).await;
+                            }
+                            unauthenticated(&why, state)
+                        }
+                    }
                 }
                 _ => handle(&node, req),
             })
@@ -144,17 +166,22 @@ async fn serve_connection<IO>(
     }
 }
 
-/// The SQL API's answer to a client without a user's certificate: 401 and SQLSTATE
-/// 28000, as JSON like its other errors.
-fn unauthenticated(why: &str) -> Response<Full<Bytes>> {
+/// The SQL API's answer to a client without a user's certificate or password, or
+/// with a wrong password: 401 and SQLSTATE 28000 (28P01), as JSON like its other
+/// errors.
+fn unauthenticated(why: &str, sqlstate: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
         "error": why,
-        "sqlstate": "28000",
+        "sqlstate": sqlstate,
     });
     let mut r = text(StatusCode::UNAUTHORIZED, format!("{body}\n"));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Basic realm=\"shoal\""),
     );
     r
 }

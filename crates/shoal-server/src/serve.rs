@@ -260,6 +260,10 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
     let sql_secure = node.tls.clone().map(|t| shoal_sql::pg::Secure {
         tls: Arc::new(move || t.current().sql.clone()),
         who_is: users.who_is(),
+        password_of: {
+            let users = users.clone();
+            Arc::new(move |user| users.password_of(user))
+        },
         failed: {
             let logins = logins.clone();
             Arc::new(move |from| logins.failed(Some(from), "sql"))

@@ -313,7 +313,7 @@ impl Txn for TxnService {
     ) -> Result<Response<pb::TxnGetResponse>, Status> {
         let req = req.into_inner();
         self.answer("Txn.Get", async {
-            self.limits.check_key("key", &req.key, false)?;
+            self.limits.check_readable("key", &req.key)?;
             let ranges = self.ranges.clone();
             let found = self
                 .with(req.handle, async move |t| {

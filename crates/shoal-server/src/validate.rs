@@ -53,6 +53,12 @@ impl Limits {
         in_kv_space(what, key)
     }
 
+    /// A key the KV API may read: as one it may write (the SQL tables' keys, and
+    /// users' records with their password verifiers, are read by SQL alone).
+    pub fn check_readable(&self, what: &str, key: &[u8]) -> Result<()> {
+        self.check_writable(what, key)
+    }
+
     pub fn check_value(&self, value: &[u8]) -> Result<()> {
         let max = self.max_value_bytes;
         if value.len() > max {
@@ -111,7 +117,7 @@ impl Limits {
         match op {
             TxnOp::Write(w) => self.write_op(w),
             TxnOp::Get { key } => {
-                self.check_key("key", key, false)?;
+                self.check_readable("key", key)?;
                 Ok(key.len())
             }
         }
@@ -119,7 +125,7 @@ impl Limits {
 
     /// Checks a compare; returns the bytes of its key and operand.
     pub fn compare(&self, c: &Compare) -> Result<usize> {
-        self.check_key("compare key", &c.key, false)?;
+        self.check_readable("compare key", &c.key)?;
         Ok(c.key.len()
             + match &c.target {
                 CompareTarget::Value(v) => {
@@ -145,29 +151,29 @@ impl Limits {
     }
 }
 
-/// Refuses a key of the SQL tables' space to a KV write.
+/// Refuses a key of the SQL tables' space to a KV read or write.
 fn in_kv_space(what: &str, key: &[u8]) -> Result<()> {
     if key.first() == Some(&SQL_SPACE) {
         return Err(Error::invalid(
             ErrorCode::InvalidArgument,
             format!(
-                "{what} starts with byte 0xFF: keys that do hold SQL tables, which only SQL writes"
+                "{what} starts with byte 0xFF: keys that hold SQL tables and users, which only SQL and `shoal user` reach"
             ),
         ));
     }
     Ok(())
 }
 
-/// The end of a KV scan: an open end stops where the SQL tables' keys begin (or at
-/// the start, for a scan that starts among them), so a scan of "everything" is
-/// everything the KV API wrote.
+/// The end of a KV scan: it stops where the SQL tables' keys begin (or at the
+/// start, for a scan that starts among them: nothing), so a scan of "everything" is
+/// everything the KV API wrote, and no scan reads SQL rows or users' records.
 pub fn kv_end(start: &[u8], end: Vec<u8>) -> Vec<u8> {
-    if !end.is_empty() {
-        end
-    } else if start >= SQL_SPACE_START {
+    if start >= SQL_SPACE_START {
         start.to_vec()
-    } else {
+    } else if end.is_empty() {
         SQL_SPACE_START.to_vec()
+    } else {
+        end.min(SQL_SPACE_START.to_vec())
     }
 }
 
@@ -243,5 +249,21 @@ mod tests {
                 acked_below: 9
             })
             .is_ok());
+    }
+
+    #[test]
+    fn the_kv_api_reads_nothing_of_the_sql_space() {
+        let sql = |rest: &[u8]| [&[SQL_SPACE][..], rest].concat();
+        assert_eq!(
+            code(LIMITS.check_readable("key", &sql(b"uroot")).map(|_| 0)),
+            ErrorCode::InvalidArgument
+        );
+        assert!(LIMITS.check_readable("key", b"a").is_ok());
+        // Scans stop before it, whatever end they ask.
+        assert_eq!(kv_end(b"a", vec![]), SQL_SPACE_START.to_vec());
+        assert_eq!(kv_end(b"a", sql(b"v")), SQL_SPACE_START.to_vec());
+        assert_eq!(kv_end(b"a", b"b".to_vec()), b"b".to_vec());
+        assert_eq!(kv_end(&sql(b"u"), sql(b"v")), sql(b"u"));
+        assert_eq!(kv_end(&sql(b"u"), vec![]), sql(b"u"));
     }
 }

@@ -26,6 +26,8 @@
 //! - [`ddl`]: `CREATE TABLE`, `DROP TABLE`, `CREATE INDEX`.
 //! - [`session`]: a client's session: transaction blocks, autocommit with retries.
 //! - [`pg`]: the Postgres wire protocol: a listener whose connections are sessions.
+//! - [`password`]: a SQL client's login by password (SCRAM-SHA-256).
+//! - [`wire`]: values on the Postgres wire: wire types, the binary format.
 //! - [`psql`]: psql's catalog queries (`\dt`, `\d TABLE`), answered from the catalog.
 //! - [`http`]: the HTTP SQL API (rqlite's shape): JSON arrays of statements.
 //!
@@ -44,6 +46,7 @@ pub mod exec;
 pub mod explain;
 pub mod expr;
 pub mod http;
+pub mod password;
 pub mod pg;
 pub mod plan;
 pub mod psql;
@@ -51,6 +54,7 @@ pub mod rows;
 pub mod select;
 pub mod session;
 pub mod types;
+pub mod wire;
 pub mod write;
 
 pub use ctx::Output;

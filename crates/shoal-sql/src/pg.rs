@@ -2,9 +2,10 @@
 //! [`Session`], answering the simple and extended query protocols with Postgres'
 //! message flow, text and binary formats, and SQLSTATE codes.
 //!
-//! Startup: no password; on an insecure node user `root`, on a secure one the user
-//! the client certificate names (a user the cluster has; its role bounds what the
-//! session runs); database `defaultdb` (or none, or the user's name, which libpq
+//! Startup: on an insecure node user `root`, with no password; on a secure one the
+//! user the client certificate names, or without a certificate a user with a
+//! password, proved by SCRAM-SHA-256 ([`crate::password`]); a user the cluster has,
+//! whose role bounds what the session runs; database `defaultdb` (or none, or the user's name, which libpq
 //! sends when none is given). A connection that
 //! ends with its transaction open leaves nothing behind: nothing of a transaction
 //! reaches the cluster before its commit.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::{stream, Sink, StreamExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     ServerParameterProvider, StartupHandler,
@@ -36,6 +37,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sqlparser::ast::Statement;
 use tokio::net::TcpListener;
@@ -43,6 +45,10 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use shoal_proto::role::Role;
+
+use crate::password::{self, PasswordOf, Scram};
+pub use crate::wire::wire_type;
+use crate::wire::{binary, from_binary, sql_type_of};
 
 use crate::ctx::Output;
 use crate::error::{state, SqlError};
@@ -86,12 +92,13 @@ pub type TlsSource = Arc<dyn Fn() -> Arc<tokio_rustls::rustls::ServerConfig> + S
 /// that user's role; or why it may not connect.
 pub type WhoIs = Arc<dyn Fn(&[u8]) -> std::result::Result<(String, Role), String> + Send + Sync>;
 
-/// What a secure node's SQL port needs: its TLS configuration, and who a client
-/// certificate is.
+/// What a secure node's SQL port needs: its TLS configuration, who a client
+/// certificate is, and users' passwords.
 #[derive(Clone)]
 pub struct Secure {
     pub tls: TlsSource,
     pub who_is: WhoIs,
+    pub password_of: PasswordOf,
     /// Records a failed login from an address: how long its refusal waits.
     pub failed: Arc<dyn Fn(std::net::IpAddr) -> std::time::Duration + Send + Sync>,
 }
@@ -99,7 +106,8 @@ pub struct Secure {
 /// Serves the Postgres protocol on `listener` until `stop` is cancelled. When
 /// `secure`, a connection must ask for TLS (`SSLRequest`, as `sslmode=require` and
 /// stronger do) before its startup, and present a certificate of a user the cluster
-/// has under the name it logs in as; else it is refused (SQLSTATE 28000).
+/// has under the name it logs in as, or prove that user's password; else it is
+/// refused (SQLSTATE 28000; a wrong password 28P01).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -218,6 +226,7 @@ impl PgWireServerHandlers for Handlers {
             conn: self.conn.clone(),
             cancels: self.cancels.clone(),
             secure: self.secure.clone(),
+            scram: std::sync::Mutex::new(None),
         })
     }
 
@@ -238,12 +247,14 @@ fn pg_error(e: &SqlError) -> PgWireError {
     user_error(e.state, e.message.clone())
 }
 
-/// Startup without a password: checks the user and database, gives the connection its
-/// cancel key, then reports the session's parameters.
+/// Startup: checks the user (and its certificate or password) and the database,
+/// gives the connection its cancel key, then reports the session's parameters.
 struct Startup {
     conn: Arc<Conn>,
     cancels: Arc<Cancels>,
     secure: Option<Secure>,
+    /// A password exchange under way.
+    scram: std::sync::Mutex<Option<Scram>>,
 }
 
 struct Parameters {
@@ -291,8 +302,12 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(ref startup) = message else {
-            return Ok(());
+        let startup = match message {
+            PgWireFrontendMessage::Startup(ref startup) => startup,
+            PgWireFrontendMessage::PasswordMessageFamily(m) => {
+                return self.password(client, m).await
+            }
+            _ => return Ok(()),
         };
         if self.secure.is_some() && !client.is_secure() {
             // As Postgres answers a plaintext connection its pg_hba.conf admits only
@@ -326,10 +341,20 @@ impl StartupHandler for Startup {
                     .and_then(|c| c.first())
                     .map(|c| c.as_ref().to_vec());
                 let who = match cert {
-                    None => Err(
-                        "this node takes SQL from clients with a certificate of its CA only"
-                            .to_string(),
-                    ),
+                    None => match (secure.password_of)(&user) {
+                        Some((verifier, role)) => {
+                            *self.scram.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(Scram::Offered { verifier, role });
+                            client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                            client
+                                .send(PgWireBackendMessage::Authentication(password::offer()))
+                                .await?;
+                            return Ok(());
+                        }
+                        None => Err(format!(
+                            "this node takes SQL from clients with a certificate of its CA, or a password of a user that has one; \"{user}\" has none"
+                        )),
+                    },
                     Some(cert) => (secure.who_is)(&cert).and_then(|(named, role)| {
                         if named == user {
                             Ok(role)
@@ -349,6 +374,76 @@ impl StartupHandler for Startup {
                 }
             }
         }
+        self.ready(client, user).await
+    }
+}
+
+impl Startup {
+    /// A step of a password exchange; its end readies the session, or refuses it.
+    async fn password<C>(&self, client: &mut C, message: PasswordMessageFamily) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (Some(scram), Some(secure)) = (
+            self.scram.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            &self.secure,
+        ) else {
+            return Err(user_error(
+                "08P01",
+                "a password message no exchange asked for".into(),
+            ));
+        };
+        match scram.step(message) {
+            Ok(password::Step::Continue(next, scram)) => {
+                *self.scram.lock().unwrap_or_else(|e| e.into_inner()) = Some(scram);
+                client
+                    .send(PgWireBackendMessage::Authentication(next))
+                    .await?;
+                Ok(())
+            }
+            Ok(password::Step::Done(last, role)) => {
+                client
+                    .send(PgWireBackendMessage::Authentication(last))
+                    .await?;
+                let user = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
+                self.conn.shared.session.lock().await.set_user(&user, role);
+                self.ready(client, user).await
+            }
+            Err(e) => {
+                tokio::time::sleep((secure.failed)(client.socket_addr().ip())).await;
+                // Named as Postgres names it: by the startup's user (SCRAM's own
+                // user name is empty in libpq's messages).
+                let user = client.metadata().get(METADATA_USER).cloned();
+                Err(match e {
+                    PgWireError::InvalidPassword(_) => {
+                        PgWireError::UserError(Box::new(ErrorInfo::new(
+                            "FATAL".into(),
+                            "28P01".into(),
+                            format!(
+                                "password authentication failed for user \"{}\"",
+                                user.unwrap_or_default()
+                            ),
+                        )))
+                    }
+                    e => e,
+                })
+            }
+        }
+    }
+
+    /// The user is who it says: checks the database, and readies the session.
+    async fn ready<C>(&self, client: &mut C, user: String) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let db = client
             .metadata()
             .get(METADATA_DATABASE)
@@ -372,105 +467,6 @@ impl StartupHandler for Startup {
         };
         finish_authentication(client, &params).await
     }
-}
-
-/// The wire type of a column type.
-pub fn wire_type(t: SqlType) -> Type {
-    match t {
-        SqlType::Bool => Type::BOOL,
-        SqlType::Int2 => Type::INT2,
-        SqlType::Int4 => Type::INT4,
-        SqlType::Int8 => Type::INT8,
-        SqlType::Float8 => Type::FLOAT8,
-        SqlType::Text => Type::TEXT,
-        SqlType::Varchar(_) => Type::VARCHAR,
-        SqlType::Bytea => Type::BYTEA,
-        SqlType::TimestampTz => Type::TIMESTAMPTZ,
-        SqlType::Jsonb => Type::JSONB,
-    }
-}
-
-/// The column type of a wire type a client named for a parameter (`None`: one it
-/// leaves to the server).
-fn sql_type_of(t: &Type) -> Option<SqlType> {
-    Some(match *t {
-        Type::BOOL => SqlType::Bool,
-        Type::INT2 => SqlType::Int2,
-        Type::INT4 => SqlType::Int4,
-        Type::INT8 => SqlType::Int8,
-        Type::FLOAT8 => SqlType::Float8,
-        Type::TEXT => SqlType::Text,
-        Type::VARCHAR => SqlType::Varchar(None),
-        Type::BYTEA => SqlType::Bytea,
-        Type::TIMESTAMPTZ => SqlType::TimestampTz,
-        Type::JSONB | Type::JSON => SqlType::Jsonb,
-        _ => return None,
-    })
-}
-
-/// Microseconds from 1970-01-01 to 2000-01-01, Postgres' epoch of binary timestamps.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// A value in binary format.
-fn binary(d: &Datum, t: SqlType, out: &mut BytesMut) -> Result<(), SqlError> {
-    let d = d.clone().fit(t)?;
-    match (d, t) {
-        (Datum::Bool(b), _) => out.put_u8(b as u8),
-        (Datum::Int(i), SqlType::Int2) => out.put_i16(i as i16),
-        (Datum::Int(i), SqlType::Int4) => out.put_i32(i as i32),
-        (Datum::Int(i), _) => out.put_i64(i),
-        (Datum::Float(f), _) => out.put_f64(f),
-        (Datum::Timestamp(us), _) => out.put_i64(us - PG_EPOCH_US),
-        (Datum::Bytes(b), _) => out.put_slice(&b),
-        (Datum::Json(j), _) => {
-            out.put_u8(1);
-            out.put_slice(j.as_bytes());
-        }
-        (d, _) => out.put_slice(d.to_text().unwrap_or_default().as_bytes()),
-    }
-    Ok(())
-}
-
-/// A parameter sent in binary format, read as a value of `t`.
-fn from_binary(b: &[u8], t: SqlType) -> Result<Datum, SqlError> {
-    let bad = || {
-        SqlError::new(
-            state::PROTOCOL_VIOLATION,
-            format!("a binary {} parameter of {} bytes", t.name(), b.len()),
-        )
-    };
-    let arr = |n: usize| -> Result<&[u8], SqlError> {
-        if b.len() == n {
-            Ok(b)
-        } else {
-            Err(bad())
-        }
-    };
-    Ok(match t {
-        SqlType::Bool => Datum::Bool(arr(1)?[0] != 0),
-        SqlType::Int2 => {
-            Datum::Int(i16::from_be_bytes(arr(2)?.try_into().map_err(|_| bad())?) as i64)
-        }
-        SqlType::Int4 => {
-            Datum::Int(i32::from_be_bytes(arr(4)?.try_into().map_err(|_| bad())?) as i64)
-        }
-        SqlType::Int8 => Datum::Int(i64::from_be_bytes(arr(8)?.try_into().map_err(|_| bad())?)),
-        SqlType::Float8 => Datum::Float(f64::from_be_bytes(arr(8)?.try_into().map_err(|_| bad())?)),
-        SqlType::TimestampTz => Datum::Timestamp(
-            i64::from_be_bytes(arr(8)?.try_into().map_err(|_| bad())?) + PG_EPOCH_US,
-        ),
-        SqlType::Bytea => Datum::Bytes(b.to_vec()),
-        SqlType::Jsonb => {
-            let text = b.strip_prefix(&[1]).ok_or_else(bad)?;
-            Datum::parse(
-                SqlType::Jsonb,
-                std::str::from_utf8(text).map_err(|_| bad())?,
-            )?
-        }
-        SqlType::Text | SqlType::Varchar(_) => {
-            Datum::Text(String::from_utf8(b.to_vec()).map_err(|_| bad())?)
-        }
-    })
 }
 
 /// A row of an answer as a data row, each column in its format.
