@@ -108,6 +108,58 @@ pub fn hardening(pod: &Value, c: &Value) -> anyhow::Result<Vec<String>> {
     Ok(f)
 }
 
+/// Bytes of a Kubernetes memory quantity (`2Gi`, `512Mi`, `1G`, `1000`).
+fn bytes_of(q: &str) -> Option<u64> {
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("K", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ];
+    for (suffix, n) in units {
+        if let Some(v) = q.strip_suffix(suffix) {
+            return v.parse::<u64>().ok().map(|v| v * n);
+        }
+    }
+    q.parse().ok()
+}
+
+/// CPUs of a Kubernetes CPU quantity (`500m`, `2`).
+fn cpus_of(q: &str) -> Option<f64> {
+    match q.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok().map(|m| m / 1000.0),
+        None => q.parse().ok(),
+    }
+}
+
+/// `docker run` flags giving a container the CPU quota and memory limit of
+/// container `c`'s `resources.limits` (as the kubelet sets its cgroup), or of
+/// `over` (CPUs, bytes) where given; no swap beyond the memory limit.
+pub fn resource_limits(c: &Value, over: Option<(f64, u64)>) -> Vec<String> {
+    let limits = &c["resources"]["limits"];
+    let cpus = over
+        .map(|o| o.0)
+        .or_else(|| limits["cpu"].as_str().and_then(cpus_of));
+    let memory = over
+        .map(|o| o.1)
+        .or_else(|| limits["memory"].as_str().and_then(bytes_of));
+    let mut f = Vec::new();
+    if let Some(cpus) = cpus {
+        f.extend(["--cpus".into(), format!("{cpus}")]);
+    }
+    if let Some(m) = memory {
+        f.extend([
+            "--memory".into(),
+            m.to_string(),
+            "--memory-swap".into(),
+            m.to_string(),
+        ]);
+    }
+    f
+}
+
 pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .into_iter()

@@ -25,7 +25,7 @@ use shoal_client::{Client, ClientOptions};
 
 use crate::pod_certs::PodCerts;
 pub use crate::pod_spec::{hardening, pod_templates, rendered};
-use crate::pod_spec::{secret_mounts, strings, workload_and_job};
+use crate::pod_spec::{resource_limits, secret_mounts, strings, workload_and_job};
 
 /// The image under test: `$SHOAL_TEST_IMAGE` (scripts/test.sh builds it).
 pub fn image() -> String {
@@ -79,6 +79,8 @@ pub struct Pods {
     /// The certificates of the manifests' Secret, when the pods mount one: the nodes
     /// then serve TLS, and the harness reaches them over TLS.
     pub certs: Option<PodCerts>,
+    /// CPUs and memory bytes for the pods' containers, instead of the manifest's.
+    limits: Option<(f64, u64)>,
 }
 
 impl Pods {
@@ -147,7 +149,14 @@ impl Pods {
             binds: BTreeMap::new(),
             cuts: Default::default(),
             certs,
+            limits: None,
         })
+    }
+
+    /// Pods with this CPU quota and memory limit (bytes) instead of the manifest's
+    /// `resources.limits`.
+    pub fn limit(&mut self, cpus: f64, memory: u64) {
+        self.limits = Some((cpus, memory));
     }
 
     /// Pods that serve plaintext (`SHOAL_INSECURE`) without the manifests'
@@ -245,6 +254,10 @@ impl Pods {
             ));
         }
         args.extend(hardening(&self.template, &self.template["containers"][0])?);
+        args.extend(resource_limits(
+            &self.template["containers"][0],
+            self.limits,
+        ));
         if let Some(d) = domain {
             args.push("--domainname".into());
             args.push(d.to_string());
@@ -567,6 +580,28 @@ impl Pods {
     }
 
     /// Whether the pod's container is running.
+    /// The anonymous memory (heap, memtables: what cannot be reclaimed) of pod
+    /// `name`'s cgroup now, in bytes, as cgroup v2 or v1 counts it.
+    pub fn anon_memory(&self, name: &str) -> Option<u64> {
+        let p = self.pods.get(name)?;
+        for (file, key) in [
+            ("/sys/fs/cgroup/memory.stat", "anon"),
+            ("/sys/fs/cgroup/memory/memory.stat", "rss"),
+        ] {
+            let Ok(stat) = docker(&["exec", &p.container, "cat", file]) else {
+                continue;
+            };
+            let found = stat.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok())?
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
     pub fn running(&self, name: &str) -> bool {
         self.pods
             .get(name)

@@ -534,3 +534,71 @@ async fn daemonset_hosts_bootstrap_and_a_lost_host_comes_back() {
     assert_eq!(errors, 0, "errors surfaced past the SDK's retries");
     assert_all_present(&p, &acked).await;
 }
+
+/// A pod with a CPU quota and a memory limit (issue 21): each node sizes its
+/// runtime (one worker for one CPU) and its store's memory (memtables at most 3/16
+/// of the limit, a block cache of 1/8) from its cgroup, and says so in
+/// `shoal_resources`; under a write load of more than its limit in values (with
+/// the sizes of an unlimited host, the memtables alone could take 192 MiB) every
+/// pod stays within its 160 MiB: none is OOM-killed, and every acknowledged write
+/// is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_sizes_itself_from_its_cgroup_limits_and_stays_within_them() {
+    const LIMIT: u64 = 160 << 20;
+    let mut p = Pods::new("limits", "statefulset").unwrap();
+    p.set_env("SHOAL_BOOTSTRAP_EXPECT", "3");
+    p.limit(1.0, LIMIT);
+    start_three(&mut p);
+    p.wait_all_ready(READY).await.unwrap();
+    for i in 0..3 {
+        let http = p.pods[&format!("shoal-{i}")].http.clone();
+        let (_, m) = p.http_get(&http, "/metrics").unwrap();
+        for (of, want) in [
+            ("cpu_quota_millicores", 1000),
+            ("memory_limit_bytes", LIMIT),
+            ("runtime_workers", 1),
+            ("memtables_max_bytes", 2 * (LIMIT / 16 + LIMIT / 32)),
+            ("block_cache_bytes", LIMIT / 8),
+        ] {
+            let line = format!("shoal_resources{{of=\"{of}\"}} {want}\n");
+            assert!(m.contains(&line), "shoal-{i}: no {line:?} in\n{m}");
+        }
+    }
+    // 192 MiB of values, 64 KiB each, from 8 writers at once.
+    let value = vec![b'v'; 64 << 10];
+    let c = p.client();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (c, value) = (c.clone(), value.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..384 {
+                let k = format!("big-{w}-{i:04}");
+                if c.put(&k, &value).await.is_ok() {
+                    acked.push(k);
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    for i in 0..3 {
+        let name = format!("shoal-{i}");
+        assert!(p.running(&name), "{name} died (OOM?):\n{}", p.logs(&name));
+        let anon = p.anon_memory(&name);
+        eprintln!("{name}: {anon:?} bytes of anonymous memory, of a {LIMIT}-byte limit");
+    }
+    assert!(
+        acked.len() >= 8 * 384 * 9 / 10,
+        "only {} of {} writes were acknowledged",
+        acked.len(),
+        8 * 384
+    );
+    for k in acked.iter().step_by(17) {
+        let kv = c.get(k).await.unwrap().expect("an acknowledged write lost");
+        assert_eq!(kv.value.len(), 64 << 10);
+    }
+}

@@ -239,7 +239,11 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // As many workers as the container's CPU quota pays for, not the host's cores.
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = shoal_server::cgroup::Resources::detect().workers(host);
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -17,6 +17,8 @@
 //!   [`users`]: the cluster's users and their roles, as this node last read them.
 //!   [`logins`]: failed logins, counted and slowed down per source.
 //! - [`metrics`]: Prometheus counters and histograms per RPC, Raft gauges per range.
+//! - [`cgroup`]: the CPU quota and memory limit of the node's container, which size
+//!   its runtime and its store's memory.
 //!
 //! The node and its drivers:
 //! - [`node`]: [`Node`]: identity, the replicas it holds, the cluster's membership,
@@ -55,6 +57,7 @@ pub mod admin;
 pub mod authn;
 pub mod bootstrap;
 pub mod certs;
+pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod convert;

@@ -1,13 +1,13 @@
 //! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
 //! range (read from openraft's metrics at scrape time), garbage collection of old
-//! versions, TLS (refused handshakes, the node certificate's expiry) and failed
-//! logins.
+//! versions, TLS (refused handshakes, the node certificate's expiry), failed
+//! logins, and what the node sized itself by (its cgroup's limits) and to.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use shoal_raft::Router;
 use shoal_storage::GcState;
@@ -25,6 +25,7 @@ pub struct Metrics {
     tls_refused: IntCounterVec,
     login_failures: IntCounterVec,
     cert_expires: IntGauge,
+    resources: IntGaugeVec,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -107,8 +108,17 @@ impl Metrics {
             "when the node certificate in use expires (seconds since the Unix epoch; 0 on an insecure node)",
         )
         .expect("valid metric");
+        let resources = IntGaugeVec::new(
+            Opts::new(
+                "shoal_resources",
+                "what the node sized itself by and to: its cgroup's CPU quota (cpu_quota_millicores) and memory limit (memory_limit_bytes; 0: none), its runtime's worker threads, the store's memtables at most and block cache (bytes; 0: RocksDB's own)",
+            ),
+            &["of"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(resources.clone()),
             Box::new(latency.clone()),
             Box::new(raft.clone()),
             Box::new(gc_dropped.clone()),
@@ -133,6 +143,7 @@ impl Metrics {
             tls_refused,
             login_failures,
             cert_expires,
+            resources,
             rendering: Default::default(),
         }
     }
@@ -151,6 +162,11 @@ impl Metrics {
 
     pub fn count_login_failure(&self, port: &str) {
         self.login_failures.with_label_values(&[port]).inc();
+    }
+
+    /// One of what the node sized itself by or to (`of`: the label).
+    pub fn set_resource(&self, of: &str, value: i64) {
+        self.resources.with_label_values(&[of]).set(value);
     }
 
     /// When the node certificate in use expires (seconds since the Unix epoch).

@@ -85,6 +85,35 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The node's metrics, with what it sized itself by and to.
+fn sized(r: &crate::cgroup::Resources, engine: &EngineOptions) -> Metrics {
+    let m = Metrics::new();
+    let workers = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or(1);
+    tracing::info!(
+        cpu_quota = ?r.cpu_quota,
+        memory_limit = ?r.memory_limit,
+        workers,
+        memtables_max = engine.memtables_max(),
+        block_cache = ?engine.block_cache,
+        "sized by the container's limits"
+    );
+    m.set_resource(
+        "cpu_quota_millicores",
+        r.cpu_quota.map_or(0, |q| (q * 1000.0).round() as i64),
+    );
+    m.set_resource(
+        "memory_limit_bytes",
+        r.memory_limit
+            .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+    );
+    m.set_resource("runtime_workers", workers as i64);
+    m.set_resource("memtables_max_bytes", engine.memtables_max() as i64);
+    m.set_resource("block_cache_bytes", engine.block_cache.unwrap_or(0) as i64);
+    m
+}
+
 impl Node {
     /// Opens the store and, if this node already belongs to a cluster, its replicas.
     pub async fn open(cfg: NodeConfig) -> Result<(Arc<Self>, RangeEvents)> {
@@ -100,9 +129,13 @@ impl Node {
             "creating data dir {}",
             cfg.data_dir.display()
         )))?;
-        let engine = Engine::open(&cfg.store_dir(), &EngineOptions::default()).map_err(storage(
-            format!("opening the store in {}", cfg.store_dir().display()),
-        ))?;
+        // Sized by the container's limits, not the host's.
+        let resources = crate::cgroup::Resources::detect();
+        let engine_opts = EngineOptions::within(resources.memory_limit);
+        let engine = Engine::open(&cfg.store_dir(), &engine_opts).map_err(storage(format!(
+            "opening the store in {}",
+            cfg.store_dir().display()
+        )))?;
         let ident = match engine
             .ident()
             .map_err(storage("reading the store identity"))?
@@ -139,7 +172,7 @@ impl Node {
             engine,
             pool,
             router,
-            metrics: Metrics::new(),
+            metrics: sized(&resources, &engine_opts),
             tls,
             shutdown: CancellationToken::new(),
             ident: RwLock::new(ident.clone()),

@@ -19,6 +19,9 @@ pub struct EngineOptions {
     pub data_write_buffer: usize,
     /// Size of each memtable of the log column family, in bytes.
     pub log_write_buffer: usize,
+    /// One block cache shared by the column families, of this many bytes (`None`:
+    /// RocksDB's own, per column family).
+    pub block_cache: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -26,7 +29,36 @@ impl Default for EngineOptions {
         Self {
             data_write_buffer: 64 << 20,
             log_write_buffer: 32 << 20,
+            block_cache: None,
         }
+    }
+}
+
+/// Memtables a column family may hold at once (RocksDB's `max_write_buffer_number`:
+/// one filling, one flushing).
+const MEMTABLES_PER_CF: usize = 2;
+
+impl EngineOptions {
+    /// Sized for a process allowed `memory_limit` bytes (its container's limit;
+    /// `None`: no limit, the defaults): the memtables at most 3/16 of it, the block
+    /// cache 1/8, within the defaults' sizes, so the store's memory leaves the rest
+    /// to the ranges, connections and the page cache.
+    pub fn within(memory_limit: Option<u64>) -> Self {
+        let Some(limit) = memory_limit else {
+            return Self::default();
+        };
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let d = Self::default();
+        Self {
+            data_write_buffer: (limit / 16).clamp(4 << 20, d.data_write_buffer),
+            log_write_buffer: (limit / 32).clamp(2 << 20, d.log_write_buffer),
+            block_cache: Some((limit / 8).clamp(8 << 20, 256 << 20)),
+        }
+    }
+
+    /// The most the memtables of every column family hold at once.
+    pub fn memtables_max(&self) -> usize {
+        MEMTABLES_PER_CF * (self.data_write_buffer + self.log_write_buffer)
     }
 }
 
@@ -115,14 +147,25 @@ impl Engine {
         db_opts.set_bytes_per_sync(1 << 20);
         let mut log_opts = Options::default();
         log_opts.set_write_buffer_size(opts.log_write_buffer);
+        log_opts.set_max_write_buffer_number(MEMTABLES_PER_CF as i32);
         let mut data_opts = Options::default();
         data_opts.set_write_buffer_size(opts.data_write_buffer);
+        data_opts.set_max_write_buffer_number(MEMTABLES_PER_CF as i32);
+        let mut state_opts = Options::default();
+        if let Some(bytes) = opts.block_cache {
+            let cache = rocksdb::Cache::new_lru_cache(bytes);
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            for o in [&mut log_opts, &mut data_opts, &mut state_opts] {
+                o.set_block_based_table_factory(&table);
+            }
+        }
         data_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let gc = Arc::new(GcState::default());
         data_opts.set_compaction_filter_factory(VersionFilterFactory::new(gc.clone()));
         let cfs = vec![
             ColumnFamilyDescriptor::new(keys::CF_RAFT_LOG, log_opts),
-            ColumnFamilyDescriptor::new(keys::CF_RAFT_STATE, Options::default()),
+            ColumnFamilyDescriptor::new(keys::CF_RAFT_STATE, state_opts),
             ColumnFamilyDescriptor::new(keys::CF_DATA, data_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
