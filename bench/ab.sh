@@ -105,12 +105,10 @@ for r in $(seq 1 "$rounds"); do
   for w in "${workloads[@]}"; do
     IFS=: read -r wl clients cons <<<"$w"
     for b in "${builds[@]}"; do
-      (sleep 1; shoal_cpu "$b" $((secs - 2)) >"$work/cpu-$b-$wl-$clients-$r") &
-      cpu=$!
       # shellcheck disable=SC2086
-      "${bin[$b]}/shoal-bench" --endpoints "${eps[$b]}" --workload "$wl" --clients "$clients" \
-        --consistency "$cons" --label "$b round $r" "${common[@]}" ${flags[$b]} >/dev/null
-      wait "$cpu"
+      bench_run "$b" "$work/cpu-$b-$wl-$clients-$r" "$secs" "${bin[$b]}" \
+        --endpoints "${eps[$b]}" --workload "$wl" --clients "$clients" \
+        --consistency "$cons" --label "$b round $r" "${common[@]}" ${flags[$b]}
     done
   done
 done

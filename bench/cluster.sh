@@ -7,6 +7,9 @@
 #       (comma-separated endpoints), NAME_sql (the SQL addresses) and NAME_pids.
 #   shoal_stop NAME       SIGTERM to the nodes, then waits for them.
 #   shoal_cpu NAME SECS   each node's CPU over SECS seconds, in % of one core.
+#   bench_run NAME CPU_FILE SECS BIN [shoal-bench args...]
+#       runs BIN's shoal-bench for a run of SECS seconds, writing NAME's nodes' CPU
+#       over it (shoal_cpu) to CPU_FILE.
 #   ab_bins BASE_BIN NEW_BIN
 #       sets base_bin and new_bin (absolute) for an A/B script, or exits 2 unless
 #       each directory holds `shoal` and `shoal-bench`.
@@ -70,6 +73,15 @@ shoal_cpu() {
     i=$((i + 1))
   done
   echo "${out[*]}"
+}
+
+bench_run() {
+  local name=$1 cpu_file=$2 secs=$3 bin=$4 cpu
+  shift 4
+  (sleep 1; shoal_cpu "$name" $((secs - 2)) >"$cpu_file") &
+  cpu=$!
+  "$bin/shoal-bench" "$@" >/dev/null
+  wait "$cpu"
 }
 
 ab_bins() {

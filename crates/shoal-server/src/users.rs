@@ -410,23 +410,15 @@ mod tests {
         );
         assert_eq!(users.login_cached("app", "s3cret!"), None);
         // A new password: what passed before passes no more.
-        users
-            .known
-            .write()
-            .unwrap()
-            .get_mut("app")
-            .unwrap()
-            .password = Some(Arc::new(Verifier::new("other")));
+        let set_password = |p: Option<&str>| {
+            let mut known = users.known.write().unwrap();
+            known.get_mut("app").unwrap().password = p.map(|p| Arc::new(Verifier::new(p)));
+        };
+        set_password(Some("other"));
         assert_eq!(users.login_cached("app", "s3cret"), None);
         assert_eq!(users.login("app", "s3cret").await, refusal("app"));
         // A user without a password has no password login.
-        users
-            .known
-            .write()
-            .unwrap()
-            .get_mut("app")
-            .unwrap()
-            .password = None;
+        set_password(None);
         assert_eq!(users.login_cached("app", "other"), Some(refusal("app")));
     }
 }
