@@ -784,17 +784,6 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "USER_NOT_FOUND",
         ),
         (
-            "a KV read of a user's record",
-            "/shoal.v1.Kv/Get",
-            pb::GetRequest {
-                key: b"\xffuroot".to_vec(),
-                ..Default::default()
-            }
-            .encode_to_vec(),
-            Code::InvalidArgument,
-            "INVALID_ARGUMENT",
-        ),
-        (
             "undecodable range report",
             "/shoal.v1.Peer/ReportRanges",
             peer(1, 0, &[0xff; 3]),
