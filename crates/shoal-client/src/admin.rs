@@ -175,11 +175,7 @@ impl Client {
             });
         }
         if self.inner.opts.tls.is_none() {
-            return Err(Error::InvalidArgument {
-                code: "PASSWORD_NEEDS_TLS".into(),
-                message: "a password goes over TLS only: give the cluster's CA (--certs-dir)"
-                    .into(),
-            });
+            return Err(crate::password::needs_tls());
         }
         Ok(())
     }

@@ -210,11 +210,7 @@ impl Client {
             endpoint(s, &opts)?;
         }
         if opts.credentials.is_some() && opts.tls.is_none() {
-            return Err(Error::InvalidArgument {
-                code: "PASSWORD_NEEDS_TLS".into(),
-                message: "a password goes over TLS only: give the cluster's CA (--certs-dir)"
-                    .into(),
-            });
+            return Err(crate::password::needs_tls());
         }
         let authorize = Authorize::of(opts.credentials.as_ref());
         Ok(Self {

@@ -35,6 +35,14 @@ impl Credentials {
     }
 }
 
+/// The refusal of a password without TLS, before anything is sent.
+pub(crate) fn needs_tls() -> crate::Error {
+    crate::Error::InvalidArgument {
+        code: "PASSWORD_NEEDS_TLS".into(),
+        message: "a password goes over TLS only: give the cluster's CA (--certs-dir)".into(),
+    }
+}
+
 /// Adds a client's credentials, if it has any, to each call.
 #[derive(Clone, Default)]
 pub struct Authorize(Option<MetadataValue<Ascii>>);

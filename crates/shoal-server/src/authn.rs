@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::listen::{ConnInfo, Who};
 use crate::logins::Logins;
-use crate::users::{LoginError, Role, Users};
+use crate::users::{Role, Users};
 
 /// The path prefixes of the internal services.
 const INTERNAL: [&str; 2] = ["/shoal.v1.Peer/", "/shoal.v1.Raft/"];
@@ -243,25 +243,18 @@ where
             }
             return Either::Right(self.inner.call(req));
         };
-        let login = match users.login_cached(&user, &password) {
-            Some(answer) => Either::Left(std::future::ready(answer)),
-            None => {
-                let users = users.clone();
-                let user = user.clone();
-                Either::Right(async move { users.login(&user, &password).await })
-            }
-        };
         // The service polled ready is the one that serves the call; a clone takes
         // its place for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let of = self.of.clone();
         Either::Left(Box::pin(async move {
-            let answer = login.await;
+            // Answered at once when the password passed before (`Users::login`).
+            let answer = users.login(&user, &password).await;
             let conn = req.extensions().get::<ConnInfo>();
             let refusal = match answer {
                 Ok(_) => check(&path, conn, of.port, Some(&users), Some(&Who::User(user))),
-                Err(LoginError::Refused(why)) => Err(Error::Unauthenticated(why)),
+                Err(why) => Err(Error::Unauthenticated(why)),
             }
             .err()
             .map(|e| refuse(&of, &path, conn, e));

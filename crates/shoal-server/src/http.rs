@@ -20,7 +20,7 @@ use crate::lifecycle;
 use crate::listen;
 use crate::logins::Logins;
 use crate::node::Node;
-use crate::users::{LoginError, Role, Users};
+use crate::users::{Role, Users};
 
 /// Serves until the node's shutdown token is cancelled.
 pub async fn serve(
@@ -136,7 +136,7 @@ async fn serve_connection<IO>(
                     let login = match crate::authn::basic_credentials(req.headers()) {
                         Ok(Some((user, password))) => match users.login(&user, &password).await {
                             Ok(role) => Ok((user, role)),
-                            Err(LoginError::Refused(why)) => Err((why, "28P01")),
+                            Err(why) => Err((why, "28P01")),
                         },
                         Ok(None) => Err((
                             "this node takes SQL from clients with a certificate of its CA, or a user's password (HTTP Basic)".into(),

@@ -92,14 +92,6 @@ impl Default for Users {
     }
 }
 
-/// Why a login by name and password failed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LoginError {
-    /// No such user, or one without a password, or the wrong password: the client
-    /// is told no more than that.
-    Refused(String),
-}
-
 impl Users {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -126,21 +118,22 @@ impl Users {
     }
 
     /// Whether `password` is `user`'s, answered from what passed before when it can
-    /// (`None`: it takes the slow check, [`Users::login`]).
-    pub fn login_cached(&self, user: &str, password: &str) -> Option<Result<Role, LoginError>> {
+    /// (`None`: it takes the slow check, [`Users::login`]). A refusal says why, no
+    /// more than that the password did not pass (no such user, none, a wrong one).
+    pub fn login_cached(&self, user: &str, password: &str) -> Option<Result<Role, String>> {
         let Some((verifier, role)) = self.password_of(user) else {
             return Some(Err(refused(user)));
         };
         let passed = self.passed.lock().unwrap_or_else(|e| e.into_inner());
         let (v, tag) = passed.get(user)?;
-        let same_verifier = Arc::ptr_eq(v, &verifier) || **v == *verifier;
-        let this = hmac::sign(&self.key, password.as_bytes());
-        (same_verifier && this.as_ref() == tag.as_ref()).then_some(Ok(role))
+        let passes =
+            **v == *verifier && hmac::verify(&self.key, password.as_bytes(), tag.as_ref()).is_ok();
+        passes.then_some(Ok(role))
     }
 
     /// Checks `user`'s `password` against its verifier: the slow check, run off the
     /// async workers; what passes is remembered for [`Users::login_cached`].
-    pub async fn login(self: &Arc<Self>, user: &str, password: &str) -> Result<Role, LoginError> {
+    pub async fn login(self: &Arc<Self>, user: &str, password: &str) -> Result<Role, String> {
         if let Some(answer) = self.login_cached(user, password) {
             return answer;
         }
@@ -224,32 +217,23 @@ impl Users {
             let Some(name) = keys::user_of(&r.key) else {
                 continue;
             };
-            let rec = serde_json::from_slice::<Record>(&r.value).ok();
-            let role = rec.as_ref().and_then(|rec| Role::parse(&rec.role));
-            let password = rec
-                .as_ref()
-                .and_then(|rec| rec.password.as_deref())
-                .map(|p| Verifier::parse(p).ok_or(()));
-            match (role, password) {
-                (Some(role), None) => {
-                    known.insert(
-                        name.to_string(),
-                        Known {
-                            role,
-                            password: None,
-                        },
-                    );
+            // A record is known whole or not at all: a role and, if it has one, a
+            // verifier this version reads.
+            let read = serde_json::from_slice::<Record>(&r.value)
+                .ok()
+                .and_then(|rec| {
+                    let password = match rec.password.as_deref() {
+                        Some(p) => Some(Arc::new(Verifier::parse(p)?)),
+                        None => None,
+                    };
+                    let role = Role::parse(&rec.role)?;
+                    Some(Known { role, password })
+                });
+            match read {
+                Some(k) => {
+                    known.insert(name.to_string(), k);
                 }
-                (Some(role), Some(Ok(v))) => {
-                    known.insert(
-                        name.to_string(),
-                        Known {
-                            role,
-                            password: Some(Arc::new(v)),
-                        },
-                    );
-                }
-                _ => tracing::warn!(
+                None => tracing::warn!(
                     user = name,
                     "a user record this version cannot read; the user is refused"
                 ),
@@ -364,8 +348,8 @@ fn new_verifier(password: &str) -> Result<String> {
     Ok(Verifier::new(password).to_string())
 }
 
-fn refused(user: &str) -> LoginError {
-    LoginError::Refused(format!("password authentication failed for user {user:?}"))
+fn refused(user: &str) -> String {
+    format!("password authentication failed for user {user:?}")
 }
 
 fn exists(name: &str) -> Error {

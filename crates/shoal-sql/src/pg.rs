@@ -5,10 +5,10 @@
 //! Startup: on an insecure node user `root`, with no password; on a secure one the
 //! user the client certificate names, or without a certificate a user with a
 //! password, proved by SCRAM-SHA-256 ([`crate::password`]); a user the cluster has,
-//! whose role bounds what the session runs; database `defaultdb` (or none, or the user's name, which libpq
-//! sends when none is given). A connection that
-//! ends with its transaction open leaves nothing behind: nothing of a transaction
-//! reaches the cluster before its commit.
+//! whose role bounds what the session runs; database `defaultdb` (or none, or the
+//! user's name, which libpq sends when none is given). A connection that ends with
+//! its transaction open leaves nothing behind: nothing of a transaction reaches the
+//! cluster before its commit.
 
 use std::collections::HashMap;
 use std::fmt::Debug;

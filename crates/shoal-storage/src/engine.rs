@@ -56,7 +56,8 @@ impl EngineOptions {
         }
     }
 
-    /// The most the memtables of every column family hold at once.
+    /// The most the memtables of the log and data column families hold at once (the
+    /// Raft state's keeps RocksDB's own write buffer size, sized by neither).
     pub fn memtables_max(&self) -> usize {
         MEMTABLES_PER_CF * (self.data_write_buffer + self.log_write_buffer)
     }
