@@ -7,7 +7,8 @@
 # $CARGO_TARGET_DIR/release); IMAGE is the image of the same `shoal`
 # (docker/build-image.sh). Prints a Markdown report on stdout; the JSON records, the
 # CPU samples and the nodes' logs stay in $SHOAL_BENCH_DIR (default
-# ~/.cache/shoal/pods-run).
+# ~/.cache/shoal/pods-run). Writes its section of bench/RESULTS.md (--quick:
+# bench/results-quick.md).
 #
 # Five 3-node clusters, insecure, data on the same disk (bind mounts for the
 # containers), all up at once:
@@ -57,66 +58,24 @@ work="${SHOAL_BENCH_DIR:-$HOME/.cache/shoal/pods-run}"
 rm -rf "$work"
 mkdir -p "$work"
 results="$work/results.jsonl"
-net="shoal-bench-pods"
-subnet=172.31.77
+pods_net="shoal-bench-pods"
+pods_subnet=172.31.77
 bare_pids=()
 
 stop_all() {
   shoal_stop bare
   docker rm -f $(docker ps -aq --filter "name=^shoal-bench-pod-") >/dev/null 2>&1 || true
-  docker network rm "$net" >/dev/null 2>&1 || true
+  docker network rm "$pods_net" >/dev/null 2>&1 || true
 }
 trap stop_all EXIT
 stop_all
 
-# containers NAME K NETWORK [docker flags...]: three containers of IMAGE; sets
-# NAME_eps and NAME_pids (the nodes' host pids, for their CPU).
-containers() {
-  local name=$1 k=$2 mode=$3
-  shift 3
-  local i j ip port join eps="" pids=() c
-  for i in 1 2 3; do
-    mkdir -p "$work/$name-$i"
-    c="shoal-bench-pod-$name-$i"
-    join=""
-    if [ "$mode" = host ]; then
-      port=$((27600 + 100 * k))
-      for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
-      docker run -d --name "$c" --network host --user "$(id -u):$(id -g)" \
-        -v "$work/$name-$i:/var/lib/shoal" "$@" "$image" start --insecure \
-        --listen-addr "127.0.0.1:$((port + i))" --advertise-addr "127.0.0.1:$((port + i))" \
-        --http-addr "127.0.0.1:$((port + 10 + i))" --peer-addr "127.0.0.1:$((port + 30 + i))" \
-        --sql-addr "127.0.0.1:$((port + 20 + i))" --join "$join" >/dev/null
-      eps="$eps${eps:+,}127.0.0.1:$((port + i))"
-    else
-      ip="$subnet.$((10 * k + i))"
-      for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}$subnet.$((10 * k + j)):7070"; done
-      docker run -d --name "$c" --network "$net" --ip "$ip" --user "$(id -u):$(id -g)" \
-        -v "$work/$name-$i:/var/lib/shoal" "$@" "$image" start --insecure \
-        --listen-addr 0.0.0.0:7070 --advertise-addr "$ip:7070" --http-addr 0.0.0.0:7080 \
-        --peer-addr 0.0.0.0:7071 --sql-addr 0.0.0.0:5432 --join "$join" >/dev/null
-      eps="$eps${eps:+,}$ip:7070"
-    fi
-    pids+=("$(docker inspect -f '{{.State.Pid}}' "$c")")
-  done
-  eval "${name}_eps=$eps"
-  eval "${name}_pids=(${pids[*]})"
-  for _ in $(seq 1 90); do
-    SHOAL_HOST="$eps" "$bin/shoal" kv put bench-ready 1 --timeout 5 >/dev/null 2>&1 && return 0
-    "$bin/shoal" init --host "${eps%%,*}" --timeout 5 >/dev/null 2>&1 || true
-    sleep 1
-  done
-  echo "cluster $name did not take writes within 90 s" >&2
-  for i in 1 2 3; do docker logs "shoal-bench-pod-$name-$i" 2>&1 | tail -5 >&2; done
-  return 1
-}
-
-docker network create --subnet "$subnet.0/24" "$net" >/dev/null
+docker network create --subnet "$pods_subnet.0/24" "$pods_net" >/dev/null
 shoal_cluster bare "$work" "$bin" 27400
-containers bridge 1 bridge
-containers host 2 host
-containers limits 3 bridge --cpu-shares 512 --memory 2g --memory-swap 2g
-containers unconfined 4 bridge --security-opt seccomp=unconfined
+shoal_containers bridge 1 bridge
+shoal_containers host 2 host
+shoal_containers limits 3 bridge --cpu-shares 512 --memory 2g --memory-swap 2g
+shoal_containers unconfined 4 bridge --security-opt seccomp=unconfined
 declare -A eps=([bare]="$bare_eps" [bridge]="$bridge_eps" [host]="$host_eps"
   [limits]="$limits_eps" [unconfined]="$unconfined_eps")
 
@@ -136,7 +95,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$results" "$work" "$command" "$bin" "$image" <<'PY'
+python3 - "$results" "$work" "$command" "$bin" "$image" >"$work/section.md" <<'PY'
 import json, statistics, subprocess, sys
 from collections import defaultdict
 results, work, command, bin_dir, image = sys.argv[1:]
@@ -152,7 +111,7 @@ def cpu(r):
     path = f"{work}/cpu-{r['setup']}-{r['workload']}-{r['clients']}-{r['round']}"
     return sum(float(v) for v in open(path).read().split())
 setups = ["bare", "bridge", "host", "limits", "unconfined"]
-print("# Pods against bare processes\n")
+print("## Pods against bare processes\n")
 print(f"- command: `{command.strip()}`, run at {sh('date -u +%Y-%m-%dT%H:%MZ')}")
 print(f"- build: `{bin_dir}`; image `{image}`; {sh('nproc')} cores, "
       f"{sh('docker version -f {{.Server.Version}}')} Docker, cgroup {sh('stat -fc %T /sys/fs/cgroup')}")
@@ -185,3 +144,7 @@ errs = sum(r["errors"] for r in runs)
 if errs:
     print(f"\n{errs} errors in all: see {results}.")
 PY
+out="bench/RESULTS.md"; [ "$quick" = 1 ] && out="bench/results-quick.md"
+python3 bench/section.py put "$out" pods "$work/section.md"
+cat "$work/section.md"
+echo "wrote $out"

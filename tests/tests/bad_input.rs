@@ -186,27 +186,29 @@ fn wrong_flags_are_usage_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = shoal(&[
-        "start",
-        "--data-dir",
-        &d,
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--sql-addr",
-        "127.0.0.1:0",
-        "--peer-addr",
-        "127.0.0.1:0",
-        "--gc-ttl",
-        "0s",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--gc-ttl"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (flag, bad) in [("--gc-ttl", "0s"), ("--split-load-window", "500ms")] {
+        let out = shoal(&[
+            "start",
+            "--data-dir",
+            &d,
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--sql-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
+            flag,
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{flag} {bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(flag),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Sends raw bytes as a gRPC message: what a broken or hostile client can put on the

@@ -376,3 +376,112 @@ async fn a_split_sent_to_a_follower_is_passed_on_to_the_leader() {
     let l = client.range_lookup("n").await.unwrap();
     assert_eq!(l.descriptor.unwrap().range_id, right.range_id);
 }
+
+/// The starts of the cluster's ranges, in key order.
+async fn range_starts(client: &shoal_client::Client) -> Vec<Vec<u8>> {
+    let ranges = client.ranges().await.unwrap().ranges;
+    let mut starts: Vec<Vec<u8>> = ranges
+        .into_iter()
+        .filter_map(|r| r.descriptor.map(|d| d.start))
+        .collect();
+    starts.sort();
+    starts
+}
+
+/// Splits by load: a range kept busy over many keys splits at a key inside it, while
+/// clients go on reading and writing through it; a range as busy on one key (no split
+/// divides that), and a quiet one, do not split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_range_splits_by_load_and_a_cold_one_or_one_hot_key_does_not() {
+    let mut args = FAST_ELECTIONS.to_vec();
+    args.extend(["--split-qps", "40", "--split-load-window", "3s"]);
+    let c = TestCluster::start_initialized(3, &args).await.unwrap();
+    let client = c.client();
+    // [.., "b") quiet; ["b", "c") busy over 200 keys; ["c", ..) busy on one key.
+    client.split_range("b").await.unwrap();
+    client.split_range("c").await.unwrap();
+    let spread = |i: usize| format!("b/{i:03}");
+    for i in 0..200 {
+        client.put(spread(i), "0").await.unwrap();
+    }
+    client.put("a/quiet", "0").await.unwrap();
+    client.put("c/hot", "0").await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..6usize {
+        let (client, stop) = (c.client(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = match t {
+                    0..=2 => spread((t * 67 + n * 13) % 200),
+                    3 | 4 => "c/hot".to_string(),
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        "a/quiet".to_string()
+                    }
+                };
+                if n.is_multiple_of(2) {
+                    client.put(&key, n.to_string()).await?;
+                } else if client.get(&key).await?.is_none() {
+                    anyhow::bail!("{key} not found");
+                }
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+
+    let inside = |s: &[u8], lo: &[u8], hi: &[u8]| s > lo && s < hi;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let starts = range_starts(&client).await;
+        if starts.iter().any(|s| inside(s, b"b", b"c")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no split by load: {starts:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Two windows more of the same load on the one hot key and the quiet range.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut served = Vec::new();
+    for t in tasks {
+        served.push(
+            t.await
+                .unwrap()
+                .expect("every request served through the splits"),
+        );
+    }
+    // The one key's range was as hot as the threshold: its not splitting is the rule's.
+    let rate = (served[3] + served[4]) as f64 / began.elapsed().as_secs_f64();
+    assert!(rate > 40.0, "the one hot key served {rate:.0} requests/s");
+
+    let starts = range_starts(&client).await;
+    for s in &starts {
+        assert!(
+            s.is_empty() || s == b"b" || s == b"c" || inside(s, b"b", b"c"),
+            "a split outside the busy range: {:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+    let by_load: u64 = (0..3)
+        .map(|i| {
+            let (_, body) = c.http_get(i, "/metrics").unwrap();
+            body.lines()
+                .filter(|l| l.starts_with("shoal_range_splits_total{reason=\"load\"}"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    assert!(
+        by_load >= 1 && by_load as usize == starts.len() - 3,
+        "{by_load} splits by load, ranges starting at {starts:?}"
+    );
+    // Every key reads back across the new boundaries.
+    let all = client.scan("b", "c", 0).await.unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(client.get("c/hot").await.unwrap().is_some());
+}

@@ -24,6 +24,8 @@
 //!   makes of it; [`view`]: [`RangeView`], reads bounded by the range; [`latch`]:
 //!   [`latch::Latches`], a leader's writes in flight by key (writes of one key in
 //!   timestamp order; reads at a timestamp wait for the writes below it).
+//! - [`load`]: [`load::Load`], requests a replica served and a sample of their keys,
+//!   and the key a hot range splits at.
 //! - [`riders`]: decided commits held back a moment to ride with a range's next
 //!   proposal.
 //! - [`router`]: [`Router`], the node's replicas by range id and by key.
@@ -45,6 +47,7 @@ pub mod error;
 pub mod failpoints;
 pub mod index;
 pub mod latch;
+pub mod load;
 pub mod log_store;
 pub mod meta;
 pub mod once;

@@ -19,6 +19,7 @@ use crate::command::{Command, CommandResponse};
 use crate::error::{Error, Result};
 use crate::index::RangeIndex;
 use crate::latch::{Latches, ReadAt};
+use crate::load::Load;
 use crate::log_store::LogStore;
 use crate::options::{snapshot_due, RaftOptions};
 use crate::range::RangeDescriptor;
@@ -90,6 +91,8 @@ pub struct Replica {
     latches: Arc<Latches>,
     /// Commits held back to ride with the range's next proposal.
     riders: Riders,
+    /// Requests served here, and a sample of their keys (see `load.rs`).
+    load: Load,
 }
 
 impl std::fmt::Debug for Replica {
@@ -145,6 +148,7 @@ impl Replica {
             wake_patience: Duration::from_millis(env.opts.election_timeout_max_ms),
             latches: Arc::default(),
             riders,
+            load: Load::default(),
         }))
     }
 
@@ -189,6 +193,16 @@ impl Replica {
     /// Bytes of data applied since the last call (for the range's size upkeep).
     pub fn take_written(&self) -> u64 {
         self.state_machine.take_written()
+    }
+
+    /// Counts a request this replica serves, on `key` (for splits by load).
+    pub fn record_load(&self, key: &[u8]) {
+        self.load.record(key);
+    }
+
+    /// Requests served here since the last call, and a sample of their keys.
+    pub fn take_load(&self) -> (u64, Vec<Vec<u8>>) {
+        self.load.take()
     }
 
     /// A copy of the replica's current Raft metrics. Loops over every replica read

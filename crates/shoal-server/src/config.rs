@@ -137,6 +137,17 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_RANGE_MAX_BYTES", default_value_t = 64 << 20)]
     pub range_max_bytes: u64,
 
+    /// A range that serves more than this many requests a second on its leader for
+    /// `--split-load-window` splits in two, at a key with as much of the load on each
+    /// side (a load on one key is not split). 0: ranges never split by load.
+    #[arg(long, env = "SHOAL_SPLIT_QPS", default_value_t = 2500)]
+    pub split_qps: u64,
+
+    /// How long a range stays over `--split-qps` before it splits by load (`10s`,
+    /// `1m`; a bare number is seconds).
+    #[arg(long, env = "SHOAL_SPLIT_LOAD_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    pub split_load_window: std::time::Duration,
+
     /// Replicas of each range (the meta range has one on every node).
     #[arg(long, env = "SHOAL_REPLICATION_FACTOR", default_value_t = 3)]
     pub replication_factor: usize,
@@ -247,6 +258,9 @@ impl NodeConfig {
         }
         if self.snapshot_logs == 0 {
             return Err("--snapshot-logs must be at least 1".into());
+        }
+        if self.split_load_window < std::time::Duration::from_secs(1) {
+            return Err("--split-load-window must be at least 1s".into());
         }
         // Below it, a read at a fresh timestamp from an oracle whose clock runs a little
         // behind this node's would already be outside the retention window.

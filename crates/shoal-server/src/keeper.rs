@@ -1,16 +1,18 @@
 //! [`RangeKeeper`]: the upkeep of a node's ranges beyond the first. It opens the right
 //! half of every split its state machines apply; on the leader of each range, once a
 //! second, it reports the range's descriptor to the routing table, splits the range
-//! once its data passes `--range-max-bytes`, and asks members that skipped a split to
-//! create their replica; and it destroys this node's replicas of ranges that no
-//! longer count it (garbage collection). Where replicas live is the placement
-//! driver's to decide (`placement/`).
+//! once its data passes `--range-max-bytes` or once it stays hot (over `--split-qps`
+//! for `--split-load-window`, at a key dividing its load: see `shoal_raft::load`),
+//! and asks members that skipped a split to create their replica; and it destroys
+//! this node's replicas of ranges that no longer count it (garbage collection). Where
+//! replicas live is the placement driver's to decide (`placement/`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shoal_proto::v1::PeerMessage;
+use shoal_raft::load::{self, SAMPLE_SIZE};
 use shoal_raft::{
     Command, OpResult, RangeDescriptor, RangeEvent, Refusal, Replica, FIRST_RANGE_ID,
 };
@@ -30,6 +32,20 @@ const MISSING_REPLICA_PATIENCE: Duration = Duration::from_secs(5);
 /// that does not count this node, is destroyed.
 const ORPHAN_AFTER: Duration = Duration::from_secs(10);
 
+/// Keys sampled from a hot range's requests kept at most (the newest).
+const MAX_HOT_SAMPLE: usize = 16 * SAMPLE_SIZE;
+
+/// A range's load while this node leads it, between rounds of upkeep.
+#[derive(Default)]
+struct Heat {
+    /// When its load was last read while this node led it.
+    read: Option<Instant>,
+    /// Since when it has been over `--split-qps` without a break.
+    hot_since: Option<Instant>,
+    /// Keys sampled from its requests since then.
+    sample: Vec<Vec<u8>>,
+}
+
 /// The upkeep of a node's ranges, and what it remembers between rounds.
 pub struct RangeKeeper {
     node: Arc<Node>,
@@ -41,6 +57,8 @@ pub struct RangeKeeper {
     measured: Mutex<HashMap<u64, u64>>,
     /// Since when a member of a range has replicated nothing, per (range, node).
     unmatched: Mutex<HashMap<(u64, u64), Instant>>,
+    /// The load of each range this node leads.
+    heat: Mutex<HashMap<u64, Heat>>,
 }
 
 impl RangeKeeper {
@@ -51,6 +69,7 @@ impl RangeKeeper {
             unmeasured: Mutex::default(),
             measured: Mutex::default(),
             unmatched: Mutex::default(),
+            heat: Mutex::default(),
         }
     }
 
@@ -107,6 +126,9 @@ impl RangeKeeper {
                 lock(&self.reported).remove(&r.range_id);
                 lock(&self.unmeasured).remove(&r.range_id);
                 lock(&self.measured).remove(&r.range_id);
+                lock(&self.heat).remove(&r.range_id);
+                // Reads a follower served are not the leader's to split by.
+                r.take_load();
                 continue;
             }
             self.create_missing_replicas(&r).await;
@@ -128,7 +150,9 @@ impl RangeKeeper {
                 }
                 to_report.push(d.clone());
             }
-            self.split_if_large(&r, &d).await;
+            if !self.split_if_large(&r, &d).await {
+                self.split_if_hot(&r, &d).await;
+            }
         }
         if !to_report.is_empty() {
             match routing::report(&self.node, to_report.clone()).await {
@@ -178,8 +202,8 @@ impl RangeKeeper {
 
     /// Splits `r` at its middle key once its data passes `--range-max-bytes`. The size
     /// is measured again after an eighth of that limit was written, or at once after a
-    /// split.
-    async fn split_if_large(&self, r: &Replica, d: &RangeDescriptor) {
+    /// split. Whether it split the range.
+    async fn split_if_large(&self, r: &Replica, d: &RangeDescriptor) -> bool {
         let max = self.node.cfg.range_max_bytes;
         let written = r.take_written();
         let due = {
@@ -194,36 +218,101 @@ impl RangeKeeper {
             }
         };
         if !due {
-            return;
+            return false;
         }
         let (engine, span) = (self.node.engine.clone(), d.span());
         let stats = match tokio::task::spawn_blocking(move || engine.span_stats(&span, max)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(range_id = r.range_id, error = %e, "measuring the range");
-                return;
+                return false;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
         lock(&self.measured).insert(r.range_id, stats.bytes);
         if stats.bytes <= max {
-            return;
+            return false;
         }
         let Some(key) = stats.middle.filter(|k| d.splits_at(k)) else {
-            return;
+            return false;
         };
         // Measured again next round, whatever this attempt does: the left half may still
         // be over the limit (or the split may fail), and no further write need come to
         // make it due.
         lock(&self.unmeasured).insert(r.range_id, u64::MAX);
         match self.split_at(r, &key).await {
-            Ok((l, rt)) => tracing::info!(
-                range_id = l.range_id,
-                right = rt.range_id,
-                bytes = stats.bytes,
-                "split a range past --range-max-bytes"
-            ),
-            Err(e) => tracing::info!(range_id = r.range_id, error = %e, "splitting a large range"),
+            Ok((l, rt)) => {
+                self.node.metrics.count_split("size");
+                tracing::info!(
+                    range_id = l.range_id,
+                    right = rt.range_id,
+                    bytes = stats.bytes,
+                    "split a range past --range-max-bytes"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::info!(range_id = r.range_id, error = %e, "splitting a large range");
+                false
+            }
+        }
+    }
+
+    /// Splits `r` once it has served more than `--split-qps` requests a second here for
+    /// `--split-load-window` without a break, at the sampled key with as much of that
+    /// load on each side (none when one key carries most of it).
+    async fn split_if_hot(&self, r: &Replica, d: &RangeDescriptor) {
+        let (served, sample) = r.take_load();
+        let cfg = &self.node.cfg;
+        if cfg.split_qps == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let (key, rate) = {
+            let mut heat = lock(&self.heat);
+            let h = heat.entry(r.range_id).or_default();
+            // The first round while leading: what was counted before is not this
+            // leader's load.
+            let Some(read) = h.read.replace(now) else {
+                return;
+            };
+            let secs = now.duration_since(read).as_secs_f64();
+            let rate = served as f64 / secs.max(1e-3);
+            if rate < cfg.split_qps as f64 {
+                h.hot_since = None;
+                h.sample.clear();
+                return;
+            }
+            let since = *h.hot_since.get_or_insert(read);
+            h.sample.extend(sample);
+            let excess = h.sample.len().saturating_sub(MAX_HOT_SAMPLE);
+            h.sample.drain(..excess);
+            if now.duration_since(since) < cfg.split_load_window {
+                return;
+            }
+            h.hot_since = None;
+            let key = load::split_key(std::mem::take(&mut h.sample), |k| d.splits_at(k));
+            (key, rate)
+        };
+        let Some(key) = key else {
+            tracing::debug!(
+                range_id = r.range_id,
+                rate,
+                "a hot range whose load no key divides"
+            );
+            return;
+        };
+        match self.split_at(r, &key).await {
+            Ok((l, rt)) => {
+                self.node.metrics.count_split("load");
+                tracing::info!(
+                    range_id = l.range_id,
+                    right = rt.range_id,
+                    rate = rate as u64,
+                    "split a range over --split-qps"
+                );
+            }
+            Err(e) => tracing::info!(range_id = r.range_id, error = %e, "splitting a hot range"),
         }
     }
 
@@ -234,7 +323,9 @@ impl RangeKeeper {
                 Error::RangeNotFound("no replica of this node holds the key".into())
             })?;
         r.check_leader()?;
-        self.split_at(&r, key).await
+        let halves = self.split_at(&r, key).await?;
+        self.node.metrics.count_split("request");
+        Ok(halves)
     }
 
     #[tracing::instrument(skip_all, fields(range_id = r.range_id))]

@@ -211,6 +211,7 @@ impl KvService {
     ) -> Result<R::Reply> {
         tracing::Span::current().record("range_id", r.range_id);
         self.node.check_serving()?;
+        r.record_load(req.op.anchor().key);
         let (out, read_ts) = match req.op.consistency() {
             Some(c) => self.read(r, req.op, c, deadline).await?,
             None => (self.write(r, req, deadline).await?, None),
@@ -538,6 +539,7 @@ impl KvService {
         let r = (self.node.router.lookup(key))
             .filter(|r| r.is_leader() || r.current_leader().is_some())?;
         self.node.check_serving().ok()?;
+        r.record_load(key);
         let start = Instant::now();
         let deadline = start + LOCAL_STEP_PATIENCE;
         // Boxed: a read may resolve locks, which steps and reads again.

@@ -1,7 +1,7 @@
 //! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
 //! range (read from openraft's metrics at scrape time), garbage collection of old
 //! versions, TLS (refused handshakes, the node certificate's expiry), failed
-//! logins, and what the node sized itself by (its cgroup's limits) and to.
+//! logins, splits by reason, and what the node sized itself by (its cgroup's limits) and to.
 
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ pub struct Metrics {
     login_failures: IntCounterVec,
     cert_expires: IntGauge,
     resources: IntGaugeVec,
+    splits: IntCounterVec,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -116,8 +117,17 @@ impl Metrics {
             &["of"],
         )
         .expect("valid metric");
+        let splits = IntCounterVec::new(
+            Opts::new(
+                "shoal_range_splits_total",
+                "splits of ranges this node led, by reason: size (past --range-max-bytes), load (over --split-qps), request (`shoal range split`)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(splits.clone()),
             Box::new(resources.clone()),
             Box::new(latency.clone()),
             Box::new(raft.clone()),
@@ -144,6 +154,7 @@ impl Metrics {
             login_failures,
             cert_expires,
             resources,
+            splits,
             rendering: Default::default(),
         }
     }
@@ -154,6 +165,11 @@ impl Metrics {
 
     pub fn count_dropped_keys(&self, n: u64) {
         self.sql_dropped_keys.inc_by(n);
+    }
+
+    /// A split of a range this node led (`reason`: size, load or request).
+    pub fn count_split(&self, reason: &str) {
+        self.splits.with_label_values(&[reason]).inc();
     }
 
     pub fn count_tls_refused(&self, listener: &str) {
