@@ -5,6 +5,8 @@
 #   bench/ab.sh [--quick] --sql BASE_BIN NEW_BIN   the same operations through SQL
 #     (a point select and an upsert of one row, prepared, over 64 Postgres
 #     connections spread over the nodes; `shoal-bench --target sql`)
+#   bench/ab.sh [--quick] --ranges N BASE_BIN NEW_BIN   the records split into N
+#     ranges in each cluster (`shoal-bench --split-into`) before the runs
 #   bench/ab.sh [--quick] --secure BIN BIN   insecure (BASE) against secure (NEW):
 #     the NEW cluster runs with certificates made by `shoal cert` (TLS on every
 #     connection, between nodes too) and its clients connect over TLS; adds put at 1
@@ -29,17 +31,21 @@
 # The report lists each cluster's ranges after loading and after the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: $0 [--quick] [--sql | --secure] BASE_BIN NEW_BIN   (or --help)"
+usage="usage: $0 [--quick] [--ranges N] [--sql | --secure] BASE_BIN NEW_BIN   (or --help)"
 command="$0 $*"
 quick=0
 secure=0
 target=shoal
+split=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     --quick) quick=1; shift ;;
     --sql) target=sql; shift ;;
     --secure) secure=1; shift ;;
+    --ranges)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "--ranges takes a count of ranges" >&2; exit 2; }
+      split=(--split-into "$2"); shift 2 ;;
     *) break ;;
   esac
 done
@@ -86,7 +92,8 @@ fi
 for b in "${builds[@]}"; do
   # shellcheck disable=SC2086
   "${bin[$b]}/shoal-bench" --target "$target" --endpoints "${eps[$b]}" --workload put --load \
-    --operations 1 --records "$records" --clients 64 --connections "$connections" ${flags[$b]} >/dev/null
+    --operations 1 --records "$records" --clients 64 --connections "$connections" ${flags[$b]} \
+    "${split[@]}" >/dev/null
 done
 # Where each cluster's ranges and their leaders are (a write's timestamp is local on
 # the meta range's leader, one call to it from any other node).
