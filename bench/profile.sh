@@ -7,7 +7,10 @@
 # Set-ups: `1 range` and `64 ranges` (bare processes on loopback, the records split
 # into 64 ranges first); with IMAGE (the same build's image, docker/build-image.sh),
 # `pod` (containers on a Docker bridge network with their own IPs, as a StatefulSet's
-# pods) and `host` (containers on the host network, as the DaemonSet's), 1 range each.
+# pods) and `host` (containers on the host network, as the DaemonSet's), 1 range each;
+# and `own cgroups`, the `1 range` cluster again with each node moved into a CPU
+# cgroup of its own (as each container is; root, cgroup v1 or v2): what the
+# scheduler's fairness between groups alone costs, without a container.
 # Workloads: put and linearizable get at 64 clients (8 connections), 256-byte values.
 # Each set-up runs alone (the others stopped), so the profiles do not share the CPU.
 #
@@ -115,8 +118,19 @@ load() {
 shoal_cluster one "$work" "$bin" 27400
 load "$one_eps"
 profile "1 range" "$one_eps" "${one_pids[@]}"
+# The CPU controller's hierarchy: v1's own mount, or v2's unified one.
+cg_root=/sys/fs/cgroup/cpu
+[ -d "$cg_root" ] || cg_root=/sys/fs/cgroup
+if [ -w "$cg_root" ]; then
+  for i in 0 1 2; do
+    mkdir -p "$cg_root/shoal-profile-$i"
+    echo "${one_pids[$i]}" >"$cg_root/shoal-profile-$i/cgroup.procs"
+  done
+  profile "own cgroups" "$one_eps" "${one_pids[@]}"
+fi
 shoal_stop one
 unset one_pids
+rmdir "$cg_root"/shoal-profile-* 2>/dev/null || true
 
 shoal_cluster many "$work" "$bin" 27450
 load "$many_eps" --split-into 64
@@ -201,7 +215,7 @@ for line in open(results):
     if line.strip():
         r = json.loads(line)
         runs[(r["label"], r["workload"])] = r
-setups = [s for s in ["1 range", "64 ranges", "pod", "host"] if (s, "put") in runs]
+setups = [s for s in ["1 range", "own cgroups", "64 ranges", "pod", "host"] if (s, "put") in runs]
 rows = {}
 for s in setups:
     for w in ("put", "get"):
@@ -246,7 +260,7 @@ for w in ("put", "get"):
     extra = []
     if "64 ranges" in setups:
         extra.append(("64 ranges", "64 - 1"))
-    for s in ("pod", "host"):
+    for s in ("own cgroups", "pod", "host"):
         if s in setups:
             extra.append((s, f"{s} - 1 range"))
     print("| part | " + " | ".join(setups) + "".join(f" | {h}" for _, h in extra) + " |")
