@@ -165,28 +165,11 @@ fn wrong_flags_are_usage_errors() {
     // Semantically wrong values are refused by validation with a message naming the flag.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let out = shoal(&[
-        "start",
-        "--data-dir",
-        &d,
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--sql-addr",
-        "127.0.0.1:0",
-        "--peer-addr",
-        "127.0.0.1:0",
-        "--join",
-        "nohost",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--join"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for (flag, bad) in [("--gc-ttl", "0s"), ("--split-load-window", "500ms")] {
+    for (flag, bad) in [
+        ("--join", "nohost"),
+        ("--gc-ttl", "0s"),
+        ("--split-load-window", "500ms"),
+    ] {
         let out = shoal(&[
             "start",
             "--data-dir",
