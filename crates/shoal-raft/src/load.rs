@@ -30,12 +30,11 @@ impl Load {
         } else {
             mix(n) % n
         };
-        let Ok(slot) = usize::try_from(slot) else {
-            return;
-        };
-        if slot >= SAMPLE_SIZE {
+        if slot >= SAMPLE_SIZE as u64 {
             return;
         }
+        // Below SAMPLE_SIZE: fits a usize.
+        let slot = slot as usize;
         let mut sample = self.sample.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = sample.get_mut(slot) {
             k.clear();

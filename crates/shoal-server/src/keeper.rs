@@ -240,9 +240,8 @@ impl RangeKeeper {
         // be over the limit (or the split may fail), and no further write need come to
         // make it due.
         lock(&self.unmeasured).insert(r.range_id, u64::MAX);
-        match self.split_at(r, &key).await {
+        match self.split_at(r, &key, "size").await {
             Ok((l, rt)) => {
-                self.node.metrics.count_split("size");
                 tracing::info!(
                     range_id = l.range_id,
                     right = rt.range_id,
@@ -302,9 +301,8 @@ impl RangeKeeper {
             );
             return;
         };
-        match self.split_at(r, &key).await {
+        match self.split_at(r, &key, "load").await {
             Ok((l, rt)) => {
-                self.node.metrics.count_split("load");
                 tracing::info!(
                     range_id = l.range_id,
                     right = rt.range_id,
@@ -323,16 +321,17 @@ impl RangeKeeper {
                 Error::RangeNotFound("no replica of this node holds the key".into())
             })?;
         r.check_leader()?;
-        let halves = self.split_at(&r, key).await?;
-        self.node.metrics.count_split("request");
-        Ok(halves)
+        self.split_at(&r, key, "request").await
     }
 
+    /// Splits `r` at `key`, counted in `shoal_range_splits_total` under `reason`
+    /// (size, load or request) once the split is applied.
     #[tracing::instrument(skip_all, fields(range_id = r.range_id))]
     async fn split_at(
         &self,
         r: &Replica,
         key: &[u8],
+        reason: &str,
     ) -> Result<(RangeDescriptor, RangeDescriptor)> {
         let d = r.ready_descriptor()?;
         if !d.splits_at(key) {
@@ -367,6 +366,7 @@ impl RangeKeeper {
             }
             other => return Err(Error::Internal(format!("split: {other:?}"))),
         }
+        self.node.metrics.count_split(reason);
         let left = r.ready_descriptor()?;
         let right = RangeDescriptor {
             range_id: new_range_id,

@@ -1,7 +1,8 @@
 //! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
 //! range (read from openraft's metrics at scrape time), garbage collection of old
 //! versions, TLS (refused handshakes, the node certificate's expiry), failed
-//! logins, splits by reason, and what the node sized itself by (its cgroup's limits) and to.
+//! logins, splits by reason, and what the node sized itself by (its cgroup's limits)
+//! and to.
 
 use std::time::Duration;
 
