@@ -112,8 +112,8 @@ async fn a_node_cut_off_from_the_others_turns_unready_and_refuses_linearizable_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_lease_reads_a_cut_off_leader_refuses_linearizable_reads_too() {
-    cut_off_leader(&["--read-policy", "lease"]).await;
+async fn with_read_index_a_cut_off_leader_refuses_linearizable_reads_too() {
+    cut_off_leader(&["--read-policy", "read-index"]).await;
 }
 
 /// Freezes the two followers: the leader alone must turn unready, refuse linearizable

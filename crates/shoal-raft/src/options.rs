@@ -1,7 +1,9 @@
 //! [`RaftOptions`]: Raft timing and log compaction of a node's replicas, and when a
 //! replica builds a snapshot.
 
-use openraft::{Config, SnapshotPolicy};
+use std::time::Duration;
+
+use openraft::{Config, LinearizerOption, SnapshotPolicy};
 
 /// Raft timing and log compaction of a node's replicas.
 #[derive(Debug, Clone)]
@@ -14,8 +16,9 @@ pub struct RaftOptions {
     pub snapshot_logs: u64,
     /// Entries kept in the log behind a snapshot, for slow followers.
     pub keep_logs: u64,
-    /// How the leader confirms a linearizable read: a read-index round to a quorum,
-    /// or its lease (no round trip while the quorum's last acknowledgement is recent).
+    /// How the leader confirms a linearizable read: by its lease (no round trip while
+    /// a quorum acknowledged it within [`RaftOptions::read_lease`]), else by a
+    /// read-index round to a quorum, which is all `false` ever does.
     pub lease_reads: bool,
 }
 
@@ -27,12 +30,44 @@ impl Default for RaftOptions {
             election_timeout_max_ms: 2000,
             snapshot_logs: 10_000,
             keep_logs: 1_000,
-            lease_reads: false,
+            lease_reads: true,
         }
     }
 }
 
 impl RaftOptions {
+    /// How long a leader trusts a quorum's acknowledgement to serve reads without a
+    /// round trip: half the time a follower refuses to vote after hearing from it.
+    ///
+    /// openraft's followers refuse every vote (but a handover's) for
+    /// `election_timeout_max` after they received a message of the leader, measured on
+    /// their monotonic clock; the leader counts its lease from the moment it sent the
+    /// message a quorum acknowledged, on its own clock. The bound: no other leader can
+    /// have been elected within the read lease as long as no node's clock runs more
+    /// than twice as fast as the leader's, and every node's clock keeps counting while
+    /// its process is stopped (SIGSTOP, a frozen cgroup: Linux's monotonic clock does;
+    /// a virtual machine suspended without its guest's clock advancing does not, and
+    /// `--read-policy read-index` is the choice there). A new leader also needs an
+    /// election round and a commit before it can serve a newer value, which the bound
+    /// does not count.
+    pub fn read_lease(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_max_ms / 2)
+    }
+
+    /// How a leader confirms that no other leader can have been elected: with
+    /// `lease_reads`, at once while a quorum acknowledged it within
+    /// [`RaftOptions::read_lease`], else (and always without `lease_reads`) by a
+    /// heartbeat round sent now, waiting for a quorum's answer at most one
+    /// `election_timeout_max`.
+    pub(crate) fn leadership_check(&self) -> LinearizerOption {
+        let age = if self.lease_reads {
+            self.read_lease()
+        } else {
+            Duration::ZERO
+        };
+        LinearizerOption::new(Some(age), true)
+    }
+
     pub(crate) fn config(&self) -> Result<Config, openraft::ConfigError> {
         Config {
             cluster_name: "shoal".to_string(),

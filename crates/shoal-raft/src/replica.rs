@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
-use openraft::{ChangeMembers, ReadPolicy};
+use openraft::{ChangeMembers, LinearizerOption};
 use shoal_proto::error::{detail, ErrorCode};
 use shoal_proto::v1::{error_detail, RaftMessage};
 use shoal_storage::Engine;
@@ -68,7 +68,8 @@ pub struct Replica {
     state_machine: StateMachine,
     engine: Engine,
     pool: Arc<PeerPool>,
-    lease_reads: bool,
+    /// How the leader confirms its leadership for a read ([`RaftOptions::leadership_check`]).
+    leadership_check: LinearizerOption,
     snapshot_logs: u64,
     /// When the replica opened: the base of `leader_contact_ms`.
     opened: Instant,
@@ -139,7 +140,7 @@ impl Replica {
             state_machine: sm,
             engine,
             pool,
-            lease_reads: env.opts.lease_reads,
+            leadership_check: env.opts.leadership_check(),
             snapshot_logs: env.opts.snapshot_logs,
             opened: Instant::now(),
             leader_contact_ms: AtomicU64::new(0),
@@ -537,37 +538,24 @@ impl Replica {
 
     // ---- linearizable reads ------------------------------------------------------
 
-    /// On the leader: confirms leadership with a quorum (read index, or its lease with
-    /// `--read-policy lease`) and returns the log id a replica must have applied before
-    /// serving a linearizable read.
+    /// On the leader: confirms that no other leader can have been elected (by its
+    /// lease, else by a heartbeat round: [`RaftOptions::leadership_check`]) and returns
+    /// the log id a replica must have applied before serving a linearizable read.
     pub async fn read_index(&self) -> Result<ReadLogId<TypeConfig>> {
-        let policy = if self.lease_reads {
-            ReadPolicy::LeaseRead
-        } else {
-            ReadPolicy::ReadIndex
-        };
-        match self.raft.get_read_linearizer(policy).await {
+        match self
+            .raft
+            .get_read_linearizer(self.leadership_check.clone())
+            .await
+        {
             Ok(l) => Ok(*l.read_log_id()),
             Err(e) => Err(Error::from_read(self.range_id, e)),
         }
     }
 
-    /// On the leader: confirms that no other leader can have been elected, by its lease
-    /// (no round trip while a quorum acknowledged it within the lease), else by a read
-    /// index (one round of heartbeats).
+    /// On the leader: confirms that no other leader can have been elected, as
+    /// [`Replica::read_index`] does.
     pub async fn confirm_leadership(&self) -> Result<()> {
-        if self
-            .raft
-            .get_read_linearizer(ReadPolicy::LeaseRead)
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Error::from_read(self.range_id, e)),
-        }
+        self.read_index().await.map(|_| ())
     }
 
     /// On the leader: [`Replica::read_index`], once the writes in flight over `at`'s

@@ -110,16 +110,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 1000, value_parser = parse_millis)]
     pub election_timeout_ms: u64,
 
-    /// How a leader confirms a linearizable read: `read-index` (a heartbeat round to a
-    /// quorum per batch of reads) or `lease` (no round trip while a quorum acknowledged
-    /// the leader within its lease, shorter than the election timeout; assumes clocks
-    /// on the nodes advance at about the same rate).
-    #[arg(
-        long,
-        env = "SHOAL_READ_POLICY",
-        value_enum,
-        default_value = "read-index"
-    )]
+    /// How a leader confirms a linearizable read (and a timestamp it hands out):
+    /// `lease` (no round trip while a quorum acknowledged the leader within half the
+    /// longest election timeout, else a heartbeat round; assumes no node's clock runs
+    /// twice as fast as another's and that a stopped node's clock keeps counting) or
+    /// `read-index` (a heartbeat round to a quorum per batch of reads, whatever the
+    /// clocks do).
+    #[arg(long, env = "SHOAL_READ_POLICY", value_enum, default_value = "lease")]
     pub read_policy: ReadPolicy,
 
     /// Build a range snapshot (and purge its log) after at least this many log entries,
