@@ -160,6 +160,13 @@ fn wrong_flags_are_usage_errors() {
     let out = shoal(&["start", "--data-dir", "/tmp/x", "--peer-addr", "7071"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--peer-addr"));
+    let out = shoal(&["start", "--data-dir", "/tmp/x", "--read-policy", "trust-me"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--read-policy") && err.contains("read-index"),
+        "{err}"
+    );
     let out = shoal(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     // Semantically wrong values are refused by validation with a message naming the flag.

@@ -60,21 +60,16 @@ async fn a_paused_leader_wakes_to_no_stale_read() {
         c.client_of(others.clone()).put("k", &newer).await.unwrap();
 
         // Reads sent while the old leader is frozen, answered as it wakes.
-        let mut reads = Vec::new();
-        for _ in 0..4 {
+        let read = |c: &TestCluster| {
             let (client, at) = (c.client_via(old), at.clone());
-            reads.push(tokio::spawn(async move {
-                client.get_from(&at, "k", Linearizable).await
-            }));
-        }
+            tokio::spawn(async move { client.get_from(&at, "k", Linearizable).await })
+        };
+        let mut reads: Vec<_> = (0..4).map(|_| read(&c)).collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
         c.pause(old, false);
         // And reads sent just after it woke.
         for _ in 0..20 {
-            reads.push(tokio::spawn({
-                let (client, at) = (c.client_via(old), at.clone());
-                async move { client.get_from(&at, "k", Linearizable).await }
-            }));
+            reads.push(read(&c));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut served = 0;
