@@ -39,8 +39,9 @@ use crate::users::{self, Users};
 const CERTS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// How often the node's own upkeep runs (fatal replicas, snapshots, ranges it leads).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// The placement loop collects removed replicas every this many rounds.
-const GARBAGE_EVERY: u64 = 5;
+/// How often removed replicas are looked for (a read of the routing table when this
+/// node holds a replica it does not lead).
+const GARBAGE_INTERVAL: Duration = Duration::from_secs(3);
 
 /// A gRPC server running until the node stops.
 type Serving = std::pin::Pin<
@@ -164,22 +165,26 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
             }
         });
     }
-    // Heartbeats to the placement driver, the driver itself (on the meta range's
-    // leader) and the collection of removed replicas: apart from the upkeep, so a slow
-    // round of range upkeep never delays a heartbeat.
+    // Heartbeats to the placement driver and the driver itself (on the meta range's
+    // leader): apart from the upkeep, so a slow round of range upkeep never delays a
+    // heartbeat.
     {
-        let (keeper, driver) = (keeper.clone(), driver.clone());
-        let mut round = 0u64;
+        let driver = driver.clone();
         tasks.every("placement", HEARTBEAT_INTERVAL, move || {
-            let (keeper, driver) = (keeper.clone(), driver.clone());
-            round += 1;
+            let driver = driver.clone();
             async move {
                 driver.send_heartbeat().await;
                 driver.round().await;
-                if round.is_multiple_of(GARBAGE_EVERY) {
-                    keeper.collect_garbage().await;
-                }
             }
+        });
+    }
+    // The collection of removed replicas: apart from placement, whose round on the meta
+    // range's leader waits for the replica moves it makes (each up to seconds).
+    {
+        let keeper = keeper.clone();
+        tasks.every("garbage", GARBAGE_INTERVAL, move || {
+            let keeper = keeper.clone();
+            async move { keeper.collect_garbage().await }
         });
     }
     // Idle ranges stop their Raft timers; one beat per peer node stands in for their
