@@ -39,9 +39,9 @@ use crate::users::{self, Users};
 const CERTS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// How often the node's own upkeep runs (fatal replicas, snapshots, ranges it leads).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// How often removed replicas are looked for (a read of the routing table when this
-/// node holds a replica it does not lead).
-const GARBAGE_INTERVAL: Duration = Duration::from_secs(3);
+/// How often removed replicas are looked for: each look reads the whole routing table
+/// from this node's store when it holds a replica it does not lead.
+const GARBAGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A gRPC server running until the node stops.
 type Serving = std::pin::Pin<
