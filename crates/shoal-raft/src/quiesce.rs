@@ -36,6 +36,7 @@ use shoal_proto::v1::RaftMessage;
 use crate::codec::encode;
 use crate::options::RaftOptions;
 use crate::range::FIRST_RANGE_ID;
+use crate::replica::Replica;
 use crate::router::Router;
 use crate::transport::pool::PeerPool;
 use crate::types::{NodeId, RaftMetrics};
@@ -122,6 +123,21 @@ fn caught_up(m: &RaftMetrics, me: NodeId) -> bool {
     })
 }
 
+/// Whether a replica settled quiesced stays so: nothing woke it, its mark holds, and
+/// (a leader) it began no handover, or (a follower) its leader's fresh beats still list
+/// the range at its term.
+fn still_settled(r: &Replica, s: &Settled, quiet: &HashMap<u64, (NodeId, u64)>) -> bool {
+    if !r.is_quiesced() || r.with_metrics(Mark::of) != s.mark {
+        return false;
+    }
+    if s.mark.leader == Some(r.node_id) {
+        !r.handing_over_in(s.mark.term)
+    } else {
+        matches!(quiet.get(&r.range_id),
+            Some(&(from, term)) if from != r.node_id && term == s.mark.term)
+    }
+}
+
 /// A leader's view of its range's activity.
 #[derive(Debug, Clone, Copy)]
 struct Activity {
@@ -129,6 +145,41 @@ struct Activity {
     last_log: u64,
     since: Instant,
 }
+
+/// What a quiesced replica's decision rests on, as its metrics give it: while none of
+/// it moves (no new entry, no election, nothing applied), the decision stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    term: u64,
+    leader: Option<NodeId>,
+    last_log: Option<u64>,
+    applied: Option<u64>,
+}
+
+impl Mark {
+    fn of(m: &RaftMetrics) -> Self {
+        Self {
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log: m.last_log_index,
+            applied: m.last_applied.as_ref().map(|l| l.index),
+        }
+    }
+}
+
+/// A replica a full look found quiesced: later rounds carry that decision while its
+/// [`Mark`] holds (and, on a follower, while its leader's beats keep listing it), and
+/// look again only once something moved.
+#[derive(Debug, Clone)]
+struct Settled {
+    mark: Mark,
+    /// On a leader: the other members, which its beats list the range to.
+    members: Vec<NodeId>,
+}
+
+/// Every this many rounds, every replica is looked at in full (and the peers to beat
+/// gathered again): whatever a settled replica's mark missed is caught within it.
+const FULL_ROUND_EVERY: u64 = 20;
 
 /// Runs quiescence for a node: [`Quiescer::round`] once per beat interval.
 pub struct Quiescer {
@@ -138,6 +189,12 @@ pub struct Quiescer {
     beats: Arc<Beats>,
     opts: QuiesceOptions,
     activity: HashMap<u64, Activity>,
+    /// Quiesced replicas whose decision later rounds carry (see [`Settled`]).
+    settled: HashMap<u64, Settled>,
+    /// The nodes beaten each round, with their addresses: every member of a replica
+    /// here, gathered again by each full round.
+    peers: HashMap<NodeId, String>,
+    rounds: u64,
     /// Peers with a beat in flight: one at a time each, so beats arrive in order.
     sending: HashMap<NodeId, Arc<AtomicBool>>,
 }
@@ -150,6 +207,9 @@ impl Quiescer {
             beats: Arc::default(),
             opts,
             activity: HashMap::new(),
+            settled: HashMap::new(),
+            peers: HashMap::new(),
+            rounds: 0,
             sending: HashMap::new(),
         }
     }
@@ -163,68 +223,110 @@ impl Quiescer {
         self.beats.clone()
     }
 
-    /// Quiesces or wakes every replica of this node, then beats every peer.
+    /// Quiesces or wakes every replica of this node, then beats every peer. A replica
+    /// settled quiesced costs a look at its mark; the others are looked at in full.
     pub fn round(&mut self) {
+        self.rounds += 1;
+        if self.rounds.is_multiple_of(FULL_ROUND_EVERY) {
+            self.settled.clear();
+            self.peers.clear();
+        }
         let now = Instant::now();
         let quiet = self.beats.quiet(self.opts.beat_timeout);
-        let mut beats: HashMap<NodeId, (String, Beat)> = HashMap::new();
+        let mut beats: HashMap<NodeId, Vec<(u64, u64)>> = HashMap::new();
         let mut held = HashSet::new();
+        let mut me = None;
         for r in self.router.all() {
             held.insert(r.range_id);
-            let me = r.node_id;
-            let quiesce = r.with_metrics(|m| {
-                let members = m.membership_config.membership();
-                for (id, n) in members.nodes() {
-                    if *id != me {
-                        beats.entry(*id).or_insert_with(|| {
-                            (
-                                n.addr.clone(),
-                                Beat {
-                                    from: me,
-                                    quiesced: Vec::new(),
-                                },
-                            )
-                        });
+            me = Some(r.node_id);
+            if let Some(s) = self.settled.get(&r.range_id) {
+                if still_settled(&r, s, &quiet) {
+                    for id in &s.members {
+                        beats
+                            .entry(*id)
+                            .or_default()
+                            .push((r.range_id, s.mark.term));
                     }
+                    continue;
                 }
-                if m.current_leader == Some(me) {
-                    let last_log = m.last_log_index.unwrap_or(0);
-                    let a = self.activity.entry(r.range_id).or_insert(Activity {
-                        term: m.current_term,
-                        last_log,
-                        since: now,
-                    });
-                    if a.term != m.current_term || a.last_log != last_log {
-                        *a = Activity {
-                            term: m.current_term,
-                            last_log,
-                            since: now,
-                        };
-                    }
-                    let q = r.range_id != FIRST_RANGE_ID
-                        && !r.handing_over_in(m.current_term)
-                        && now.duration_since(a.since) >= self.opts.idle_after
-                        && caught_up(m, me);
-                    if q {
-                        for (id, _) in members.nodes() {
-                            if let Some((_, b)) = beats.get_mut(id) {
-                                b.quiesced.push((r.range_id, m.current_term));
-                            }
-                        }
-                    }
-                    q
-                } else {
-                    self.activity.remove(&r.range_id);
-                    matches!(quiet.get(&r.range_id),
-                        Some(&(from, term)) if from != me && term == m.current_term)
-                }
-            });
+                self.settled.remove(&r.range_id);
+            }
+            let quiesce = self.look(&r, now, &quiet, &mut beats);
             r.set_quiesced(quiesce);
         }
         self.activity.retain(|id, _| held.contains(id));
-        for (peer, (addr, beat)) in beats {
-            self.send(peer, addr, beat);
+        self.settled.retain(|id, _| held.contains(id));
+        let Some(me) = me else { return };
+        let peers: Vec<(NodeId, String)> =
+            self.peers.iter().map(|(id, a)| (*id, a.clone())).collect();
+        for (peer, addr) in peers {
+            let quiesced = beats.remove(&peer).unwrap_or_default();
+            self.send(peer, addr, Beat { from: me, quiesced });
         }
+    }
+
+    /// Looks at `r` in full: whether it should be quiesced now (and, if so, settles it).
+    /// A leader quiescing its range lists it in `beats` to every other member.
+    fn look(
+        &mut self,
+        r: &Replica,
+        now: Instant,
+        quiet: &HashMap<u64, (NodeId, u64)>,
+        beats: &mut HashMap<NodeId, Vec<(u64, u64)>>,
+    ) -> bool {
+        let me = r.node_id;
+        let (activity, settled, peers) = (&mut self.activity, &mut self.settled, &mut self.peers);
+        let idle_after = self.opts.idle_after;
+        r.with_metrics(|m| {
+            let members = m.membership_config.membership();
+            for (id, n) in members.nodes() {
+                if *id != me && !peers.contains_key(id) {
+                    peers.insert(*id, n.addr.clone());
+                }
+            }
+            let mut others = Vec::new();
+            let quiesce = if m.current_leader == Some(me) {
+                let last_log = m.last_log_index.unwrap_or(0);
+                let a = activity.entry(r.range_id).or_insert(Activity {
+                    term: m.current_term,
+                    last_log,
+                    since: now,
+                });
+                if a.term != m.current_term || a.last_log != last_log {
+                    *a = Activity {
+                        term: m.current_term,
+                        last_log,
+                        since: now,
+                    };
+                }
+                let q = r.range_id != FIRST_RANGE_ID
+                    && !r.handing_over_in(m.current_term)
+                    && now.duration_since(a.since) >= idle_after
+                    && caught_up(m, me);
+                if q {
+                    for (id, _) in members.nodes().filter(|(id, _)| **id != me) {
+                        beats
+                            .entry(*id)
+                            .or_default()
+                            .push((r.range_id, m.current_term));
+                        others.push(*id);
+                    }
+                }
+                q
+            } else {
+                activity.remove(&r.range_id);
+                matches!(quiet.get(&r.range_id),
+                    Some(&(from, term)) if from != me && term == m.current_term)
+            };
+            if quiesce {
+                let s = Settled {
+                    mark: Mark::of(m),
+                    members: others,
+                };
+                settled.insert(r.range_id, s);
+            }
+            quiesce
+        })
     }
 
     fn send(&mut self, peer: NodeId, addr: String, beat: Beat) {
