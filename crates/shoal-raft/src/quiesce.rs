@@ -22,6 +22,11 @@
 //!   openraft stops its heartbeats and refuses every request there until the term ends,
 //!   so if the handover fails, its followers must tick to elect another leader.
 //!
+//! A round looks in full only at the replicas not settled quiesced: one that a full
+//! look quiesced is carried while its term, leader, last and applied entries hold
+//! ([`Mark`]), so an idle node's round costs a read of each replica's mark. Every
+//! [`FULL_ROUND_EVERY`]th round looks at all of them.
+//!
 //! Linearizable reads on a quiesced range still confirm the leadership with a
 //! heartbeat round of their own (openraft sends it on demand), so they need no ticker.
 

@@ -32,13 +32,14 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
         .collect();
     // Ranges whose leaders have not reported yet (a split a moment ago, a cluster just
     // founded): this node's own descriptors fill the gaps.
+    // Read in place: only a descriptor that fills a gap is copied.
     for rep in node.router.all() {
-        let Some(d) = rep.descriptor() else { continue };
-        match by_id.get(&d.range_id) {
-            Some(o) if !d.supersedes(o) => {}
-            _ => {
-                by_id.insert(d.range_id, d);
-            }
+        let newer = rep.with_descriptor(|d| {
+            d.filter(|d| by_id.get(&d.range_id).is_none_or(|o| d.supersedes(o)))
+                .cloned()
+        });
+        if let Some(d) = newer {
+            by_id.insert(d.range_id, d);
         }
     }
     Ok(tile(by_id.into_values().collect()))
