@@ -31,8 +31,8 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
         .map(|d| (d.range_id, d))
         .collect();
     // Ranges whose leaders have not reported yet (a split a moment ago, a cluster just
-    // founded): this node's own descriptors fill the gaps.
-    // Read in place: only a descriptor that fills a gap is copied.
+    // founded): this node's own descriptors fill the gaps, read in place (only one
+    // that fills a gap is copied).
     for rep in node.router.all() {
         let newer = rep.with_descriptor(|d| {
             d.filter(|d| by_id.get(&d.range_id).is_none_or(|o| d.supersedes(o)))
