@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use shoal_proto::span;
@@ -13,6 +14,9 @@ use crate::range::RangeDescriptor;
 #[derive(Debug, Default)]
 pub struct RangeIndex {
     inner: RwLock<IndexInner>,
+    /// Counts the calls of [`RangeIndex::set`]: every change of a replica's
+    /// descriptor on this node, and every replica forgotten.
+    changes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +35,7 @@ impl RangeIndex {
     /// Records (or, with `None`, forgets) the span of `range_id`.
     pub fn set(&self, range_id: u64, d: Option<&RangeDescriptor>) {
         let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        self.changes.fetch_add(1, Ordering::Release);
         if let Some(start) = g.starts.remove(&range_id) {
             if g.by_start
                 .get(&start)
@@ -44,6 +49,12 @@ impl RangeIndex {
             g.by_start
                 .insert(d.start.clone(), (d.end.clone(), range_id));
         }
+    }
+
+    /// How many times a descriptor was set or forgotten here: while it stays, so do
+    /// this node's replicas' descriptors.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The range holding `key`, if this node holds one.

@@ -42,7 +42,7 @@ use crate::codec::encode;
 use crate::options::RaftOptions;
 use crate::range::FIRST_RANGE_ID;
 use crate::replica::Replica;
-use crate::router::Router;
+use crate::router::{Replicas, Router};
 use crate::transport::pool::PeerPool;
 use crate::types::{NodeId, RaftMetrics};
 
@@ -81,30 +81,69 @@ impl QuiesceOptions {
 /// The latest beat heard from each peer node.
 #[derive(Debug, Default)]
 pub struct Beats {
-    latest: Mutex<HashMap<NodeId, (Instant, Beat)>>,
+    latest: Mutex<HashMap<NodeId, Heard>>,
+}
+
+/// A peer's latest beat: when it came, and the ranges it listed, by range id. A beat
+/// listing what the one before it listed (an idle peer's every beat) only moves `at`.
+#[derive(Debug)]
+struct Heard {
+    at: Instant,
+    listed: Vec<(u64, u64)>,
+    terms: Arc<HashMap<u64, u64>>,
 }
 
 impl Beats {
     pub fn record(&self, beat: Beat) {
-        self.latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(beat.from, (Instant::now(), beat));
-    }
-
-    /// `range_id -> (leader, term)` of the quiesced ranges listed by the beats heard
-    /// within `fresh`.
-    fn quiet(&self, fresh: Duration) -> HashMap<u64, (NodeId, u64)> {
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = HashMap::new();
-        for (at, beat) in latest.values() {
-            if at.elapsed() <= fresh {
-                for &(range, term) in &beat.quiesced {
-                    out.insert(range, (beat.from, term));
-                }
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(h) = latest.get_mut(&beat.from) {
+            if h.listed == beat.quiesced {
+                h.at = now;
+                return;
             }
         }
-        out
+        let terms = Arc::new(beat.quiesced.iter().copied().collect());
+        let heard = Heard {
+            at: now,
+            listed: beat.quiesced,
+            terms,
+        };
+        latest.insert(beat.from, heard);
+    }
+
+    /// The quiesced ranges listed by the beats heard within `fresh`.
+    fn quiet(&self, fresh: Duration) -> Quiet {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        Quiet {
+            peers: latest
+                .iter()
+                .filter(|(_, h)| h.at.elapsed() <= fresh)
+                .map(|(id, h)| (*id, h.terms.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The ranges the fresh beats list as quiesced, by the peer that beat them.
+#[derive(Debug, Default)]
+struct Quiet {
+    peers: Vec<(NodeId, Arc<HashMap<u64, u64>>)>,
+}
+
+impl Quiet {
+    /// `(leader, term)` of `range_id` as a fresh beat lists it (the latest term, if two
+    /// peers list it).
+    fn get(&self, range_id: u64) -> Option<(NodeId, u64)> {
+        self.peers
+            .iter()
+            .filter_map(|(from, terms)| terms.get(&range_id).map(|t| (*from, *t)))
+            .max_by_key(|(_, t)| *t)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.peers.iter().all(|(_, terms)| terms.is_empty())
     }
 }
 
@@ -131,15 +170,15 @@ fn caught_up(m: &RaftMetrics, me: NodeId) -> bool {
 /// Whether a replica settled quiesced stays so: nothing woke it, its mark holds, and
 /// (a leader) it began no handover, or (a follower) its leader's fresh beats still list
 /// the range at its term.
-fn still_settled(r: &Replica, s: &Settled, quiet: &HashMap<u64, (NodeId, u64)>) -> bool {
+fn still_settled(r: &Replica, s: &Settled, quiet: &Quiet) -> bool {
     if !r.is_quiesced() || r.with_metrics(Mark::of) != s.mark {
         return false;
     }
     if s.mark.leader == Some(r.node_id) {
         !r.handing_over_in(s.mark.term)
     } else {
-        matches!(quiet.get(&r.range_id),
-            Some(&(from, term)) if from != r.node_id && term == s.mark.term)
+        matches!(quiet.get(r.range_id),
+            Some((from, term)) if from != r.node_id && term == s.mark.term)
     }
 }
 
@@ -200,6 +239,8 @@ pub struct Quiescer {
     /// here, gathered again by each full round.
     peers: HashMap<NodeId, String>,
     rounds: u64,
+    /// The router's list of replicas the round before.
+    listed: Option<Replicas>,
     /// Peers with a beat in flight: one at a time each, so beats arrive in order.
     sending: HashMap<NodeId, Arc<AtomicBool>>,
 }
@@ -215,6 +256,7 @@ impl Quiescer {
             settled: HashMap::new(),
             peers: HashMap::new(),
             rounds: 0,
+            listed: None,
             sending: HashMap::new(),
         }
     }
@@ -239,11 +281,9 @@ impl Quiescer {
         let now = Instant::now();
         let quiet = self.beats.quiet(self.opts.beat_timeout);
         let mut beats: HashMap<NodeId, Vec<(u64, u64)>> = HashMap::new();
-        let mut held = HashSet::new();
-        let mut me = None;
-        for r in self.router.all() {
-            held.insert(r.range_id);
-            me = Some(r.node_id);
+        let list = self.router.all();
+        let me = list.first().map(|r| r.node_id);
+        for r in list.iter() {
             if let Some(s) = self.settled.get(&r.range_id) {
                 if still_settled(&r, s, &quiet) {
                     for id in &s.members {
@@ -259,8 +299,13 @@ impl Quiescer {
             let quiesce = self.look(&r, now, &quiet, &mut beats);
             r.set_quiesced(quiesce);
         }
-        self.activity.retain(|id, _| held.contains(id));
-        self.settled.retain(|id, _| held.contains(id));
+        // Replicas gone since the list before: forgotten.
+        if !self.listed.as_ref().is_some_and(|l| Arc::ptr_eq(l, &list)) {
+            let held: HashSet<u64> = list.iter().map(|r| r.range_id).collect();
+            self.activity.retain(|id, _| held.contains(id));
+            self.settled.retain(|id, _| held.contains(id));
+            self.listed = Some(list);
+        }
         let Some(me) = me else { return };
         let peers: Vec<(NodeId, String)> =
             self.peers.iter().map(|(id, a)| (*id, a.clone())).collect();
@@ -276,7 +321,7 @@ impl Quiescer {
         &mut self,
         r: &Replica,
         now: Instant,
-        quiet: &HashMap<u64, (NodeId, u64)>,
+        quiet: &Quiet,
         beats: &mut HashMap<NodeId, Vec<(u64, u64)>>,
     ) -> bool {
         let me = r.node_id;
@@ -320,8 +365,8 @@ impl Quiescer {
                 q
             } else {
                 activity.remove(&r.range_id);
-                matches!(quiet.get(&r.range_id),
-                    Some(&(from, term)) if from != me && term == m.current_term)
+                matches!(quiet.get(r.range_id),
+                    Some((from, term)) if from != me && term == m.current_term)
             };
             if quiesce {
                 let s = Settled {
@@ -379,16 +424,27 @@ mod tests {
             quiesced: vec![(7, 9)],
         });
         let q = beats.quiet(Duration::from_secs(60));
-        assert_eq!(q.get(&5), Some(&(2, 3)));
-        assert_eq!(q.get(&7), Some(&(3, 9)));
+        assert_eq!(q.get(5), Some((2, 3)));
+        assert_eq!(q.get(7), Some((3, 9)));
         // A later beat no longer listing range 6 wakes it.
         beats.record(Beat {
             from: 2,
             quiesced: vec![(5, 3)],
         });
         let q = beats.quiet(Duration::from_secs(60));
-        assert_eq!(q.get(&6), None);
-        assert_eq!(q.len(), 2);
+        assert_eq!(q.get(6), None);
+        assert_eq!((q.get(5), q.get(7)), (Some((2, 3)), Some((3, 9))));
+        // The same list again keeps it; a peer listing a range at a later term wins.
+        beats.record(Beat {
+            from: 2,
+            quiesced: vec![(5, 3)],
+        });
+        beats.record(Beat {
+            from: 3,
+            quiesced: vec![(5, 4), (7, 9)],
+        });
+        let q = beats.quiet(Duration::from_secs(60));
+        assert_eq!((q.get(5), q.get(7)), (Some((3, 4)), Some((3, 9))));
         std::thread::sleep(Duration::from_millis(5));
         assert!(beats.quiet(Duration::from_millis(1)).is_empty());
     }

@@ -166,6 +166,11 @@ impl Replica {
         self.state_machine.descriptor()
     }
 
+    /// The descriptor, shared (no copy).
+    pub fn shared_descriptor(&self) -> Option<Arc<RangeDescriptor>> {
+        self.state_machine.shared_descriptor()
+    }
+
     /// `f` of the range's applied descriptor, read in place (no copy).
     pub fn with_descriptor<T>(&self, f: impl FnOnce(Option<&RangeDescriptor>) -> T) -> T {
         self.state_machine.with_descriptor(f)
@@ -182,10 +187,7 @@ impl Replica {
     /// The replica's data, bounded by its range as it is now. Take it after the read
     /// barrier: a split applied meanwhile then shows as keys outside the view.
     pub fn view(&self) -> Result<RangeView> {
-        let desc = self
-            .state_machine
-            .shared_descriptor()
-            .ok_or(Error::NotReady {
+        let desc = self.shared_descriptor().ok_or(Error::NotReady {
                 range_id: self.range_id,
             })?;
         Ok(RangeView::new(self.engine.clone(), desc))

@@ -2,7 +2,7 @@
 //! the keys they hold.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -19,10 +19,22 @@ pub fn addressed_to(target: u64, me: NodeId) -> Result<()> {
     Ok(())
 }
 
+/// A list of replicas by range id, shared (see [`Router::all`]).
+pub type Replicas = Arc<[Arc<Replica>]>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The node's replicas, by range id, and by span through [`Router::index`].
 #[derive(Debug, Default)]
 pub struct Router {
     replicas: RwLock<HashMap<u64, Arc<Replica>>>,
+    /// Every replica by range id, as [`Router::all`] last listed them: dropped by each
+    /// insert and removal (under the write lock of `replicas`), listed again by the
+    /// next call. The node's loops list every replica several times a second, and a
+    /// fresh list of ten thousand was a copy and a sort each time.
+    listed: Mutex<Option<Replicas>>,
     pub index: Arc<RangeIndex>,
     /// Woken whenever a replica is inserted.
     inserted: tokio::sync::Notify,
@@ -62,10 +74,11 @@ impl Router {
     }
 
     pub fn insert(&self, replica: Arc<Replica>) {
-        self.replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(replica.range_id, replica);
+        {
+            let mut replicas = self.replicas.write().unwrap_or_else(|p| p.into_inner());
+            replicas.insert(replica.range_id, replica);
+            *lock(&self.listed) = None;
+        }
         self.inserted.notify_waiters();
     }
 
@@ -88,11 +101,11 @@ impl Router {
 
     /// Forgets a replica (destroyed, or never to serve again): no longer routed to.
     pub fn remove(&self, range_id: u64) -> Option<Arc<Replica>> {
-        let r = self
-            .replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&range_id);
+        let r = {
+            let mut replicas = self.replicas.write().unwrap_or_else(|p| p.into_inner());
+            *lock(&self.listed) = None;
+            replicas.remove(&range_id)
+        };
         self.index.set(range_id, None);
         r
     }
@@ -107,15 +120,20 @@ impl Router {
             .map(|r| r.node_id)
     }
 
-    pub fn all(&self) -> Vec<Arc<Replica>> {
-        let mut v: Vec<_> = self
-            .replicas
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+    /// Every replica of this node, by range id. Shared: a list made once after each
+    /// insert or removal.
+    pub fn all(&self) -> Replicas {
+        let replicas = self.replicas.read().unwrap_or_else(|p| p.into_inner());
+        // Listed under the read lock: no insert or removal can come between the list
+        // and its keeping.
+        let mut listed = lock(&self.listed);
+        if let Some(l) = listed.as_ref() {
+            return l.clone();
+        }
+        let mut v: Vec<_> = replicas.values().cloned().collect();
         v.sort_by_key(|r| r.range_id);
-        v
+        let l: Replicas = v.into();
+        *listed = Some(l.clone());
+        l
     }
 }

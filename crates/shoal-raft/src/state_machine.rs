@@ -200,10 +200,12 @@ impl StateMachine {
     }
 
     fn set_descriptor(&self, d: Option<RangeDescriptor>) {
+        let d = d.map(Arc::new);
+        *self.desc.write().unwrap_or_else(|p| p.into_inner()) = d.clone();
+        // After the descriptor: whoever saw the index's count of changes move sees it.
         if let Some(index) = &self.index {
-            index.set(self.range_id, d.as_ref());
+            index.set(self.range_id, d.as_deref());
         }
-        *self.desc.write().unwrap_or_else(|p| p.into_inner()) = d.map(Arc::new);
     }
 
     fn stored_descriptor(&self) -> io::Result<Option<RangeDescriptor>> {

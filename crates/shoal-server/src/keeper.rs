@@ -121,39 +121,49 @@ impl RangeKeeper {
             return;
         }
         let mut to_report = Vec::new();
-        for r in self.node.router.all() {
+        let mut following = Vec::new();
+        for r in self.node.router.all().iter() {
             if !r.is_leader() {
-                lock(&self.reported).remove(&r.range_id);
-                lock(&self.unmeasured).remove(&r.range_id);
-                lock(&self.measured).remove(&r.range_id);
-                lock(&self.heat).remove(&r.range_id);
+                following.push(r.range_id);
                 // Reads a follower served are not the leader's to split by.
                 r.take_load();
                 continue;
             }
-            self.create_missing_replicas(&r).await;
-            let Some(d) = r.descriptor() else {
+            // A quiesced range holds the whole log on every member: none is missing.
+            if !r.is_quiesced() {
+                self.create_missing_replicas(r).await;
+            }
+            let Some(d) = r.shared_descriptor() else {
                 continue;
             };
-            let reported = lock(&self.reported).get(&r.range_id).cloned();
-            if reported.as_ref() != Some(&d) {
+            // `None`: reported as it is.
+            let unreported = match lock(&self.reported).get(&r.range_id) {
+                Some(p) if *p == *d => None,
+                p => Some(p.map(|p| p.epoch.version)),
+            };
+            if let Some(version) = unreported {
                 // A split not reported yet (its leader's report failed, or another node
                 // leads the left half now): the right half goes with the left, in the
                 // same write, or the table would have a hole until the right half's own
                 // leader reported it. This node holds the right half too (every member
                 // of the left opens it); the meta range keeps only the newer of two
                 // descriptors of a range.
-                if reported.is_none_or(|p| p.epoch.version != d.epoch.version) {
+                if version != Some(d.epoch.version) {
                     if let Some(rd) = self.split_right_half(&d) {
                         to_report.push(rd);
                     }
                 }
-                to_report.push(d.clone());
+                to_report.push((*d).clone());
             }
-            if !self.split_if_large(&r, &d).await {
-                self.split_if_hot(&r, &d).await;
+            if !self.split_if_large(r, &d).await {
+                self.split_if_hot(r, &d).await;
             }
         }
+        // What this node kept of the ranges it no longer leads: each map locked once.
+        forget(&self.reported, &following);
+        forget(&self.unmeasured, &following);
+        forget(&self.measured, &following);
+        forget(&self.heat, &following);
         if !to_report.is_empty() {
             match routing::report(&self.node, to_report.clone()).await {
                 Ok(()) => {
@@ -451,8 +461,9 @@ impl RangeKeeper {
             .node
             .router
             .all()
-            .into_iter()
+            .iter()
             .filter(|r| r.range_id != FIRST_RANGE_ID && !r.is_leader())
+            .cloned()
             .collect();
         if candidates.is_empty() {
             return;
@@ -486,5 +497,16 @@ impl RangeKeeper {
                 }
             }
         }
+    }
+}
+
+/// Removes `ids` from `map`, under one lock.
+fn forget<V>(map: &Mutex<HashMap<u64, V>>, ids: &[u64]) {
+    let mut m = lock(map);
+    if m.is_empty() {
+        return;
+    }
+    for id in ids {
+        m.remove(id);
     }
 }

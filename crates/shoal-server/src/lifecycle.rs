@@ -90,7 +90,7 @@ pub fn check_fatal(node: &Node) {
     if node.shutdown.is_cancelled() {
         return;
     }
-    for r in node.router.all() {
+    for r in node.router.all().iter() {
         if let Some(e) = r.failure() {
             tracing::error!(range_id = r.range_id, error = %e, "a replica stopped; exiting so the node restarts from its store");
             node.set_fatal(format!("range {} stopped: {e}", r.range_id));
@@ -106,7 +106,7 @@ pub async fn drain(node: &Node, patience: Duration) -> Vec<u64> {
     node.set_draining();
     let deadline = Instant::now() + patience;
     let mut still = Vec::new();
-    for r in node.router.all() {
+    for r in node.router.all().iter() {
         let target = r.with_metrics(|m| {
             if m.current_leader != Some(r.node_id) {
                 return None;

@@ -203,7 +203,7 @@ impl Metrics {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         // Only the ranges held now: a replica moved away leaves no stale gauges.
         self.raft.reset();
-        for r in router.all() {
+        for r in router.all().iter() {
             let m = r.metrics();
             let range = r.range_id.to_string();
             let set = |name: &str, v: u64| {

@@ -74,6 +74,8 @@ pub struct Node {
     /// When a range's leader last asked for this node's replica of it (to add it as a
     /// learner): the replica is kept a while even before the routing table counts it.
     wanted: Mutex<HashMap<u64, Instant>>,
+    /// The routing table as last read, and what it was read at (see `routing::table`).
+    pub(crate) table: Mutex<Option<crate::routing::Table>>,
 }
 
 /// A storage error saying what failed.
@@ -181,6 +183,7 @@ impl Node {
             fatal: OnceLock::new(),
             open_lock: tokio::sync::Mutex::new(()),
             wanted: Mutex::new(HashMap::new()),
+            table: Mutex::new(None),
         });
         if let Some(id) = ident {
             tracing::info!(node_id = id.node_id, cluster_id = %id.cluster_id, "restarting with the identity on disk");
@@ -543,7 +546,7 @@ impl Node {
     /// Flushes the store and stops the replicas.
     pub async fn stop(&self) {
         self.set_draining();
-        for r in self.router.all() {
+        for r in self.router.all().iter() {
             if let Err(e) = r.shutdown().await {
                 tracing::warn!(range_id = r.range_id, error = %e, "stopping raft");
             }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::PeerMessage;
@@ -12,7 +13,7 @@ use shoal_raft::{Command, OpResult, RangeDescriptor, FIRST_RANGE_ID};
 
 use crate::convert::peer_message;
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::node::{lock, Node};
 use crate::peer_call;
 
 /// How long a linearizable read of the routing table waits for its read barrier.
@@ -25,6 +26,35 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
     if linearizable {
         meta.linearize(READ_PATIENCE).await?;
     }
+    // Read before the descriptors: a change after it moves them, and the table is read
+    // again next time.
+    let at = (meta.applied_index(), node.router.index.changes());
+    if let Some(t) = lock(&node.table).as_ref().filter(|t| t.at == at) {
+        return Ok(t.ranges.to_vec());
+    }
+    let ranges = read_table(node)?;
+    *lock(&node.table) = Some(Table {
+        at,
+        ranges: ranges.clone().into(),
+    });
+    Ok(ranges)
+}
+
+/// The routing table as a node last read it: kept while its meta replica applies
+/// nothing and none of its replicas' descriptors changes (on the meta range's leader,
+/// the placement driver reads it every second; with ten thousand ranges the read, a
+/// scan and a decoding of each descriptor, was the most of an idle node's work).
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// The meta replica's applied index and the node's count of descriptor changes
+    /// when it was read.
+    at: (u64, u64),
+    ranges: Arc<[RangeDescriptor]>,
+}
+
+/// Reads the routing table: the meta replica's descriptors, completed with this node's
+/// own newer ones.
+fn read_table(node: &Node) -> Result<Vec<RangeDescriptor>> {
     let mut by_id: HashMap<u64, RangeDescriptor> = shoal_raft::meta::descriptors(&node.engine)
         .map_err(|e| Error::Storage(format!("reading range descriptors: {e}")))?
         .into_iter()
@@ -33,7 +63,7 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
     // Ranges whose leaders have not reported yet (a split a moment ago, a cluster just
     // founded): this node's own descriptors fill the gaps, read in place (only one
     // that fills a gap is copied).
-    for rep in node.router.all() {
+    for rep in node.router.all().iter() {
         let newer = rep.with_descriptor(|d| {
             d.filter(|d| by_id.get(&d.range_id).is_none_or(|o| d.supersedes(o)))
                 .cloned()

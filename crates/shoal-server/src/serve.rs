@@ -157,7 +157,7 @@ pub async fn run(mut cfg: NodeConfig) -> Result<(), RunError> {
             async move {
                 lifecycle::check_fatal(&node);
                 clock.move_safe_point();
-                for r in node.router.all() {
+                for r in node.router.all().iter() {
                     r.snapshot_if_due().await;
                 }
                 driver.maintain_meta_voters().await;

@@ -72,8 +72,9 @@ impl LockSweeper {
         let led: Vec<_> = node
             .router
             .all()
-            .into_iter()
+            .iter()
             .filter(|r| r.is_leader())
+            .cloned()
             .collect();
         lock(&self.clean).retain(|id, _| led.iter().any(|r| r.range_id == *id));
         for r in led {

@@ -109,7 +109,7 @@ impl PlacementDriver {
             available_bytes,
             ..Default::default()
         };
-        for r in self.node.router.all() {
+        for r in self.node.router.all().iter() {
             report.ranges.push(r.range_id);
             if r.is_leader() {
                 report.leading.push(r.range_id);
