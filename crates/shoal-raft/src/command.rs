@@ -475,6 +475,21 @@ impl Command {
         }
     }
 
+    /// Whether applying this may write the routing table (the meta range's record of
+    /// every range's descriptor).
+    pub fn writes_descriptors(&self) -> bool {
+        match self {
+            Command::PutDescriptors(_) => true,
+            Command::Once { cmd, .. } | Command::At { cmd, .. } | Command::Deferrable(cmd) => {
+                cmd.writes_descriptors()
+            }
+            Command::Riding { riders, cmd } => {
+                cmd.writes_descriptors() || riders.iter().any(Self::writes_descriptors)
+            }
+            _ => false,
+        }
+    }
+
     /// The commit inside a `Deferrable`, if this is one.
     pub fn deferred_commit(&self) -> Option<&Command> {
         match self {

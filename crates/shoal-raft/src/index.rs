@@ -14,8 +14,8 @@ use crate::range::RangeDescriptor;
 #[derive(Debug, Default)]
 pub struct RangeIndex {
     inner: RwLock<IndexInner>,
-    /// Counts the calls of [`RangeIndex::set`]: every change of a replica's
-    /// descriptor on this node, and every replica forgotten.
+    /// Counts the calls of [`RangeIndex::set`] (every change of a replica's descriptor
+    /// on this node, every replica forgotten) and of [`RangeIndex::table_written`].
     changes: AtomicU64,
 }
 
@@ -51,8 +51,15 @@ impl RangeIndex {
         }
     }
 
-    /// How many times a descriptor was set or forgotten here: while it stays, so do
-    /// this node's replicas' descriptors.
+    /// Counts a write of the routing table in this node's replica of the meta range
+    /// (once it is in the store) or a snapshot installed.
+    pub fn table_written(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times a descriptor was set or forgotten here, or the routing table
+    /// written: while it stays, so do this node's replicas' descriptors and its copy
+    /// of the routing table.
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
     }

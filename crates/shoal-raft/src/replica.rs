@@ -188,8 +188,8 @@ impl Replica {
     /// barrier: a split applied meanwhile then shows as keys outside the view.
     pub fn view(&self) -> Result<RangeView> {
         let desc = self.shared_descriptor().ok_or(Error::NotReady {
-                range_id: self.range_id,
-            })?;
+            range_id: self.range_id,
+        })?;
         Ok(RangeView::new(self.engine.clone(), desc))
     }
 

@@ -476,6 +476,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let size = batch.size_in_bytes() as u64;
             self.engine.commit(batch).map_err(io_err)?;
             failpoints::hit("apply-after-commit")?;
+            if let (EntryPayload::Normal(cmd), Some(ranges)) = (&entry.payload, &self.index) {
+                if cmd.writes_descriptors() {
+                    ranges.table_written();
+                }
+            }
             self.written.fetch_add(size, Ordering::Relaxed);
             self.since_snapshot.fetch_add(size, Ordering::Relaxed);
             if new_desc.is_some() {

@@ -26,9 +26,9 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
     if linearizable {
         meta.linearize(READ_PATIENCE).await?;
     }
-    // Read before the descriptors: a change after it moves them, and the table is read
+    // Read before the descriptors: a change after it moves it, and the table is read
     // again next time.
-    let at = (meta.applied_index(), node.router.index.changes());
+    let at = node.router.index.changes();
     if let Some(t) = lock(&node.table).as_ref().filter(|t| t.at == at) {
         return Ok(t.ranges.to_vec());
     }
@@ -40,15 +40,16 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
     Ok(ranges)
 }
 
-/// The routing table as a node last read it: kept while its meta replica applies
-/// nothing and none of its replicas' descriptors changes (on the meta range's leader,
-/// the placement driver reads it every second; with ten thousand ranges the read, a
-/// scan and a decoding of each descriptor, was the most of an idle node's work).
+/// The routing table as a node last read it: kept while its meta replica writes no
+/// descriptor and none of its replicas' descriptors changes (on the meta range's
+/// leader, the placement driver reads it every second; with thousands of ranges the
+/// read, a scan and a decoding of each descriptor, was the most of an idle node's
+/// work).
 #[derive(Debug)]
 pub(crate) struct Table {
-    /// The meta replica's applied index and the node's count of descriptor changes
+    /// The node's count of descriptor changes ([`shoal_raft::RangeIndex::changes`])
     /// when it was read.
-    at: (u64, u64),
+    at: u64,
     ranges: Arc<[RangeDescriptor]>,
 }
 
