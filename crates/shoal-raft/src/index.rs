@@ -15,7 +15,7 @@ use crate::range::RangeDescriptor;
 pub struct RangeIndex {
     inner: RwLock<IndexInner>,
     /// Counts the calls of [`RangeIndex::set`] (every change of a replica's descriptor
-    /// on this node, every replica forgotten) and of [`RangeIndex::table_written`].
+    /// on this node, every replica forgotten) and of [`RangeIndex::note_change`].
     changes: AtomicU64,
 }
 
@@ -51,9 +51,10 @@ impl RangeIndex {
         }
     }
 
-    /// Counts a write of the routing table in this node's replica of the meta range
-    /// (once it is in the store) or a snapshot installed.
-    pub fn table_written(&self) {
+    /// Counts a change of what this node knows of the ranges that [`RangeIndex::set`]
+    /// does not see: a write of the routing table in its replica of the meta range
+    /// (once it is in the store), a replica added to its router.
+    pub fn note_change(&self) {
         self.changes.fetch_add(1, Ordering::Release);
     }
 

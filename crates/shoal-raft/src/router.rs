@@ -79,6 +79,9 @@ impl Router {
             replicas.insert(replica.range_id, replica);
             *lock(&self.listed) = None;
         }
+        // A routing table read while the replica was opened (its descriptor set) but
+        // not yet listed here lacks it: read again.
+        self.index.note_change();
         self.inserted.notify_waiters();
     }
 

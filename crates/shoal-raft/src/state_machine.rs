@@ -478,7 +478,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             failpoints::hit("apply-after-commit")?;
             if let (EntryPayload::Normal(cmd), Some(ranges)) = (&entry.payload, &self.index) {
                 if cmd.writes_descriptors() {
-                    ranges.table_written();
+                    ranges.note_change();
                 }
             }
             self.written.fetch_add(size, Ordering::Relaxed);
