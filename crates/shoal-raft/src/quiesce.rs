@@ -285,7 +285,7 @@ impl Quiescer {
         let me = list.first().map(|r| r.node_id);
         for r in list.iter() {
             if let Some(s) = self.settled.get(&r.range_id) {
-                if still_settled(&r, s, &quiet) {
+                if still_settled(r, s, &quiet) {
                     for id in &s.members {
                         beats
                             .entry(*id)
@@ -296,7 +296,7 @@ impl Quiescer {
                 }
                 self.settled.remove(&r.range_id);
             }
-            let quiesce = self.look(&r, now, &quiet, &mut beats);
+            let quiesce = self.look(r, now, &quiet, &mut beats);
             r.set_quiesced(quiesce);
         }
         // Replicas gone since the list before: forgotten.

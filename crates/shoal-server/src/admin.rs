@@ -93,7 +93,7 @@ impl AdminService {
             .node
             .router
             .all()
-            .into_iter()
+            .iter()
             .map(|r| {
                 r.with_metrics(|m| {
                     let mem = m.membership_config.membership();

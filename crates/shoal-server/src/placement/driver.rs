@@ -113,7 +113,7 @@ impl PlacementDriver {
             report.ranges.push(r.range_id);
             if r.is_leader() {
                 report.leading.push(r.range_id);
-                report.leading_bytes.push(self.keeper.range_bytes(&r));
+                report.leading_bytes.push(self.keeper.range_bytes(r));
             }
         }
         report
