@@ -74,8 +74,9 @@ pub struct Node {
     /// When a range's leader last asked for this node's replica of it (to add it as a
     /// learner): the replica is kept a while even before the routing table counts it.
     wanted: Mutex<HashMap<u64, Instant>>,
-    /// The routing table as last read, and what it was read at (see `routing::table`).
-    pub(crate) table: Mutex<Option<crate::routing::Table>>,
+    /// The routing table as last read, and the count of descriptor changes it was read
+    /// at (`RangeIndex::changes`): kept while that count stays (see `routing::table`).
+    pub(crate) table: Mutex<Option<(u64, Arc<[RangeDescriptor]>)>>,
 }
 
 /// A storage error saying what failed.

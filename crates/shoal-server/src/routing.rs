@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::PeerMessage;
@@ -29,28 +28,16 @@ pub async fn table(node: &Node, linearizable: bool) -> Result<Vec<RangeDescripto
     // Read before the descriptors: a change after it moves it, and the table is read
     // again next time.
     let at = node.router.index.changes();
-    if let Some(t) = lock(&node.table).as_ref().filter(|t| t.at == at) {
-        return Ok(t.ranges.to_vec());
+    // Kept while its meta replica writes no descriptor and none of its replicas'
+    // descriptors changes (on the meta range's leader, the placement driver reads it
+    // every second; with thousands of ranges the read, a scan and a decoding of each
+    // descriptor, was the most of an idle node's work).
+    if let Some((_, ranges)) = lock(&node.table).as_ref().filter(|(t, _)| *t == at) {
+        return Ok(ranges.to_vec());
     }
     let ranges = read_table(node)?;
-    *lock(&node.table) = Some(Table {
-        at,
-        ranges: ranges.clone().into(),
-    });
+    *lock(&node.table) = Some((at, ranges.clone().into()));
     Ok(ranges)
-}
-
-/// The routing table as a node last read it: kept while its meta replica writes no
-/// descriptor and none of its replicas' descriptors changes (on the meta range's
-/// leader, the placement driver reads it every second; with thousands of ranges the
-/// read, a scan and a decoding of each descriptor, was the most of an idle node's
-/// work).
-#[derive(Debug)]
-pub(crate) struct Table {
-    /// The node's count of descriptor changes ([`shoal_raft::RangeIndex::changes`])
-    /// when it was read.
-    at: u64,
-    ranges: Arc<[RangeDescriptor]>,
 }
 
 /// Reads the routing table: the meta replica's descriptors, completed with this node's
