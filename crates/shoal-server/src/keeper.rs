@@ -136,12 +136,12 @@ impl RangeKeeper {
             let Some(d) = r.shared_descriptor() else {
                 continue;
             };
-            // `None`: reported as it is.
-            let unreported = match lock(&self.reported).get(&r.range_id) {
-                Some(p) if *p == *d => None,
-                p => Some(p.map(|p| p.epoch.version)),
+            let (reported, version) = {
+                let rep = lock(&self.reported);
+                let p = rep.get(&r.range_id);
+                (p == Some(&*d), p.map(|p| p.epoch.version))
             };
-            if let Some(version) = unreported {
+            if !reported {
                 // A split not reported yet (its leader's report failed, or another node
                 // leads the left half now): the right half goes with the left, in the
                 // same write, or the table would have a hole until the right half's own
