@@ -6,7 +6,8 @@
 #       logs in WORK/NAME-i; returns once the cluster takes writes. Ranges do not
 #       split by load (`--split-qps 0`, unless the flags say otherwise): a bench
 #       chooses its range count (shoal-bench --split-into), and a split mid-run
-#       would change what it measures. Sets NAME_eps
+#       would change what it measures; nor do idle ranges merge back
+#       (`--merge-after 0`). Sets NAME_eps
 #       (comma-separated endpoints), NAME_sql (the SQL addresses) and NAME_pids.
 #   shoal_stop NAME       SIGTERM to the nodes, then waits for them.
 #   shoal_cpu NAME SECS   each node's CPU over SECS seconds, in % of one core.
@@ -24,16 +25,18 @@
 shoal_cluster() {
   local name=$1 work=$2 bin=$3 port=$4
   shift 4
-  local i j join eps="" sql="" pids=() sqlflag=0 peerflag=0 sqlargs secargs=() loadargs=()
+  local i j join eps="" sql="" pids=() sqlflag=0 peerflag=0 sqlargs secargs=() loadargs=() mergeargs=()
   "$bin/shoal" start --help 2>/dev/null | grep -q -- --sql-addr && sqlflag=1
   "$bin/shoal" start --help 2>/dev/null | grep -q -- --peer-addr && peerflag=1
   # A node starts without certificates only when told so (binaries before that
   # had no such flag); with --certs-dir among the flags, the CLI calls below use it.
   local certs="" prev="" a
   "$bin/shoal" start --help 2>/dev/null | grep -q -- --split-qps && loadargs=(--split-qps 0)
+  "$bin/shoal" start --help 2>/dev/null | grep -q -- --merge-after && mergeargs=(--merge-after 0)
   for a in "$@"; do
     [ "$prev" = --certs-dir ] && certs="$a"
     [ "$a" = --split-qps ] && loadargs=()
+    [ "$a" = --merge-after ] && mergeargs=()
     prev="$a"
   done
   if [ -z "$certs" ] && "$bin/shoal" start --help 2>/dev/null | grep -q -- --insecure; then
@@ -47,7 +50,7 @@ shoal_cluster() {
     for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
     "$bin/shoal" start --data-dir "$work/$name-$i" --listen-addr "127.0.0.1:$((port + i))" \
       --advertise-addr "127.0.0.1:$((port + i))" --http-addr "127.0.0.1:$((port + 10 + i))" \
-      --join "$join" "${sqlargs[@]}" "${secargs[@]}" "${loadargs[@]}" "$@" >>"$work/$name-$i.log" 2>&1 &
+      --join "$join" "${sqlargs[@]}" "${secargs[@]}" "${loadargs[@]}" "${mergeargs[@]}" "$@" >>"$work/$name-$i.log" 2>&1 &
     pids+=($!)
     eps="$eps${eps:+,}127.0.0.1:$((port + i))"
     sql="$sql${sql:+,}127.0.0.1:$((port + 20 + i))"
@@ -117,7 +120,7 @@ shoal_containers() {
       port=$((27600 + 100 * k))
       for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}127.0.0.1:$((port + j))"; done
       docker run -d --name "$c" --network host --user "$(id -u):$(id -g)" \
-        -e SHOAL_SPLIT_QPS=0 -v "$work/$name-$i:/var/lib/shoal" "$@" "$image" start --insecure \
+        -e SHOAL_SPLIT_QPS=0 -e SHOAL_MERGE_AFTER=0 -v "$work/$name-$i:/var/lib/shoal" "$@" "$image" start --insecure \
         --listen-addr "127.0.0.1:$((port + i))" --advertise-addr "127.0.0.1:$((port + i))" \
         --http-addr "127.0.0.1:$((port + 10 + i))" --peer-addr "127.0.0.1:$((port + 30 + i))" \
         --sql-addr "127.0.0.1:$((port + 20 + i))" --join "$join" >/dev/null
@@ -126,7 +129,7 @@ shoal_containers() {
       ip="$pods_subnet.$((10 * k + i))"
       for j in 1 2 3; do [ "$j" != "$i" ] && join="$join${join:+,}$pods_subnet.$((10 * k + j)):7070"; done
       docker run -d --name "$c" --network "$pods_net" --ip "$ip" --user "$(id -u):$(id -g)" \
-        -e SHOAL_SPLIT_QPS=0 -v "$work/$name-$i:/var/lib/shoal" "$@" "$image" start --insecure \
+        -e SHOAL_SPLIT_QPS=0 -e SHOAL_MERGE_AFTER=0 -v "$work/$name-$i:/var/lib/shoal" "$@" "$image" start --insecure \
         --listen-addr 0.0.0.0:7070 --advertise-addr "$ip:7070" --http-addr 0.0.0.0:7080 \
         --peer-addr 0.0.0.0:7071 --sql-addr 0.0.0.0:5432 --join "$join" >/dev/null
       eps="$eps${eps:+,}$ip:7070"

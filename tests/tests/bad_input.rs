@@ -687,6 +687,20 @@ async fn every_bad_wire_input_gets_its_exact_error_and_the_node_keeps_serving() 
             "INVALID_ARGUMENT",
         ),
         (
+            "undecodable merge step",
+            "/shoal.v1.Peer/MergeStep",
+            peer(1, node_id, &[0xff; 3]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "merge step for another node id",
+            "/shoal.v1.Peer/MergeStep",
+            peer(1, node_id + 1000, &[]),
+            Code::FailedPrecondition,
+            "WRONG_NODE",
+        ),
+        (
             "bootstrap of a node that belongs to a cluster",
             "/shoal.v1.Peer/Bootstrap",
             pb::BootstrapRequest {

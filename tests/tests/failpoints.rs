@@ -5,7 +5,9 @@
 //! linearizable histories, no acknowledged write lost, replicas converged. A
 //! transaction's coordinator crashes after its prewrites and after its primary's
 //! commit, and pauses between them while ranges split and leaders move: every
-//! transaction ends all or nothing, its locks resolved by their readers.
+//! transaction ends all or nothing, its locks resolved by their readers. A merge's
+//! coordinator fails, then dies, after freezing the right-hand range: the range
+//! thaws, at once or by its own leader, and nothing is lost.
 //!
 //! Run by scripts/test.sh as
 //! `SHOAL_BIN=<shoal built with --features failpoints> cargo test -p shoal-tests --features failpoints --test failpoints`.
@@ -438,4 +440,103 @@ async fn a_split_and_leader_moves_between_prewrite_and_commit_do_not_break_a_tra
         let (v, version) = read(&other, k).await;
         assert_eq!((v.as_str(), version), ("new", commit_ts), "{k}");
     }
+}
+
+/// Writes `value` to `key` through `client`, retrying until it is acknowledged
+/// (within `within`).
+async fn put_eventually(client: &shoal_client::Client, key: &str, value: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        match client.put(key, value).await {
+            Ok(_) => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{key} never written: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// A merge whose coordinator fails after freezing the right-hand range: an error
+/// abandons it at once (the range thaws); a crash leaves it to the frozen range's
+/// leader, which abandons it once the range has been frozen too long. Nothing is lost
+/// either way, and the merge goes through once the failpoints are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merge_that_fails_after_the_freeze_is_undone() {
+    let mut c = TestCluster::start_initialized(3, FAST_ELECTIONS)
+        .await
+        .unwrap();
+    let client = c.client();
+    client.split_range("m").await.unwrap();
+    client.put("a", "old").await.unwrap();
+    client.put("x", "old").await.unwrap();
+    let ranges = |c: &TestCluster| {
+        let client = c.client();
+        async move { client.ranges().await.unwrap().ranges.len() }
+    };
+
+    // Every node fails there (the coordinator is whichever leads the left range).
+    for i in 0..3 {
+        restart_with(&mut c, i, "merge-before-absorb=return");
+    }
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    let client = c.client();
+    let e = client.merge_range("a").await.unwrap_err();
+    eprintln!("merge failed as armed: {e}");
+    // Thawed at once: the right range takes writes again.
+    put_eventually(&client, "x", "thawed", Duration::from_secs(5)).await;
+    assert_eq!(ranges(&c).await, 2);
+
+    // Now the coordinator dies there.
+    for i in 0..3 {
+        restart_with(&mut c, i, "merge-before-absorb=return(crash)");
+    }
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    let client = c.client();
+    assert!(client.merge_range("a").await.is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        if let Some(i) = (0..3).find(|&i| c.exited(i).is_some()) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no coordinator crashed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.nodes[dead].env.clear();
+    c.restart(dead).unwrap();
+    // The frozen range's leader abandons the merge: the range takes writes again.
+    put_eventually(&client, "x", "after", Duration::from_secs(60)).await;
+    assert_eq!(read(&client, "x").await.0, "after");
+    assert_eq!(read(&client, "a").await.0, "old");
+    assert_eq!(ranges(&c).await, 2);
+
+    // Disarmed, the merge goes through and keeps both sides' keys.
+    for i in 0..3 {
+        if !c.nodes[i].env.is_empty() {
+            c.kill9(i);
+            c.nodes[i].env.clear();
+            c.restart(i).unwrap();
+        }
+    }
+    c.wait_leader(Duration::from_secs(20)).await.unwrap();
+    let client = c.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let merged = loop {
+        match client.merge_range("a").await {
+            Ok(m) => break m,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the merge never went through: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert!(
+        merged.start.is_empty() && merged.end.is_empty(),
+        "{merged:?}"
+    );
+    assert_eq!(read(&client, "x").await.0, "after");
+    assert_eq!(read(&client, "a").await.0, "old");
 }

@@ -549,6 +549,22 @@ pub async fn range_split(args: &ClientArgs, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn range_merge(args: &ClientArgs, key: &str) -> anyhow::Result<()> {
+    let merged = args.client()?.merge_range(key).await?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"merged": descriptor_json(&merged)})
+        ),
+        Format::Plain => println!(
+            "merged into range {} {}",
+            merged.range_id,
+            span_text(&merged.start, &merged.end)
+        ),
+    }
+    Ok(())
+}
+
 fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),

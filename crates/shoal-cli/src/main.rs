@@ -110,6 +110,12 @@ enum RangeCommand {
         /// Where to split: the first key of the new right half.
         key: String,
     },
+    /// Merge the range holding KEY with the range right after it (the two must have
+    /// the same replicas): the left range takes over the right one's keys.
+    Merge {
+        /// A key of the left range.
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +291,7 @@ fn main() -> ExitCode {
                 RangeCommand::Ls => rt.block_on(kv::range_ls(&client)),
                 RangeCommand::Lookup { key } => rt.block_on(kv::range_lookup(&client, &key)),
                 RangeCommand::Split { key } => rt.block_on(kv::range_split(&client, &key)),
+                RangeCommand::Merge { key } => rt.block_on(kv::range_merge(&client, &key)),
             }
         }
         Command::Shell(c) => {

@@ -77,6 +77,24 @@ impl Client {
         }
     }
 
+    /// Merges the range holding `key` with the range right after it (the two must have
+    /// the same replicas); returns the merged range. Not retried once it may have been
+    /// applied: a second merge would take in the next range too.
+    pub async fn merge_range(&self, key: impl AsRef<[u8]>) -> Result<pb::RangeDescriptor> {
+        let key = key.as_ref().to_vec();
+        let r = self
+            .run(Route::key(&key), Retry::IfNotApplied, |ch, _| {
+                let req = tonic::Request::new(pb::MergeRangeRequest { key: key.clone() });
+                async move { Ok(Self::admin(ch).merge_range(req).await?.into_inner()) }
+            })
+            .await?;
+        let merged = r
+            .merged
+            .ok_or_else(|| Error::Unavailable("merge answered without a descriptor".into()))?;
+        self.inner.cache.insert(merged.clone(), None);
+        Ok(merged)
+    }
+
     /// Removes a node from the cluster's membership.
     pub async fn remove_node(&self, node_id: u64) -> Result<()> {
         self.run(Route::Any, Retry::IfNotApplied, |ch, _| {

@@ -5,7 +5,7 @@
 use shoal_storage::{DataBatch, Engine};
 
 use crate::command::CommandResponse;
-use crate::range::{RangeDescriptor, FIRST_RANGE_ID};
+use crate::range::{Frozen, RangeDescriptor, FIRST_RANGE_ID};
 use crate::types::{LogId, StoredMembership};
 
 /// What one command's application sees and writes.
@@ -23,6 +23,9 @@ pub struct Apply<'a> {
     pub descriptor: Option<&'a RangeDescriptor>,
     /// The commit timestamp of the command's writes (`Command::At`), if it has one.
     pub ts: Option<u64>,
+    /// The range's freeze for a merge, if it is frozen: it applies nothing but the
+    /// merge's steps.
+    pub frozen: Option<Frozen>,
 }
 
 impl Apply<'_> {
@@ -68,5 +71,12 @@ pub enum Effect {
     Split {
         left: RangeDescriptor,
         right: RangeDescriptor,
+    },
+    /// The range froze for a merge (`Some`), or thawed (`None`).
+    Frozen(Option<Frozen>),
+    /// The range absorbed its right neighbour `right_id`: it is now `left`.
+    Merged {
+        left: RangeDescriptor,
+        right_id: u64,
     },
 }

@@ -107,6 +107,28 @@ pub enum Command {
     /// answer), which the range's leader may hold back briefly to send with its next
     /// proposal (a `Riding`): what a coordinator sends, never what a log holds.
     Deferrable(Box<Command>),
+    /// The first step of a merge, on the right-hand range: it freezes (takes no
+    /// request but the merge's own steps) until its left neighbour `left_id` absorbs
+    /// it or the merge is abandoned. `token` is the left neighbour's epoch version when
+    /// the merge began: only a `Merge` naming it can absorb the range, only a
+    /// `Thaw` naming it can undo the freeze. Refused while a membership change is
+    /// under way or another merge holds the range.
+    Freeze { left_id: u64, token: u64 },
+    /// Undoes a `Freeze` of `token` (the merge was abandoned: its left neighbour was
+    /// fenced against it without absorbing this range).
+    Thaw { token: u64 },
+    /// The last step of a merge, on the left-hand range: it takes over `right`'s span
+    /// (its frozen right neighbour, on the same nodes, every replica of which has
+    /// applied the freeze). Refused unless the range is still at epoch version `token`,
+    /// ends where `right` begins, and has the same replicas.
+    Merge { right: RangeDescriptor, token: u64 },
+    /// On the left-hand range of a merge that stalled: no `Merge` of `right_id` by an
+    /// attempt up to `token` applies after this (attempts are numbered by the
+    /// cluster's timestamps). Answers whether the range absorbed `right_id` already.
+    FenceMerge { right_id: u64, token: u64 },
+    /// Drops the routing table's record of `range_id` if its epoch version is below
+    /// `below_version`: a range merged into its left neighbour (meta range only).
+    DropDescriptor { range_id: u64, below_version: u64 },
 }
 
 impl std::fmt::Display for Command {
@@ -173,6 +195,15 @@ impl std::fmt::Display for Command {
             ),
             Command::Riding { riders, cmd } => write!(f, "{cmd} with {} commits", riders.len()),
             Command::Deferrable(cmd) => write!(f, "{cmd}, deferrable"),
+            Command::Freeze { left_id, token } => write!(f, "freeze(into {left_id} at {token})"),
+            Command::Thaw { token } => write!(f, "thaw({token})"),
+            Command::Merge { right, token } => {
+                write!(f, "merge(right: {} at {token})", right.range_id)
+            }
+            Command::FenceMerge { right_id, token } => {
+                write!(f, "fence-merge(right: {right_id} at {token})")
+            }
+            Command::DropDescriptor { range_id, .. } => write!(f, "drop-descriptor({range_id})"),
         }
     }
 }
@@ -268,6 +299,10 @@ pub enum OpResult {
     TxnConflict(TxnConflict),
     /// The answer to one of a `Riding` command's riders.
     Rider(Box<CommandResponse>),
+    /// A `FenceMerge`'s answer: whether the range had absorbed its right neighbour.
+    MergeFenced {
+        merged: bool,
+    },
 }
 
 /// A key read by a transaction's get.
@@ -416,7 +451,12 @@ impl Command {
             | Command::PutDescriptors(_)
             | Command::SetDecommissioning { .. }
             | Command::ReserveTimestamps { .. }
-            | Command::Split { .. } => None,
+            | Command::Split { .. }
+            | Command::Freeze { .. }
+            | Command::Thaw { .. }
+            | Command::Merge { .. }
+            | Command::FenceMerge { .. }
+            | Command::DropDescriptor { .. } => None,
         }
     }
 
@@ -479,7 +519,7 @@ impl Command {
     /// every range's descriptor).
     pub fn writes_descriptors(&self) -> bool {
         match self {
-            Command::PutDescriptors(_) => true,
+            Command::PutDescriptors(_) | Command::DropDescriptor { .. } => true,
             Command::Once { cmd, .. } | Command::At { cmd, .. } | Command::Deferrable(cmd) => {
                 cmd.writes_descriptors()
             }
@@ -534,6 +574,17 @@ impl Command {
         }
     }
 
+    /// Whether the command is a step of a merge: what a frozen range still applies.
+    pub fn is_merge_step(&self) -> bool {
+        matches!(
+            self,
+            Command::Freeze { .. }
+                | Command::Thaw { .. }
+                | Command::Merge { .. }
+                | Command::FenceMerge { .. }
+        )
+    }
+
     /// Whether the command is kept by the meta range alone.
     pub fn is_meta_only(&self) -> bool {
         match self {
@@ -541,7 +592,8 @@ impl Command {
             | Command::AllocRangeId
             | Command::PutDescriptors(_)
             | Command::SetDecommissioning { .. }
-            | Command::ReserveTimestamps { .. } => true,
+            | Command::ReserveTimestamps { .. }
+            | Command::DropDescriptor { .. } => true,
             Command::Once { cmd, .. } | Command::At { cmd, .. } => cmd.is_meta_only(),
             _ => false,
         }

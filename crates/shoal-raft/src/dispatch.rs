@@ -22,6 +22,16 @@ pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, E
         Command::Deferrable(cmd) => return apply(a, cmd),
         _ => {}
     }
+    if a.frozen.is_some() && !cmd.is_merge_step() {
+        // Routed before the freeze: the sender looks the range up again, and finds the
+        // left neighbour once it absorbed this one.
+        let why = format!("range {} is frozen for a merge", a.range_id);
+        let key = cmd.find_touch(|_| true).map(|t| t.first_key().to_vec());
+        return Ok((
+            CommandResponse::refused(a.version(), why, key),
+            Effect::None,
+        ));
+    }
     if cmd.is_meta_only() && !a.is_meta() {
         let why = format!("range {} is not the meta range", a.range_id);
         return Ok((
@@ -57,6 +67,17 @@ pub fn apply(a: &mut Apply<'_>, cmd: &Command) -> io::Result<(CommandResponse, E
     {
         return crate::split::apply_split(a, key, *new_range_id, *expected_version);
     }
+    match cmd {
+        Command::Freeze { left_id, token } => {
+            return crate::merge::apply_freeze(a, *left_id, *token)
+        }
+        Command::Thaw { token } => return crate::merge::apply_thaw(a, *token),
+        Command::Merge { right, token } => return crate::merge::apply_merge(a, right, *token),
+        Command::FenceMerge { right_id, token } => {
+            return crate::merge::apply_fence(a, *right_id, *token)
+        }
+        _ => {}
+    }
     Ok((apply_unchecked(a, cmd)?, Effect::None))
 }
 
@@ -86,6 +107,7 @@ fn apply_riding(
             membership: a.membership,
             descriptor: a.descriptor,
             ts: None,
+            frozen: a.frozen,
         };
         for r in riders {
             let answer = match r {
@@ -145,6 +167,10 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
             .results
             .push(OpResult::RangeId(crate::meta::apply_alloc_range_id(a)?)),
         Command::PutDescriptors(ds) => crate::meta::apply_put_descriptors(a, ds)?,
+        Command::DropDescriptor {
+            range_id,
+            below_version,
+        } => crate::meta::apply_drop_descriptor(a, *range_id, *below_version)?,
         Command::SetDecommissioning { node_id, on } => {
             crate::meta::apply_set_decommissioning(a, *node_id, *on)
         }
@@ -240,12 +266,16 @@ fn apply_unchecked(a: &mut Apply<'_>, cmd: &Command) -> io::Result<CommandRespon
                 None,
             ))
         }
-        Command::Split { .. } => {
-            // A split is never a request's inner command: it comes from the range's
-            // own leader, and applies through `apply`.
+        Command::Split { .. }
+        | Command::Freeze { .. }
+        | Command::Thaw { .. }
+        | Command::Merge { .. }
+        | Command::FenceMerge { .. } => {
+            // Never a request's inner command: splits and merges come from the
+            // ranges' leaders, and apply through `apply`.
             return Ok(CommandResponse::refused(
                 a.version(),
-                "a split cannot be wrapped in a request id".into(),
+                format!("{cmd} cannot be wrapped in a request id"),
                 None,
             ));
         }

@@ -24,7 +24,9 @@
 //! phases: the primary committed, the other ranges' locks not yet),
 //! `txn-prewrite-secondary` (an asynchronous commit's prewrites but the primary key's
 //! are lost in flight) and `txn-before-rollback` (an asynchronous commit refused or
-//! unanswered, before it is rolled back).
+//! unanswered, before it is rolled back). A merge's coordinator (`shoal-server`'s
+//! `merge.rs`) has `merge-before-absorb` (the right-hand range frozen and every
+//! replica of it caught up, the left range not yet asked to absorb it).
 
 use std::io;
 

@@ -10,7 +10,8 @@
 //! - [`dispatch`]: how a command applies: checked against the range, then its own
 //!   function, given an [`apply`] context ([`apply::Apply`]): [`writes`] (data writes and
 //!   transactions), [`once`] (exactly-once request ids), [`meta`] (the meta range's
-//!   system keys, written and read there alone), [`split`], [`percolator`] (a range's
+//!   system keys, written and read there alone), [`split`], [`merge`] (a range
+//!   absorbed by its left neighbour: freeze, merge, or fence and thaw), [`percolator`] (a range's
 //!   steps of transactions across ranges, on the records of [`txn_record`]).
 //! - [`log_store`]: [`LogStore`], a range's log and vote in the node's store; an
 //!   append is an unsynced write batch, reported flushed once [`wal_sync`]'s shared
@@ -49,6 +50,7 @@ pub mod index;
 pub mod latch;
 pub mod load;
 pub mod log_store;
+pub mod merge;
 pub mod meta;
 pub mod once;
 pub mod options;
@@ -76,7 +78,7 @@ pub use index::RangeIndex;
 pub use log_store::LogStore;
 pub use options::RaftOptions;
 pub use quiesce::{Beat, Beats, QuiesceOptions, Quiescer};
-pub use range::{RangeDescriptor, RangeEpoch, ReplicaDescriptor, FIRST_RANGE_ID};
+pub use range::{Frozen, RangeDescriptor, RangeEpoch, ReplicaDescriptor, FIRST_RANGE_ID};
 pub use replica::{Replica, ReplicaEnv};
 pub use router::Router;
 pub use state_machine::{RangeEvent, StateMachine};

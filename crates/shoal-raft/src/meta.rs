@@ -63,6 +63,23 @@ pub fn apply_put_descriptors(a: &mut Apply<'_>, ds: &[RangeDescriptor]) -> io::R
     Ok(())
 }
 
+/// `DropDescriptor`: forgets the record of `range_id` (merged into its left
+/// neighbour) if it is older than `below_version`.
+pub fn apply_drop_descriptor(
+    a: &mut Apply<'_>,
+    range_id: u64,
+    below_version: u64,
+) -> io::Result<()> {
+    let key = keys::range_descriptor_key(range_id);
+    if let Some(b) = a.engine.get_system(&key).map_err(io_err)? {
+        let older = decode::<RangeDescriptor>(&b).map_or(true, |d| d.epoch.version < below_version);
+        if older && range_id != FIRST_RANGE_ID {
+            a.batch.delete_system(a.engine, &key);
+        }
+    }
+    Ok(())
+}
+
 /// `SetDecommissioning`: marks a node decommissioning, or no longer.
 pub fn apply_set_decommissioning(a: &mut Apply<'_>, node_id: u64, on: bool) {
     let key = keys::decommissioning_key(node_id);

@@ -26,6 +26,15 @@ pub struct RangeEpoch {
     pub conf_ver: u64,
 }
 
+/// A range frozen for a merge into its left neighbour `left_id`, by the merge
+/// attempt `token`: it takes no request until the neighbour absorbs it (then it is
+/// retired) or the attempt is abandoned (then it thaws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frozen {
+    pub left_id: u64,
+    pub token: u64,
+}
+
 /// One replica of a range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaDescriptor {
@@ -99,6 +108,20 @@ impl RangeDescriptor {
         self.epoch.version >= other.epoch.version
             && self.epoch.conf_ver >= other.epoch.conf_ver
             && self != other
+    }
+
+    /// The range once it absorbed `right`, its right neighbour: its span runs to
+    /// `right`'s end, and its epoch version is above both ranges' (a client routed by
+    /// either one's descriptor is told the new one).
+    pub fn merged_with(&self, right: &RangeDescriptor) -> Self {
+        Self {
+            end: right.end.clone(),
+            epoch: RangeEpoch {
+                version: self.epoch.version.max(right.epoch.version) + 1,
+                conf_ver: self.epoch.conf_ver,
+            },
+            ..self.clone()
+        }
     }
 
     /// Whether `node_id` holds a replica of the range (a voter or a learner).

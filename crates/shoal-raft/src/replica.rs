@@ -94,6 +94,9 @@ pub struct Replica {
     riders: Riders,
     /// Requests served here, and a sample of their keys (see `load.rs`).
     load: Load,
+    /// Held while a membership change or a merge's freeze is proposed here: a range
+    /// freezes with the replicas it had, and a frozen range changes none.
+    reshaping: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -150,6 +153,7 @@ impl Replica {
             latches: Arc::default(),
             riders,
             load: Load::default(),
+            reshaping: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -308,6 +312,7 @@ impl Replica {
 
     /// Adds `id` at `node` as a learner (the leader only).
     pub async fn add_learner(&self, id: NodeId, node: Node) -> Result<()> {
+        let _g = self.unfrozen_for_change().await?;
         self.wake().await;
         self.raft
             .add_learner(id, node, false)
@@ -323,12 +328,38 @@ impl Replica {
         change: ChangeMembers<NodeId, Node>,
         retain: bool,
     ) -> Result<()> {
+        let _g = self.unfrozen_for_change().await?;
         self.wake().await;
         self.raft
             .change_membership(change, retain)
             .await
             .map(|_| ())
             .map_err(|e| Error::from_write(self.range_id, e))
+    }
+
+    /// The guard under which the range's replicas may change: refused while the range
+    /// is frozen for a merge.
+    async fn unfrozen_for_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        let g = self.reshaping.lock().await;
+        if let Some(f) = self.frozen() {
+            return Err(Error::Membership {
+                range_id: self.range_id,
+                why: format!("the range is frozen for a merge into range {}", f.left_id),
+            });
+        }
+        Ok(g)
+    }
+
+    /// Freezes the range for a merge into `left_id` (see `merge.rs`), between
+    /// changes of its replicas: it freezes with the replicas it has.
+    pub async fn freeze(&self, left_id: u64, token: u64) -> Result<CommandResponse> {
+        let _g = self.reshaping.lock().await;
+        self.propose(Command::Freeze { left_id, token }).await
+    }
+
+    /// The range's freeze for a merge, if it is frozen (as this replica applied it).
+    pub fn frozen(&self) -> Option<crate::range::Frozen> {
+        self.state_machine.frozen()
     }
 
     /// Asks the leadership to move to `to`.

@@ -28,7 +28,7 @@ use crate::codec::{decode, encode, io_err};
 use crate::command::CommandResponse;
 use crate::failpoints;
 use crate::index::RangeIndex;
-use crate::range::{RangeDescriptor, FIRST_RANGE_ID};
+use crate::range::{Frozen, RangeDescriptor, FIRST_RANGE_ID};
 use crate::types::{LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What a state machine tells its node about ranges that appear.
@@ -36,6 +36,9 @@ use crate::types::{LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership
 pub enum RangeEvent {
     /// A split applied here created the right half's replica on this node.
     Split { left: u64, right: RangeDescriptor },
+    /// A merge applied here: range `left` absorbed `right`, whose replica on this node
+    /// is to be retired (its keys are `left`'s now).
+    Merged { left: u64, right: u64 },
 }
 
 /// What the range's Raft state records of its current snapshot.
@@ -59,6 +62,8 @@ pub struct StateMachine {
     /// The applied descriptor; `None` until the replica has one (an empty replica
     /// waiting for its first snapshot).
     desc: Arc<RwLock<Option<Arc<RangeDescriptor>>>>,
+    /// The range's freeze for a merge, as applied.
+    frozen: Arc<RwLock<Option<Frozen>>>,
     /// Bytes of data applied since the size of the range was last measured.
     written: Arc<AtomicU64>,
     /// Bytes applied since the last snapshot was built or installed, and the size of
@@ -101,6 +106,7 @@ impl StateMachine {
             with_system: range_id == FIRST_RANGE_ID,
             dir,
             desc: Arc::new(RwLock::new(None)),
+            frozen: Arc::new(RwLock::new(None)),
             written: Arc::new(AtomicU64::new(0)),
             since_snapshot: Arc::new(AtomicU64::new(0)),
             snapshot_bytes: Arc::new(AtomicU64::new(0)),
@@ -124,6 +130,7 @@ impl StateMachine {
             None => sm.legacy_meta_descriptor()?,
         };
         sm.set_descriptor(stored);
+        sm.load_frozen()?;
         // What was applied since the snapshot before this process is not known: it
         // counts as enough, and the entry count alone decides the next snapshot.
         let snap_bytes = match sm.current()? {
@@ -175,7 +182,20 @@ impl StateMachine {
             .as_deref())
     }
 
-    /// Bytes of data applied since the last call.
+    /// The range's freeze for a merge, if it is frozen.
+    pub fn frozen(&self) -> Option<Frozen> {
+        *self.frozen.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_frozen(&self, f: Option<Frozen>) {
+        *self.frozen.write().unwrap_or_else(|p| p.into_inner()) = f;
+    }
+
+    fn load_frozen(&self) -> io::Result<()> {
+        self.set_frozen(crate::merge::frozen(&self.engine, self.range_id)?);
+        Ok(())
+    }
+
     /// How many entries that may have written a lock were applied, and snapshots
     /// installed, since the replica opened.
     pub fn lock_writes(&self) -> u64 {
@@ -328,6 +348,7 @@ impl StateMachine {
             )
             .map_err(io_err)?;
         self.set_descriptor(desc);
+        self.load_frozen()?;
         failpoints::hit("snapshot-install-after-data")?;
         self.engine
             .state_put(
@@ -434,6 +455,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut batch = self.engine.batch(self.range_id);
             let mut new_desc = None;
             let mut split = None;
+            let mut merged = None;
+            let mut frozen = None;
             let resp = match &entry.payload {
                 EntryPayload::Blank => CommandResponse {
                     version: index,
@@ -452,12 +475,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             membership: &membership,
                             descriptor,
                             ts: None,
+                            frozen: self.frozen(),
                         };
                         crate::dispatch::apply(&mut a, cmd)
                     })?;
-                    if let Effect::Split { left, right } = effect {
-                        new_desc = Some(left.clone());
-                        split = Some((left, right));
+                    match effect {
+                        Effect::Split { left, right } => {
+                            new_desc = Some(left.clone());
+                            split = Some((left, right));
+                        }
+                        Effect::Merged { left, right_id } => {
+                            new_desc = Some(left);
+                            merged = Some(right_id);
+                        }
+                        Effect::Frozen(f) => frozen = Some(f),
+                        Effect::None => {}
                     }
                     resp
                 }
@@ -485,6 +517,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.since_snapshot.fetch_add(size, Ordering::Relaxed);
             if new_desc.is_some() {
                 self.set_descriptor(new_desc);
+            }
+            if let Some(f) = frozen {
+                tracing::info!(
+                    range_id = self.range_id,
+                    ?f,
+                    "range frozen for a merge (None: thawed)"
+                );
+                self.set_frozen(f);
+            }
+            if let Some(right) = merged {
+                tracing::info!(range_id = self.range_id, right, "range merged");
+                if let Some(ev) = &self.events {
+                    let _ = ev.send(RangeEvent::Merged {
+                        left: self.range_id,
+                        right,
+                    });
+                }
             }
             if let Some((left, right)) = split {
                 tracing::info!(range_id = self.range_id, right = right.range_id, at = ?String::from_utf8_lossy(&right.start), "range split");

@@ -1,5 +1,5 @@
 //! The public `Admin` gRPC service: node status, the cluster's nodes and ranges,
-//! `init`, drain, decommission, removal, splits, range lookups for routing, and
+//! `init`, drain, decommission, removal, splits, merges, range lookups for routing, and
 //! users.
 
 use std::sync::Arc;
@@ -261,6 +261,50 @@ impl AdminService {
     /// Sends a split at `key` to the leader of its range as this node's replica knows
     /// it, else to a node holding the range (`None`: no such node known).
     async fn split_elsewhere(&self, key: &[u8]) -> Result<Option<pb::SplitRangeResponse>> {
+        let Some(addr) = self.holder(key).await? else {
+            return Ok(None);
+        };
+        let resp = AdminClient::new(self.client_port(&addr)?)
+            .split_range(forwarded(pb::SplitRangeRequest { key: key.to_vec() }))
+            .await
+            .map_err(Error::Remote)?;
+        Ok(Some(resp.into_inner()))
+    }
+
+    async fn merge_range(&self, key: Vec<u8>, hop: Hop) -> Result<pb::MergeRangeResponse> {
+        let merged = match crate::merge::merge_range(&self.node, &key, "request").await {
+            Ok(d) => d,
+            // Not this node's to merge: passed on once, as a split is.
+            Err(e)
+                if hop == Hop::Client
+                    && (e.is_not_leader() || e.code() == ErrorCode::RangeNotFound) =>
+            {
+                let Some(addr) = self.holder(&key).await? else {
+                    return Err(e);
+                };
+                let resp = AdminClient::new(self.client_port(&addr)?)
+                    .merge_range(forwarded(pb::MergeRangeRequest { key }))
+                    .await
+                    .map_err(Error::Remote)?;
+                return Ok(resp.into_inner());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(pb::MergeRangeResponse {
+            merged: Some(descriptor(&self.node.locate(merged, None))),
+        })
+    }
+
+    fn client_port(&self, addr: &str) -> Result<tonic::transport::Channel> {
+        self.node
+            .pool
+            .client_port(addr)
+            .map_err(|e| Error::Unavailable(format!("{addr}: {e}")))
+    }
+
+    /// The leader of the range holding `key` as this node's replica knows it, else a
+    /// node holding the range (`None`: no such node known, or only this one).
+    async fn holder(&self, key: &[u8]) -> Result<Option<String>> {
         let addr = match self.node.router.lookup(key) {
             Some(r) => r.leader().1,
             None => routing::range_for(&self.node, key, false)
@@ -276,28 +320,21 @@ impl AdminService {
                         .map(str::to_string)
                 }),
         };
-        let Some(addr) = addr.filter(|a| *a != self.node.cfg.advertise()) else {
-            return Ok(None);
-        };
-        let ch = self
-            .node
-            .pool
-            .client_port(&addr)
-            .map_err(|e| Error::Unavailable(format!("{addr}: {e}")))?;
-        let mut req = Request::new(pb::SplitRangeRequest { key: key.to_vec() });
-        req.metadata_mut()
-            .insert(forward::FORWARDED, MetadataValue::from_static("1"));
-        req.set_timeout(SPLIT_PATIENCE);
-        let resp = AdminClient::new(ch)
-            .split_range(req)
-            .await
-            .map_err(Error::Remote)?;
-        Ok(Some(resp.into_inner()))
+        Ok(addr.filter(|a| *a != self.node.cfg.advertise()))
     }
 }
 
-/// How long a split passed on to another node may take.
+/// How long a split or a merge passed on to another node may take.
 const SPLIT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// `msg` as a call passed on from this node (the next node passes it on no further).
+fn forwarded<T>(msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut()
+        .insert(forward::FORWARDED, MetadataValue::from_static("1"));
+    req.set_timeout(SPLIT_PATIENCE);
+    req
+}
 
 #[tonic::async_trait]
 impl Admin for AdminService {
@@ -364,6 +401,14 @@ impl Admin for AdminService {
     ) -> std::result::Result<Response<pb::SplitRangeResponse>, Status> {
         let hop = forward::hop(req.metadata());
         answer(self.split_range(req.into_inner().key, hop).await)
+    }
+
+    async fn merge_range(
+        &self,
+        req: Request<pb::MergeRangeRequest>,
+    ) -> std::result::Result<Response<pb::MergeRangeResponse>, Status> {
+        let hop = forward::hop(req.metadata());
+        answer(self.merge_range(req.into_inner().key, hop).await)
     }
 
     async fn init(

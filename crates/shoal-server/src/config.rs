@@ -145,6 +145,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SHOAL_SPLIT_LOAD_WINDOW", default_value = "10s", value_parser = parse_duration)]
     pub split_load_window: std::time::Duration,
 
+    /// How long two adjacent ranges on the same replicas stay idle (quiesced: no
+    /// writes) before they merge back into one, if together they hold under a quarter
+    /// of `--range-max-bytes` (`10m`, `1h`; a bare number is seconds). 0: ranges merge
+    /// only on request (`shoal range merge`).
+    #[arg(long, env = "SHOAL_MERGE_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub merge_after: std::time::Duration,
+
     /// Replicas of each range (the meta range has one on every node).
     #[arg(long, env = "SHOAL_REPLICATION_FACTOR", default_value_t = 3)]
     pub replication_factor: usize,

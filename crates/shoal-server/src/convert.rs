@@ -734,7 +734,8 @@ impl KvRpc for pb::TxnRequest {
                     | OpResult::TxnDone
                     | OpResult::TxnStatus(_)
                     | OpResult::TxnConflict(_)
-                    | OpResult::Rider(_) => None,
+                    | OpResult::Rider(_)
+                    | OpResult::MergeFenced { .. } => None,
                 },
             })
             .collect();

@@ -3,9 +3,11 @@
 //! second, it reports the range's descriptor to the routing table, splits the range
 //! once its data passes `--range-max-bytes` or once it stays hot (over `--split-qps`
 //! for `--split-load-window`, at a key dividing its load: see `shoal_raft::load`),
-//! and asks members that skipped a split to create their replica; and it destroys
-//! this node's replicas of ranges that no longer count it (garbage collection). Where
-//! replicas live is the placement driver's to decide (`placement/`).
+//! and asks members that skipped a split to create their replica, and abandons the
+//! merge of a range frozen too long (`merge.rs`); it retires the right-hand replica
+//! of every merge its state machines apply, and destroys this node's replicas of
+//! ranges that no longer count it (garbage collection). Where replicas live is the
+//! placement driver's to decide (`placement/`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ use shoal_raft::{
 
 use crate::convert::peer_message;
 use crate::error::{Error, Result};
+use crate::merge;
 use crate::node::{lock, Node, RangeEvents};
 use crate::peer_call;
 use crate::routing;
@@ -59,6 +62,11 @@ pub struct RangeKeeper {
     unmatched: Mutex<HashMap<(u64, u64), Instant>>,
     /// The load of each range this node leads.
     heat: Mutex<HashMap<u64, Heat>>,
+    /// Since when each range this node leads has been frozen for a merge.
+    frozen_since: Mutex<HashMap<u64, Instant>>,
+    /// Since when each range this node leads and the range after it have both been
+    /// idle.
+    idle_since: Mutex<HashMap<u64, Instant>>,
 }
 
 impl RangeKeeper {
@@ -70,14 +78,17 @@ impl RangeKeeper {
             measured: Mutex::default(),
             unmatched: Mutex::default(),
             heat: Mutex::default(),
+            frozen_since: Mutex::default(),
+            idle_since: Mutex::default(),
         }
     }
 
-    /// Opens the right half of every split a state machine of this node applies, until
-    /// the node stops.
+    /// Opens the right half of every split a state machine of this node applies, and
+    /// retires the right-hand replica of every merge, until the node stops.
     pub async fn follow_splits(self: Arc<Self>, mut events: RangeEvents) {
         while let Some(ev) = events.recv().await {
             match ev {
+                RangeEvent::Merged { left, right } => self.retire_merged(left, right).await,
                 RangeEvent::Split { left, right } => {
                     match self.node.open_range(right.range_id).await {
                         Ok(r) => self.elect_right_half(left, &r).await,
@@ -95,6 +106,30 @@ impl RangeKeeper {
                     }
                 }
             }
+        }
+    }
+
+    /// Range `left` absorbed `right` on this node: this node's replica of `right` goes
+    /// (its keys stay: they are `left`'s), and `left` starts from a fresh snapshot (a
+    /// member given the one before the merge would lack `right`'s keys). The leader of
+    /// `left` tells the routing table.
+    async fn retire_merged(&self, left: u64, right: u64) {
+        if let Some(r) = self.node.router.get(right) {
+            if let Err(e) = self.node.retire_replica(&r, false).await {
+                tracing::error!(left, right, error = %e, "retiring the right-hand replica of a merge");
+            }
+        }
+        forget(&self.frozen_since, &[right]);
+        // The left range holds more now: measured again next round.
+        lock(&self.unmeasured).insert(left, u64::MAX);
+        let Some(l) = self.node.router.get(left) else {
+            return;
+        };
+        if let Err(e) = l.snapshot().await {
+            tracing::warn!(range_id = left, error = %e, "snapshot after a merge");
+        }
+        if let (true, Some(d)) = (l.is_leader(), l.descriptor()) {
+            merge::announce(&self.node, &d, right).await;
         }
     }
 
@@ -129,6 +164,10 @@ impl RangeKeeper {
                 r.take_load();
                 continue;
             }
+            if r.frozen().is_some() {
+                self.unfreeze_if_stalled(r).await;
+                continue;
+            }
             // A quiesced range holds the whole log on every member: none is missing.
             if !r.is_quiesced() {
                 self.create_missing_replicas(r).await;
@@ -157,6 +196,7 @@ impl RangeKeeper {
             }
             if !self.split_if_large(r, &d).await {
                 self.split_if_hot(r, &d).await;
+                self.merge_if_idle(r, &d).await;
             }
         }
         // What this node kept of the ranges it no longer leads: each map locked once.
@@ -164,6 +204,8 @@ impl RangeKeeper {
         forget(&self.unmeasured, &following);
         forget(&self.measured, &following);
         forget(&self.heat, &following);
+        forget(&self.frozen_since, &following);
+        forget(&self.idle_since, &following);
         if !to_report.is_empty() {
             match routing::report(&self.node, to_report.clone()).await {
                 Ok(()) => {
@@ -173,6 +215,63 @@ impl RangeKeeper {
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "reporting descriptors"),
+            }
+        }
+    }
+
+    /// Abandons the merge of `r` (led here, frozen) once it has been frozen for
+    /// [`merge::FROZEN_PATIENCE`]: its coordinator is gone or stuck.
+    async fn unfreeze_if_stalled(&self, r: &Replica) {
+        let since = *lock(&self.frozen_since)
+            .entry(r.range_id)
+            .or_insert_with(Instant::now);
+        if since.elapsed() < merge::FROZEN_PATIENCE {
+            return;
+        }
+        merge::recover(&self.node, r).await;
+        lock(&self.frozen_since).remove(&r.range_id);
+    }
+
+    /// Merges `r` (led here, described by `d`) with the range after it once both have
+    /// been idle (quiesced: no writes) for `--merge-after` and together hold under a
+    /// quarter of `--range-max-bytes`, if the two have the same replicas (see
+    /// `merge.rs`): a cluster does not keep thousands of small ranges after a load that
+    /// split them ended, or after a delete.
+    async fn merge_if_idle(&self, r: &Replica, d: &RangeDescriptor) {
+        let after = self.node.cfg.merge_after;
+        if after.is_zero() || d.end.is_empty() {
+            return;
+        }
+        let right = self.node.router.lookup(&d.end).filter(|rr| {
+            rr.frozen().is_none()
+                && rr.with_descriptor(|rd| {
+                    rd.is_some_and(|rd| rd.start == d.end && rd.replicas == d.replicas)
+                })
+        });
+        let Some(rr) = right.filter(|rr| r.is_quiesced() && rr.is_quiesced()) else {
+            lock(&self.idle_since).remove(&r.range_id);
+            return;
+        };
+        let since = *lock(&self.idle_since)
+            .entry(r.range_id)
+            .or_insert_with(Instant::now);
+        if since.elapsed() < after {
+            return;
+        }
+        let bytes = self.range_bytes(r).saturating_add(self.range_bytes(&rr));
+        if bytes >= self.node.cfg.range_max_bytes / 4 {
+            return;
+        }
+        lock(&self.idle_since).remove(&r.range_id);
+        match merge::merge_range(&self.node, &d.start, "idle").await {
+            Ok(m) => tracing::info!(
+                range_id = m.range_id,
+                right = rr.range_id,
+                bytes,
+                "merged two idle ranges"
+            ),
+            Err(e) => {
+                tracing::info!(range_id = r.range_id, right = rr.range_id, error = %e, "merging two idle ranges")
             }
         }
     }
@@ -474,6 +573,21 @@ impl RangeKeeper {
         };
         let wanted = self.node.wanted();
         for r in candidates {
+            if let Some(f) = r.frozen() {
+                // Absorbed by its left neighbour here (the merge's notice was lost to a
+                // restart or a stop): retired, its keys kept.
+                let absorbed = r.with_descriptor(|d| {
+                    let left = self.node.router.get(f.left_id)?;
+                    let start = d?.start.clone();
+                    Some(left.with_descriptor(|l| l.is_some_and(|l| l.contains(&start))))
+                });
+                if absorbed == Some(true) {
+                    if let Err(e) = self.node.retire_replica(&r, false).await {
+                        tracing::warn!(range_id = r.range_id, error = %e, "retiring an absorbed replica");
+                    }
+                }
+                continue;
+            }
             if wanted.contains(&r.range_id) {
                 // Asked for by its leader: the routing table may not count it yet.
                 continue;

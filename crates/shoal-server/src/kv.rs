@@ -536,8 +536,10 @@ impl KvService {
     /// `None` otherwise, or when it failed here (the caller then reads through the
     /// client).
     async fn read_here(&self, key: &[u8], op: Op, rpc: &'static str) -> Option<Outcome> {
+        // Not a range frozen for a merge: it serves nothing (see `route`).
         let r = (self.node.router.lookup(key))
-            .filter(|r| r.is_leader() || r.current_leader().is_some())?;
+            .filter(|r| r.is_leader() || r.current_leader().is_some())
+            .filter(|r| r.frozen().is_none())?;
         self.node.check_serving().ok()?;
         r.record_load(key);
         let start = Instant::now();

@@ -27,7 +27,9 @@
 //!   node's own) and the calls to the meta range's leader that keep it.
 //! - [`bootstrap`]: founding (`init`, `--bootstrap-expect`) and joining a cluster.
 //! - [`keeper`]: the range keeper: splits, reports to the routing table, members that
-//!   skipped a split, garbage collection of removed replicas.
+//!   skipped a split, garbage collection of removed replicas, right-hand replicas
+//!   of merges retired. [`merge`]: merges of adjacent ranges, driven by the left
+//!   range's leader, and stalled ones abandoned.
 //! - [`placement`]: the placement driver on the meta range's leader (a pure planner,
 //!   the driver and its heartbeats, changes carried out by ranges' leaders).
 //! - [`clock`]: [`clock::Clock`], this node's timestamps: a batching client of the
@@ -70,6 +72,7 @@ pub mod lifecycle;
 pub mod listen;
 pub mod located;
 pub mod logins;
+pub mod merge;
 pub mod metrics;
 pub mod node;
 pub mod peer;

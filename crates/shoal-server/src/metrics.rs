@@ -1,7 +1,7 @@
 //! Prometheus metrics: request counts and latency histograms per RPC, Raft gauges per
 //! range (read from openraft's metrics at scrape time), garbage collection of old
 //! versions, TLS (refused handshakes, the node certificate's expiry), failed
-//! logins, splits by reason, and what the node sized itself by (its cgroup's limits)
+//! logins, splits by reason, merges, and what the node sized itself by (its cgroup's limits)
 //! and to.
 
 use std::time::Duration;
@@ -28,6 +28,7 @@ pub struct Metrics {
     cert_expires: IntGauge,
     resources: IntGaugeVec,
     splits: IntCounterVec,
+    merges: IntCounterVec,
     /// Held while rendering: a concurrent scrape's reset must not empty the Raft
     /// gauges between another's setting and gathering them.
     rendering: std::sync::Arc<std::sync::Mutex<()>>,
@@ -126,9 +127,18 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let merges = IntCounterVec::new(
+            Opts::new(
+                "shoal_range_merges_total",
+                "merges this node coordinated as the left-hand range's leader, by reason: idle (two small ranges quiesced for --merge-after), request (`shoal range merge`)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(splits.clone()),
+            Box::new(merges.clone()),
             Box::new(resources.clone()),
             Box::new(latency.clone()),
             Box::new(raft.clone()),
@@ -156,6 +166,7 @@ impl Metrics {
             cert_expires,
             resources,
             splits,
+            merges,
             rendering: Default::default(),
         }
     }
@@ -171,6 +182,11 @@ impl Metrics {
     /// A split of a range this node led (`reason`: size, load or request).
     pub fn count_split(&self, reason: &str) {
         self.splits.with_label_values(&[reason]).inc();
+    }
+
+    /// A merge this node coordinated (`reason`: idle or request).
+    pub fn count_merge(&self, reason: &str) {
+        self.merges.with_label_values(&[reason]).inc();
     }
 
     pub fn count_tls_refused(&self, listener: &str) {

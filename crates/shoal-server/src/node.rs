@@ -523,8 +523,14 @@ impl Node {
 
     /// Stops a replica and deletes all of it from this node.
     pub async fn destroy_replica(&self, r: &Replica) -> Result<()> {
+        self.retire_replica(r, true).await
+    }
+
+    /// Stops a replica and deletes it from this node; its keys too with `with_keys`
+    /// (not for the right-hand range of a merge, whose keys its left neighbour holds).
+    pub async fn retire_replica(&self, r: &Replica, with_keys: bool) -> Result<()> {
         let _g = self.open_lock.lock().await;
-        let span = r.descriptor().map(|d| d.span());
+        let span = r.descriptor().map(|d| d.span()).filter(|_| with_keys);
         self.router.remove(r.range_id);
         if let Err(e) = r.shutdown().await {
             tracing::warn!(range_id = r.range_id, error = %e, "stopping a removed replica");

@@ -1,6 +1,6 @@
 //! The internal `Peer` gRPC service: the node-level calls between the nodes of a
 //! cluster (hello, bootstrap, join, range ids, routing-table reports, replica
-//! creation, heartbeats, replica changes, timestamps), answered by the node, its
+//! creation, heartbeats, replica changes, merge steps, timestamps), answered by the node, its
 //! drivers and its clock.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::convert::{peer_message, peer_payload};
 use crate::error::{Error, Result};
 use crate::keeper::RangeKeeper;
+use crate::merge;
 use crate::node::Node;
 use crate::placement::change;
 use crate::placement::driver::PlacementDriver;
@@ -172,6 +173,20 @@ impl Peer for PeerService {
             Ok(())
         })();
         answer(&m, done)
+    }
+
+    async fn merge_step(
+        &self,
+        req: Request<pb::PeerMessage>,
+    ) -> std::result::Result<Response<pb::PeerMessage>, Status> {
+        let m = req.into_inner();
+        let done = async {
+            self.for_me(&m)?;
+            let step: merge::Step = peer_payload(&m)?;
+            let answer = merge::serve(&self.node, m.range_id, step).await?;
+            peer_message(m.range_id, 0, &answer)
+        };
+        done.await.map(Response::new).map_err(Status::from)
     }
 
     async fn change_replicas(

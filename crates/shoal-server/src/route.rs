@@ -56,6 +56,14 @@ pub async fn route(node: &Node, req: &Request, hop: Hop) -> Result<Route> {
         }
     }
     let r = replica_for(node, req)?;
+    if let Some(f) = r.frozen() {
+        // Its keys move to the left neighbour: the client looks the range up again
+        // (and again, with backoff, until the merge is done or abandoned).
+        return Err(Error::RangeNotFound(format!(
+            "range {} is frozen for a merge into range {}",
+            r.range_id, f.left_id
+        )));
+    }
     // On the leader (the common case), no copy of its address is taken.
     if req.op.is_write() && hop != Hop::ToLeader && !r.is_leader() {
         if let (Some(l), Some(addr)) = r.leader() {

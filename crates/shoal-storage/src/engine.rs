@@ -499,6 +499,15 @@ impl DataBatch {
         );
     }
 
+    /// Deletes a Raft state value of another range (the right half of a merge, which
+    /// the batch of the merge itself retires).
+    pub fn delete_state_of(&mut self, engine: &Engine, range_id: u64, key: StateKey) {
+        self.batch.delete_cf(
+            engine.cf(keys::CF_RAFT_STATE),
+            keys::state_key(range_id, key as u8),
+        );
+    }
+
     /// A replicated key of range `range_id`.
     pub fn put_range_local(&mut self, engine: &Engine, range_id: u64, suffix: &[u8], value: &[u8]) {
         self.batch.put_cf(

@@ -266,6 +266,18 @@ pub fn range_local_bounds(range_id: u64) -> (Vec<u8>, Vec<u8>) {
 /// Suffix of a range's descriptor among its replicated keys.
 pub const DESCRIPTOR_SUFFIX: &[u8] = b"desc";
 
+/// Suffix (among a range's replicated keys) of the record of a range frozen for a
+/// merge into its left neighbour: while it is there, the range takes no request.
+pub const FROZEN_SUFFIX: &[u8] = b"frozen";
+
+/// Suffix (among a range's replicated keys) of what became of a merge of the range
+/// `right_id` into this one: absorbed, or fenced off.
+pub fn merge_suffix(right_id: u64) -> Vec<u8> {
+    let mut k = b"merge/".to_vec();
+    k.extend_from_slice(&right_id.to_be_bytes());
+    k
+}
+
 /// Suffix (among a range's replicated keys) of the kept answer of a client's request.
 pub fn request_suffix(client_id: u64, seq: u64) -> Vec<u8> {
     let mut k = client_requests_prefix(client_id);

@@ -13,7 +13,7 @@ use crate::command::{
     WriteOp,
 };
 use crate::meta::{decommissioning, descriptors};
-use crate::range::{RangeDescriptor, FIRST_RANGE_ID};
+use crate::range::{Frozen, RangeDescriptor, FIRST_RANGE_ID};
 use crate::types::{LogId, StoredMembership};
 
 pub struct Harness {
@@ -21,6 +21,7 @@ pub struct Harness {
     pub range_id: u64,
     pub membership: StoredMembership,
     pub descriptor: Option<RangeDescriptor>,
+    pub frozen: Option<Frozen>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +37,7 @@ impl Harness {
             range_id: FIRST_RANGE_ID,
             membership: StoredMembership::new(None, m),
             descriptor: None,
+            frozen: None,
             _dir: dir,
         }
     }
@@ -57,11 +59,16 @@ impl Harness {
             membership: &self.membership,
             descriptor: self.descriptor.as_ref(),
             ts: None,
+            frozen: self.frozen,
         };
         let (resp, effect) = apply(&mut a, &cmd).unwrap();
         self.engine.commit(batch).unwrap();
-        if let Effect::Split { left, .. } = effect {
-            self.descriptor = Some(left);
+        match effect {
+            Effect::Split { left, .. } | Effect::Merged { left, .. } => {
+                self.descriptor = Some(left)
+            }
+            Effect::Frozen(f) => self.frozen = f,
+            Effect::None => {}
         }
         resp
     }
