@@ -507,7 +507,10 @@ async fn a_merge_that_fails_after_the_freeze_is_undone() {
     // The frozen range's leader abandons the merge: the range takes writes again.
     let frozen = Instant::now();
     put_eventually(&client, "x", "after", Duration::from_secs(60)).await;
-    eprintln!("the right range took writes again after {:?}", frozen.elapsed());
+    eprintln!(
+        "the right range took writes again after {:?}",
+        frozen.elapsed()
+    );
     assert_eq!(read(&client, "x").await.0, "after");
     assert_eq!(read(&client, "a").await.0, "old");
     assert_eq!(ranges(&c).await, 2);

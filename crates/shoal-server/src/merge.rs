@@ -29,6 +29,9 @@ use crate::routing;
 /// How long a range may stay frozen before its leader abandons the merge.
 pub const FROZEN_PATIENCE: Duration = Duration::from_secs(15);
 
+/// How long a step waits for its range's leader to be known.
+const LEADER_PATIENCE: Duration = Duration::from_secs(3);
+
 /// How long a replica of the right-hand range may take to apply the freeze.
 const APPLY_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -105,22 +108,24 @@ pub async fn merge_range(node: &Node, key: &[u8], reason: &str) -> Result<RangeD
     }
     let token = left.applied_index();
     let began = Instant::now();
-    let frozen = step_on_leader(
-        node,
-        &right,
-        Step::Freeze {
-            left_id: ld.range_id,
-            token,
-        },
-    )
-    .await?;
-    tracing::info!(
-        left = ld.range_id,
-        right = rd.range_id,
+    let freeze = Step::Freeze {
+        left_id: ld.range_id,
         token,
-        "froze the right-hand range of a merge"
-    );
-    match absorb(node, &left, &right, token, frozen.index, began).await {
+    };
+    // A freeze whose outcome is unknown may have applied: undone like a later failure.
+    let absorbed = match step_on_leader(node, &right, freeze).await {
+        Ok(frozen) => {
+            tracing::info!(
+                left = ld.range_id,
+                right = rd.range_id,
+                token,
+                "froze the right-hand range of a merge"
+            );
+            absorb(node, &left, &right, token, frozen.index, began).await
+        }
+        Err(e) => Err(e),
+    };
+    match absorbed {
         Ok(merged) => {
             // The routing table hears of it from the left range's leader as it applies
             // the merge (`RangeKeeper::retire_merged`).
@@ -128,7 +133,7 @@ pub async fn merge_range(node: &Node, key: &[u8], reason: &str) -> Result<RangeD
             Ok(merged)
         }
         Err(e) => {
-            tracing::warn!(left = ld.range_id, right = rd.range_id, error = %e, "merge failed after the freeze: abandoning it");
+            tracing::warn!(left = ld.range_id, right = rd.range_id, error = %e, "merge failed: abandoning it (undoing any freeze)");
             if let Err(e2) = abandon(node, ld.range_id, &right, token).await {
                 tracing::warn!(right = rd.range_id, error = %e2, "abandoning a merge; the frozen range's leader will");
             }
@@ -244,17 +249,33 @@ pub async fn recover(node: &Node, r: &Replica) {
     }
 }
 
-/// Runs `step` on the leader of `r`'s range: here, or at the leader's node.
+/// Runs `step` on the leader of `r`'s range: here, or at the leader's node; while
+/// the range elects one (or this replica learns of it), for up to [`LEADER_PATIENCE`].
 async fn step_on_leader(node: &Node, r: &Replica, step: Step) -> Result<Answer> {
-    if r.is_leader() {
-        return serve(node, r.range_id, step).await;
-    }
-    match r.leader() {
-        (Some(id), Some(addr)) => call(node, &addr, r.range_id, id, &step).await,
-        _ => Err(Error::Unavailable(format!(
-            "range {} has no leader now",
-            r.range_id
-        ))),
+    let deadline = Instant::now() + LEADER_PATIENCE;
+    loop {
+        let done = if r.is_leader() {
+            serve(node, r.range_id, step.clone()).await
+        } else {
+            match r.leader() {
+                (Some(id), Some(addr)) if id != r.node_id => {
+                    call(node, &addr, r.range_id, id, &step).await
+                }
+                _ => Err(Error::Unavailable(format!(
+                    "range {} has no leader now",
+                    r.range_id
+                ))),
+            }
+        };
+        match done {
+            Err(e)
+                if (e.is_not_leader() || matches!(e, Error::Unavailable(_)))
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
     }
 }
 
